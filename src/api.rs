@@ -1,0 +1,300 @@
+//! The HTTP surface: WHIP routes, the `/v1` call API, metrics and health.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::core::conference::{CallSummary, EndReason};
+use crate::ingest::whip::{self, parse_call_id};
+use crate::problem::Problem;
+use crate::rtc::worker::WorkerCommand;
+use crate::server::AppState;
+use crate::sinks::recorder::read_call_json;
+
+/// Largest request body accepted (an SDP offer with many m-lines fits easily).
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long `POST /v1/calls/{id}/end` waits for the call's files to be final.
+const END_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/whip/{call_id}", post(whip::create).options(whip::options))
+        .route(
+            "/whip/{call_id}/{session}",
+            axum::routing::delete(whip::delete).patch(whip::patch),
+        )
+        .route("/v1/calls", get(list_calls))
+        .route("/v1/calls/{call_id}", get(get_call))
+        .route("/v1/calls/{call_id}/end", post(end_call))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ));
+    if let Some(cors) = cors_layer(&state.config.http.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
+    router.with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::DELETE,
+                Method::PATCH,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::ETAG,
+                header::HeaderName::from_static("accept-post"),
+                header::LINK,
+            ]),
+    )
+}
+
+/// Counts every answered request by route template, method and status.
+async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let method = match method.as_str() {
+        "GET" | "POST" | "DELETE" | "PATCH" | "OPTIONS" | "HEAD" | "PUT" => method,
+        _ => "other".to_owned(),
+    };
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// Checks `Authorization: Bearer <token>` against `auth.tokens`.
+pub fn require_bearer(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .ok_or_else(Problem::unauthorized)?;
+    let ok = state.config.auth.tokens.iter().fold(false, |found, t| {
+        found | constant_time_eq(t.as_bytes(), presented.as_bytes())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unauthorized())
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a token prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Awaits a oneshot reply for at most `limit`.
+pub async fn wait_for<T>(rx: tokio::sync::oneshot::Receiver<T>, limit: Duration) -> Option<T> {
+    tokio::time::timeout(limit, rx).await.ok()?.ok()
+}
+
+/// One line of `GET /v1/calls`.
+#[derive(Debug, Serialize)]
+pub struct CallListItem {
+    /// The call id.
+    pub call_id: String,
+    /// `active` or `ended`.
+    pub state: &'static str,
+    /// Call time zero (UTC).
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// End (UTC).
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Participants seen.
+    pub participants: usize,
+}
+
+async fn snapshot(state: &AppState, call_id: &crate::core::ids::CallId) -> Option<CallSummary> {
+    let worker = state.registry().calls.get(call_id).map(|c| c.worker)?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    state.workers[worker]
+        .send(WorkerCommand::Snapshot {
+            call_id: call_id.clone(),
+            reply,
+        })
+        .ok()?;
+    wait_for(rx, Duration::from_secs(2)).await.flatten()
+}
+
+async fn list_calls(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require_bearer(&state, &headers)?;
+    let active: Vec<_> = state.registry().calls.keys().cloned().collect();
+    let mut calls = Vec::new();
+    for id in &active {
+        if let Some(s) = snapshot(&state, id).await {
+            calls.push(CallListItem {
+                call_id: s.call_id,
+                state: "active",
+                started_at: s.started_at,
+                ended_at: None,
+                participants: s.participants.len(),
+            });
+        }
+    }
+    let dir = state.config.storage.data_dir.join("calls");
+    let ended = tokio::task::spawn_blocking(move || -> Vec<CallSummary> {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("call.json")).ok())
+            .filter_map(|b| serde_json::from_slice::<CallSummary>(&b).ok())
+            .filter(|s| s.ended_at.is_some())
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    for s in ended {
+        calls.push(CallListItem {
+            call_id: s.call_id,
+            state: "ended",
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            participants: s.participants.len(),
+        });
+    }
+    calls.sort_by(|a, b| {
+        a.started_at
+            .cmp(&b.started_at)
+            .then(a.call_id.cmp(&b.call_id))
+    });
+    Ok(Json(serde_json::json!({ "calls": calls })))
+}
+
+async fn get_call(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CallSummary>, Problem> {
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    if let Some(s) = snapshot(&state, &call_id).await {
+        return Ok(Json(s));
+    }
+    let data_dir = state.config.storage.data_dir.clone();
+    let id = call_id.clone();
+    let stored = tokio::task::spawn_blocking(move || read_call_json(&data_dir, &id))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    stored
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no call {call_id}")))
+}
+
+async fn end_call(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CallSummary>, Problem> {
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    let worker = state.registry().calls.get(&call_id).map(|c| c.worker);
+    if let Some(worker) = worker {
+        let (reply, existed) = tokio::sync::oneshot::channel();
+        let (finished_tx, finished) = tokio::sync::oneshot::channel();
+        state.workers[worker]
+            .send(WorkerCommand::EndCall {
+                call_id: call_id.clone(),
+                reason: EndReason::Api,
+                reply,
+                on_call_finished: Some(Box::new(move |s| {
+                    let _ = finished_tx.send(s);
+                })),
+            })
+            .map_err(Problem::internal)?;
+        if wait_for(existed, END_TIMEOUT).await == Some(true) {
+            if let Some(summary) = wait_for(finished, END_TIMEOUT).await {
+                return Ok(Json(summary));
+            }
+        }
+    }
+    // Not in progress: ending an ended call is a no-op that shows its result.
+    let data_dir = state.config.storage.data_dir.clone();
+    let id = call_id.clone();
+    let stored = tokio::task::spawn_blocking(move || read_call_json(&data_dir, &id))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    stored
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no call {call_id}")))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_accepting() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}

@@ -1,0 +1,555 @@
+//! Configuration: one TOML file, every key overridable by a `HEARKEN_*`
+//! environment variable, and defaults that run on one machine with no file.
+//!
+//! The environment name of a key is `HEARKEN_` followed by its dotted path in
+//! upper case with `.` replaced by `_`: `media.port_base` is
+//! `HEARKEN_MEDIA_PORT_BASE`. Lists (such as `auth.tokens`) are comma-separated
+//! in the environment.
+//!
+//! Overrides are applied generically by walking the table of defaults, so a key
+//! added to [`Config`] is overridable without further code.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The token accepted by the embedded defaults. A server that accepts it is
+/// open to anyone who has read the README, so it is logged loudly at start.
+pub const DEVELOPMENT_TOKEN: &str = "hearken-dev";
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "HEARKEN_";
+
+/// Environment variables with the prefix that are not config keys but are
+/// still ours (so they are not reported as unknown).
+const NON_KEY_ENV_VARS: &[&str] = &["HEARKEN_CONFIG", "HEARKEN_LOG"];
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP API and WHIP signaling.
+    pub http: HttpConfig,
+    /// UDP media workers.
+    pub media: MediaConfig,
+    /// Where recordings and call metadata are kept.
+    pub storage: StorageConfig,
+    /// Who may use the API.
+    pub auth: AuthConfig,
+    /// Capacity limits of this node.
+    pub limits: LimitsConfig,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Origins allowed by CORS (browser WHIP clients). `*` allows any origin;
+    /// an empty list turns CORS off.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Media (UDP) settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Local IP the worker sockets bind to (`0.0.0.0` for all interfaces).
+    pub bind_ip: IpAddr,
+    /// IP put in the ICE host candidate of every answer: the address clients
+    /// can reach this node at.
+    pub advertised_ip: IpAddr,
+    /// UDP port of the first worker; worker `n` uses `port_base + n`. 0 lets
+    /// the OS pick a free port for each worker (tests; behind a fixed
+    /// firewall rule you want fixed ports).
+    pub port_base: u16,
+    /// Number of media worker threads; 0 means one per core.
+    pub workers: usize,
+    /// A session that has not connected (ICE + DTLS) this long after its
+    /// answer was sent is ended.
+    pub connect_timeout_ms: u64,
+    /// Requested kernel receive buffer per worker socket.
+    pub udp_recv_buffer_bytes: usize,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Root of all call artifacts: `{data_dir}/calls/{call_id}/...`.
+    pub data_dir: PathBuf,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens accepted on WHIP and on the `/v1` API.
+    pub tokens: Vec<String>,
+}
+
+/// Capacity limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// WHIP sessions this node accepts at once; past it, WHIP answers 503.
+    pub max_sessions: usize,
+    /// Frames that may wait for the recorder of one worker before new ones
+    /// are dropped (and counted).
+    pub recorder_queue_frames: usize,
+    /// Seconds a client is told to wait (`Retry-After`) when the node is full.
+    pub retry_after_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            cors_allowed_origins: vec!["*".to_owned()],
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertised_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_base: 40000,
+            workers: 0,
+            connect_timeout_ms: 15_000,
+            udp_recv_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            tokens: vec![DEVELOPMENT_TOKEN.to_owned()],
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 2000,
+            recorder_queue_frames: 8192,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig::default(),
+            media: MediaConfig::default(),
+            storage: StorageConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key or a wrong type.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// An environment override could not be parsed as the key's type.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is of the right type but not acceptable.
+    #[error("config key {key}: {message}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A loaded configuration and what the loader noticed on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// `HEARKEN_*` variables that match no key (probably typos).
+    pub unknown_env: Vec<String>,
+}
+
+impl Config {
+    /// Loads the defaults, then `file` (if given), then the environment
+    /// overrides from `env`, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut table = defaults_table();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let from_file: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::File {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?;
+            merge(&mut table, from_file);
+            // Catch unknown keys and wrong types with the file's name in the error.
+            Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+                ConfigError::File {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+
+        let mut known = BTreeSet::new();
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        apply_env(&mut table, "", &env, &mut known)?;
+        let unknown_env = env
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !known.contains(k) && !NON_KEY_ENV_VARS.contains(&k.as_str()))
+            .collect();
+
+        let config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Env {
+                var: "HEARKEN_*".to_owned(),
+                message: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(Loaded {
+            config,
+            unknown_env,
+        })
+    }
+
+    /// Checks values that are well-typed but unusable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.tokens.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "auth.tokens",
+                message: "a token must not be empty".into(),
+            });
+        }
+        if self.media.advertised_ip.is_unspecified() {
+            return Err(ConfigError::Invalid {
+                key: "media.advertised_ip",
+                message: "must be an address clients can reach, not 0.0.0.0 or ::".into(),
+            });
+        }
+        if usize::from(self.media.port_base) + self.worker_count() > usize::from(u16::MAX) + 1 {
+            return Err(ConfigError::Invalid {
+                key: "media.port_base",
+                message: format!(
+                    "{} workers starting at port {} run past 65535",
+                    self.worker_count(),
+                    self.media.port_base
+                ),
+            });
+        }
+        if self.limits.max_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_sessions",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.limits.recorder_queue_frames == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.recorder_queue_frames",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.media.connect_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "media.connect_timeout_ms",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The number of media workers to start (`media.workers`, or one per core).
+    pub fn worker_count(&self) -> usize {
+        if self.media.workers > 0 {
+            self.media.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+
+    /// Whether the development token is accepted.
+    pub fn accepts_development_token(&self) -> bool {
+        self.auth.tokens.iter().any(|t| t == DEVELOPMENT_TOKEN)
+    }
+
+    /// `media.connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.media.connect_timeout_ms)
+    }
+
+    /// The effective config as TOML; tokens are replaced unless `show_secrets`.
+    pub fn to_toml(&self, show_secrets: bool) -> String {
+        let mut shown = self.clone();
+        if !show_secrets {
+            shown.auth.tokens = shown
+                .auth
+                .tokens
+                .iter()
+                .map(|t| {
+                    if t == DEVELOPMENT_TOKEN {
+                        t.clone()
+                    } else {
+                        "<redacted>".to_owned()
+                    }
+                })
+                .collect();
+        }
+        // INVARIANT: Config is plain data with string map keys; it always serializes.
+        toml::to_string_pretty(&shown).expect("config serializes to TOML")
+    }
+}
+
+fn defaults_table() -> toml::Table {
+    match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        // INVARIANT: a struct of plain fields serializes to a table.
+        _ => unreachable!("Config serializes to a TOML table"),
+    }
+}
+
+/// Deep-merges `from` into `into`, keys of `from` winning.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+fn env_name(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase())
+}
+
+/// Replaces every leaf of `table` that has an environment override, parsing
+/// the text as the type of the value it replaces.
+fn apply_env(
+    table: &mut toml::Table,
+    prefix: &str,
+    env: &[(String, String)],
+    known: &mut BTreeSet<String>,
+) -> Result<(), ConfigError> {
+    for (key, value) in table.iter_mut() {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if let toml::Value::Table(inner) = value {
+            apply_env(inner, &path, env, known)?;
+            continue;
+        }
+        let var = env_name(&path);
+        let Some((_, text)) = env.iter().find(|(k, _)| *k == var) else {
+            continue;
+        };
+        known.insert(var.clone());
+        *value = parse_env_value(value, text).map_err(|message| ConfigError::Env {
+            var: var.clone(),
+            message: format!("{message} (for config key {path})"),
+        })?;
+    }
+    Ok(())
+}
+
+fn parse_env_value(current: &toml::Value, text: &str) -> Result<toml::Value, String> {
+    let text = text.trim();
+    Ok(match current {
+        toml::Value::String(_) => toml::Value::String(text.to_owned()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            text.parse()
+                .map_err(|_| format!("expected a whole number, got {text:?}"))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            text.parse()
+                .map_err(|_| format!("expected a number, got {text:?}"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match text {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(format!("expected true or false, got {text:?}")),
+        }),
+        toml::Value::Array(_) => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        toml::Value::Datetime(_) | toml::Value::Table(_) => {
+            return Err("this key cannot be set from the environment".to_owned());
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let loaded = Config::load(None, env(&[])).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert_eq!(loaded.config.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(loaded.config.media.port_base, 40000);
+        assert_eq!(loaded.config.storage.data_dir, PathBuf::from("./data"));
+        assert!(loaded.config.accepts_development_token());
+    }
+
+    #[test]
+    fn environment_overrides_every_contract_key() {
+        let loaded = Config::load(
+            None,
+            env(&[
+                ("HEARKEN_HTTP_LISTEN", "0.0.0.0:9000"),
+                ("HEARKEN_MEDIA_BIND_IP", "0.0.0.0"),
+                ("HEARKEN_MEDIA_ADVERTISED_IP", "192.0.2.7"),
+                ("HEARKEN_MEDIA_PORT_BASE", "41000"),
+                ("HEARKEN_MEDIA_WORKERS", "3"),
+                ("HEARKEN_STORAGE_DATA_DIR", "/var/lib/hearken"),
+                ("HEARKEN_AUTH_TOKENS", "alpha, beta"),
+                ("HEARKEN_LIMITS_MAX_SESSIONS", "12"),
+            ]),
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.http.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.media.bind_ip.to_string(), "0.0.0.0");
+        assert_eq!(c.media.advertised_ip.to_string(), "192.0.2.7");
+        assert_eq!(c.media.port_base, 41000);
+        assert_eq!(c.media.workers, 3);
+        assert_eq!(c.worker_count(), 3);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/hearken"));
+        assert_eq!(c.auth.tokens, vec!["alpha", "beta"]);
+        assert_eq!(c.limits.max_sessions, 12);
+        assert!(loaded.unknown_env.is_empty());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearken.toml");
+        std::fs::write(
+            &path,
+            "[media]\nport_base = 42000\nworkers = 2\n[auth]\ntokens = [\"file-token\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), env(&[("HEARKEN_MEDIA_WORKERS", "4")]))
+            .unwrap()
+            .config;
+        assert_eq!(c.media.port_base, 42000);
+        assert_eq!(c.media.workers, 4);
+        assert_eq!(c.auth.tokens, vec!["file-token"]);
+        assert!(!c.accepts_development_token());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = Config::load(None, env(&[("HEARKEN_MEDIA_PORT_BASE", "forty")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("HEARKEN_MEDIA_PORT_BASE"), "{text}");
+        assert!(text.contains("media.port_base"), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[media]\nport_bsae = 1\n").unwrap();
+        let text = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(text.contains("port_bsae"), "{text}");
+
+        let text = Config::load(None, env(&[("HEARKEN_MEDIA_ADVERTISED_IP", "0.0.0.0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("media.advertised_ip"), "{text}");
+
+        let text = Config::load(None, env(&[("HEARKEN_HTTP_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("nowhere") || text.contains("listen"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_prefixed_variables_are_reported() {
+        let loaded = Config::load(
+            None,
+            env(&[("HEARKEN_HTTP_LISTN", "x"), ("HEARKEN_LOG", "debug")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.unknown_env, vec!["HEARKEN_HTTP_LISTN"]);
+    }
+
+    #[test]
+    fn printed_config_hides_tokens_and_reloads() {
+        let mut c = Config::default();
+        c.auth.tokens = vec!["secret-one".into()];
+        let text = c.to_toml(false);
+        assert!(!text.contains("secret-one"));
+        let reparsed: Config = toml::from_str(&c.to_toml(true)).unwrap();
+        assert_eq!(reparsed, c);
+    }
+}

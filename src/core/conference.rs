@@ -1,0 +1,571 @@
+//! One call: its sessions, its participants (one per received audio m-line),
+//! and the mapping of every audio frame onto the call's timeline.
+//!
+//! Sans-IO: the media worker feeds it session events and frames with their
+//! arrival `Instant`; it answers with [`ConferenceOutput`]s drained by
+//! [`Conference::poll_output`]. Call time zero is the moment the first session
+//! of the call connected.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{CallId, participant_file_stem};
+use super::speaker::{SpeakerTimeline, TimelineConfig};
+
+/// Opus and RTP audio clock: every position on a call timeline counts 48 kHz
+/// samples.
+pub const SAMPLE_RATE: u64 = 48_000;
+
+/// A session of the call, as numbered by the media worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionKey(pub u64);
+
+/// Index of a participant within its conference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParticipantIdx(pub u32);
+
+/// One received Opus frame, as the worker got it from str0m.
+#[derive(Debug, Clone)]
+pub struct AudioFrame {
+    /// Extended RTP timestamp (48 kHz units).
+    pub rtp_time: u64,
+    /// Extended sequence number of the first packet of the frame.
+    pub seq_first: u64,
+    /// Extended sequence number of the last packet of the frame.
+    pub seq_last: u64,
+    /// When the frame's packets arrived.
+    pub arrival: Instant,
+    /// The Opus packet, exactly as sent.
+    pub payload: Arc<[u8]>,
+}
+
+/// A frame placed on the call timeline, ready for the sinks.
+#[derive(Debug, Clone)]
+pub struct SpeakerFrame {
+    /// Whose audio this is.
+    pub participant: ParticipantIdx,
+    /// The participant's file stem (safe as a path component).
+    pub file_stem: Arc<str>,
+    /// Call-time position of the frame's first sample (48 kHz samples).
+    pub position: u64,
+    /// The Opus packet, exactly as sent.
+    pub payload: Arc<[u8]>,
+}
+
+/// What the conference asks of the shell.
+#[derive(Debug, Clone)]
+pub enum ConferenceOutput {
+    /// The first session connected: call time zero is now.
+    Started {
+        /// Wall-clock time of call time zero.
+        at: DateTime<Utc>,
+    },
+    /// A participant's frame for the sinks.
+    Frame(SpeakerFrame),
+    /// A participant stopped sending (their session ended); their track is
+    /// padded to `position` so it keeps its place on the timeline.
+    ParticipantLeft {
+        /// Who left.
+        participant: ParticipantIdx,
+        /// File stem of the participant.
+        file_stem: Arc<str>,
+        /// Call-time position of the leave (48 kHz samples).
+        position: u64,
+    },
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Its last session was deleted or timed out.
+    LastSessionLeft,
+    /// `POST /v1/calls/{id}/end`.
+    Api,
+    /// The server was shut down.
+    Shutdown,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// The client sent `DELETE` on the session URL.
+    Deleted,
+    /// ICE reported the client gone.
+    Disconnected,
+    /// ICE and DTLS did not complete in time.
+    ConnectTimeout,
+    /// The call was ended.
+    CallEnded,
+    /// The WebRTC stack failed.
+    Failed,
+}
+
+impl SessionEndReason {
+    /// A fixed label for metrics.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Disconnected => "disconnected",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::CallEnded => "call_ended",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Per-participant facts kept in `call.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantSummary {
+    /// Participant id (msid stream id, or `{session}-{mid}`).
+    pub id: String,
+    /// Recording, relative to the call directory.
+    pub file: String,
+    /// Public ids of the sessions that carried this participant.
+    pub sessions: Vec<String>,
+    /// First packet received (UTC).
+    pub first_packet_at: Option<DateTime<Utc>>,
+    /// Last packet received (UTC).
+    pub last_packet_at: Option<DateTime<Utc>>,
+    /// RTP packets received.
+    pub packets_received: u64,
+    /// RTP packets lost (gaps in sequence numbers).
+    pub packets_lost: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Seconds of call timeline covered by the recording (filled by the
+    /// recorder).
+    pub recorded_seconds: f64,
+}
+
+/// The content of `call.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSummary {
+    /// The call id.
+    pub call_id: String,
+    /// Call time zero (UTC): when the first session connected.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the call ended (UTC); absent while it is in progress.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended.
+    pub end_reason: Option<EndReason>,
+    /// Sessions currently connected or connecting.
+    pub active_sessions: usize,
+    /// Every participant seen.
+    pub participants: Vec<ParticipantSummary>,
+}
+
+#[derive(Debug)]
+struct Participant {
+    id: Arc<str>,
+    file_stem: Arc<str>,
+    sessions: Vec<String>,
+    active: Option<SessionKey>,
+    timeline: SpeakerTimeline,
+    highest_seq: Option<u64>,
+    packets_received: u64,
+    packets_lost: u64,
+    bytes_received: u64,
+    first_packet: Option<Instant>,
+    last_packet: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct SessionInfo {
+    public_id: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CallStart {
+    instant: Instant,
+    utc: DateTime<Utc>,
+}
+
+/// Counts of what happened to frames, for the shell's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Packets received.
+    pub packets: u64,
+    /// Packets lost before this frame.
+    pub lost: u64,
+    /// Frames that re-anchored the speaker timeline.
+    pub reanchored: u64,
+}
+
+/// One call.
+#[derive(Debug)]
+pub struct Conference {
+    call_id: CallId,
+    start: Option<CallStart>,
+    participants: Vec<Participant>,
+    sessions: BTreeMap<SessionKey, SessionInfo>,
+    outputs: VecDeque<ConferenceOutput>,
+    ended: Option<(DateTime<Utc>, EndReason)>,
+}
+
+impl Conference {
+    /// A call with no session yet.
+    pub fn new(call_id: CallId) -> Self {
+        Self {
+            call_id,
+            start: None,
+            participants: Vec::new(),
+            sessions: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            ended: None,
+        }
+    }
+
+    /// The call id.
+    pub fn call_id(&self) -> &CallId {
+        &self.call_id
+    }
+
+    /// Whether the first session has connected.
+    pub fn has_started(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// Number of sessions attached.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of participants currently sending on a session.
+    pub fn active_speakers(&self) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.active.is_some())
+            .count()
+    }
+
+    /// A session was created for this call (its answer is on the way).
+    pub fn handle_session_added(&mut self, session: SessionKey, public_id: &str) {
+        self.sessions.insert(
+            session,
+            SessionInfo {
+                public_id: public_id.to_owned(),
+            },
+        );
+    }
+
+    /// A session completed ICE and DTLS. The first one starts the call.
+    pub fn handle_session_connected(&mut self, now: Instant, now_utc: DateTime<Utc>) {
+        if self.start.is_none() {
+            self.start = Some(CallStart {
+                instant: now,
+                utc: now_utc,
+            });
+            self.outputs
+                .push_back(ConferenceOutput::Started { at: now_utc });
+        }
+    }
+
+    /// A received audio m-line of `session` becomes a speaker. The participant
+    /// id is `stream_id` (the m-line's msid) or else `{session}-{mid}`. A
+    /// participant who comes back (same id, no longer sending) continues their
+    /// own track.
+    pub fn handle_speaker_added(
+        &mut self,
+        session: SessionKey,
+        mid: &str,
+        stream_id: Option<&str>,
+    ) -> ParticipantIdx {
+        let public_id = self
+            .sessions
+            .get(&session)
+            .map(|s| s.public_id.clone())
+            .unwrap_or_else(|| format!("session{}", session.0));
+        let fallback = format!("{public_id}-{mid}");
+        let wanted = stream_id.unwrap_or(&fallback);
+
+        let existing = self.participants.iter().position(|p| &*p.id == wanted);
+        let idx = match existing {
+            Some(i) if self.participants[i].active.is_none() => i,
+            // The stream id is already sending on another m-line or session:
+            // keep the two apart rather than interleave them in one file.
+            Some(_) => self.find_or_create(&fallback),
+            None => self.find_or_create(wanted),
+        };
+        let p = &mut self.participants[idx];
+        p.active = Some(session);
+        p.timeline.reset();
+        if !p.sessions.contains(&public_id) {
+            p.sessions.push(public_id);
+        }
+        ParticipantIdx(idx as u32)
+    }
+
+    fn find_or_create(&mut self, id: &str) -> usize {
+        if let Some(i) = self.participants.iter().position(|p| &*p.id == id) {
+            return i;
+        }
+        let mut stem = participant_file_stem(id);
+        // Two ids can only share a stem if one was already safe and equals the
+        // other's cleaned form with its hash; keep files distinct regardless.
+        let mut n = 1;
+        while self.participants.iter().any(|p| *p.file_stem == *stem) {
+            n += 1;
+            stem = format!("{}-{n}", participant_file_stem(id));
+        }
+        self.participants.push(Participant {
+            id: id.into(),
+            file_stem: stem.into(),
+            sessions: Vec::new(),
+            active: None,
+            timeline: SpeakerTimeline::new(TimelineConfig::default()),
+            highest_seq: None,
+            packets_received: 0,
+            packets_lost: 0,
+            bytes_received: 0,
+            first_packet: None,
+            last_packet: None,
+        });
+        self.participants.len() - 1
+    }
+
+    /// Places one received Opus frame of `participant` on the call timeline
+    /// and queues it for the sinks.
+    pub fn handle_audio(&mut self, participant: ParticipantIdx, frame: AudioFrame) -> FrameStats {
+        let Some(start) = self.start else {
+            // No session has connected yet, so no media can be flowing.
+            return FrameStats::default();
+        };
+        let Some(p) = self.participants.get_mut(participant.0 as usize) else {
+            return FrameStats::default();
+        };
+        let mut stats = FrameStats {
+            packets: frame.seq_last.saturating_sub(frame.seq_first) + 1,
+            ..FrameStats::default()
+        };
+        if let Some(highest) = p.highest_seq {
+            if frame.seq_first > highest + 1 {
+                stats.lost = frame.seq_first - highest - 1;
+            }
+        }
+        p.highest_seq = Some(
+            p.highest_seq
+                .map_or(frame.seq_last, |h| h.max(frame.seq_last)),
+        );
+        p.packets_received += stats.packets;
+        p.packets_lost += stats.lost;
+        p.bytes_received += frame.payload.len() as u64;
+        p.first_packet.get_or_insert(frame.arrival);
+        p.last_packet = Some(frame.arrival);
+
+        let arrival = samples_between(start.instant, frame.arrival);
+        let placement = p.timeline.handle_frame(frame.rtp_time, arrival);
+        if placement.reanchored.is_some() {
+            stats.reanchored = 1;
+        }
+        self.outputs
+            .push_back(ConferenceOutput::Frame(SpeakerFrame {
+                participant,
+                file_stem: p.file_stem.clone(),
+                position: placement.position,
+                payload: frame.payload,
+            }));
+        stats
+    }
+
+    /// A session ended. Its speakers stop being active; their tracks are
+    /// padded to now. Returns the number of sessions left.
+    pub fn handle_session_removed(&mut self, session: SessionKey, now: Instant) -> usize {
+        self.sessions.remove(&session);
+        let position = self
+            .start
+            .map(|s| samples_between(s.instant, now))
+            .unwrap_or(0);
+        for (i, p) in self.participants.iter_mut().enumerate() {
+            if p.active == Some(session) {
+                p.active = None;
+                if self.start.is_some() {
+                    self.outputs.push_back(ConferenceOutput::ParticipantLeft {
+                        participant: ParticipantIdx(i as u32),
+                        file_stem: p.file_stem.clone(),
+                        position,
+                    });
+                }
+            }
+        }
+        self.sessions.len()
+    }
+
+    /// Ends the call. Every remaining session must be removed by the caller
+    /// first (so each leave is recorded).
+    pub fn handle_end(&mut self, now_utc: DateTime<Utc>, reason: EndReason) {
+        if self.ended.is_none() {
+            self.ended = Some((now_utc, reason));
+        }
+    }
+
+    /// Whether [`Self::handle_end`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Call time of `now` in 48 kHz samples (0 before the call started).
+    pub fn call_time(&self, now: Instant) -> u64 {
+        self.start
+            .map(|s| samples_between(s.instant, now))
+            .unwrap_or(0)
+    }
+
+    /// Next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<ConferenceOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The facts for `call.json` (recorded durations are left at zero: the
+    /// recorder knows them).
+    pub fn summary(&self) -> CallSummary {
+        let to_utc = |t: Option<Instant>| -> Option<DateTime<Utc>> {
+            let (start, t) = (self.start?, t?);
+            let offset = t.saturating_duration_since(start.instant);
+            chrono::Duration::from_std(offset)
+                .ok()
+                .map(|d| start.utc + d)
+        };
+        CallSummary {
+            call_id: self.call_id.to_string(),
+            started_at: self.start.map(|s| s.utc),
+            ended_at: self.ended.map(|(t, _)| t),
+            end_reason: self.ended.map(|(_, r)| r),
+            active_sessions: self.sessions.len(),
+            participants: self
+                .participants
+                .iter()
+                .map(|p| ParticipantSummary {
+                    id: p.id.to_string(),
+                    file: format!("audio/{}.opus", p.file_stem),
+                    sessions: p.sessions.clone(),
+                    first_packet_at: to_utc(p.first_packet),
+                    last_packet_at: to_utc(p.last_packet),
+                    packets_received: p.packets_received,
+                    packets_lost: p.packets_lost,
+                    bytes_received: p.bytes_received,
+                    recorded_seconds: 0.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whole 48 kHz samples from `from` to `to` (0 if `to` is earlier).
+pub fn samples_between(from: Instant, to: Instant) -> u64 {
+    duration_to_samples(to.saturating_duration_since(from))
+}
+
+/// A duration in whole 48 kHz samples.
+pub fn duration_to_samples(d: Duration) -> u64 {
+    (d.as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(at: Instant, ms: u64, seq: u64) -> AudioFrame {
+        AudioFrame {
+            rtp_time: 10_000 + ms * 48,
+            seq_first: seq,
+            seq_last: seq,
+            arrival: at + Duration::from_millis(ms),
+            payload: Arc::from(&[0xFCu8, 0xFF, 0xFE][..]),
+        }
+    }
+
+    fn frames(c: &mut Conference) -> Vec<SpeakerFrame> {
+        let mut out = Vec::new();
+        while let Some(o) = c.poll_output() {
+            if let ConferenceOutput::Frame(f) = o {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn participant_ids_come_from_msid_or_session_and_mid() {
+        let mut c = Conference::new(CallId::parse("c").unwrap());
+        c.handle_session_added(SessionKey(1), "s1");
+        let a = c.handle_speaker_added(SessionKey(1), "0", Some("alice"));
+        let b = c.handle_speaker_added(SessionKey(1), "1", None);
+        let s = c.summary();
+        assert_eq!(s.participants[a.0 as usize].id, "alice");
+        assert_eq!(s.participants[b.0 as usize].id, "s1-1");
+        assert_eq!(s.participants[b.0 as usize].file, "audio/s1-1.opus");
+        // Same stream id on a second m-line while the first is sending: kept apart.
+        let c2 = c.handle_speaker_added(SessionKey(1), "2", Some("alice"));
+        assert_ne!(a, c2);
+        assert_eq!(c.summary().participants[c2.0 as usize].id, "s1-2");
+    }
+
+    #[test]
+    fn hostile_msid_gets_a_safe_file_name() {
+        let mut c = Conference::new(CallId::parse("c").unwrap());
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", Some("../../etc/passwd"));
+        let s = c.summary();
+        let file = &s.participants[p.0 as usize].file;
+        assert!(!file.contains(".."), "{file}");
+        assert_eq!(file.matches('/').count(), 1, "{file}");
+    }
+
+    #[test]
+    fn call_time_starts_at_first_connect_and_rejoin_continues_track() {
+        let t0 = Instant::now();
+        let mut c = Conference::new(CallId::parse("c").unwrap());
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", Some("bob"));
+        c.handle_session_connected(t0, Utc::now());
+        c.handle_audio(p, frame(t0, 1000, 1));
+        let st = c.handle_audio(p, frame(t0, 1040, 3));
+        assert_eq!(st.lost, 1);
+        let f = frames(&mut c);
+        assert_eq!(f[0].position, 48_000);
+        assert_eq!(f[1].position, 48_000 + 40 * 48);
+
+        assert_eq!(
+            c.handle_session_removed(SessionKey(1), t0 + Duration::from_secs(2)),
+            0
+        );
+        let left: Vec<_> = std::iter::from_fn(|| c.poll_output()).collect();
+        assert!(matches!(
+            left[..],
+            [ConferenceOutput::ParticipantLeft {
+                position: 96_000,
+                ..
+            }]
+        ));
+
+        // Bob comes back on a new session with a new RTP clock.
+        c.handle_session_added(SessionKey(2), "s2");
+        let p2 = c.handle_speaker_added(SessionKey(2), "0", Some("bob"));
+        assert_eq!(p, p2, "same participant, same track");
+        let mut again = frame(t0, 5000, 900);
+        again.rtp_time = 7;
+        c.handle_audio(p2, again);
+        let f = frames(&mut c);
+        assert_eq!(f[0].position, 5 * 48_000);
+        let s = c.summary();
+        assert_eq!(s.participants.len(), 1);
+        assert_eq!(s.participants[0].sessions, vec!["s1", "s2"]);
+        assert_eq!(s.participants[0].packets_received, 3);
+    }
+
+    #[test]
+    fn frames_before_start_are_ignored() {
+        let t0 = Instant::now();
+        let mut c = Conference::new(CallId::parse("c").unwrap());
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", None);
+        assert_eq!(c.handle_audio(p, frame(t0, 0, 1)).packets, 0);
+        assert!(c.poll_output().is_none());
+    }
+}

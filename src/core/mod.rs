@@ -1,0 +1,11 @@
+//! The sans-IO core: state machines that take input and the current time as
+//! arguments and return outputs. Nothing here reads a clock, opens a socket or
+//! touches a file; the shell does that and feeds the core.
+
+pub mod conference;
+pub mod ids;
+pub mod offer;
+pub mod ogg;
+pub mod opus;
+pub mod speaker;
+pub mod track;

@@ -1,0 +1,270 @@
+//! Every Prometheus metric Hearken exports. The only module that touches the
+//! `prometheus` crate.
+//!
+//! Names follow `hearken_<subsystem>_<name>_<unit>`, counters end in
+//! `_total`, and labels take values from fixed sets only (never a call id).
+//! Updates are atomic operations, so media workers update them without locks.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Reasons a frame does not reach a sink. A fixed set: used as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The recorder's queue was full.
+    RecorderQueueFull,
+    /// The frame came after audio already written at its place.
+    Late,
+    /// The Opus packet could not be parsed.
+    Malformed,
+    /// The payload was not Opus (e.g. a codec we do not record).
+    NotOpus,
+}
+
+impl DropReason {
+    /// Every reason, for pre-creating label values so they show as 0.
+    pub const ALL: [DropReason; 4] = [
+        Self::RecorderQueueFull,
+        Self::Late,
+        Self::Malformed,
+        Self::NotOpus,
+    ];
+
+    /// The label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::RecorderQueueFull => "recorder_queue_full",
+            Self::Late => "late",
+            Self::Malformed => "malformed",
+            Self::NotOpus => "not_opus",
+        }
+    }
+}
+
+/// The metrics of one server.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Calls in progress.
+    pub calls_active: IntGauge,
+    /// Calls ended, by reason.
+    pub calls_ended: IntCounterVec,
+    /// WHIP sessions attached (connecting or connected).
+    pub sessions_active: IntGauge,
+    /// Sessions ended, by reason.
+    pub sessions_ended: IntCounterVec,
+    /// Participants currently sending audio.
+    pub speakers_active: IntGauge,
+    /// RTP audio packets received.
+    pub rtp_packets_received: IntCounter,
+    /// RTP audio payload bytes received.
+    pub rtp_bytes_received: IntCounter,
+    /// RTP audio packets lost (sequence gaps).
+    pub rtp_packets_lost: IntCounter,
+    /// Frames that did not reach a sink, by reason.
+    pub frames_dropped: IntCounterVec,
+    /// Speaker timelines re-anchored (RTP clock jumped against arrival time).
+    pub timeline_reanchors: IntCounter,
+    /// DTMF (RFC 4733) packets received.
+    pub dtmf_packets_received: IntCounter,
+    /// UDP datagrams no session accepted.
+    pub udp_unrouted_datagrams: IntCounter,
+    /// UDP datagrams that could not be sent.
+    pub udp_send_errors: IntCounter,
+    /// WHIP and API requests answered, by method and status code.
+    pub http_requests: IntCounterVec,
+    /// Bytes written to recordings.
+    pub recorder_written_bytes: IntCounter,
+    /// Recording write failures.
+    pub recorder_write_errors: IntCounter,
+    /// Time from WHIP offer received to answer ready.
+    pub whip_answer_seconds: Histogram,
+    /// Session capacity of this node (`limits.max_sessions`).
+    pub sessions_capacity: IntGauge,
+    /// Media workers running.
+    pub media_workers: IntGauge,
+    /// Build information (value 1).
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m;
+                // INVARIANT: each name is registered once, in this function.
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric registered once");
+                m
+            }};
+        }
+        fn counter(name: &str, help: &str) -> IntCounter {
+            // INVARIANT: names and help texts are static and valid.
+            IntCounter::new(name, help).expect("valid counter")
+        }
+        fn gauge(name: &str, help: &str) -> IntGauge {
+            IntGauge::new(name, help).expect("valid gauge")
+        }
+        fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter vec")
+        }
+
+        let metrics = Self {
+            calls_active: reg!(gauge("hearken_calls_active", "Calls in progress.")),
+            calls_ended: reg!(counter_vec(
+                "hearken_calls_ended_total",
+                "Calls ended, by reason.",
+                &["reason"]
+            )),
+            sessions_active: reg!(gauge(
+                "hearken_sessions_active",
+                "WHIP sessions attached (connecting or connected)."
+            )),
+            sessions_ended: reg!(counter_vec(
+                "hearken_sessions_ended_total",
+                "WHIP sessions ended, by reason.",
+                &["reason"]
+            )),
+            speakers_active: reg!(gauge(
+                "hearken_speakers_active",
+                "Participants currently attached with a received audio stream."
+            )),
+            rtp_packets_received: reg!(counter(
+                "hearken_rtp_received_packets_total",
+                "RTP audio packets received."
+            )),
+            rtp_bytes_received: reg!(counter(
+                "hearken_rtp_received_bytes_total",
+                "RTP audio payload bytes received."
+            )),
+            rtp_packets_lost: reg!(counter(
+                "hearken_rtp_lost_packets_total",
+                "RTP audio packets lost (gaps in sequence numbers)."
+            )),
+            frames_dropped: reg!(counter_vec(
+                "hearken_frames_dropped_total",
+                "Audio frames that did not reach a sink, by reason.",
+                &["reason"]
+            )),
+            timeline_reanchors: reg!(counter(
+                "hearken_timeline_reanchors_total",
+                "Speaker timelines re-anchored because the RTP clock jumped."
+            )),
+            dtmf_packets_received: reg!(counter(
+                "hearken_dtmf_received_packets_total",
+                "RFC 4733 telephone-event packets received."
+            )),
+            udp_unrouted_datagrams: reg!(counter(
+                "hearken_udp_unrouted_datagrams_total",
+                "UDP datagrams that no session accepted."
+            )),
+            udp_send_errors: reg!(counter(
+                "hearken_udp_send_errors_total",
+                "UDP datagrams that could not be sent."
+            )),
+            http_requests: reg!(counter_vec(
+                "hearken_http_requests_total",
+                "HTTP requests answered, by route, method and status code.",
+                &["route", "method", "status"]
+            )),
+            recorder_written_bytes: reg!(counter(
+                "hearken_recorder_written_bytes_total",
+                "Bytes written to recordings."
+            )),
+            recorder_write_errors: reg!(counter(
+                "hearken_recorder_write_errors_total",
+                "Failed writes to recordings or call metadata."
+            )),
+            whip_answer_seconds: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "hearken_whip_answer_seconds",
+                        "Time from a WHIP offer received to its answer ready."
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0
+                    ])
+                )
+                .expect("valid histogram")
+            ),
+            sessions_capacity: reg!(gauge(
+                "hearken_sessions_capacity",
+                "Sessions this node accepts at once (limits.max_sessions)."
+            )),
+            media_workers: reg!(gauge("hearken_media_workers", "Media worker threads.")),
+            build_info: reg!(
+                IntGaugeVec::new(
+                    Opts::new("hearken_build_info", "Build information (value 1)."),
+                    &["version"]
+                )
+                .expect("valid gauge vec")
+            ),
+            registry,
+        };
+        for reason in DropReason::ALL {
+            metrics
+                .frames_dropped
+                .with_label_values(&[reason.as_label()]);
+        }
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        metrics
+    }
+
+    /// Counts a dropped frame.
+    pub fn drop_frame(&self, reason: DropReason) {
+        self.frames_dropped
+            .with_label_values(&[reason.as_label()])
+            .inc();
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        let m = Metrics::new();
+        m.http_requests
+            .with_label_values(&["whip", "POST", "201"])
+            .inc();
+        let text = m.render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(name.starts_with("hearken_"), "{name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(text.contains("hearken_frames_dropped_total{reason=\"recorder_queue_full\"} 0"));
+    }
+}

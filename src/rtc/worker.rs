@@ -1,0 +1,823 @@
+//! A media worker: one OS thread, one UDP socket, and every str0m [`Rtc`] of
+//! the calls placed on it.
+//!
+//! The run loop waits on the socket, a waker for commands, and the earliest
+//! session timeout (mio). A datagram goes to the session whose `Rtc` accepts
+//! it (cached by source address); the session is then drained until str0m
+//! returns a timeout. Audio frames go through the call's [`Conference`] to the
+//! recorder with `try_send`. Nothing here blocks on disk, locks, or `.await`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use str0m::change::SdpOffer;
+use str0m::format::{Codec, CodecExtra, FormatParams};
+use str0m::media::{Frequency, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tracing::{Span, debug, debug_span, info, info_span, trace, warn};
+
+use crate::core::conference::{
+    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, ParticipantIdx,
+    SessionEndReason, SessionKey,
+};
+use crate::core::ids::CallId;
+use crate::core::offer::OfferSummary;
+use crate::metrics::{DropReason, Metrics};
+use crate::sinks::recorder::{RecorderControl, RecorderFrame, RecorderHandle};
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Datagrams read per loop turn before commands and timers get a look in.
+const READ_BUDGET: usize = 256;
+/// Largest datagram we accept (above any sane MTU).
+const MAX_DATAGRAM: usize = 2048;
+
+/// Called once the recording of a call is final on disk.
+pub type OnCallFinished = Box<dyn FnOnce(CallSummary) + Send>;
+
+/// Requests from the control plane to a worker.
+pub enum WorkerCommand {
+    /// Answer a WHIP offer with a new session.
+    CreateSession(Box<CreateSession>),
+    /// End a session (WHIP `DELETE`). Replies whether it existed; if it was
+    /// the call's last session, `on_call_finished` runs once the call's files
+    /// are final.
+    DeleteSession {
+        /// The call.
+        call_id: CallId,
+        /// The session's secret (from its URL).
+        secret: String,
+        /// Whether the session existed.
+        reply: tokio::sync::oneshot::Sender<bool>,
+        /// Runs when the call's recording is final, if this ended the call.
+        on_call_finished: Option<OnCallFinished>,
+    },
+    /// End a call now; `reply` gets `false` if the worker has no such call.
+    EndCall {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: EndReason,
+        /// Whether the call existed.
+        reply: tokio::sync::oneshot::Sender<bool>,
+        /// Runs when the call's recording is final.
+        on_call_finished: Option<OnCallFinished>,
+    },
+    /// The current summary of a call in progress.
+    Snapshot {
+        /// The call.
+        call_id: CallId,
+        /// The summary, if the worker has the call.
+        reply: tokio::sync::oneshot::Sender<Option<CallSummary>>,
+    },
+    /// End every call, wait for the recorder to finish, and stop the thread.
+    Shutdown,
+}
+
+/// A WHIP offer to answer.
+pub struct CreateSession {
+    /// The call to join.
+    pub call_id: CallId,
+    /// Unguessable id that names the session in its URL.
+    pub secret: String,
+    /// Short public id (logs, `call.json`, default participant ids).
+    pub public_id: String,
+    /// The offer, as received.
+    pub offer_sdp: String,
+    /// What the control plane read of the offer.
+    pub summary: OfferSummary,
+    /// The answer, or why there is none.
+    pub reply: tokio::sync::oneshot::Sender<Result<String, CreateSessionError>>,
+}
+
+/// Why an offer got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateSessionError {
+    /// str0m could not parse or negotiate the offer.
+    #[error("the offer could not be negotiated: {0}")]
+    BadOffer(String),
+    /// Negotiation left no audio m-line that Hearken receives.
+    #[error("no usable audio: no audio m-line with Opus could be received")]
+    NoUsableAudio,
+    /// The worker is stopping.
+    #[error("the media worker is shutting down")]
+    ShuttingDown,
+}
+
+/// Events from workers to the control plane (the session registry).
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// A session ended for any reason.
+    SessionEnded {
+        /// Its secret.
+        secret: String,
+        /// Why.
+        reason: SessionEndReason,
+    },
+}
+
+/// The control plane's handle on one worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    /// Worker number.
+    pub index: usize,
+    /// UDP port of its socket.
+    pub port: u16,
+    commands: Sender<WorkerCommand>,
+    waker: Arc<Waker>,
+    /// Sessions placed on this worker (for least-loaded placement).
+    pub sessions: Arc<AtomicUsize>,
+}
+
+impl WorkerHandle {
+    /// Queues a command and wakes the worker. Fails if the worker has stopped.
+    pub fn send(&self, cmd: WorkerCommand) -> Result<(), WorkerGone> {
+        self.commands.send(cmd).map_err(|_| WorkerGone)?;
+        self.waker.wake().map_err(|_| WorkerGone)
+    }
+}
+
+/// The worker thread has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("media worker stopped")]
+pub struct WorkerGone;
+
+/// What a worker needs to start.
+pub struct WorkerSettings {
+    /// Worker number (names the thread).
+    pub index: usize,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Address advertised in the ICE candidate (and used as the receive
+    /// destination, which str0m checks for STUN).
+    pub advertised: SocketAddr,
+    /// Kernel receive buffer to ask for.
+    pub recv_buffer_bytes: usize,
+    /// Sessions that do not connect in this time are ended.
+    pub connect_timeout: Duration,
+}
+
+/// Binds the socket and starts the worker thread.
+pub fn spawn(
+    settings: WorkerSettings,
+    recorder: RecorderHandle,
+    recorder_join: thread::JoinHandle<()>,
+    events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
+    metrics: Metrics,
+) -> io::Result<(WorkerHandle, thread::JoinHandle<()>)> {
+    let std_socket = bind_udp(settings.bind, settings.recv_buffer_bytes)?;
+    let port = std_socket.local_addr()?.port();
+    let mut socket = UdpSocket::from_std(std_socket);
+    let poll = Poll::new()?;
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let sessions = Arc::new(AtomicUsize::new(0));
+    let advertised = SocketAddr::new(settings.advertised.ip(), port);
+    let worker = Worker {
+        index: settings.index,
+        socket,
+        poll,
+        advertised,
+        commands: cmd_rx,
+        events,
+        recorder,
+        recorder_join: Some(recorder_join),
+        metrics,
+        load: sessions.clone(),
+        connect_timeout: settings.connect_timeout,
+        sessions: HashMap::new(),
+        by_addr: HashMap::new(),
+        calls: HashMap::new(),
+        timers: BinaryHeap::new(),
+        next_key: 1,
+        shutting_down: false,
+    };
+    let join = thread::Builder::new()
+        .name(format!("media-{}", settings.index))
+        .spawn(move || worker.run())?;
+    Ok((
+        WorkerHandle {
+            index: settings.index,
+            port,
+            commands: cmd_tx,
+            waker,
+            sessions,
+        },
+        join,
+    ))
+}
+
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    // Bursts from thousands of speakers must not overflow the default buffer;
+    // the kernel may grant less than asked, which is fine.
+    let _ = socket.set_recv_buffer_size(recv_buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+struct Session {
+    call_id: CallId,
+    secret: String,
+    rtc: Rtc,
+    offer: OfferSummary,
+    speakers: HashMap<Mid, (ParticipantIdx, Span)>,
+    remote_addrs: Vec<SocketAddr>,
+    scheduled: Option<Instant>,
+    connected: bool,
+    connect_deadline: Instant,
+    ending: Option<SessionEndReason>,
+    span: Span,
+}
+
+struct Call {
+    conference: Conference,
+    sessions: Vec<u64>,
+    span: Span,
+}
+
+struct Worker {
+    index: usize,
+    socket: UdpSocket,
+    poll: Poll,
+    advertised: SocketAddr,
+    commands: Receiver<WorkerCommand>,
+    events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
+    recorder: RecorderHandle,
+    recorder_join: Option<thread::JoinHandle<()>>,
+    metrics: Metrics,
+    load: Arc<AtomicUsize>,
+    connect_timeout: Duration,
+    sessions: HashMap<u64, Session>,
+    by_addr: HashMap<SocketAddr, u64>,
+    calls: HashMap<CallId, Call>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_key: u64,
+    shutting_down: bool,
+}
+
+impl Worker {
+    fn run(mut self) {
+        info!(worker = self.index, addr = %self.advertised, "media worker started");
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut socket_backlog = false;
+        loop {
+            let timeout = if socket_backlog {
+                Some(Duration::ZERO)
+            } else {
+                self.timers
+                    .peek()
+                    .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!(error = %e, "poll failed");
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == SOCKET {
+                    socket_backlog = true;
+                }
+            }
+
+            while let Ok(cmd) = self.commands.try_recv() {
+                self.handle_command(cmd);
+                if self.shutting_down {
+                    self.finish_shutdown();
+                    return;
+                }
+            }
+            if socket_backlog {
+                socket_backlog = self.read_socket(&mut buf);
+            }
+            self.handle_timers(Instant::now());
+        }
+    }
+
+    /// Reads up to [`READ_BUDGET`] datagrams; returns whether more may wait.
+    fn read_socket(&mut self, buf: &mut [u8]) -> bool {
+        for _ in 0..READ_BUDGET {
+            match self.socket.recv_from(buf) {
+                Ok((len, source)) => {
+                    let now = Instant::now();
+                    self.handle_datagram(&buf[..len], source, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // e.g. ICMP port unreachable surfacing on Linux: not fatal.
+                    debug!(error = %e, "udp receive error");
+                }
+            }
+        }
+        true
+    }
+
+    fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, now: Instant) {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.advertised, data) else {
+            self.metrics.udp_unrouted_datagrams.inc();
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let key = match self.by_addr.get(&source) {
+            Some(&k) if self.sessions.get(&k).is_some_and(|s| s.rtc.accepts(&input)) => Some(k),
+            _ => self
+                .sessions
+                .iter()
+                .find(|(_, s)| s.rtc.accepts(&input))
+                .map(|(&k, _)| k),
+        };
+        let Some(key) = key else {
+            trace!(%source, "datagram for no session");
+            self.metrics.udp_unrouted_datagrams.inc();
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&key) {
+            if self.by_addr.insert(source, key).is_none() {
+                session.remote_addrs.push(source);
+            }
+            if let Err(e) = session.rtc.handle_input(input) {
+                debug!(parent: &session.span, error = %e, "rtc rejected input");
+                session.ending.get_or_insert(SessionEndReason::Failed);
+            }
+        }
+        self.drain(key, now);
+    }
+
+    fn handle_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(session) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if !session.connected && now >= session.connect_deadline {
+                session
+                    .ending
+                    .get_or_insert(SessionEndReason::ConnectTimeout);
+            } else if session.scheduled == Some(at) {
+                session.scheduled = None;
+                if let Err(e) = session.rtc.handle_input(Input::Timeout(now)) {
+                    debug!(parent: &session.span, error = %e, "rtc timeout failed");
+                    session.ending.get_or_insert(SessionEndReason::Failed);
+                }
+            } else {
+                continue;
+            }
+            self.drain(key, now);
+        }
+    }
+
+    /// Polls the session's `Rtc` until it returns a timeout, acting on every
+    /// transmit and event; ends the session if something asked for that.
+    fn drain(&mut self, key: u64, now: Instant) {
+        let Self {
+            sessions,
+            calls,
+            socket,
+            timers,
+            metrics,
+            recorder,
+            ..
+        } = self;
+        let Some(session) = sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = calls.get_mut(&session.call_id) else {
+            return;
+        };
+        loop {
+            match session.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    // Only a new deadline needs a heap entry; stale ones are skipped.
+                    if session.scheduled != Some(t) {
+                        session.scheduled = Some(t);
+                        timers.push(Reverse((t, key)));
+                    }
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    if socket.send_to(&t.contents, t.destination).is_err() {
+                        metrics.udp_send_errors.inc();
+                    }
+                }
+                Ok(Output::Event(event)) => {
+                    handle_event(key, session, call, event, metrics, now);
+                }
+                Err(e) => {
+                    debug!(parent: &session.span, error = %e, "rtc failed");
+                    session.ending.get_or_insert(SessionEndReason::Failed);
+                    break;
+                }
+            }
+        }
+        pump(call, recorder, metrics);
+        if let Some(reason) = session.ending {
+            self.remove_session(key, reason, now);
+        }
+    }
+
+    fn handle_command(&mut self, cmd: WorkerCommand) {
+        let now = Instant::now();
+        match cmd {
+            WorkerCommand::CreateSession(create) => self.create_session(*create, now),
+            WorkerCommand::DeleteSession {
+                call_id,
+                secret,
+                reply,
+                on_call_finished,
+            } => {
+                let key = self
+                    .sessions
+                    .iter()
+                    .find(|(_, s)| s.secret == secret && s.call_id == call_id)
+                    .map(|(&k, _)| k);
+                let _ = reply.send(key.is_some());
+                if let Some(key) = key {
+                    let last = self
+                        .calls
+                        .get(&call_id)
+                        .is_some_and(|c| c.sessions.len() == 1);
+                    if last {
+                        self.end_call(&call_id, EndReason::LastSessionLeft, on_call_finished);
+                        return;
+                    }
+                    self.remove_session(key, SessionEndReason::Deleted, now);
+                }
+            }
+            WorkerCommand::EndCall {
+                call_id,
+                reason,
+                reply,
+                on_call_finished,
+            } => {
+                let exists = self.calls.contains_key(&call_id);
+                let _ = reply.send(exists);
+                if exists {
+                    self.end_call(&call_id, reason, on_call_finished);
+                }
+            }
+            WorkerCommand::Snapshot { call_id, reply } => {
+                let _ = reply.send(self.calls.get(&call_id).map(|c| c.conference.summary()));
+            }
+            WorkerCommand::Shutdown => {
+                self.shutting_down = true;
+            }
+        }
+    }
+
+    fn create_session(&mut self, create: CreateSession, now: Instant) {
+        let CreateSession {
+            call_id,
+            secret,
+            public_id,
+            offer_sdp,
+            summary,
+            reply,
+        } = create;
+        let mut rtc = new_rtc(now);
+        let Ok(candidate) = Candidate::host(self.advertised, "udp") else {
+            let _ = reply.send(Err(CreateSessionError::BadOffer(
+                "no usable local candidate".into(),
+            )));
+            return;
+        };
+        rtc.add_local_candidate(candidate);
+        let offer = match SdpOffer::from_sdp_string(&offer_sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = reply.send(Err(CreateSessionError::BadOffer(e.to_string())));
+                return;
+            }
+        };
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = reply.send(Err(CreateSessionError::BadOffer(e.to_string())));
+                return;
+            }
+        };
+        let receives_audio = summary.speaker_media().any(|m| {
+            rtc.media(Mid::from(m.mid.as_str())).is_some_and(|media| {
+                media.kind() == MediaKind::Audio
+                    && !media.disabled()
+                    && media.direction().is_receiving()
+            })
+        });
+        if !receives_audio {
+            let _ = reply.send(Err(CreateSessionError::NoUsableAudio));
+            return;
+        }
+
+        let key = self.next_key;
+        self.next_key += 1;
+        let call = self.calls.entry(call_id.clone()).or_insert_with(|| {
+            self.metrics.calls_active.inc();
+            Call {
+                conference: Conference::new(call_id.clone()),
+                sessions: Vec::new(),
+                span: info_span!("call", id = %call_id),
+            }
+        });
+        call.conference
+            .handle_session_added(SessionKey(key), &public_id);
+        call.sessions.push(key);
+        let span = info_span!(parent: &call.span, "session", id = %public_id);
+        debug!(parent: &span, "session created");
+        self.sessions.insert(
+            key,
+            Session {
+                call_id,
+                secret,
+                rtc,
+                offer: summary,
+                speakers: HashMap::new(),
+                remote_addrs: Vec::new(),
+                scheduled: None,
+                connected: false,
+                connect_deadline: now + self.connect_timeout,
+                ending: None,
+                span,
+            },
+        );
+        self.timers.push(Reverse((now + self.connect_timeout, key)));
+        self.load.fetch_add(1, Ordering::Relaxed);
+        self.metrics.sessions_active.inc();
+        let _ = reply.send(Ok(answer.to_sdp_string()));
+        self.drain(key, now);
+    }
+
+    fn remove_session(&mut self, key: u64, reason: SessionEndReason, now: Instant) {
+        let Some(mut session) = self.sessions.remove(&key) else {
+            return;
+        };
+        // Say goodbye (RTCP BYE, DTLS close_notify) when the peer is still there.
+        if session.connected && session.rtc.close().is_ok() {
+            while let Ok(out) = session.rtc.poll_output() {
+                match out {
+                    Output::Transmit(t) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination);
+                    }
+                    Output::Timeout(_) => break,
+                    Output::Event(_) => {}
+                }
+            }
+        }
+        for addr in &session.remote_addrs {
+            if self.by_addr.get(addr) == Some(&key) {
+                self.by_addr.remove(addr);
+            }
+        }
+        self.load.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.sessions_active.dec();
+        self.metrics
+            .sessions_ended
+            .with_label_values(&[reason.as_label()])
+            .inc();
+        self.metrics
+            .speakers_active
+            .sub(session.speakers.len() as i64);
+        info!(parent: &session.span, reason = reason.as_label(), "session ended");
+        let _ = self.events.send(WorkerEvent::SessionEnded {
+            secret: session.secret.clone(),
+            reason,
+        });
+        let Some(call) = self.calls.get_mut(&session.call_id) else {
+            return;
+        };
+        call.sessions.retain(|&k| k != key);
+        let left = call.conference.handle_session_removed(SessionKey(key), now);
+        pump(call, &self.recorder, &self.metrics);
+        if left == 0 && reason != SessionEndReason::CallEnded {
+            self.end_call(&session.call_id, EndReason::LastSessionLeft, None);
+        }
+    }
+
+    fn end_call(&mut self, call_id: &CallId, reason: EndReason, done: Option<OnCallFinished>) {
+        let now = Instant::now();
+        let keys = self
+            .calls
+            .get(call_id)
+            .map(|c| c.sessions.clone())
+            .unwrap_or_default();
+        for key in keys {
+            self.remove_session(key, SessionEndReason::CallEnded, now);
+        }
+        let Some(mut call) = self.calls.remove(call_id) else {
+            return;
+        };
+        call.conference.handle_end(Utc::now(), reason);
+        pump(&mut call, &self.recorder, &self.metrics);
+        let summary = call.conference.summary();
+        self.metrics.calls_active.dec();
+        let reason_label = match reason {
+            EndReason::LastSessionLeft => "last_session_left",
+            EndReason::Api => "api",
+            EndReason::Shutdown => "shutdown",
+        };
+        self.metrics
+            .calls_ended
+            .with_label_values(&[reason_label])
+            .inc();
+        info!(parent: &call.span, reason = reason_label, "call ended");
+        if call.conference.has_started() {
+            let done = done.map(|f| {
+                let (tx, rx) = tokio::sync::oneshot::channel::<CallSummary>();
+                // The recorder answers on a oneshot; hand the result to the
+                // caller's callback without blocking this thread.
+                thread::spawn(move || {
+                    if let Ok(s) = rx.blocking_recv() {
+                        f(s);
+                    }
+                });
+                tx
+            });
+            let _ = self
+                .recorder
+                .control
+                .send(RecorderControl::CallEnded { summary, done });
+        } else if let Some(f) = done {
+            f(summary);
+        }
+    }
+
+    fn finish_shutdown(&mut self) {
+        let ids: Vec<CallId> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, EndReason::Shutdown, None);
+        }
+        // The recorder handles control messages in order: every CallEnded
+        // above is on disk once it has processed Shutdown.
+        let _ = self.recorder.control.send(RecorderControl::Shutdown);
+        if let Some(join) = self.recorder_join.take() {
+            let _ = join.join();
+        }
+        while let Ok(cmd) = self.commands.try_recv() {
+            if let WorkerCommand::CreateSession(c) = cmd {
+                let _ = c.reply.send(Err(CreateSessionError::ShuttingDown));
+            }
+        }
+        info!(worker = self.index, "media worker stopped");
+    }
+}
+
+/// A new `Rtc` for one WHIP session: ICE-lite (the server never trickles),
+/// Opus only, telephone-event when offered.
+fn new_rtc(now: Instant) -> Rtc {
+    let mut config = RtcConfig::new()
+        .set_ice_lite(true)
+        .clear_codecs()
+        .enable_opus(true, false);
+    let codecs = config.codec_config();
+    // telephone-event at the Opus clock (Chrome offers it as PT 110) and at
+    // 8 kHz (what SIP gateways send, usually PT 101 or 126).
+    codecs.add_config(
+        Pt::new_with_value(110),
+        None,
+        Codec::Tele,
+        Frequency::FORTY_EIGHT_KHZ,
+        None,
+        FormatParams::parse_line("0-16"),
+    );
+    codecs.add_config(
+        Pt::new_with_value(126),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::parse_line("0-16"),
+    );
+    config.build(now)
+}
+
+fn handle_event(
+    key: u64,
+    session: &mut Session,
+    call: &mut Call,
+    event: Event,
+    metrics: &Metrics,
+    now: Instant,
+) {
+    match event {
+        Event::Connected => {
+            session.connected = true;
+            info!(parent: &session.span, "session connected");
+            call.conference.handle_session_connected(now, Utc::now());
+        }
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            session.ending.get_or_insert(SessionEndReason::Disconnected);
+        }
+        Event::MediaAdded(added) => {
+            if added.kind != MediaKind::Audio || !added.direction.is_receiving() {
+                return;
+            }
+            let mid_text = added.mid.to_string();
+            let Some(offered) = session.offer.by_mid(&mid_text) else {
+                return;
+            };
+            if !offered.offers_opus {
+                return;
+            }
+            let stream_id = offered.msid_stream_id.clone();
+            let participant = call.conference.handle_speaker_added(
+                SessionKey(key),
+                &mid_text,
+                stream_id.as_deref(),
+            );
+            let span = debug_span!(parent: &session.span, "participant", mid = %mid_text);
+            debug!(parent: &span, participant = participant.0, "speaker added");
+            if session
+                .speakers
+                .insert(added.mid, (participant, span))
+                .is_none()
+            {
+                metrics.speakers_active.inc();
+            }
+        }
+        Event::MediaData(data) => {
+            let Some((participant, span)) = session.speakers.get(&data.mid) else {
+                return;
+            };
+            if let CodecExtra::Tele(ev) = &data.codec_extra {
+                metrics.dtmf_packets_received.inc();
+                debug!(parent: span, event = ev.event, end = ev.end, "telephone-event");
+                return;
+            }
+            if data.params.spec().codec != Codec::Opus {
+                metrics.drop_frame(DropReason::NotOpus);
+                return;
+            }
+            let frame = AudioFrame {
+                rtp_time: data.time.numer(),
+                seq_first: **data.seq_range.start(),
+                seq_last: **data.seq_range.end(),
+                arrival: data.network_time,
+                payload: data.data,
+            };
+            let bytes = frame.payload.len() as u64;
+            let stats = call.conference.handle_audio(*participant, frame);
+            metrics.rtp_packets_received.inc_by(stats.packets);
+            metrics.rtp_bytes_received.inc_by(bytes);
+            metrics.rtp_packets_lost.inc_by(stats.lost);
+            metrics.timeline_reanchors.inc_by(stats.reanchored);
+            trace!(parent: span, bytes, "frame");
+        }
+        _ => {}
+    }
+}
+
+/// Hands the conference's outputs to the recorder: frames with `try_send`
+/// (dropped and counted when the queue is full), control messages unbounded.
+fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics) {
+    let call_id = call.conference.call_id().clone();
+    while let Some(out) = call.conference.poll_output() {
+        match out {
+            ConferenceOutput::Frame(frame) => {
+                let msg = RecorderFrame {
+                    call_id: call_id.clone(),
+                    frame,
+                };
+                if recorder.frames.try_send(msg).is_err() {
+                    metrics.drop_frame(DropReason::RecorderQueueFull);
+                }
+            }
+            ConferenceOutput::Started { .. } => {
+                info!(parent: &call.span, "call started");
+                let _ = recorder.control.send(RecorderControl::CallStarted {
+                    call_id: call_id.clone(),
+                    summary: call.conference.summary(),
+                });
+            }
+            ConferenceOutput::ParticipantLeft {
+                file_stem,
+                position,
+                ..
+            } => {
+                let _ = recorder.control.send(RecorderControl::ParticipantLeft {
+                    call_id: call_id.clone(),
+                    file_stem,
+                    position,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Where consented audio goes: files (the recorder) and, later, transcription.
+
+pub mod recorder;
