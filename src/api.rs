@@ -46,7 +46,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     if let Some(cors) = cors_layer(&state.config.http.cors_allowed_origins) {
         router = router.layer(cors);
     }
-    router.with_state(state)
+    // Outermost, so CORS preflight answers (which never reach the router)
+    // still advertise what a WHIP POST takes.
+    router
+        .layer(middleware::from_fn(advertise_accept_post))
+        .with_state(state)
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -80,6 +84,24 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 header::LINK,
             ]),
     )
+}
+
+/// Adds `Accept-Post: application/sdp` to `OPTIONS /whip/{call_id}`
+/// (RFC 9725 §4.2), whoever answered it.
+async fn advertise_accept_post(request: Request, next: Next) -> Response {
+    let is_whip_endpoint = request.method() == Method::OPTIONS
+        && request
+            .uri()
+            .path()
+            .strip_prefix("/whip/")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let mut response = next.run(request).await;
+    if is_whip_endpoint {
+        response
+            .headers_mut()
+            .insert("accept-post", HeaderValue::from_static("application/sdp"));
+    }
+    response
 }
 
 /// Counts every answered request by route template, method and status.

@@ -2,7 +2,8 @@
 """Capture a GStreamer webrtcbin SDP offer: one Opus audio stream, sendonly.
 
 Needs Debian packages: gstreamer1.0-plugins-{base,good,bad} gstreamer1.0-nice
-python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0.
+python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
+gir1.2-nice-0.1 (libnice skips loopback interfaces; we add 127.0.0.1 by hand).
 Use Debian's /usr/bin/python3 (python3-gi is not in a pyenv/venv python).
 
   unshare -n bash -c 'ip link set lo up; /usr/bin/python3 capture_gstreamer.py OUTDIR'
@@ -18,7 +19,8 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
-from gi.repository import GLib, Gst, GstWebRTC  # noqa: E402
+gi.require_version("Nice", "0.1")
+from gi.repository import GLib, Gst, GstWebRTC, Nice  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "."
 NAME = "gstreamer-audio-sendonly"
@@ -31,6 +33,13 @@ pipe = Gst.parse_launch(
     "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=111 ! wb."
 )
 wb = pipe.get_by_name("wb")
+# libnice never gathers loopback addresses on its own, and a lo-only netns has nothing
+# else, so gathering would hang in "gathering" forever. Give the NiceAgent 127.0.0.1.
+_addr = Nice.Address.new()
+_addr.set_from_string("127.0.0.1")
+ICE = wb.get_property("ice-agent")  # keep the Python wrapper alive (PyGObject ref quirk)
+AGENT = ICE.get_property("agent")
+AGENT.add_local_address(_addr)
 loop = GLib.MainLoop()
 state = {"offered": False, "written": False}
 
@@ -39,6 +48,10 @@ def write_offer():
     if state["written"]:
         return False
     desc = wb.get_property("local-description")
+    if desc is None:
+        print("no local description", flush=True)
+        loop.quit()
+        return False
     sdp = desc.sdp.as_text()
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, NAME + ".sdp")
@@ -63,7 +76,12 @@ def on_gathering(obj, _pspec):
 
 def on_offer(promise, _):
     promise.wait()
-    offer = promise.get_reply().get_value("offer")
+    reply = promise.get_reply()
+    offer = reply.get_value("offer") if reply is not None else None
+    if offer is None:
+        print("create-offer failed:", reply.to_string() if reply else None, flush=True)
+        loop.quit()
+        return
     state["offered"] = True
     wb.emit("set-local-description", offer, Gst.Promise.new())
     if wb.get_property("ice-gathering-state") == GstWebRTC.WebRTCICEGatheringState.COMPLETE:
@@ -84,6 +102,13 @@ wb.connect("on-negotiation-needed", on_negotiation_needed)
 wb.connect("notify::ice-gathering-state", on_gathering)
 wb.connect("on-ice-candidate", lambda _w, mline, cand: print("candidate", mline, cand, flush=True))
 pipe.set_state(Gst.State.PLAYING)
-GLib.timeout_add_seconds(10, lambda: (print("timeout: writing what we have", flush=True), write_offer()) and False)
+def on_timeout():
+    print("timeout (10 s): writing whatever local description exists", flush=True)
+    write_offer()
+    loop.quit()
+    return False
+
+
+GLib.timeout_add_seconds(10, on_timeout)
 loop.run()
 pipe.set_state(Gst.State.NULL)

@@ -83,14 +83,17 @@ pub fn participant_file_stem(participant_id: &str) -> String {
         return participant_id.to_owned();
     }
     let hash = format!("{:016x}", fnv1a64(participant_id.as_bytes()));
+    // Dots go too, so no `..` (or hidden name) survives in a cleaned stem.
     let mut cleaned: String = participant_id
         .chars()
-        .map(|c| if is_safe_char(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    // Never start with '.', so "..", "." and hidden names cannot appear.
-    while cleaned.starts_with('.') {
-        cleaned.replace_range(..1, "_");
-    }
     let room = MAX_ID_LEN - hash.len() - 1;
     if cleaned.len() > room {
         // Characters are ASCII after cleaning, so any byte index is a boundary.
