@@ -22,9 +22,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Decodes the test speech clip to a 16-bit mono 48 kHz WAV for Chromium's
 /// fake audio device.
 fn speech_wav(path: &Path) {
-    let packets = read_opus_packets(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("media/test/speaker-a.opus"),
-    );
+    let packets =
+        read_opus_packets(&Path::new(env!("CARGO_MANIFEST_DIR")).join("media/test/speaker-a.opus"));
     let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
     let spec = hound::WavSpec {
         channels: 1,
@@ -85,7 +84,9 @@ fn run_chromium(whip_url: &str, wav: &Path, profile: &Path) -> Result<Vec<String
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHROMIUM} ({e}); run scripts/test.sh, which installs it"));
+        .unwrap_or_else(|e| {
+            panic!("cannot start {CHROMIUM} ({e}); run scripts/test.sh, which installs it")
+        });
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -176,7 +177,10 @@ async fn chromium_call_is_recorded() {
         "recording {:.3} s vs ~3 s sent",
         recording.seconds()
     );
-    assert!(recording.rms(0.0, recording.seconds()) > 300.0, "speech, not silence");
+    assert!(
+        recording.rms(0.0, recording.seconds()) > 300.0,
+        "speech, not silence"
+    );
     assert!(recording.voiced_seconds(300.0) > 1.0);
     assert_eq!(recording.pages_with_eos, 1);
     server.shutdown().await;

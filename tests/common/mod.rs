@@ -302,9 +302,22 @@ pub fn client_offer(
 impl WhipClient {
     /// POSTs an offer for `stream_ids` and applies the answer.
     pub async fn connect(server: &TestServer, call_id: &str, stream_ids: &[&str]) -> Self {
+        Self::connect_with(server, call_id, stream_ids, |sdp| sdp).await
+    }
+
+    /// Like [`Self::connect`], letting the test rewrite the offer's text
+    /// (e.g. to put a hostile msid in it) before it is POSTed.
+    pub async fn connect_with(
+        server: &TestServer,
+        call_id: &str,
+        stream_ids: &[&str],
+        rewrite: impl FnOnce(String) -> String,
+    ) -> Self {
         let (mut rtc, socket, local, mids, offer, pending) =
             client_offer(stream_ids, Direction::SendOnly);
-        let response = server.post_offer(call_id, &offer.to_sdp_string()).await;
+        let response = server
+            .post_offer(call_id, &rewrite(offer.to_sdp_string()))
+            .await;
         assert_eq!(response.status(), 201, "WHIP POST answered");
         let location = response
             .headers()
