@@ -280,10 +280,10 @@ async fn end_call(
                 })),
             })
             .map_err(Problem::internal)?;
-        if wait_for(existed, END_TIMEOUT).await == Some(true) {
-            if let Some(summary) = wait_for(finished, END_TIMEOUT).await {
-                return Ok(Json(summary));
-            }
+        if wait_for(existed, END_TIMEOUT).await == Some(true)
+            && let Some(summary) = wait_for(finished, END_TIMEOUT).await
+        {
+            return Ok(Json(summary));
         }
     }
     // Not in progress: ending an ended call is a no-op that shows its result.

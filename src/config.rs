@@ -28,7 +28,7 @@ pub const ENV_PREFIX: &str = "HEARKEN_";
 const NON_KEY_ENV_VARS: &[&str] = &["HEARKEN_CONFIG", "HEARKEN_LOG"];
 
 /// The whole effective configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// HTTP API and WHIP signaling.
@@ -149,18 +149,6 @@ impl Default for LimitsConfig {
             max_sessions: 2000,
             recorder_queue_frames: 8192,
             retry_after_secs: 5,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http: HttpConfig::default(),
-            media: MediaConfig::default(),
-            storage: StorageConfig::default(),
-            auth: AuthConfig::default(),
-            limits: LimitsConfig::default(),
         }
     }
 }

@@ -37,10 +37,10 @@ async fn sigterm_ends_calls_cleanly_and_exits_zero() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = server.client.get(server.url("/healthz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
+        if let Ok(r) = server.client.get(server.url("/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
         }
         assert!(Instant::now() < deadline, "server did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -69,7 +69,10 @@ async fn sigterm_ends_calls_cleanly_and_exits_zero() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(exit.code(), Some(0), "clean exit");
@@ -82,6 +85,8 @@ async fn sigterm_ends_calls_cleanly_and_exits_zero() {
     let recording = decode_ogg_opus(&dir.join("audio/talker.opus"));
     assert_eq!(recording.pages_with_eos, 1);
     assert!(recording.seconds() > 1.0, "{}", recording.seconds());
-    let recorded = summary["participants"][0]["recorded_seconds"].as_f64().unwrap();
+    let recorded = summary["participants"][0]["recorded_seconds"]
+        .as_f64()
+        .unwrap();
     assert!((recorded - recording.seconds()).abs() < 0.05);
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{CallId, participant_file_stem};
-use super::speaker::{SpeakerTimeline, TimelineConfig};
+use super::speaker::{ReanchorReason, SpeakerTimeline, TimelineConfig};
 
 /// Opus and RTP audio clock: every position on a call timeline counts 48 kHz
 /// samples.
@@ -343,10 +343,10 @@ impl Conference {
             packets: frame.seq_last.saturating_sub(frame.seq_first) + 1,
             ..FrameStats::default()
         };
-        if let Some(highest) = p.highest_seq {
-            if frame.seq_first > highest + 1 {
-                stats.lost = frame.seq_first - highest - 1;
-            }
+        if let Some(highest) = p.highest_seq
+            && frame.seq_first > highest + 1
+        {
+            stats.lost = frame.seq_first - highest - 1;
         }
         p.highest_seq = Some(
             p.highest_seq
@@ -360,7 +360,10 @@ impl Conference {
 
         let arrival = samples_between(start.instant, frame.arrival);
         let placement = p.timeline.handle_frame(frame.rtp_time, arrival);
-        if placement.reanchored.is_some() {
+        if placement
+            .reanchored
+            .is_some_and(|r| r != ReanchorReason::FirstFrame)
+        {
             stats.reanchored = 1;
         }
         self.outputs

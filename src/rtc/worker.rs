@@ -286,10 +286,10 @@ impl Worker {
                     .peek()
                     .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    warn!(error = %e, "poll failed");
-                }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                warn!(error = %e, "poll failed");
             }
             for ev in events.iter() {
                 if ev.token() == SOCKET {

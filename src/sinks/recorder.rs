@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, select};
+use crossbeam_channel::{Receiver, Sender, select};
 use tracing::{debug, error, info, warn};
 
 use crate::core::conference::{CallSummary, SAMPLE_RATE, SpeakerFrame};
@@ -155,11 +155,8 @@ impl Recorder {
                 }
                 recv(control) -> msg => {
                     // Frames queued before this message belong before it.
-                    loop {
-                        match frames.try_recv() {
-                            Ok(f) => self.handle_frame(f),
-                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                        }
+                    while let Ok(f) = frames.try_recv() {
+                        self.handle_frame(f);
                     }
                     match msg {
                         Ok(RecorderControl::Shutdown) | Err(_) => {
@@ -271,11 +268,11 @@ impl Recorder {
             if let Some(track) = call.tracks.get_mut(stem.as_str()) {
                 track.writer.finish();
                 write_pending(track, &metrics);
-                if let Some(file) = &track.file {
-                    if let Err(e) = file.sync_all() {
-                        metrics.recorder_write_errors.inc();
-                        warn!(error = %e, "cannot sync recording");
-                    }
+                if let Some(file) = &track.file
+                    && let Err(e) = file.sync_all()
+                {
+                    metrics.recorder_write_errors.inc();
+                    warn!(error = %e, "cannot sync recording");
                 }
                 p.recorded_seconds = track.writer.written_samples() as f64 / SAMPLE_RATE as f64;
                 p.file = format!("audio/{}", track.file_name);
