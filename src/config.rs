@@ -72,6 +72,10 @@ pub struct MediaConfig {
     /// A session that has not connected (ICE + DTLS) this long after its
     /// answer was sent is ended.
     pub connect_timeout_ms: u64,
+    /// A connected session from which nothing at all (media, RTCP, STUN
+    /// consent checks) arrives this long is ended as disconnected. Browsers
+    /// send consent checks every ~5 s even when muted.
+    pub inactivity_timeout_ms: u64,
     /// Requested kernel receive buffer per worker socket.
     pub udp_recv_buffer_bytes: usize,
 }
@@ -122,6 +126,7 @@ impl Default for MediaConfig {
             port_base: 40000,
             workers: 0,
             connect_timeout_ms: 15_000,
+            inactivity_timeout_ms: 10_000,
             udp_recv_buffer_bytes: 4 * 1024 * 1024,
         }
     }
@@ -295,6 +300,12 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        if self.media.inactivity_timeout_ms < 100 {
+            return Err(ConfigError::Invalid {
+                key: "media.inactivity_timeout_ms",
+                message: "must be at least 100".into(),
+            });
+        }
         Ok(())
     }
 
@@ -312,6 +323,11 @@ impl Config {
     /// Whether the development token is accepted.
     pub fn accepts_development_token(&self) -> bool {
         self.auth.tokens.iter().any(|t| t == DEVELOPMENT_TOKEN)
+    }
+
+    /// `media.inactivity_timeout_ms` as a duration.
+    pub fn inactivity_timeout(&self) -> Duration {
+        Duration::from_millis(self.media.inactivity_timeout_ms)
     }
 
     /// `media.connect_timeout_ms` as a duration.

@@ -200,6 +200,7 @@ pub async fn start(
             advertised: SocketAddr::new(config.media.advertised_ip, port),
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             connect_timeout: config.connect_timeout(),
+            inactivity_timeout: config.inactivity_timeout(),
         };
         let (handle, join) =
             worker::spawn(settings, rec, rec_join, events_tx.clone(), metrics.clone()).map_err(

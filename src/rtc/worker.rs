@@ -167,6 +167,8 @@ pub struct WorkerSettings {
     pub recv_buffer_bytes: usize,
     /// Sessions that do not connect in this time are ended.
     pub connect_timeout: Duration,
+    /// Connected sessions silent this long are ended as disconnected.
+    pub inactivity_timeout: Duration,
 }
 
 /// Binds the socket and starts the worker thread.
@@ -199,6 +201,8 @@ pub fn spawn(
         metrics,
         load: sessions.clone(),
         connect_timeout: settings.connect_timeout,
+        inactivity_timeout: settings.inactivity_timeout,
+        next_sweep: Instant::now(),
         sessions: HashMap::new(),
         by_addr: HashMap::new(),
         calls: HashMap::new(),
@@ -240,6 +244,8 @@ struct Session {
     speakers: HashMap<Mid, (ParticipantIdx, Span)>,
     remote_addrs: Vec<SocketAddr>,
     scheduled: Option<Instant>,
+    /// When anything last arrived from the client.
+    last_input: Instant,
     connected: bool,
     connect_deadline: Instant,
     ending: Option<SessionEndReason>,
@@ -264,6 +270,8 @@ struct Worker {
     metrics: Metrics,
     load: Arc<AtomicUsize>,
     connect_timeout: Duration,
+    inactivity_timeout: Duration,
+    next_sweep: Instant,
     sessions: HashMap<u64, Session>,
     by_addr: HashMap<SocketAddr, u64>,
     calls: HashMap<CallId, Call>,
@@ -282,9 +290,11 @@ impl Worker {
             let timeout = if socket_backlog {
                 Some(Duration::ZERO)
             } else {
-                self.timers
+                let next = self
+                    .timers
                     .peek()
-                    .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+                    .map_or(self.next_sweep, |Reverse((t, _))| (*t).min(self.next_sweep));
+                Some(next.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -307,7 +317,30 @@ impl Worker {
             if socket_backlog {
                 socket_backlog = self.read_socket(&mut buf);
             }
-            self.handle_timers(Instant::now());
+            let now = Instant::now();
+            self.handle_timers(now);
+            if now >= self.next_sweep {
+                self.sweep_inactive(now);
+            }
+        }
+    }
+
+    /// Ends connected sessions from which nothing has arrived for the
+    /// inactivity timeout (the client vanished without a DELETE). Runs a few
+    /// times a second; ICE's own detection takes much longer on an ICE-lite
+    /// server.
+    fn sweep_inactive(&mut self, now: Instant) {
+        self.next_sweep = now + (self.inactivity_timeout / 4).min(Duration::from_millis(500));
+        let silent: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.connected && now.duration_since(s.last_input) >= self.inactivity_timeout
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        for key in silent {
+            self.remove_session(key, SessionEndReason::Disconnected, now);
         }
     }
 
@@ -353,6 +386,7 @@ impl Worker {
             if self.by_addr.insert(source, key).is_none() {
                 session.remote_addrs.push(source);
             }
+            session.last_input = now;
             if let Err(e) = session.rtc.handle_input(input) {
                 debug!(parent: &session.span, error = %e, "rtc rejected input");
                 session.ending.get_or_insert(SessionEndReason::Failed);
@@ -553,6 +587,7 @@ impl Worker {
                 speakers: HashMap::new(),
                 remote_addrs: Vec::new(),
                 scheduled: None,
+                last_input: now,
                 connected: false,
                 connect_deadline: now + self.connect_timeout,
                 ending: None,
@@ -605,7 +640,15 @@ impl Worker {
             return;
         };
         call.sessions.retain(|&k| k != key);
-        let left = call.conference.handle_session_removed(SessionKey(key), now);
+        // A client that vanished left when we last heard from it, not when
+        // we noticed; its track is not padded with time it was gone.
+        let left_at = match reason {
+            SessionEndReason::Disconnected | SessionEndReason::Failed => session.last_input,
+            _ => now,
+        };
+        let left = call
+            .conference
+            .handle_session_removed(SessionKey(key), left_at);
         pump(call, &self.recorder, &self.metrics);
         if left == 0 && reason != SessionEndReason::CallEnded {
             self.end_call(&session.call_id, EndReason::LastSessionLeft, None);
