@@ -41,6 +41,52 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Capacity limits of this node.
     pub limits: LimitsConfig,
+    /// Recording consent.
+    pub consent: ConsentConfig,
+}
+
+/// Recording-consent settings (see `consent/rules.yaml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Consent rules file (YAML); empty means the rules built into the binary
+    /// (`consent/rules.yaml` in the source tree).
+    pub rules_file: String,
+    /// Where the recorder itself runs, as an ISO 3166-1 or 3166-2 code
+    /// (`US`, `US-CA`, `DE`); it counts like a participant.
+    pub recorder_location: String,
+    /// Company policy floor: the mode is never below this
+    /// (`none`, `notify`, `notify_and_allow_opt_out`, `explicit`).
+    pub min_mode: String,
+    /// Under notify modes, staying on the call this long after the notice
+    /// ends counts as implicit consent.
+    pub grace_period_ms: u64,
+    /// What a decline does: `stop_and_discard`, `stop` or `exclude_participant`.
+    pub decline_policy: String,
+    /// DTMF digit that grants consent.
+    pub agree_digit: String,
+    /// DTMF digit that declines.
+    pub decline_digit: String,
+    /// Language of the prompts (`media/prompts/{language}/`).
+    pub language: String,
+    /// Directory holding `{language}/{name}.opus` prompts.
+    pub prompts_dir: PathBuf,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        Self {
+            rules_file: String::new(),
+            recorder_location: "US".to_owned(),
+            min_mode: "none".to_owned(),
+            grace_period_ms: 5_000,
+            decline_policy: "stop".to_owned(),
+            agree_digit: "1".to_owned(),
+            decline_digit: "9".to_owned(),
+            language: "en".to_owned(),
+            prompts_dir: PathBuf::from("media/prompts"),
+        }
+    }
 }
 
 /// HTTP settings.
