@@ -69,7 +69,8 @@ pub struct ConsentConfig {
     pub decline_digit: String,
     /// Language of the prompts (`media/prompts/{language}/`).
     pub language: String,
-    /// Directory holding `{language}/{name}.opus` prompts.
+    /// Directory holding `{language}/{name}.opus` prompts; empty means the
+    /// prompts built into the binary (`media/prompts/`: en, es, fr, de).
     pub prompts_dir: PathBuf,
 }
 
@@ -84,7 +85,7 @@ impl Default for ConsentConfig {
             agree_digit: "1".to_owned(),
             decline_digit: "9".to_owned(),
             language: "en".to_owned(),
-            prompts_dir: PathBuf::from("media/prompts"),
+            prompts_dir: PathBuf::new(),
         }
     }
 }

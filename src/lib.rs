@@ -27,6 +27,8 @@
 
 pub mod api;
 pub mod config;
+pub mod consent_cli;
+pub mod consent_setup;
 pub mod core;
 pub mod ingest;
 pub mod metrics;

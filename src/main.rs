@@ -24,6 +24,14 @@ enum Command {
         #[arg(long, env = "HEARKEN_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Recording consent tools.
+    Consent {
+        /// TOML config file (for consent.* defaults).
+        #[arg(long, env = "HEARKEN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: ConsentCmd,
+    },
     /// Print the effective config (defaults, file, then HEARKEN_* overrides).
     Config {
         /// TOML config file.
@@ -33,6 +41,12 @@ enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCmd {
+    /// Print the consent mode of a call and why, per participant.
+    Explain(hearken::consent_cli::ExplainArgs),
 }
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<hearken::config::Loaded> {
@@ -54,6 +68,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { config } => serve(config),
+        Command::Consent {
+            config,
+            cmd: ConsentCmd::Explain(args),
+        } => {
+            let consent = load(config.as_deref())?.config.consent;
+            print!("{}", hearken::consent_cli::explain(args, &consent)?);
+            Ok(())
+        }
     }
 }
 

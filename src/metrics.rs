@@ -21,15 +21,18 @@ pub enum DropReason {
     Malformed,
     /// The payload was not Opus (e.g. a codec we do not record).
     NotOpus,
+    /// The call's recordings were discarded after a decline.
+    Discarded,
 }
 
 impl DropReason {
     /// Every reason, for pre-creating label values so they show as 0.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         Self::RecorderQueueFull,
         Self::Late,
         Self::Malformed,
         Self::NotOpus,
+        Self::Discarded,
     ];
 
     /// The label value.
@@ -39,6 +42,7 @@ impl DropReason {
             Self::Late => "late",
             Self::Malformed => "malformed",
             Self::NotOpus => "not_opus",
+            Self::Discarded => "discarded",
         }
     }
 }
@@ -87,6 +91,12 @@ pub struct Metrics {
     pub media_workers: IntGauge,
     /// Build information (value 1).
     pub build_info: IntGaugeVec,
+    /// Consent prompts played, by prompt.
+    pub prompts_played: IntCounterVec,
+    /// Frames withheld by the consent gate, by reason.
+    pub frames_withheld: IntCounterVec,
+    /// Consent audit events, by event.
+    pub consent_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -204,6 +214,21 @@ impl Metrics {
                 )
                 .expect("valid gauge vec")
             ),
+            prompts_played: reg!(counter_vec(
+                "hearken_consent_prompts_played_total",
+                "Consent prompts played, by prompt.",
+                &["prompt"]
+            )),
+            frames_withheld: reg!(counter_vec(
+                "hearken_consent_frames_withheld_total",
+                "Audio frames the consent gate withheld, by reason.",
+                &["reason"]
+            )),
+            consent_events: reg!(counter_vec(
+                "hearken_consent_events_total",
+                "Consent audit events written, by event.",
+                &["event"]
+            )),
             registry,
         };
         for reason in DropReason::ALL {

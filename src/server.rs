@@ -48,6 +48,9 @@ pub enum StartError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// Consent settings, rules or prompts are not usable.
+    #[error(transparent)]
+    Consent(#[from] crate::consent_setup::ConsentSetupError),
 }
 
 /// Where each session and call lives. Control plane only: the packet path
@@ -105,6 +108,8 @@ pub struct AppState {
     pub workers: Vec<WorkerHandle>,
     registry: Mutex<Registry>,
     accepting: AtomicBool,
+    /// Consent setup shared with the workers (pending participant details).
+    pub consent: Arc<crate::rtc::worker::ConsentSetup>,
 }
 
 impl AppState {
@@ -178,6 +183,12 @@ pub async fn start(
         source,
     })?;
 
+    let consent = Arc::new(crate::consent_setup::setup(&config.consent)?);
+    info!(
+        rules_version = consent.rules.version(),
+        language = %consent.prompts.language,
+        "consent rules and prompts loaded"
+    );
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut workers = Vec::new();
     let mut joins: Vec<JoinHandle<()>> = Vec::new();
@@ -201,6 +212,7 @@ pub async fn start(
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             connect_timeout: config.connect_timeout(),
             inactivity_timeout: config.inactivity_timeout(),
+            consent: consent.clone(),
         };
         let (handle, join) =
             worker::spawn(settings, rec, rec_join, events_tx.clone(), metrics.clone()).map_err(
@@ -225,6 +237,7 @@ pub async fn start(
         workers,
         registry: Mutex::new(Registry::default()),
         accepting: AtomicBool::new(true),
+        consent,
     });
     tokio::spawn(track_worker_events(state.clone(), events_rx));
 

@@ -204,7 +204,9 @@ async fn a_call_survives_bad_input() {
         let rel = rel.to_string_lossy();
         assert!(rel.starts_with("calls/steady/"), "unexpected file {rel}");
     }
-    assert_eq!(files.len(), 3, "{files:?}");
+    // Two recordings, call.json and the consent audit log.
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with("consent.jsonl")));
 
     let metrics = server.metrics().await;
     assert!(metric_sum(&metrics, "hearken_udp_unrouted_datagrams_total") > 100.0);

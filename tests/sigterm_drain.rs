@@ -22,6 +22,7 @@ async fn sigterm_ends_calls_cleanly_and_exits_zero() {
         .env("HEARKEN_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .env("HEARKEN_MEDIA_PORT_BASE", "0")
         .env("HEARKEN_MEDIA_WORKERS", "1")
+        .env("HEARKEN_CONSENT_GRACE_PERIOD_MS", "0")
         .env("HEARKEN_STORAGE_DATA_DIR", data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::consent::engine::{
+    ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, GateReason,
+    ParticipantDetails, PromptKind,
+};
 use super::ids::{CallId, participant_file_stem};
 use super::speaker::{ReanchorReason, SpeakerTimeline, TimelineConfig};
 
@@ -66,6 +70,9 @@ pub enum ConferenceOutput {
     },
     /// A participant's frame for the sinks.
     Frame(SpeakerFrame),
+    /// Something the consent engine asks for (persist an audit event, play a
+    /// prompt, discard recordings).
+    Consent(ConsentOutput),
     /// A participant stopped sending (their session ended); their track is
     /// padded to `position` so it keeps its place on the timeline.
     ParticipantLeft {
@@ -141,6 +148,10 @@ pub struct ParticipantSummary {
     /// Seconds of call timeline covered by the recording (filled by the
     /// recorder).
     pub recorded_seconds: f64,
+    /// Consent state.
+    pub consent: Option<ConsentState>,
+    /// Frames withheld by the consent gate.
+    pub frames_withheld: u64,
 }
 
 /// The content of `call.json`.
@@ -156,6 +167,8 @@ pub struct CallSummary {
     pub end_reason: Option<EndReason>,
     /// Sessions currently connected or connecting.
     pub active_sessions: usize,
+    /// The consent mode in force (absent before anyone joined).
+    pub consent_mode: Option<super::consent::rules::ConsentMode>,
     /// Every participant seen.
     pub participants: Vec<ParticipantSummary>,
 }
@@ -173,11 +186,13 @@ struct Participant {
     bytes_received: u64,
     first_packet: Option<Instant>,
     last_packet: Option<Instant>,
+    frames_withheld: u64,
 }
 
 #[derive(Debug)]
 struct SessionInfo {
     public_id: String,
+    connected: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +210,8 @@ pub struct FrameStats {
     pub lost: u64,
     /// Frames that re-anchored the speaker timeline.
     pub reanchored: u64,
+    /// Set when the consent gate withheld the frame, with why.
+    pub withheld: Option<GateReason>,
 }
 
 /// One call.
@@ -206,11 +223,12 @@ pub struct Conference {
     sessions: BTreeMap<SessionKey, SessionInfo>,
     outputs: VecDeque<ConferenceOutput>,
     ended: Option<(DateTime<Utc>, EndReason)>,
+    consent: ConsentEngine,
 }
 
 impl Conference {
-    /// A call with no session yet.
-    pub fn new(call_id: CallId) -> Self {
+    /// A call with no session yet, whose frames pass `consent`'s gate.
+    pub fn new(call_id: CallId, consent: ConsentEngine) -> Self {
         Self {
             call_id,
             start: None,
@@ -218,7 +236,90 @@ impl Conference {
             sessions: BTreeMap::new(),
             outputs: VecDeque::new(),
             ended: None,
+            consent,
         }
+    }
+
+    /// Wall-clock time of call time `t` (48 kHz samples), once started.
+    pub fn utc_at(&self, t: u64) -> Option<DateTime<Utc>> {
+        let start = self.start?;
+        let nanos = u128::from(t) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+        let offset = chrono::Duration::nanoseconds(i64::try_from(nanos).ok()?);
+        Some(start.utc + offset)
+    }
+
+    /// The `Instant` of call time `t`, once started.
+    pub fn instant_at(&self, t: u64) -> Option<Instant> {
+        let start = self.start?;
+        let nanos = u128::from(t) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+        start
+            .instant
+            .checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))
+    }
+
+    fn pump_consent(&mut self) {
+        while let Some(o) = self.consent.poll_output() {
+            self.outputs.push_back(ConferenceOutput::Consent(o));
+        }
+    }
+
+    /// Participant details from the provider.
+    pub fn handle_details(
+        &mut self,
+        participant_id: &str,
+        details: ParticipantDetails,
+        now: Instant,
+    ) {
+        let t = self.call_time(now);
+        self.consent.handle_details(participant_id, details, t);
+        self.pump_consent();
+    }
+
+    /// A consent signal (DTMF or API).
+    pub fn handle_signal(
+        &mut self,
+        participant_id: &str,
+        decision: Decision,
+        method: ConsentMethod,
+        now: Instant,
+    ) {
+        let t = self.call_time(now);
+        self.consent
+            .handle_signal(participant_id, decision, method, t);
+        self.pump_consent();
+    }
+
+    /// A prompt finished playing to `to` (it started at `start`).
+    pub fn handle_prompt_played(
+        &mut self,
+        prompt: PromptKind,
+        to: &[String],
+        audible: bool,
+        start: Instant,
+        end: Instant,
+    ) {
+        let (s, e) = (self.call_time(start), self.call_time(end));
+        self.consent.handle_prompt_played(prompt, to, audible, s, e);
+        self.pump_consent();
+    }
+
+    /// Time passed (implicit consent after the grace period).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let t = self.call_time(now);
+        self.consent.handle_timeout(t);
+        self.pump_consent();
+    }
+
+    /// When [`Self::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.instant_at(self.consent.poll_timeout()?)
+    }
+
+    /// A participant's id by index.
+    pub fn participant_id(&self, participant: ParticipantIdx) -> Option<&str> {
+        self.participants
+            .get(participant.0 as usize)
+            .map(|p| &*p.id)
     }
 
     /// The call id.
@@ -250,12 +351,19 @@ impl Conference {
             session,
             SessionInfo {
                 public_id: public_id.to_owned(),
+                connected: false,
             },
         );
     }
 
-    /// A session completed ICE and DTLS. The first one starts the call.
-    pub fn handle_session_connected(&mut self, now: Instant, now_utc: DateTime<Utc>) {
+    /// A session completed ICE and DTLS. The first one starts the call; its
+    /// speakers join the call (for consent) now.
+    pub fn handle_session_connected(
+        &mut self,
+        session: SessionKey,
+        now: Instant,
+        now_utc: DateTime<Utc>,
+    ) {
         if self.start.is_none() {
             self.start = Some(CallStart {
                 instant: now,
@@ -264,6 +372,20 @@ impl Conference {
             self.outputs
                 .push_back(ConferenceOutput::Started { at: now_utc });
         }
+        if let Some(info) = self.sessions.get_mut(&session) {
+            info.connected = true;
+        }
+        let t = self.call_time(now);
+        let joined: Vec<Arc<str>> = self
+            .participants
+            .iter()
+            .filter(|p| p.active == Some(session))
+            .map(|p| p.id.clone())
+            .collect();
+        for id in joined {
+            self.consent.handle_join(&id, t);
+        }
+        self.pump_consent();
     }
 
     /// A received audio m-line of `session` becomes a speaker. The participant
@@ -275,6 +397,7 @@ impl Conference {
         session: SessionKey,
         mid: &str,
         stream_id: Option<&str>,
+        now: Instant,
     ) -> ParticipantIdx {
         let public_id = self
             .sessions
@@ -297,6 +420,14 @@ impl Conference {
         p.timeline.reset();
         if !p.sessions.contains(&public_id) {
             p.sessions.push(public_id);
+        }
+        // A speaker that appears on a session already connected joins now;
+        // the others join when their session connects.
+        if self.sessions.get(&session).is_some_and(|s| s.connected) {
+            let id = self.participants[idx].id.clone();
+            let t = self.call_time(now);
+            self.consent.handle_join(&id, t);
+            self.pump_consent();
         }
         ParticipantIdx(idx as u32)
     }
@@ -325,6 +456,7 @@ impl Conference {
             bytes_received: 0,
             first_packet: None,
             last_packet: None,
+            frames_withheld: 0,
         });
         self.participants.len() - 1
     }
@@ -366,6 +498,12 @@ impl Conference {
         {
             stats.reanchored = 1;
         }
+        let verdict = self.consent.allows(&p.id, placement.position);
+        if !verdict.allowed {
+            p.frames_withheld += 1;
+            stats.withheld = Some(verdict.reason);
+            return stats;
+        }
         self.outputs
             .push_back(ConferenceOutput::Frame(SpeakerFrame {
                 participant,
@@ -387,6 +525,7 @@ impl Conference {
         for (i, p) in self.participants.iter_mut().enumerate() {
             if p.active == Some(session) {
                 p.active = None;
+                self.consent.handle_leave(&p.id, position);
                 if self.start.is_some() {
                     self.outputs.push_back(ConferenceOutput::ParticipantLeft {
                         participant: ParticipantIdx(i as u32),
@@ -396,6 +535,7 @@ impl Conference {
                 }
             }
         }
+        self.pump_consent();
         self.sessions.len()
     }
 
@@ -440,6 +580,7 @@ impl Conference {
             ended_at: self.ended.map(|(t, _)| t),
             end_reason: self.ended.map(|(_, r)| r),
             active_sessions: self.sessions.len(),
+            consent_mode: self.consent.mode(),
             participants: self
                 .participants
                 .iter()
@@ -453,6 +594,8 @@ impl Conference {
                     packets_lost: p.packets_lost,
                     bytes_received: p.bytes_received,
                     recorded_seconds: 0.0,
+                    consent: self.consent.state(&p.id),
+                    frames_withheld: p.frames_withheld,
                 })
                 .collect(),
         }
@@ -472,6 +615,41 @@ pub fn duration_to_samples(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::consent::engine::{DeclinePolicy, EngineConfig};
+    use crate::core::consent::rules::{Policy, Rules};
+
+    /// A conference whose consent is given as soon as the notice was shown
+    /// (grace 0): these tests are about the timeline, not consent.
+    fn conference() -> Conference {
+        let engine = ConsentEngine::new(
+            Arc::new(Rules::builtin()),
+            EngineConfig {
+                policy: Policy::default(),
+                recorder_location: None,
+                grace: 0,
+                decline_policy: DeclinePolicy::Stop,
+            },
+        );
+        Conference::new(CallId::parse("c").unwrap(), engine)
+    }
+
+    /// Plays every requested prompt instantly, as for a client that cannot
+    /// hear the bot.
+    fn show_prompts(c: &mut Conference, now: Instant) {
+        let mut prompts = Vec::new();
+        for o in std::mem::take(&mut c.outputs) {
+            match o {
+                ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, to }) => {
+                    prompts.push((prompt, to))
+                }
+                other => c.outputs.push_back(other),
+            }
+        }
+        for (prompt, to) in prompts {
+            c.handle_prompt_played(prompt, &to, false, now, now);
+        }
+        c.handle_timeout(now);
+    }
 
     fn frame(at: Instant, ms: u64, seq: u64) -> AudioFrame {
         AudioFrame {
@@ -495,25 +673,26 @@ mod tests {
 
     #[test]
     fn participant_ids_come_from_msid_or_session_and_mid() {
-        let mut c = Conference::new(CallId::parse("c").unwrap());
+        let mut c = conference();
         c.handle_session_added(SessionKey(1), "s1");
-        let a = c.handle_speaker_added(SessionKey(1), "0", Some("alice"));
-        let b = c.handle_speaker_added(SessionKey(1), "1", None);
+        let a = c.handle_speaker_added(SessionKey(1), "0", Some("alice"), Instant::now());
+        let b = c.handle_speaker_added(SessionKey(1), "1", None, Instant::now());
         let s = c.summary();
         assert_eq!(s.participants[a.0 as usize].id, "alice");
         assert_eq!(s.participants[b.0 as usize].id, "s1-1");
         assert_eq!(s.participants[b.0 as usize].file, "audio/s1-1.opus");
         // Same stream id on a second m-line while the first is sending: kept apart.
-        let c2 = c.handle_speaker_added(SessionKey(1), "2", Some("alice"));
+        let c2 = c.handle_speaker_added(SessionKey(1), "2", Some("alice"), Instant::now());
         assert_ne!(a, c2);
         assert_eq!(c.summary().participants[c2.0 as usize].id, "s1-2");
     }
 
     #[test]
     fn hostile_msid_gets_a_safe_file_name() {
-        let mut c = Conference::new(CallId::parse("c").unwrap());
+        let mut c = conference();
         c.handle_session_added(SessionKey(1), "s1");
-        let p = c.handle_speaker_added(SessionKey(1), "0", Some("../../etc/passwd"));
+        let p =
+            c.handle_speaker_added(SessionKey(1), "0", Some("../../etc/passwd"), Instant::now());
         let s = c.summary();
         let file = &s.participants[p.0 as usize].file;
         assert!(!file.contains(".."), "{file}");
@@ -523,10 +702,11 @@ mod tests {
     #[test]
     fn call_time_starts_at_first_connect_and_rejoin_continues_track() {
         let t0 = Instant::now();
-        let mut c = Conference::new(CallId::parse("c").unwrap());
+        let mut c = conference();
         c.handle_session_added(SessionKey(1), "s1");
-        let p = c.handle_speaker_added(SessionKey(1), "0", Some("bob"));
-        c.handle_session_connected(t0, Utc::now());
+        let p = c.handle_speaker_added(SessionKey(1), "0", Some("bob"), Instant::now());
+        c.handle_session_connected(SessionKey(1), t0, Utc::now());
+        show_prompts(&mut c, t0);
         c.handle_audio(p, frame(t0, 1000, 1));
         let st = c.handle_audio(p, frame(t0, 1040, 3));
         assert_eq!(st.lost, 1);
@@ -538,7 +718,9 @@ mod tests {
             c.handle_session_removed(SessionKey(1), t0 + Duration::from_secs(2)),
             0
         );
-        let left: Vec<_> = std::iter::from_fn(|| c.poll_output()).collect();
+        let left: Vec<_> = std::iter::from_fn(|| c.poll_output())
+            .filter(|o| matches!(o, ConferenceOutput::ParticipantLeft { .. }))
+            .collect();
         assert!(matches!(
             left[..],
             [ConferenceOutput::ParticipantLeft {
@@ -549,8 +731,9 @@ mod tests {
 
         // Bob comes back on a new session with a new RTP clock.
         c.handle_session_added(SessionKey(2), "s2");
-        let p2 = c.handle_speaker_added(SessionKey(2), "0", Some("bob"));
+        let p2 = c.handle_speaker_added(SessionKey(2), "0", Some("bob"), Instant::now());
         assert_eq!(p, p2, "same participant, same track");
+        c.handle_session_connected(SessionKey(2), t0 + Duration::from_secs(5), Utc::now());
         let mut again = frame(t0, 5000, 900);
         again.rtp_time = 7;
         c.handle_audio(p2, again);
@@ -565,9 +748,9 @@ mod tests {
     #[test]
     fn frames_before_start_are_ignored() {
         let t0 = Instant::now();
-        let mut c = Conference::new(CallId::parse("c").unwrap());
+        let mut c = conference();
         c.handle_session_added(SessionKey(1), "s1");
-        let p = c.handle_speaker_added(SessionKey(1), "0", None);
+        let p = c.handle_speaker_added(SessionKey(1), "0", None, Instant::now());
         assert_eq!(c.handle_audio(p, frame(t0, 0, 1)).packets, 0);
         assert!(c.poll_output().is_none());
     }

@@ -3,9 +3,12 @@
 //! touches a file; the shell does that and feeds the core.
 
 pub mod conference;
+pub mod consent;
+pub mod dtmf;
 pub mod ids;
 pub mod offer;
 pub mod ogg;
 pub mod opus;
+pub mod prompt;
 pub mod speaker;
 pub mod track;

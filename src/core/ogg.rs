@@ -285,7 +285,7 @@ const fn crc_table() -> [u32; 256] {
     table
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0u32, |crc, &b| {
         (crc << 8) ^ CRC_TABLE[usize::from((crc >> 24) as u8 ^ b)]
     })

@@ -22,7 +22,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecExtra, FormatParams};
-use str0m::media::{Frequency, MediaKind, Mid, Pt};
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tracing::{Span, debug, debug_span, info, info_span, trace, warn};
@@ -31,8 +31,15 @@ use crate::core::conference::{
     AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, ParticipantIdx,
     SessionEndReason, SessionKey,
 };
+use crate::core::consent::engine::{
+    ConsentEngine, ConsentMethod, ConsentOutput, Decision, EngineConfig, GateReason,
+    ParticipantDetails, PromptKind,
+};
+use crate::core::consent::rules::Rules;
+use crate::core::dtmf::{DtmfAssembler, DtmfConfig, DtmfKey};
 use crate::core::ids::CallId;
 use crate::core::offer::OfferSummary;
+use crate::core::prompt::{Prompt, PromptSet};
 use crate::metrics::{DropReason, Metrics};
 use crate::sinks::recorder::{RecorderControl, RecorderFrame, RecorderHandle};
 
@@ -73,6 +80,30 @@ pub enum WorkerCommand {
         reply: tokio::sync::oneshot::Sender<bool>,
         /// Runs when the call's recording is final.
         on_call_finished: Option<OnCallFinished>,
+    },
+    /// Details of a participant (location, capture setting) for consent.
+    ParticipantDetails {
+        /// The call.
+        call_id: CallId,
+        /// The participant.
+        participant_id: String,
+        /// The details.
+        details: ParticipantDetails,
+        /// Whether the worker has the call.
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// A consent decision reported by the provider.
+    ConsentSignal {
+        /// The call.
+        call_id: CallId,
+        /// The participant.
+        participant_id: String,
+        /// Granted or declined.
+        decision: Decision,
+        /// How it was given.
+        method: ConsentMethod,
+        /// Whether the worker has the call.
+        reply: tokio::sync::oneshot::Sender<bool>,
     },
     /// The current summary of a call in progress.
     Snapshot {
@@ -154,6 +185,25 @@ impl WorkerHandle {
 #[error("media worker stopped")]
 pub struct WorkerGone;
 
+/// Consent settings shared by every call of a worker.
+pub struct ConsentSetup {
+    /// The rules.
+    pub rules: Arc<Rules>,
+    /// Policy, grace period, decline policy.
+    pub engine: EngineConfig,
+    /// Prompts in the configured language.
+    pub prompts: Arc<PromptSet>,
+    /// DTMF key that grants consent.
+    pub agree: DtmfKey,
+    /// DTMF key that declines.
+    pub decline: DtmfKey,
+    /// Details given before the call reached this worker, by call.
+    pub pending_details: PendingDetails,
+}
+
+/// Participant details that arrived before their call reached a worker.
+pub type PendingDetails = Arc<std::sync::Mutex<HashMap<CallId, Vec<(String, ParticipantDetails)>>>>;
+
 /// What a worker needs to start.
 pub struct WorkerSettings {
     /// Worker number (names the thread).
@@ -169,6 +219,8 @@ pub struct WorkerSettings {
     pub connect_timeout: Duration,
     /// Connected sessions silent this long are ended as disconnected.
     pub inactivity_timeout: Duration,
+    /// Consent.
+    pub consent: Arc<ConsentSetup>,
 }
 
 /// Binds the socket and starts the worker thread.
@@ -202,6 +254,10 @@ pub fn spawn(
         load: sessions.clone(),
         connect_timeout: settings.connect_timeout,
         inactivity_timeout: settings.inactivity_timeout,
+        consent: settings.consent,
+        pending: Pending::default(),
+        playbacks: Vec::new(),
+        call_timers: BinaryHeap::new(),
         next_sweep: Instant::now(),
         sessions: HashMap::new(),
         by_addr: HashMap::new(),
@@ -242,6 +298,7 @@ struct Session {
     rtc: Rtc,
     offer: OfferSummary,
     speakers: HashMap<Mid, (ParticipantIdx, Span)>,
+    dtmf: HashMap<Mid, DtmfAssembler>,
     remote_addrs: Vec<SocketAddr>,
     scheduled: Option<Instant>,
     /// When anything last arrived from the client.
@@ -250,6 +307,26 @@ struct Session {
     connect_deadline: Instant,
     ending: Option<SessionEndReason>,
     span: Span,
+}
+
+/// A prompt being written, 20 ms at a time, into one m-line of a session.
+struct Playback {
+    call_id: CallId,
+    session: u64,
+    mid: Mid,
+    kind: PromptKind,
+    to: Vec<String>,
+    next: usize,
+    next_at: Instant,
+    rtp_time: u64,
+    started: Instant,
+}
+
+/// Work the conference asked for that needs the whole worker.
+#[derive(Default)]
+struct Pending {
+    prompts: Vec<(CallId, PromptKind, Vec<String>)>,
+    call_timers: Vec<Reverse<(Instant, CallId)>>,
 }
 
 struct Call {
@@ -271,6 +348,10 @@ struct Worker {
     load: Arc<AtomicUsize>,
     connect_timeout: Duration,
     inactivity_timeout: Duration,
+    consent: Arc<ConsentSetup>,
+    pending: Pending,
+    playbacks: Vec<Playback>,
+    call_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     next_sweep: Instant,
     sessions: HashMap<u64, Session>,
     by_addr: HashMap<SocketAddr, u64>,
@@ -290,10 +371,16 @@ impl Worker {
             let timeout = if socket_backlog {
                 Some(Duration::ZERO)
             } else {
-                let next = self
+                let mut next = self
                     .timers
                     .peek()
                     .map_or(self.next_sweep, |Reverse((t, _))| (*t).min(self.next_sweep));
+                if let Some(Reverse((t, _))) = self.call_timers.peek() {
+                    next = next.min(*t);
+                }
+                for p in &self.playbacks {
+                    next = next.min(p.next_at);
+                }
                 Some(next.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout)
@@ -319,6 +406,8 @@ impl Worker {
             }
             let now = Instant::now();
             self.handle_timers(now);
+            self.handle_call_timers(now);
+            self.play_due(now);
             if now >= self.next_sweep {
                 self.sweep_inactive(now);
             }
@@ -342,6 +431,30 @@ impl Worker {
         for key in silent {
             self.remove_session(key, SessionEndReason::Disconnected, now);
         }
+        // DTMF events whose end packets were lost are reported on timeout.
+        let Self {
+            sessions,
+            calls,
+            consent,
+            recorder,
+            metrics,
+            pending,
+            ..
+        } = self;
+        for session in sessions.values_mut() {
+            let Some(call) = calls.get_mut(&session.call_id) else {
+                continue;
+            };
+            for (mid, assembler) in &mut session.dtmf {
+                if let Some(digit) = assembler.handle_timeout(now)
+                    && let Some((participant, span)) = session.speakers.get(mid)
+                {
+                    signal_digit(call, *participant, digit.key, consent, now, span);
+                    pump(call, recorder, metrics, pending);
+                }
+            }
+        }
+        self.after_pump(now);
     }
 
     /// Reads up to [`READ_BUDGET`] datagrams; returns whether more may wait.
@@ -431,6 +544,8 @@ impl Worker {
             timers,
             metrics,
             recorder,
+            pending,
+            consent,
             ..
         } = self;
         let Some(session) = sessions.get_mut(&key) else {
@@ -455,7 +570,7 @@ impl Worker {
                     }
                 }
                 Ok(Output::Event(event)) => {
-                    handle_event(key, session, call, event, metrics, now);
+                    handle_event(key, session, call, event, metrics, consent, now);
                 }
                 Err(e) => {
                     debug!(parent: &session.span, error = %e, "rtc failed");
@@ -464,10 +579,148 @@ impl Worker {
                 }
             }
         }
-        pump(call, recorder, metrics);
+        pump(call, recorder, metrics, pending);
         if let Some(reason) = session.ending {
             self.remove_session(key, reason, now);
         }
+        self.after_pump(now);
+    }
+
+    /// Schedules the conference timers and starts the prompts that pumping
+    /// the conferences asked for.
+    fn after_pump(&mut self, now: Instant) {
+        for t in self.pending.call_timers.drain(..) {
+            self.call_timers.push(t);
+        }
+        let prompts = std::mem::take(&mut self.pending.prompts);
+        for (call_id, kind, to) in prompts {
+            self.start_prompt(&call_id, kind, to, now);
+        }
+    }
+
+    /// Starts playing `kind` to each of `to`: into every sendrecv m-line that
+    /// carries one of them. Those without such an m-line cannot hear the bot;
+    /// the prompt counts as shown by the provider and the audit says so.
+    fn start_prompt(&mut self, call_id: &CallId, kind: PromptKind, to: Vec<String>, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let mut audible_to = Vec::new();
+        for &key in &call.sessions {
+            let Some(session) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            for (mid, (participant, _)) in &session.speakers {
+                let Some(id) = call.conference.participant_id(*participant) else {
+                    continue;
+                };
+                if !to.iter().any(|t| t == id) {
+                    continue;
+                }
+                let sends = session
+                    .rtc
+                    .media(*mid)
+                    .is_some_and(|m| m.direction().is_sending());
+                if !sends || !session.connected {
+                    continue;
+                }
+                audible_to.push(id.to_owned());
+                self.playbacks.push(Playback {
+                    call_id: call_id.clone(),
+                    session: key,
+                    mid: *mid,
+                    kind,
+                    to: vec![id.to_owned()],
+                    next: 0,
+                    next_at: now,
+                    rtp_time: 0,
+                    started: now,
+                });
+            }
+        }
+        let silent: Vec<String> = to
+            .into_iter()
+            .filter(|id| !audible_to.contains(id))
+            .collect();
+        self.metrics
+            .prompts_played
+            .with_label_values(&[kind_label(kind)])
+            .inc();
+        if !silent.is_empty() {
+            // Nothing to play for them: the provider shows its own notice, so
+            // it counts as given now (and the audit says it was not audible).
+            call.conference
+                .handle_prompt_played(kind, &silent, false, now, now);
+            pump(call, &self.recorder, &self.metrics, &mut self.pending);
+        }
+    }
+
+    /// Writes the due 20 ms packets of every prompt being played.
+    fn play_due(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.playbacks.len() {
+            let pb = &mut self.playbacks[i];
+            if pb.next_at > now {
+                i += 1;
+                continue;
+            }
+            let prompt = prompt_of(&self.consent.prompts, pb.kind);
+            let session_alive = self.sessions.contains_key(&pb.session);
+            let mut finished = !session_alive || pb.next >= prompt.packets.len();
+            if !finished && let Some(session) = self.sessions.get_mut(&pb.session) {
+                let packet = &prompt.packets[pb.next];
+                let written = session.rtc.writer(pb.mid).and_then(|w| {
+                    let pt = w
+                        .payload_params()
+                        .find(|p| p.spec().codec == Codec::Opus)
+                        .map(|p| p.pt())?;
+                    w.write(
+                        pt,
+                        now,
+                        MediaTime::new(pb.rtp_time, Frequency::FORTY_EIGHT_KHZ),
+                        packet.data.clone(),
+                    )
+                    .ok()
+                });
+                if written.is_none() {
+                    finished = true;
+                }
+                pb.rtp_time += u64::from(packet.samples);
+                pb.next += 1;
+                pb.next_at += Duration::from_micros(u64::from(packet.samples) * 1_000_000 / 48_000);
+            }
+            if finished {
+                let pb = self.playbacks.swap_remove(i);
+                if let Some(call) = self.calls.get_mut(&pb.call_id) {
+                    call.conference
+                        .handle_prompt_played(pb.kind, &pb.to, true, pb.started, now);
+                    pump(call, &self.recorder, &self.metrics, &mut self.pending);
+                }
+                continue;
+            }
+            let key = self.playbacks[i].session;
+            self.drain(key, now);
+            i += 1;
+        }
+        self.after_pump(now);
+    }
+
+    fn handle_call_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.call_timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, call_id))) = self.call_timers.pop() else {
+                break;
+            };
+            if let Some(call) = self.calls.get_mut(&call_id)
+                && call.conference.poll_timeout().is_some_and(|t| t <= now)
+            {
+                call.conference.handle_timeout(now);
+                pump(call, &self.recorder, &self.metrics, &mut self.pending);
+            }
+        }
+        self.after_pump(now);
     }
 
     fn handle_command(&mut self, cmd: WorkerCommand) {
@@ -509,6 +762,39 @@ impl Worker {
                 if exists {
                     self.end_call(&call_id, reason, on_call_finished);
                 }
+            }
+            WorkerCommand::ParticipantDetails {
+                call_id,
+                participant_id,
+                details,
+                reply,
+            } => {
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    let _ = reply.send(false);
+                    return;
+                };
+                call.conference
+                    .handle_details(&participant_id, details, now);
+                pump(call, &self.recorder, &self.metrics, &mut self.pending);
+                let _ = reply.send(true);
+                self.after_pump(now);
+            }
+            WorkerCommand::ConsentSignal {
+                call_id,
+                participant_id,
+                decision,
+                method,
+                reply,
+            } => {
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    let _ = reply.send(false);
+                    return;
+                };
+                call.conference
+                    .handle_signal(&participant_id, decision, method, now);
+                pump(call, &self.recorder, &self.metrics, &mut self.pending);
+                let _ = reply.send(true);
+                self.after_pump(now);
             }
             WorkerCommand::Snapshot { call_id, reply } => {
                 let _ = reply.send(self.calls.get(&call_id).map(|c| c.conference.summary()));
@@ -564,10 +850,21 @@ impl Worker {
 
         let key = self.next_key;
         self.next_key += 1;
+        let consent = &self.consent;
         let call = self.calls.entry(call_id.clone()).or_insert_with(|| {
             self.metrics.calls_active.inc();
+            let engine = ConsentEngine::new(consent.rules.clone(), consent.engine.clone());
+            let mut conference = Conference::new(call_id.clone(), engine);
+            let early = consent
+                .pending_details
+                .lock()
+                .map(|mut m| m.remove(&call_id))
+                .unwrap_or_default();
+            for (id, details) in early.unwrap_or_default() {
+                conference.handle_details(&id, details, now);
+            }
             Call {
-                conference: Conference::new(call_id.clone()),
+                conference,
                 sessions: Vec::new(),
                 span: info_span!("call", id = %call_id),
             }
@@ -585,6 +882,7 @@ impl Worker {
                 rtc,
                 offer: summary,
                 speakers: HashMap::new(),
+                dtmf: HashMap::new(),
                 remote_addrs: Vec::new(),
                 scheduled: None,
                 last_input: now,
@@ -649,7 +947,7 @@ impl Worker {
         let left = call
             .conference
             .handle_session_removed(SessionKey(key), left_at);
-        pump(call, &self.recorder, &self.metrics);
+        pump(call, &self.recorder, &self.metrics, &mut self.pending);
         if left == 0 && reason != SessionEndReason::CallEnded {
             self.end_call(&session.call_id, EndReason::LastSessionLeft, None);
         }
@@ -669,7 +967,7 @@ impl Worker {
             return;
         };
         call.conference.handle_end(Utc::now(), reason);
-        pump(&mut call, &self.recorder, &self.metrics);
+        pump(&mut call, &self.recorder, &self.metrics, &mut self.pending);
         let summary = call.conference.summary();
         self.metrics.calls_active.dec();
         let reason_label = match reason {
@@ -694,10 +992,8 @@ impl Worker {
                 });
                 tx
             });
-            let _ = self
-                .recorder
-                .control
-                .send(RecorderControl::CallEnded { summary, done });
+            self.recorder
+                .send_control(RecorderControl::CallEnded { summary, done });
         } else if let Some(f) = done {
             f(summary);
         }
@@ -710,7 +1006,7 @@ impl Worker {
         }
         // The recorder handles control messages in order: every CallEnded
         // above is on disk once it has processed Shutdown.
-        let _ = self.recorder.control.send(RecorderControl::Shutdown);
+        self.recorder.send_control(RecorderControl::Shutdown);
         if let Some(join) = self.recorder_join.take() {
             let _ = join.join();
         }
@@ -758,13 +1054,15 @@ fn handle_event(
     call: &mut Call,
     event: Event,
     metrics: &Metrics,
+    consent: &ConsentSetup,
     now: Instant,
 ) {
     match event {
         Event::Connected => {
             session.connected = true;
             info!(parent: &session.span, "session connected");
-            call.conference.handle_session_connected(now, Utc::now());
+            call.conference
+                .handle_session_connected(SessionKey(key), now, Utc::now());
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             session.ending.get_or_insert(SessionEndReason::Disconnected);
@@ -785,6 +1083,7 @@ fn handle_event(
                 SessionKey(key),
                 &mid_text,
                 stream_id.as_deref(),
+                now,
             );
             let span = debug_span!(parent: &session.span, "participant", mid = %mid_text);
             debug!(parent: &span, participant = participant.0, "speaker added");
@@ -802,7 +1101,15 @@ fn handle_event(
             };
             if let CodecExtra::Tele(ev) = &data.codec_extra {
                 metrics.dtmf_packets_received.inc();
-                debug!(parent: span, event = ev.event, end = ev.end, "telephone-event");
+                trace!(parent: span, event = ev.event, end = ev.end, "telephone-event");
+                let digit = session
+                    .dtmf
+                    .entry(data.mid)
+                    .or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
+                    .handle_packet(data.time.numer(), ev.event, ev.end, ev.duration, now);
+                if let Some(digit) = digit {
+                    signal_digit(call, *participant, digit.key, consent, now, span);
+                }
                 return;
             }
             if data.params.spec().codec != Codec::Opus {
@@ -822,30 +1129,128 @@ fn handle_event(
             metrics.rtp_bytes_received.inc_by(bytes);
             metrics.rtp_packets_lost.inc_by(stats.lost);
             metrics.timeline_reanchors.inc_by(stats.reanchored);
+            if let Some(reason) = stats.withheld {
+                metrics
+                    .frames_withheld
+                    .with_label_values(&[gate_reason_label(reason)])
+                    .inc();
+            }
             trace!(parent: span, bytes, "frame");
         }
         _ => {}
     }
 }
 
+/// Turns a pressed key into a consent signal when it is one of the
+/// configured digits.
+fn signal_digit(
+    call: &mut Call,
+    participant: ParticipantIdx,
+    key: DtmfKey,
+    consent: &ConsentSetup,
+    now: Instant,
+    span: &Span,
+) {
+    let decision = if key == consent.agree {
+        Decision::Granted
+    } else if key == consent.decline {
+        Decision::Declined
+    } else {
+        debug!(parent: span, key = %key.as_char(), "dtmf key is not a consent digit");
+        return;
+    };
+    let Some(id) = call
+        .conference
+        .participant_id(participant)
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    debug!(parent: span, key = %key.as_char(), "dtmf consent signal");
+    call.conference
+        .handle_signal(&id, decision, ConsentMethod::Dtmf, now);
+}
+
+fn prompt_of(prompts: &PromptSet, kind: PromptKind) -> &Prompt {
+    match kind {
+        PromptKind::Notice => &prompts.notice,
+        PromptKind::ConsentRequest => &prompts.consent_request,
+        PromptKind::Thanks => &prompts.thanks,
+        PromptKind::Stopped => &prompts.stopped,
+    }
+}
+
+fn gate_reason_label(reason: GateReason) -> &'static str {
+    match reason {
+        GateReason::Consented => "consented",
+        GateReason::AwaitingOwnConsent => "awaiting_own_consent",
+        GateReason::AwaitingOthers => "awaiting_others",
+        GateReason::NeverCaptureParticipantPresent => "never_capture_participant_present",
+        GateReason::Declined => "declined",
+        GateReason::CallStopped => "call_stopped",
+    }
+}
+
+fn kind_label(kind: PromptKind) -> &'static str {
+    match kind {
+        PromptKind::Notice => "notice",
+        PromptKind::ConsentRequest => "consent_request",
+        PromptKind::Thanks => "thanks",
+        PromptKind::Stopped => "stopped",
+    }
+}
+
 /// Hands the conference's outputs to the recorder: frames with `try_send`
 /// (dropped and counted when the queue is full), control messages unbounded.
-fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics) {
+fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics, work: &mut Pending) {
     let call_id = call.conference.call_id().clone();
+    if let Some(t) = call.conference.poll_timeout() {
+        work.call_timers.push(Reverse((t, call_id.clone())));
+    }
     while let Some(out) = call.conference.poll_output() {
         match out {
+            ConferenceOutput::Consent(ConsentOutput::Audit(event)) => {
+                let mut line = serde_json::to_value(&event).unwrap_or_default();
+                let t = line
+                    .get("t")
+                    .or_else(|| line.get("start"))
+                    .and_then(|v| v.as_f64());
+                if let Some(obj) = line.as_object_mut() {
+                    obj.insert("call_id".into(), call_id.as_str().into());
+                    let at = t
+                        .and_then(|t| call.conference.utc_at((t * 48_000.0) as u64))
+                        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                    obj.insert("at".into(), at.into());
+                }
+                if let Some(name) = line.get("event").and_then(|v| v.as_str()) {
+                    metrics.consent_events.with_label_values(&[name]).inc();
+                }
+                debug!(parent: &call.span, event = %line, "consent");
+                recorder.send_control(RecorderControl::Audit {
+                    call_id: call_id.clone(),
+                    line: line.to_string(),
+                });
+            }
+            ConferenceOutput::Consent(ConsentOutput::DiscardAll) => {
+                recorder.send_control(RecorderControl::DiscardAll {
+                    call_id: call_id.clone(),
+                });
+            }
+            ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, to }) => {
+                work.prompts.push((call_id.clone(), prompt, to));
+            }
             ConferenceOutput::Frame(frame) => {
                 let msg = RecorderFrame {
                     call_id: call_id.clone(),
                     frame,
                 };
-                if recorder.frames.try_send(msg).is_err() {
+                if recorder.try_send_frame(msg).is_err() {
                     metrics.drop_frame(DropReason::RecorderQueueFull);
                 }
             }
             ConferenceOutput::Started { .. } => {
                 info!(parent: &call.span, "call started");
-                let _ = recorder.control.send(RecorderControl::CallStarted {
+                recorder.send_control(RecorderControl::CallStarted {
                     call_id: call_id.clone(),
                     summary: call.conference.summary(),
                 });
@@ -855,7 +1260,7 @@ fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics) {
                 position,
                 ..
             } => {
-                let _ = recorder.control.send(RecorderControl::ParticipantLeft {
+                recorder.send_control(RecorderControl::ParticipantLeft {
                     call_id: call_id.clone(),
                     file_stem,
                     position,

@@ -1,11 +1,13 @@
 //! The recorder sink: one thread per media worker that turns placed frames into
 //! aligned Ogg Opus files and writes `call.json`.
 //!
-//! Frames arrive on a bounded channel the worker feeds with `try_send` (a full
-//! channel drops the frame, counted by the worker). Control messages (a
-//! participant left, a call ended) arrive on a separate unbounded channel so
-//! they are never dropped; before acting on one, the recorder drains the frame
-//! channel, because the worker queued those frames first.
+//! Frames and control messages (a participant left, a call ended, a consent
+//! audit event) share one ordered channel, so the recorder sees them in the
+//! order the worker produced them: an audit event is on disk before any frame
+//! its gate decision let through. Control messages are never dropped; frames
+//! are admitted against a fixed budget ([`RecorderHandle::try_send_frame`]),
+//! so a slow disk costs dropped (and counted) frames, never unbounded memory
+//! or a blocked media thread.
 //!
 //! File writes happen here, never on the media thread.
 
@@ -14,10 +16,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tracing::{debug, error, info, warn};
 
 use crate::core::conference::{CallSummary, SAMPLE_RATE, SpeakerFrame};
@@ -67,17 +70,62 @@ pub enum RecorderControl {
         /// Told when everything is on disk.
         done: Option<tokio::sync::oneshot::Sender<CallSummary>>,
     },
+    /// Append one consent audit event (a JSON line) to the call's
+    /// `consent.jsonl` and sync it, before anything queued after it.
+    Audit {
+        /// The call.
+        call_id: CallId,
+        /// One JSON object, without the newline.
+        line: String,
+    },
+    /// Delete every recording of the call (a decline under
+    /// `stop_and_discard`); later frames of the call are refused.
+    DiscardAll {
+        /// The call.
+        call_id: CallId,
+    },
     /// Stop the thread after finishing what is queued.
     Shutdown,
+}
+
+/// What travels to the recorder, in order.
+#[derive(Debug)]
+enum RecorderMsg {
+    Frame(RecorderFrame),
+    Control(RecorderControl),
 }
 
 /// Sending side of one recorder, held by its media worker.
 #[derive(Debug, Clone)]
 pub struct RecorderHandle {
-    /// Frames (bounded; `try_send`).
-    pub frames: Sender<RecorderFrame>,
-    /// Control (unbounded; never dropped).
-    pub control: Sender<RecorderControl>,
+    tx: Sender<RecorderMsg>,
+    frames_queued: Arc<AtomicUsize>,
+    frame_budget: usize,
+}
+
+/// The recorder has no room for another frame (or has stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("recorder queue full")]
+pub struct QueueFull;
+
+impl RecorderHandle {
+    /// Queues a frame unless `limits.recorder_queue_frames` frames are
+    /// already waiting. Never blocks.
+    pub fn try_send_frame(&self, frame: RecorderFrame) -> Result<(), QueueFull> {
+        if self.frames_queued.fetch_add(1, Ordering::AcqRel) >= self.frame_budget {
+            self.frames_queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(QueueFull);
+        }
+        self.tx.send(RecorderMsg::Frame(frame)).map_err(|_| {
+            self.frames_queued.fetch_sub(1, Ordering::AcqRel);
+            QueueFull
+        })
+    }
+
+    /// Queues a control message (never dropped while the recorder runs).
+    pub fn send_control(&self, control: RecorderControl) {
+        let _ = self.tx.send(RecorderMsg::Control(control));
+    }
 }
 
 /// Starts a recorder thread writing under `data_dir`.
@@ -87,20 +135,23 @@ pub fn spawn(
     queue_frames: usize,
     metrics: Metrics,
 ) -> io::Result<(RecorderHandle, thread::JoinHandle<()>)> {
-    let (frame_tx, frame_rx) = crossbeam_channel::bounded(queue_frames);
-    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let frames_queued = Arc::new(AtomicUsize::new(0));
+    let queued = frames_queued.clone();
     let join = thread::Builder::new().name(name).spawn(move || {
         Recorder {
             data_dir,
             calls: HashMap::new(),
             metrics,
+            frames_queued: queued,
         }
-        .run(frame_rx, control_rx)
+        .run(rx)
     })?;
     Ok((
         RecorderHandle {
-            frames: frame_tx,
-            control: control_tx,
+            tx,
+            frames_queued,
+            frame_budget: queue_frames,
         },
         join,
     ))
@@ -134,39 +185,34 @@ struct CallRecording {
     dir: PathBuf,
     tracks: HashMap<Arc<str>, Track>,
     started: Option<CallSummary>,
+    audit: Option<File>,
+    discarded: bool,
 }
 
 struct Recorder {
     data_dir: PathBuf,
     calls: HashMap<CallId, CallRecording>,
     metrics: Metrics,
+    frames_queued: Arc<AtomicUsize>,
 }
 
 impl Recorder {
-    fn run(mut self, frames: Receiver<RecorderFrame>, control: Receiver<RecorderControl>) {
+    fn run(mut self, rx: Receiver<RecorderMsg>) {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            select! {
-                recv(frames) -> msg => {
-                    if let Ok(f) = msg {
-                        self.handle_frame(f);
-                    }
+            match rx.recv_timeout(timeout) {
+                Ok(RecorderMsg::Frame(f)) => {
+                    self.frames_queued.fetch_sub(1, Ordering::AcqRel);
+                    self.handle_frame(f);
                 }
-                recv(control) -> msg => {
-                    // Frames queued before this message belong before it.
-                    while let Ok(f) = frames.try_recv() {
-                        self.handle_frame(f);
-                    }
-                    match msg {
-                        Ok(RecorderControl::Shutdown) | Err(_) => {
-                            self.finish_all();
-                            return;
-                        }
-                        Ok(c) => self.handle_control(c),
-                    }
+                Ok(RecorderMsg::Control(RecorderControl::Shutdown))
+                | Err(RecvTimeoutError::Disconnected) => {
+                    self.finish_all();
+                    return;
                 }
-                default(timeout) => {}
+                Ok(RecorderMsg::Control(c)) => self.handle_control(c),
+                Err(RecvTimeoutError::Timeout) => {}
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -184,12 +230,18 @@ impl Recorder {
                 dir: call_dir(data_dir, call_id),
                 tracks: HashMap::new(),
                 started: None,
+                audit: None,
+                discarded: false,
             })
     }
 
     fn handle_frame(&mut self, f: RecorderFrame) {
         let metrics = self.metrics.clone();
         let call = self.call(&f.call_id);
+        if call.discarded {
+            metrics.drop_frame(DropReason::Discarded);
+            return;
+        }
         let dir = call.dir.clone();
         let track = call
             .tracks
@@ -244,6 +296,28 @@ impl Recorder {
                     let _ = done.send(summary);
                 }
             }
+            RecorderControl::Audit { call_id, line } => {
+                let metrics = self.metrics.clone();
+                let call = self.call(&call_id);
+                if let Err(e) = append_audit(call, &line) {
+                    metrics.recorder_write_errors.inc();
+                    error!(call = %call_id, error = %e, "cannot append to consent.jsonl");
+                }
+            }
+            RecorderControl::DiscardAll { call_id } => {
+                let call = self.call(&call_id);
+                call.discarded = true;
+                let audio = call.dir.join("audio");
+                call.tracks.clear();
+                match fs::remove_dir_all(&audio) {
+                    Ok(()) => info!(call = %call_id, "recordings discarded"),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        self.metrics.recorder_write_errors.inc();
+                        error!(call = %call_id, error = %e, "cannot discard recordings");
+                    }
+                }
+            }
             RecorderControl::Shutdown => {}
         }
     }
@@ -265,7 +339,10 @@ impl Recorder {
                 .and_then(|f| f.strip_suffix(".opus"))
                 .unwrap_or_default()
                 .to_owned();
-            if let Some(track) = call.tracks.get_mut(stem.as_str()) {
+            if call.discarded {
+                p.recorded_seconds = 0.0;
+                p.file = String::new();
+            } else if let Some(track) = call.tracks.get_mut(stem.as_str()) {
                 track.writer.finish();
                 write_pending(track, &metrics);
                 if let Some(file) = &track.file
@@ -372,6 +449,29 @@ fn write_pending(track: &mut Track, metrics: &Metrics) {
             track.file = None;
         }
     }
+}
+
+/// Appends one line to the call's audit log and syncs it.
+fn append_audit(call: &mut CallRecording, line: &str) -> io::Result<()> {
+    if call.audit.is_none() {
+        fs::create_dir_all(&call.dir)?;
+        call.audit = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(call.dir.join("consent.jsonl"))?,
+        );
+    }
+    let Some(file) = call.audit.as_mut() else {
+        return Ok(());
+    };
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    file.write_all(&bytes)?;
+    // Audit before effect: the line is durable before any frame queued
+    // after it is written.
+    file.sync_data()
 }
 
 /// Writes `call.json` atomically (temp file, sync, rename).
