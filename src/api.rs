@@ -35,6 +35,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/calls", get(list_calls))
         .route("/v1/calls/{call_id}", get(get_call))
         .route("/v1/calls/{call_id}/end", post(end_call))
+        .route(
+            "/v1/calls/{call_id}/participants/{participant_id}",
+            axum::routing::put(put_participant),
+        )
+        .route(
+            "/v1/calls/{call_id}/participants/{participant_id}/consent",
+            post(post_consent),
+        )
+        .route("/v1/calls/{call_id}/consent", get(get_consent))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -296,6 +305,202 @@ async fn end_call(
     stored
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("no call {call_id}")))
+}
+
+/// Longest participant id accepted in a URL.
+const MAX_PARTICIPANT_ID: usize = 256;
+
+fn parse_participant_id(text: &str) -> Result<String, Problem> {
+    if text.is_empty() || text.len() > MAX_PARTICIPANT_ID || text.chars().any(char::is_control) {
+        return Err(Problem::bad_request(
+            "bad-participant-id",
+            format!(
+                "participant id must be 1-{MAX_PARTICIPANT_ID} characters without control characters"
+            ),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Problem::unsupported_media_type("application/json"));
+    }
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request("bad-json", e.to_string()))
+}
+
+/// Body of `PUT /v1/calls/{call_id}/participants/{participant_id}`.
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantBody {
+    /// Name shown in transcripts.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Email (used by recording policy).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// ISO 3166 location; absent counts as unknown.
+    #[serde(default)]
+    pub location: Option<crate::core::consent::rules::Location>,
+    /// Employee of the recording company.
+    #[serde(default)]
+    pub internal: bool,
+    /// `default` or `never`.
+    #[serde(default)]
+    pub capture: crate::core::consent::engine::CaptureSetting,
+}
+
+async fn put_participant(
+    State(state): State<Arc<AppState>>,
+    Path((call_id, participant_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    let participant_id = parse_participant_id(&participant_id)?;
+    let body: ParticipantBody = parse_json(&headers, &body)?;
+    if let Some(location) = &body.location {
+        location
+            .validate()
+            .map_err(|e| Problem::bad_request("bad-location", format!("location: {e}")))?;
+    }
+    let details = crate::core::consent::engine::ParticipantDetails {
+        location: body.location.clone(),
+        internal: body.internal,
+        capture: body.capture,
+    };
+    // Kept for the call's start in case it is not on a worker yet; sent to
+    // the worker when it is (applying details twice is harmless).
+    if let Ok(mut pending) = state.consent.pending_details.lock() {
+        let list = pending.entry(call_id.clone()).or_default();
+        list.retain(|(id, _)| id != &participant_id);
+        list.push((participant_id.clone(), details.clone()));
+    }
+    let worker = state.registry().calls.get(&call_id).map(|c| c.worker);
+    let mut applied = "pending";
+    if let Some(worker) = worker {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        state.workers[worker]
+            .send(WorkerCommand::ParticipantDetails {
+                call_id: call_id.clone(),
+                participant_id: participant_id.clone(),
+                details,
+                reply,
+            })
+            .map_err(Problem::internal)?;
+        if wait_for(rx, Duration::from_secs(5)).await == Some(true) {
+            applied = "live";
+            if let Ok(mut pending) = state.consent.pending_details.lock() {
+                pending.remove(&call_id);
+            }
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "call_id": call_id.as_str(),
+        "participant_id": participant_id,
+        "applied": applied,
+        "participant": body,
+    })))
+}
+
+/// Body of `POST …/participants/{participant_id}/consent`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    /// `granted` or `declined`.
+    pub decision: String,
+    /// How it was obtained: `ui`, `verbal`, `api`, …
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+async fn post_consent(
+    State(state): State<Arc<AppState>>,
+    Path((call_id, participant_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, Problem> {
+    use crate::core::consent::engine::{ConsentMethod, Decision};
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    let participant_id = parse_participant_id(&participant_id)?;
+    let body: ConsentBody = parse_json(&headers, &body)?;
+    let decision = match body.decision.as_str() {
+        "granted" => Decision::Granted,
+        "declined" => Decision::Declined,
+        other => {
+            return Err(Problem::bad_request(
+                "bad-decision",
+                format!("decision: {other:?} is neither \"granted\" nor \"declined\""),
+            ));
+        }
+    };
+    let method = match body.method.as_deref() {
+        Some("verbal") => ConsentMethod::Verbal,
+        _ => ConsentMethod::Api,
+    };
+    let worker = state
+        .registry()
+        .calls
+        .get(&call_id)
+        .map(|c| c.worker)
+        .ok_or_else(|| Problem::not_found(format!("no call {call_id} in progress")))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    state.workers[worker]
+        .send(WorkerCommand::ConsentSignal {
+            call_id: call_id.clone(),
+            participant_id: participant_id.clone(),
+            decision,
+            method,
+            reply,
+        })
+        .map_err(Problem::internal)?;
+    if wait_for(rx, Duration::from_secs(5)).await != Some(true) {
+        return Err(Problem::not_found(format!("no call {call_id} in progress")));
+    }
+    Ok(Json(serde_json::json!({
+        "call_id": call_id.as_str(),
+        "participant_id": participant_id,
+        "decision": body.decision,
+        "method": method,
+    })))
+}
+
+async fn get_consent(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    let path = crate::sinks::recorder::call_dir(&state.config.storage.data_dir, &call_id)
+        .join("consent.jsonl");
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Problem::not_found(format!(
+                "no consent log for call {call_id}"
+            )));
+        }
+        Err(e) => return Err(Problem::internal(e)),
+    };
+    // A line cut by a crash mid-write is skipped, not fatal.
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "call_id": call_id.as_str(), "events": events }),
+    ))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -268,6 +268,10 @@ pub struct WhipClient {
     pub mids: Vec<Mid>,
     pub location: String,
     pub etag: Option<String>,
+    /// Opus packets the bot sent us, with arrival time after connect.
+    pub received: Vec<(Duration, Vec<u8>)>,
+    /// When the session connected.
+    pub connected_at: Option<Instant>,
 }
 
 /// Builds an offer with one sendonly audio m-line per stream id.
@@ -284,7 +288,17 @@ pub fn client_offer(
 ) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
     let local = socket.local_addr().expect("addr");
-    let mut rtc = Rtc::builder().build(Instant::now());
+    // telephone-event at the Opus clock, as Chrome offers it.
+    let mut config = Rtc::builder();
+    config.codec_config().add_config(
+        str0m::media::Pt::new_with_value(110),
+        None,
+        Codec::Tele,
+        Frequency::FORTY_EIGHT_KHZ,
+        None,
+        str0m::format::FormatParams::parse_line("0-16"),
+    );
+    let mut rtc = config.build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
     let mut api = rtc.sdp_api();
     let mids = stream_ids
@@ -317,8 +331,18 @@ impl WhipClient {
         stream_ids: &[&str],
         rewrite: impl FnOnce(String) -> String,
     ) -> Self {
-        let (mut rtc, socket, local, mids, offer, pending) =
-            client_offer(stream_ids, Direction::SendOnly);
+        Self::connect_dir(server, call_id, stream_ids, Direction::SendOnly, rewrite).await
+    }
+
+    /// Like [`Self::connect_with`], with the m-lines' direction.
+    pub async fn connect_dir(
+        server: &TestServer,
+        call_id: &str,
+        stream_ids: &[&str],
+        direction: Direction,
+        rewrite: impl FnOnce(String) -> String,
+    ) -> Self {
+        let (mut rtc, socket, local, mids, offer, pending) = client_offer(stream_ids, direction);
         let response = server
             .post_offer(call_id, &rewrite(offer.to_sdp_string()))
             .await;
@@ -349,13 +373,26 @@ impl WhipClient {
             mids,
             location,
             etag,
+            received: Vec::new(),
+            connected_at: None,
         }
     }
 
     /// Runs the client until every stream has been sent (20 ms pacing, real
     /// time), then keeps the session up for `linger`. Blocking: call from
     /// `spawn_blocking`.
-    pub fn run(mut self, streams: Vec<Outgoing>, linger: Duration) -> Self {
+    pub fn run(self, streams: Vec<Outgoing>, linger: Duration) -> Self {
+        self.run_with_dtmf(streams, linger, Vec::new())
+    }
+
+    /// Like [`Self::run`], also pressing DTMF keys (RFC 4733 event codes) on
+    /// the first m-line at the given times after connecting.
+    pub fn run_with_dtmf(
+        mut self,
+        streams: Vec<Outgoing>,
+        linger: Duration,
+        mut dtmf: Vec<(Duration, u8)>,
+    ) -> Self {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut connected_at: Option<Instant> = None;
         let mut sent = vec![0usize; streams.len()];
@@ -372,11 +409,42 @@ impl WhipClient {
                     Output::Transmit(t) => {
                         let _ = self.socket.send_to(&t.contents, t.destination);
                     }
-                    Output::Event(Event::Connected) => connected_at = Some(Instant::now()),
+                    Output::Event(Event::Connected) => {
+                        connected_at = Some(Instant::now());
+                        self.connected_at = connected_at;
+                    }
+                    Output::Event(Event::MediaData(data)) => {
+                        if let Some(at) = connected_at {
+                            self.received.push((at.elapsed(), data.data.to_vec()));
+                        }
+                    }
                     Output::Event(_) => {}
                 }
             };
             if let Some(at) = connected_at {
+                if let Some(&(when, key)) = dtmf.first()
+                    && now >= at + when
+                {
+                    dtmf.remove(0);
+                    let mid = self.mids[0];
+                    let writer = self.rtc.writer(mid).expect("writer");
+                    let pt = writer
+                        .payload_params()
+                        .find(|p| p.spec().codec == Codec::Opus)
+                        .expect("opus negotiated")
+                        .pt();
+                    let ts = MediaTime::new(rtp_time[0], Frequency::FORTY_EIGHT_KHZ);
+                    writer
+                        .telephone_event(str0m::media::TelephoneEvent {
+                            event: key,
+                            end: true,
+                            volume: 10,
+                            duration: Duration::from_millis(120),
+                        })
+                        .write(pt, now, ts, Vec::new())
+                        .expect("dtmf write");
+                    continue_after_write(&mut self.rtc, &self.socket);
+                }
                 let done = streams
                     .iter()
                     .enumerate()

@@ -762,3 +762,7 @@ impl ConsentEngine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
