@@ -97,6 +97,10 @@ pub struct Metrics {
     pub frames_withheld: IntCounterVec,
     /// Consent audit events, by event.
     pub consent_events: IntCounterVec,
+    /// Consent state changes, by the state entered.
+    pub consent_transitions: IntCounterVec,
+    /// Consent gate changes, by direction (`open`, `closed`).
+    pub consent_gate_changes: IntCounterVec,
 }
 
 impl Metrics {
@@ -229,8 +233,24 @@ impl Metrics {
                 "Consent audit events written, by event.",
                 &["event"]
             )),
+            consent_transitions: reg!(counter_vec(
+                "hearken_consent_transitions_total",
+                "Participant consent state changes, by the state entered.",
+                &["state"]
+            )),
+            consent_gate_changes: reg!(counter_vec(
+                "hearken_consent_gate_changes_total",
+                "Consent gate changes, by direction.",
+                &["direction"]
+            )),
             registry,
         };
+        for state in ["notified", "consented", "declined", "left"] {
+            metrics.consent_transitions.with_label_values(&[state]);
+        }
+        for direction in ["open", "closed"] {
+            metrics.consent_gate_changes.with_label_values(&[direction]);
+        }
         for reason in DropReason::ALL {
             metrics
                 .frames_dropped

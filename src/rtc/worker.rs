@@ -32,8 +32,8 @@ use crate::core::conference::{
     SessionEndReason, SessionKey,
 };
 use crate::core::consent::engine::{
-    ConsentEngine, ConsentMethod, ConsentOutput, Decision, EngineConfig, GateReason,
-    ParticipantDetails, PromptKind,
+    AuditEvent, ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, EngineConfig,
+    GateReason, ParticipantDetails, PromptKind,
 };
 use crate::core::consent::rules::Rules;
 use crate::core::dtmf::{DtmfAssembler, DtmfConfig, DtmfKey};
@@ -1224,6 +1224,29 @@ fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics, work: &mu
                 }
                 if let Some(name) = line.get("event").and_then(|v| v.as_str()) {
                     metrics.consent_events.with_label_values(&[name]).inc();
+                }
+                match &event {
+                    AuditEvent::StateChanged { to, .. } => {
+                        let state = match to {
+                            ConsentState::Joined => "joined",
+                            ConsentState::Notified => "notified",
+                            ConsentState::Consented(_) => "consented",
+                            ConsentState::Declined => "declined",
+                            ConsentState::Left => "left",
+                        };
+                        metrics
+                            .consent_transitions
+                            .with_label_values(&[state])
+                            .inc();
+                    }
+                    AuditEvent::GateChanged { open, .. } => {
+                        let direction = if *open { "open" } else { "closed" };
+                        metrics
+                            .consent_gate_changes
+                            .with_label_values(&[direction])
+                            .inc();
+                    }
+                    _ => {}
                 }
                 debug!(parent: &call.span, event = %line, "consent");
                 recorder.send_control(RecorderControl::Audit {
