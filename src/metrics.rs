@@ -10,6 +10,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Label values of `hearken_consent_participants`.
+pub const CONSENT_STATES: [&str; 5] = ["joined", "notified", "consented", "declined", "left"];
+
 /// Reasons a frame does not reach a sink. A fixed set: used as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -101,6 +104,10 @@ pub struct Metrics {
     pub consent_transitions: IntCounterVec,
     /// Consent gate changes, by direction (`open`, `closed`).
     pub consent_gate_changes: IntCounterVec,
+    /// Participants of calls in progress, by consent state.
+    pub consent_participants: IntGaugeVec,
+    /// Seconds of participant audio time spent with the gate open or closed.
+    pub consent_gate_seconds: prometheus::CounterVec,
 }
 
 impl Metrics {
@@ -243,6 +250,26 @@ impl Metrics {
                 "Consent gate changes, by direction.",
                 &["direction"]
             )),
+            consent_participants: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "hearken_consent_participants",
+                        "Participants of calls in progress, by consent state."
+                    ),
+                    &["state"]
+                )
+                .expect("valid gauge vec")
+            ),
+            consent_gate_seconds: reg!(
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "hearken_consent_gate_seconds_total",
+                        "Participant call time spent with the consent gate open or closed."
+                    ),
+                    &["state"]
+                )
+                .expect("valid counter vec")
+            ),
             registry,
         };
         for state in ["notified", "consented", "declined", "left"] {
@@ -250,6 +277,10 @@ impl Metrics {
         }
         for direction in ["open", "closed"] {
             metrics.consent_gate_changes.with_label_values(&[direction]);
+            metrics.consent_gate_seconds.with_label_values(&[direction]);
+        }
+        for state in CONSENT_STATES {
+            metrics.consent_participants.with_label_values(&[state]);
         }
         for reason in DropReason::ALL {
             metrics

@@ -98,6 +98,14 @@ async fn dtmf_consent_opens_the_gate_from_that_moment() {
     );
     assert!(onset < dtmf_at.as_secs_f64() + 1.0, "{onset}");
     assert!(recording.voiced_seconds(300.0) > 1.5);
+    // The bot's own prompts are never captured as the participant's audio.
+    let recorded = read_opus_packets(&server.call_dir(call).join("audio/greta.opus"));
+    assert!(
+        !recorded
+            .iter()
+            .any(|p| prompt.contains(p) || thanks.contains(p)),
+        "no prompt packet in the recording"
+    );
 
     // The audit log tells who consented, how and when, and in what order.
     let log: serde_json::Value = server

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, speech};
+use common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, metric_sum, speech};
 use str0m::media::Direction;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,6 +106,26 @@ async fn staying_after_the_notice_is_implicit_consent() {
     assert!(
         onset >= t_consent - 0.05 && onset < t_consent + 1.0,
         "{onset}"
+    );
+
+    let m = server.metrics().await;
+    let closed = metric_sum(&m, "hearken_consent_gate_seconds_total{state=\"closed\"}");
+    assert!(
+        (closed - t_open).abs() < 0.1,
+        "gate closed {closed} s until {t_open}"
+    );
+    assert!(metric_sum(&m, "hearken_consent_gate_seconds_total{state=\"open\"}") > 2.0);
+    assert_eq!(
+        metric_sum(
+            &m,
+            "hearken_consent_prompts_played_total{prompt=\"notice\"}"
+        ),
+        1.0
+    );
+    assert!(metric_sum(&m, "hearken_consent_frames_withheld_total") > 300.0);
+    assert_eq!(
+        metric_sum(&m, "hearken_consent_transitions_total{state=\"consented\"}"),
+        1.0
     );
     server.shutdown().await;
 }

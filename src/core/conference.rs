@@ -315,6 +315,13 @@ impl Conference {
         self.instant_at(self.consent.poll_timeout()?)
     }
 
+    /// The consent state of every participant seen on the call (with audio).
+    pub fn consent_states(&self) -> impl Iterator<Item = ConsentState> + '_ {
+        self.participants
+            .iter()
+            .filter_map(|p| self.consent.state(&p.id))
+    }
+
     /// A participant's id by index.
     pub fn participant_id(&self, participant: ParticipantIdx) -> Option<&str> {
         self.participants

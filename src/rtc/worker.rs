@@ -255,6 +255,7 @@ pub fn spawn(
         connect_timeout: settings.connect_timeout,
         inactivity_timeout: settings.inactivity_timeout,
         consent: settings.consent,
+        census: [0; 5],
         pending: Pending::default(),
         playbacks: Vec::new(),
         call_timers: BinaryHeap::new(),
@@ -333,6 +334,9 @@ struct Call {
     conference: Conference,
     sessions: Vec<u64>,
     span: Span,
+    /// Per participant: call time (s) of the last gate change and whether
+    /// it opened, for the gate-time metric.
+    gate_since: HashMap<String, (f64, bool)>,
 }
 
 struct Worker {
@@ -349,6 +353,7 @@ struct Worker {
     connect_timeout: Duration,
     inactivity_timeout: Duration,
     consent: Arc<ConsentSetup>,
+    census: [i64; 5],
     pending: Pending,
     playbacks: Vec<Playback>,
     call_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
@@ -420,6 +425,7 @@ impl Worker {
     /// server.
     fn sweep_inactive(&mut self, now: Instant) {
         self.next_sweep = now + (self.inactivity_timeout / 4).min(Duration::from_millis(500));
+        self.publish_consent_census();
         let silent: Vec<u64> = self
             .sessions
             .iter()
@@ -655,6 +661,35 @@ impl Worker {
         }
     }
 
+    /// Sets `hearken_consent_participants` to this worker's share. Each
+    /// worker owns a disjoint set of calls and reports its own counts as a
+    /// delta against what it reported last, so workers add up.
+    fn publish_consent_census(&mut self) {
+        let mut counts = [0i64; 5];
+        for call in self.calls.values() {
+            for state in call.conference.consent_states() {
+                let i = match state {
+                    ConsentState::Joined => 0,
+                    ConsentState::Notified => 1,
+                    ConsentState::Consented(_) => 2,
+                    ConsentState::Declined => 3,
+                    ConsentState::Left => 4,
+                };
+                counts[i] += 1;
+            }
+        }
+        for (i, label) in crate::metrics::CONSENT_STATES.iter().enumerate() {
+            let delta = counts[i] - self.census[i];
+            if delta != 0 {
+                self.metrics
+                    .consent_participants
+                    .with_label_values(&[label])
+                    .add(delta);
+            }
+        }
+        self.census = counts;
+    }
+
     /// Writes the due 20 ms packets of every prompt being played.
     fn play_due(&mut self, now: Instant) {
         let mut i = 0;
@@ -867,6 +902,7 @@ impl Worker {
                 conference,
                 sessions: Vec::new(),
                 span: info_span!("call", id = %call_id),
+                gate_since: HashMap::new(),
             }
         });
         call.conference
@@ -1004,6 +1040,7 @@ impl Worker {
         for id in ids {
             self.end_call(&id, EndReason::Shutdown, None);
         }
+        self.publish_consent_census();
         // The recorder handles control messages in order: every CallEnded
         // above is on disk once it has processed Shutdown.
         self.recorder.send_control(RecorderControl::Shutdown);
@@ -1239,12 +1276,26 @@ fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics, work: &mu
                             .with_label_values(&[state])
                             .inc();
                     }
-                    AuditEvent::GateChanged { open, .. } => {
+                    AuditEvent::GateChanged {
+                        open,
+                        participant,
+                        t,
+                        ..
+                    } => {
                         let direction = if *open { "open" } else { "closed" };
                         metrics
                             .consent_gate_changes
                             .with_label_values(&[direction])
                             .inc();
+                        if let Some((since, was_open)) =
+                            call.gate_since.insert(participant.clone(), (*t, *open))
+                        {
+                            let label = if was_open { "open" } else { "closed" };
+                            metrics
+                                .consent_gate_seconds
+                                .with_label_values(&[label])
+                                .inc_by((t - since).max(0.0));
+                        }
                     }
                     _ => {}
                 }

@@ -453,13 +453,16 @@ impl ConsentEngine {
                     return;
                 }
                 Self::set_state(&mut self.outputs, id, p, ConsentState::Declined, t);
+                // FIX (consent tests): a second decline after the call was
+                // already stopped must not discard (or announce) again.
+                let was_stopped = self.stopped;
                 match self.config.decline_policy {
                     DeclinePolicy::ExcludeParticipant => p.excluded = true,
                     DeclinePolicy::Stop | DeclinePolicy::StopAndDiscard => {
                         self.stopped = true;
                     }
                 }
-                if self.config.decline_policy == DeclinePolicy::StopAndDiscard {
+                if self.config.decline_policy == DeclinePolicy::StopAndDiscard && !self.discarded {
                     // Close every gate (and write that down) before the
                     // discard, so nothing new is captured after it.
                     self.update_gates(t);
@@ -471,7 +474,7 @@ impl ConsentEngine {
                     self.outputs.push_back(ConsentOutput::DiscardAll);
                     self.discarded = true;
                 }
-                if self.stopped {
+                if self.stopped && !was_stopped {
                     let to = self.present_ids();
                     self.schedule_prompt(PromptKind::Stopped, to, t);
                 }

@@ -1,0 +1,1 @@
+//! Fake Deepgram live server (work in progress).
