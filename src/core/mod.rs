@@ -12,3 +12,4 @@ pub mod opus;
 pub mod prompt;
 pub mod speaker;
 pub mod track;
+pub mod transcript;

@@ -507,7 +507,12 @@ mod tests {
                 ServerMessage::Results(r) if r.is_final => Some(r),
                 _ => None,
             })
-            .flat_map(|r| r.channel.alternatives[0].words.iter().map(|w| w.word.clone()))
+            .flat_map(|r| {
+                r.channel.alternatives[0]
+                    .words
+                    .iter()
+                    .map(|w| w.word.clone())
+            })
             .collect()
     }
 

@@ -310,6 +310,10 @@ pub struct ConsentEngine {
     /// Whether capture has been open for someone, then closed for all.
     paused: bool,
     ever_open: bool,
+    /// FIX (consent tests): the latest call time handed in. Gate changes are
+    /// never recorded before it (a late report, e.g. a prompt's end, must
+    /// not rewrite the gate's history), and no deadline is set before it.
+    now: u64,
 }
 
 fn secs(t: u64) -> f64 {
@@ -329,6 +333,7 @@ impl ConsentEngine {
             outputs: VecDeque::new(),
             paused: false,
             ever_open: false,
+            now: 0,
         }
     }
 
@@ -367,10 +372,28 @@ impl ConsentEngine {
         if p.state == ConsentState::Left {
             // Back on the call: consent given earlier in this call holds; a
             // participant who had not consented is told again.
-            let back = match (p.held_consent, p.notified_at) {
-                (Some(method), _) => ConsentState::Consented(method),
-                (None, Some(_)) => ConsentState::Notified,
-                (None, None) => ConsentState::Joined,
+            //
+            // FIX (consent tests): held consent comes back only if it still
+            // suffices for the call's current mode (an implicit consent does
+            // not hold once the mode rose to explicit while they were away;
+            // "not required" does not hold once the mode rose above none).
+            // And someone who had not consented starts over: the old notice
+            // time made the grace run while they were away (implicit consent
+            // on rejoin without staying, stamped at a time they were absent,
+            // and a poll_timeout in the past).
+            let mode = self.decision.as_ref().map(|d| d.mode);
+            let holds = |method: ConsentMethod| match method {
+                ConsentMethod::Dtmf | ConsentMethod::Api | ConsentMethod::Verbal => true,
+                ConsentMethod::Implicit => mode.is_none_or(|m| m < ConsentMode::Explicit),
+                ConsentMethod::NotRequired => mode.is_none_or(|m| m == ConsentMode::None),
+            };
+            let back = match p.held_consent {
+                Some(method) if holds(method) => ConsentState::Consented(method),
+                _ => {
+                    p.held_consent = None;
+                    p.notified_at = None;
+                    ConsentState::Joined
+                }
             };
             Self::set_state(&mut self.outputs, id, p, back, t);
         }
@@ -503,7 +526,13 @@ impl ConsentEngine {
                 .collect();
             for id in ids {
                 if let Some(p) = self.participants.get_mut(&id) {
-                    let at = p.notified_at.map_or(t, |n| n.saturating_add(grace));
+                    // FIX (consent tests): not before anything already
+                    // handled (the deadline can lie in the past when the mode
+                    // just fell from explicit to a notify mode).
+                    let at = p
+                        .notified_at
+                        .map_or(t, |n| n.saturating_add(grace))
+                        .max(self.now.min(t));
                     Self::set_state(
                         &mut self.outputs,
                         &id,
@@ -530,6 +559,9 @@ impl ConsentEngine {
             .filter(|p| p.present && p.state == ConsentState::Notified)
             .filter_map(|p| p.notified_at.map(|n| n.saturating_add(self.config.grace)))
             .min()
+            // FIX (consent tests): a deadline already passed is due now, not
+            // in the past (the shell calls handle_timeout at this time).
+            .map(|d| d.max(self.now))
     }
 
     /// The next thing for the shell to do.
@@ -703,6 +735,9 @@ impl ConsentEngine {
 
     /// Recomputes every participant's gate at `t` and records changes.
     fn update_gates(&mut self, t: u64) {
+        // FIX (consent tests): keep the gate history in time order.
+        let t = t.max(self.now);
+        self.now = t;
         let scope = self
             .decision
             .as_ref()
@@ -721,8 +756,6 @@ impl ConsentEngine {
                 (false, GateReason::CallStopped)
             } else if p.excluded || p.state == ConsentState::Declined {
                 (false, GateReason::Declined)
-            } else if never_present {
-                (false, GateReason::NeverCaptureParticipantPresent)
             } else if p.details.capture == CaptureSetting::Never || !p.consented() {
                 (false, GateReason::AwaitingOwnConsent)
             } else if scope == GateScope::CallWide && others_pending(id, &self.participants) {
