@@ -44,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(post_consent),
         )
         .route("/v1/calls/{call_id}/consent", get(get_consent))
+        .route("/v1/calls/{call_id}/transcript", get(get_transcript))
+        .route("/v1/calls/{call_id}/transcript/live", get(live_transcript))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -378,6 +380,11 @@ async fn put_participant(
         internal: body.internal,
         capture: body.capture,
     };
+    if let Some(name) = &body.display_name {
+        state
+            .transcripts
+            .set_display_name(&call_id, &participant_id, name);
+    }
     // Kept for the call's start in case it is not on a worker yet; sent to
     // the worker when it is (applying details twice is harmless).
     if let Ok(mut pending) = state.consent.pending_details.lock() {
@@ -501,6 +508,82 @@ async fn get_consent(
     Ok(Json(
         serde_json::json!({ "call_id": call_id.as_str(), "events": events }),
     ))
+}
+
+/// `GET /v1/calls/{call_id}/transcript`: JSON, or WebVTT with
+/// `Accept: text/vtt`. Live calls answer with the finals so far.
+async fn get_transcript(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    use crate::sinks::transcribe::{Transcript, to_vtt};
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    let transcript: Transcript = match state.transcripts.snapshot(&call_id) {
+        Some(t) => t,
+        None => {
+            let path = crate::sinks::recorder::call_dir(&state.config.storage.data_dir, &call_id)
+                .join("transcript.json");
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(Problem::internal)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Problem::not_found(format!(
+                        "no transcript for call {call_id}"
+                    )));
+                }
+                Err(e) => return Err(Problem::internal(e)),
+            }
+        }
+    };
+    let wants_vtt = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/vtt"));
+    if wants_vtt {
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/vtt; charset=utf-8"),
+            )],
+            to_vtt(&transcript),
+        )
+            .into_response());
+    }
+    Ok(Json(transcript).into_response())
+}
+
+/// `GET /v1/calls/{call_id}/transcript/live`: interim and final segments as
+/// server-sent events while the call is in progress.
+async fn live_transcript(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    require_bearer(&state, &headers)?;
+    let call_id = parse_call_id(&call_id)?;
+    let rx = state
+        .transcripts
+        .subscribe(&call_id)
+        .ok_or_else(|| Problem::not_found(format!("no live transcript for call {call_id}")))?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let data = serde_json::to_string(&ev.segment).unwrap_or_default();
+                    let event = Event::default().event(ev.kind).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(event), rx));
+                }
+                // A slow reader misses interim results, not the stream.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

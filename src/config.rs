@@ -43,6 +43,69 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Recording consent.
     pub consent: ConsentConfig,
+    /// Transcription of consented audio.
+    pub transcription: TranscriptionConfig,
+}
+
+/// Transcription settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscriptionConfig {
+    /// `none` (record only) or `deepgram`.
+    pub backend: String,
+    /// Seconds of consented audio buffered per speaker while the backend is
+    /// unreachable; past it the oldest audio is dropped (and counted).
+    pub buffer_seconds: u64,
+    /// How long the end of a call waits for the last final results.
+    pub finish_timeout_ms: u64,
+    /// Deepgram live streaming.
+    pub deepgram: DeepgramConfig,
+}
+
+/// Deepgram settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepgramConfig {
+    /// Base URL; `http://` means plain `ws://` (local fakes).
+    pub url: String,
+    /// Name of the environment variable holding the API key (the key itself
+    /// is never in the config, never logged).
+    pub api_key_env: String,
+    /// Model (`nova-3`, …).
+    pub model: String,
+    /// Language (BCP-47).
+    pub language: String,
+    /// Key terms to boost.
+    pub keyterms: Vec<String>,
+    /// Endpointing silence (ms).
+    pub endpointing_ms: u32,
+    /// Ask for interim results (shown live).
+    pub interim_results: bool,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        Self {
+            backend: "none".to_owned(),
+            buffer_seconds: 120,
+            finish_timeout_ms: 10_000,
+            deepgram: DeepgramConfig::default(),
+        }
+    }
+}
+
+impl Default for DeepgramConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://api.deepgram.com".to_owned(),
+            api_key_env: "DEEPGRAM_API_KEY".to_owned(),
+            model: "nova-3".to_owned(),
+            language: "en".to_owned(),
+            keyterms: Vec::new(),
+            endpointing_ms: 300,
+            interim_results: true,
+        }
+    }
 }
 
 /// Recording-consent settings (see `consent/rules.yaml`).
@@ -345,6 +408,21 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "media.connect_timeout_ms",
                 message: "must be at least 1".into(),
+            });
+        }
+        if !matches!(self.transcription.backend.as_str(), "none" | "deepgram") {
+            return Err(ConfigError::Invalid {
+                key: "transcription.backend",
+                message: format!(
+                    "unknown backend {:?} (expected none or deepgram)",
+                    self.transcription.backend
+                ),
+            });
+        }
+        if self.transcription.buffer_seconds < 60 {
+            return Err(ConfigError::Invalid {
+                key: "transcription.buffer_seconds",
+                message: "must be at least 60".into(),
             });
         }
         if self.media.inactivity_timeout_ms < 100 {

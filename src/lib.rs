@@ -32,6 +32,7 @@ pub mod consent_setup;
 pub mod core;
 pub mod ingest;
 pub mod metrics;
+pub mod policy_cli;
 pub mod problem;
 pub mod rtc;
 pub mod server;

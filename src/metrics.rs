@@ -26,11 +26,14 @@ pub enum DropReason {
     NotOpus,
     /// The call's recordings were discarded after a decline.
     Discarded,
+    /// The transcription sink was too far behind.
+    TranscriberQueueFull,
 }
 
 impl DropReason {
     /// Every reason, for pre-creating label values so they show as 0.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
+        Self::TranscriberQueueFull,
         Self::RecorderQueueFull,
         Self::Late,
         Self::Malformed,
@@ -46,6 +49,7 @@ impl DropReason {
             Self::Malformed => "malformed",
             Self::NotOpus => "not_opus",
             Self::Discarded => "discarded",
+            Self::TranscriberQueueFull => "transcriber_queue_full",
         }
     }
 }
@@ -108,6 +112,20 @@ pub struct Metrics {
     pub consent_participants: IntGaugeVec,
     /// Seconds of participant audio time spent with the gate open or closed.
     pub consent_gate_seconds: prometheus::CounterVec,
+    /// Transcription backend connections opened.
+    pub transcription_connections: IntCounter,
+    /// Transcription reconnects, by reason.
+    pub transcription_reconnects: IntCounterVec,
+    /// Seconds of consented audio waiting for the transcription backend.
+    pub transcription_buffered_seconds: prometheus::Gauge,
+    /// Seconds of consented audio dropped because a buffer overflowed.
+    pub transcription_lost_seconds: prometheus::Counter,
+    /// Seconds of consented audio captured for transcription (at call end).
+    pub transcription_captured_seconds: prometheus::Counter,
+    /// Seconds of it acknowledged by final results (at call end).
+    pub transcription_acknowledged_seconds: prometheus::Counter,
+    /// Words in final results.
+    pub transcription_words: IntCounter,
 }
 
 impl Metrics {
@@ -270,6 +288,47 @@ impl Metrics {
                 )
                 .expect("valid counter vec")
             ),
+            transcription_connections: reg!(counter(
+                "hearken_transcription_connections_total",
+                "Transcription backend connections opened."
+            )),
+            transcription_reconnects: reg!(counter_vec(
+                "hearken_transcription_reconnects_total",
+                "Transcription connections lost or refused, by reason.",
+                &["reason"]
+            )),
+            transcription_buffered_seconds: reg!(
+                prometheus::Gauge::new(
+                    "hearken_transcription_buffered_seconds",
+                    "Consented audio waiting for the transcription backend."
+                )
+                .expect("valid gauge")
+            ),
+            transcription_lost_seconds: reg!(
+                prometheus::Counter::new(
+                    "hearken_transcription_lost_seconds_total",
+                    "Consented audio dropped because a speaker's buffer overflowed."
+                )
+                .expect("valid counter")
+            ),
+            transcription_captured_seconds: reg!(
+                prometheus::Counter::new(
+                    "hearken_transcription_captured_seconds_total",
+                    "Consented audio captured for transcription (counted at call end)."
+                )
+                .expect("valid counter")
+            ),
+            transcription_acknowledged_seconds: reg!(
+                prometheus::Counter::new(
+                    "hearken_transcription_acknowledged_seconds_total",
+                    "Consented audio covered by final results (counted at call end)."
+                )
+                .expect("valid counter")
+            ),
+            transcription_words: reg!(counter(
+                "hearken_transcription_words_total",
+                "Words in final transcription results."
+            )),
             registry,
         };
         for state in ["notified", "consented", "declined", "left"] {

@@ -51,6 +51,9 @@ pub enum StartError {
     /// Consent settings, rules or prompts are not usable.
     #[error(transparent)]
     Consent(#[from] crate::consent_setup::ConsentSetupError),
+    /// The transcription backend cannot be set up.
+    #[error(transparent)]
+    Transcription(#[from] crate::sinks::transcribe::deepgram::DeepgramSetupError),
 }
 
 /// Where each session and call lives. Control plane only: the packet path
@@ -110,6 +113,8 @@ pub struct AppState {
     accepting: AtomicBool,
     /// Consent setup shared with the workers (pending participant details).
     pub consent: Arc<crate::rtc::worker::ConsentSetup>,
+    /// Transcripts of calls in progress.
+    pub transcripts: Arc<crate::sinks::transcribe::TranscriptStore>,
 }
 
 impl AppState {
@@ -189,6 +194,33 @@ pub async fn start(
         language = %consent.prompts.language,
         "consent rules and prompts loaded"
     );
+    let transcripts = Arc::new(crate::sinks::transcribe::TranscriptStore::default());
+    let transcribe = match config.transcription.backend.as_str() {
+        "deepgram" => {
+            let backend = crate::sinks::transcribe::deepgram::DeepgramBackend::from_config(
+                &config.transcription.deepgram,
+            )?;
+            info!(
+                backend = "deepgram",
+                url = %config.transcription.deepgram.url,
+                model = %config.transcription.deepgram.model,
+                "transcription backend active"
+            );
+            Some(crate::sinks::transcribe::spawn(
+                Arc::new(backend),
+                crate::sinks::transcribe::SinkSettings {
+                    buffer_seconds: config.transcription.buffer_seconds,
+                    finish_timeout: Duration::from_millis(config.transcription.finish_timeout_ms),
+                },
+                transcripts.clone(),
+                metrics.clone(),
+            ))
+        }
+        _ => {
+            info!(backend = "none", "transcription off: recording only");
+            None
+        }
+    };
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut workers = Vec::new();
     let mut joins: Vec<JoinHandle<()>> = Vec::new();
@@ -198,6 +230,7 @@ pub async fn start(
             data_dir.clone(),
             config.limits.recorder_queue_frames,
             metrics.clone(),
+            transcribe.clone(),
         )
         .map_err(StartError::Thread)?;
         let port = match config.media.port_base {
@@ -238,6 +271,7 @@ pub async fn start(
         registry: Mutex::new(Registry::default()),
         accepting: AtomicBool::new(true),
         consent,
+        transcripts,
     });
     tokio::spawn(track_worker_events(state.clone(), events_rx));
 

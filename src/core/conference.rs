@@ -52,6 +52,8 @@ pub struct AudioFrame {
 pub struct SpeakerFrame {
     /// Whose audio this is.
     pub participant: ParticipantIdx,
+    /// Their participant id.
+    pub participant_id: Arc<str>,
     /// The participant's file stem (safe as a path component).
     pub file_stem: Arc<str>,
     /// Call-time position of the frame's first sample (48 kHz samples).
@@ -78,6 +80,8 @@ pub enum ConferenceOutput {
     ParticipantLeft {
         /// Who left.
         participant: ParticipantIdx,
+        /// Their participant id.
+        participant_id: Arc<str>,
         /// File stem of the participant.
         file_stem: Arc<str>,
         /// Call-time position of the leave (48 kHz samples).
@@ -152,6 +156,10 @@ pub struct ParticipantSummary {
     pub consent: Option<ConsentState>,
     /// Frames withheld by the consent gate.
     pub frames_withheld: u64,
+    /// Transcription coverage (set at the end of the call when a backend
+    /// runs): seconds captured vs acknowledged by final results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcription: Option<super::transcript::Coverage>,
 }
 
 /// The content of `call.json`.
@@ -514,6 +522,7 @@ impl Conference {
         self.outputs
             .push_back(ConferenceOutput::Frame(SpeakerFrame {
                 participant,
+                participant_id: p.id.clone(),
                 file_stem: p.file_stem.clone(),
                 position: placement.position,
                 payload: frame.payload,
@@ -536,6 +545,7 @@ impl Conference {
                 if self.start.is_some() {
                     self.outputs.push_back(ConferenceOutput::ParticipantLeft {
                         participant: ParticipantIdx(i as u32),
+                        participant_id: p.id.clone(),
                         file_stem: p.file_stem.clone(),
                         position,
                     });
@@ -603,6 +613,7 @@ impl Conference {
                     recorded_seconds: 0.0,
                     consent: self.consent.state(&p.id),
                     frames_withheld: p.frames_withheld,
+                    transcription: None,
                 })
                 .collect(),
         }

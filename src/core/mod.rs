@@ -9,6 +9,7 @@ pub mod ids;
 pub mod offer;
 pub mod ogg;
 pub mod opus;
+pub mod policy;
 pub mod prompt;
 pub mod speaker;
 pub mod track;

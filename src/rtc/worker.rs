@@ -1330,12 +1330,14 @@ fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics, work: &mu
                 });
             }
             ConferenceOutput::ParticipantLeft {
+                participant_id,
                 file_stem,
                 position,
                 ..
             } => {
                 recorder.send_control(RecorderControl::ParticipantLeft {
                     call_id: call_id.clone(),
+                    participant_id,
                     file_stem,
                     position,
                 });

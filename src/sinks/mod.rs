@@ -1,3 +1,4 @@
 //! Where consented audio goes: files (the recorder) and, later, transcription.
 
 pub mod recorder;
+pub mod transcribe;

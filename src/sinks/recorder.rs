@@ -27,6 +27,7 @@ use crate::core::conference::{CallSummary, SAMPLE_RATE, SpeakerFrame};
 use crate::core::ids::CallId;
 use crate::core::track::{DEFAULT_PRE_SKIP, FrameOutcome, TrackWriter};
 use crate::metrics::{DropReason, Metrics};
+use crate::sinks::transcribe::{TranscribeHandle, TranscribeMsg};
 
 /// Pages are flushed at least this often (wall time) while audio is pending,
 /// so a crash loses at most this much of each recording.
@@ -57,6 +58,8 @@ pub enum RecorderControl {
     ParticipantLeft {
         /// The call.
         call_id: CallId,
+        /// Their participant id.
+        participant_id: Arc<str>,
         /// Their file stem.
         file_stem: Arc<str>,
         /// Call-time position of the leave (48 kHz samples).
@@ -134,6 +137,7 @@ pub fn spawn(
     data_dir: PathBuf,
     queue_frames: usize,
     metrics: Metrics,
+    transcribe: Option<TranscribeHandle>,
 ) -> io::Result<(RecorderHandle, thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let frames_queued = Arc::new(AtomicUsize::new(0));
@@ -144,6 +148,7 @@ pub fn spawn(
             calls: HashMap::new(),
             metrics,
             frames_queued: queued,
+            transcribe,
         }
         .run(rx)
     })?;
@@ -194,6 +199,7 @@ struct Recorder {
     calls: HashMap<CallId, CallRecording>,
     metrics: Metrics,
     frames_queued: Arc<AtomicUsize>,
+    transcribe: Option<TranscribeHandle>,
 }
 
 impl Recorder {
@@ -223,21 +229,19 @@ impl Recorder {
     }
 
     fn call(&mut self, call_id: &CallId) -> &mut CallRecording {
-        let data_dir = &self.data_dir;
-        self.calls
-            .entry(call_id.clone())
-            .or_insert_with(|| CallRecording {
-                dir: call_dir(data_dir, call_id),
-                tracks: HashMap::new(),
-                started: None,
-                audit: None,
-                discarded: false,
-            })
+        call_entry(&mut self.calls, &self.data_dir, call_id)
     }
 
     fn handle_frame(&mut self, f: RecorderFrame) {
-        let metrics = self.metrics.clone();
-        let call = self.call(&f.call_id);
+        // Split borrows: no per-frame clone of the metrics handles.
+        let Self {
+            calls,
+            data_dir,
+            metrics,
+            transcribe,
+            ..
+        } = self;
+        let call = call_entry(calls, data_dir, &f.call_id);
         if call.discarded {
             metrics.drop_frame(DropReason::Discarded);
             return;
@@ -246,19 +250,36 @@ impl Recorder {
         let track = call
             .tracks
             .entry(f.frame.file_stem.clone())
-            .or_insert_with(|| open_track(&dir, &f.frame.file_stem, &metrics));
-        match track
+            .or_insert_with(|| open_track(&dir, &f.frame.file_stem, metrics));
+        let written = match track
             .writer
             .handle_frame(f.frame.position, &f.frame.payload)
         {
-            Ok(FrameOutcome::Written { .. }) => {}
-            Ok(FrameOutcome::Late) => metrics.drop_frame(DropReason::Late),
+            Ok(FrameOutcome::Written { .. }) => true,
+            Ok(FrameOutcome::Late) => {
+                metrics.drop_frame(DropReason::Late);
+                false
+            }
             Err(e) => {
                 debug!(error = %e, "malformed opus packet dropped");
                 metrics.drop_frame(DropReason::Malformed);
+                false
             }
+        };
+        write_pending(track, metrics);
+        // After the audit events queued before it: the backend only gets
+        // audio that the durable audit log allows.
+        if written
+            && let Some(t) = transcribe.as_ref()
+            && !t.try_send_frame(TranscribeMsg::Frame {
+                call_id: f.call_id,
+                participant_id: f.frame.participant_id,
+                position: f.frame.position,
+                payload: f.frame.payload,
+            })
+        {
+            metrics.drop_frame(DropReason::TranscriberQueueFull);
         }
-        write_pending(track, &metrics);
     }
 
     fn handle_control(&mut self, c: RecorderControl) {
@@ -274,9 +295,16 @@ impl Recorder {
             }
             RecorderControl::ParticipantLeft {
                 call_id,
+                participant_id,
                 file_stem,
                 position,
             } => {
+                if let Some(t) = &self.transcribe {
+                    t.send_control(TranscribeMsg::ParticipantLeft {
+                        call_id: call_id.clone(),
+                        participant_id,
+                    });
+                }
                 let metrics = self.metrics.clone();
                 if let Some(track) = self
                     .calls
@@ -291,9 +319,29 @@ impl Recorder {
                 }
             }
             RecorderControl::CallEnded { summary, done } => {
+                let started = summary.started_at.is_some();
                 let summary = self.finish_call(summary);
-                if let Some(done) = done {
-                    let _ = done.send(summary);
+                match (&self.transcribe, CallId::parse(&summary.call_id)) {
+                    (Some(t), Ok(id)) if started => {
+                        // The transcriber adds coverage to call.json and
+                        // answers once the last finals are in.
+                        let dir = call_dir(&self.data_dir, &id);
+                        t.send_control(TranscribeMsg::CallEnded {
+                            summary,
+                            dir,
+                            done: done.map(|d| {
+                                Box::new(move |s: CallSummary| {
+                                    let _ = d.send(s);
+                                })
+                                    as crate::sinks::transcribe::OnFinished
+                            }),
+                        });
+                    }
+                    _ => {
+                        if let Some(done) = done {
+                            let _ = done.send(summary);
+                        }
+                    }
                 }
             }
             RecorderControl::Audit { call_id, line } => {
@@ -305,6 +353,11 @@ impl Recorder {
                 }
             }
             RecorderControl::DiscardAll { call_id } => {
+                if let Some(t) = &self.transcribe {
+                    t.send_control(TranscribeMsg::Discard {
+                        call_id: call_id.clone(),
+                    });
+                }
                 let call = self.call(&call_id);
                 call.discarded = true;
                 let audio = call.dir.join("audio");
@@ -389,6 +442,23 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The recording state of a call, created on first use.
+fn call_entry<'a>(
+    calls: &'a mut HashMap<CallId, CallRecording>,
+    data_dir: &Path,
+    call_id: &CallId,
+) -> &'a mut CallRecording {
+    calls
+        .entry(call_id.clone())
+        .or_insert_with(|| CallRecording {
+            dir: call_dir(data_dir, call_id),
+            tracks: HashMap::new(),
+            started: None,
+            audit: None,
+            discarded: false,
+        })
 }
 
 fn open_track(dir: &Path, stem: &str, metrics: &Metrics) -> Track {

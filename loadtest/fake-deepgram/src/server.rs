@@ -99,7 +99,12 @@ fn error_response(
         "err_msg": dg_error,
         "request_id": request_id.to_string(),
     });
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(dg_error) {
         headers.insert("dg-error", v);

@@ -272,7 +272,7 @@ impl Transcriber {
                 self.window_samples += 1;
             }
             self.total_frames += 1;
-            if self.total_frames % self.window_frames == 0 {
+            if self.total_frames.is_multiple_of(self.window_frames) {
                 self.complete_window();
             }
         }

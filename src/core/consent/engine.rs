@@ -350,6 +350,7 @@ impl ConsentEngine {
     /// Details from the provider (`PUT …/participants/{id}`), before or after
     /// the participant's audio arrives.
     pub fn handle_details(&mut self, id: &str, details: ParticipantDetails, t: u64) {
+        self.advance(t);
         let p = self
             .participants
             .entry(id.to_owned())
@@ -364,6 +365,7 @@ impl ConsentEngine {
 
     /// The participant's audio arrived (their stream joined the call).
     pub fn handle_join(&mut self, id: &str, t: u64) {
+        self.advance(t);
         let p = self
             .participants
             .entry(id.to_owned())
@@ -403,6 +405,7 @@ impl ConsentEngine {
 
     /// The participant's stream left the call.
     pub fn handle_leave(&mut self, id: &str, t: u64) {
+        self.advance(t);
         if let Some(p) = self.participants.get_mut(id) {
             if !p.present {
                 return;
@@ -428,6 +431,7 @@ impl ConsentEngine {
         start: u64,
         end: u64,
     ) {
+        self.advance(end);
         self.outputs
             .push_back(ConsentOutput::Audit(AuditEvent::PromptPlayed {
                 audible,
@@ -451,6 +455,7 @@ impl ConsentEngine {
 
     /// A consent signal (DTMF or API) from a participant at `t`.
     pub fn handle_signal(&mut self, id: &str, decision: Decision, method: ConsentMethod, t: u64) {
+        self.advance(t);
         let p = self
             .participants
             .entry(id.to_owned())
@@ -508,6 +513,7 @@ impl ConsentEngine {
 
     /// Time passed: implicit consent after the grace period.
     pub fn handle_timeout(&mut self, t: u64) {
+        let before = self.advance(t);
         let implicit = matches!(
             self.mode(),
             Some(ConsentMode::Notify | ConsentMode::NotifyAndAllowOptOut)
@@ -532,7 +538,7 @@ impl ConsentEngine {
                     let at = p
                         .notified_at
                         .map_or(t, |n| n.saturating_add(grace))
-                        .max(self.now.min(t));
+                        .max(before.min(t));
                     Self::set_state(
                         &mut self.outputs,
                         &id,
@@ -597,6 +603,14 @@ impl ConsentEngine {
                 reason: GateReason::AwaitingOwnConsent,
             },
         }
+    }
+
+    /// FIX (consent tests): notes the latest time handed in; returns the
+    /// latest before this one.
+    fn advance(&mut self, t: u64) -> u64 {
+        let before = self.now;
+        self.now = self.now.max(t);
+        before
     }
 
     fn present_ids(&self) -> Vec<String> {
@@ -737,7 +751,6 @@ impl ConsentEngine {
     fn update_gates(&mut self, t: u64) {
         // FIX (consent tests): keep the gate history in time order.
         let t = t.max(self.now);
-        self.now = t;
         let scope = self
             .decision
             .as_ref()
@@ -756,6 +769,8 @@ impl ConsentEngine {
                 (false, GateReason::CallStopped)
             } else if p.excluded || p.state == ConsentState::Declined {
                 (false, GateReason::Declined)
+            } else if never_present {
+                (false, GateReason::NeverCaptureParticipantPresent)
             } else if p.details.capture == CaptureSetting::Never || !p.consented() {
                 (false, GateReason::AwaitingOwnConsent)
             } else if scope == GateScope::CallWide && others_pending(id, &self.participants) {

@@ -1,0 +1,83 @@
+//! The transcription backend interface: a per-speaker stream that takes
+//! 16 kHz mono PCM and gives back interim and final results. The rest of the
+//! server does not know which backend runs.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::core::transcript::StreamWord;
+
+/// A boxed future, for object-safe async methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a backend call failed. `reason` is a fixed label for metrics.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct BackendError {
+    /// One of a fixed set: `connect`, `rate_limited`, `server_error`,
+    /// `closed`, `timeout`, `send`, `protocol`.
+    pub reason: &'static str,
+    /// What happened (never contains the API key).
+    pub detail: String,
+}
+
+impl BackendError {
+    /// An error with a fixed reason label.
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a backend says about the audio it received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendEvent {
+    /// A result that may still change.
+    Interim {
+        /// The text.
+        text: String,
+        /// Words, in stream time.
+        words: Vec<StreamWord>,
+    },
+    /// A result that will not change, covering stream time
+    /// `[start, start + duration)`.
+    Final {
+        /// Stream start (s).
+        start: f64,
+        /// Stream duration (s).
+        duration: f64,
+        /// The text.
+        text: String,
+        /// Words, in stream time.
+        words: Vec<StreamWord>,
+    },
+    /// The backend closed the stream (after CloseStream, or on its own).
+    Closed {
+        /// Why, when it said.
+        reason: Option<String>,
+    },
+}
+
+/// One open stream to a backend, for one speaker.
+pub trait Connection: Send {
+    /// Sends PCM (16 kHz mono, little-endian i16). Never an empty buffer.
+    fn send_audio(&mut self, pcm: Vec<u8>) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Asks the backend to finalize what it has (the speaker left).
+    fn finalize(&mut self) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Ends the stream: the backend flushes its last finals, then closes.
+    fn close(&mut self) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// The next result; `None` once the stream is gone.
+    fn next_event(&mut self) -> BoxFuture<'_, Option<Result<BackendEvent, BackendError>>>;
+}
+
+/// A transcription service.
+pub trait Backend: Send + Sync + 'static {
+    /// Short name (`deepgram`) for logs, metrics and the transcript.
+    fn name(&self) -> &'static str;
+    /// Model name for the transcript.
+    fn model(&self) -> String;
+    /// Opens a stream for one speaker.
+    fn connect(&self) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>>;
+}

@@ -1,0 +1,205 @@
+//! Deepgram live streaming through the `deepgram` crate (`listen` feature):
+//! `linear16`, 16 kHz, mono, one websocket per speaker.
+
+use std::sync::Arc;
+
+use deepgram::Deepgram;
+use deepgram::common::options::{Language, Model, Options};
+use deepgram::common::stream_response::StreamResponse;
+use deepgram::listen::websocket::WebsocketHandle;
+
+use super::backend::{Backend, BackendError, BackendEvent, BoxFuture, Connection};
+use crate::config::DeepgramConfig;
+use crate::core::transcript::StreamWord;
+
+/// Why the Deepgram backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeepgramSetupError {
+    /// The API key variable is not set.
+    #[error("environment variable {0} (transcription.deepgram.api_key_env) is not set")]
+    MissingKey(String),
+    /// The URL is not usable.
+    #[error("transcription.deepgram.url: {0}")]
+    BadUrl(String),
+}
+
+/// The Deepgram backend.
+pub struct DeepgramBackend {
+    client: Arc<Deepgram>,
+    config: DeepgramConfig,
+}
+
+impl DeepgramBackend {
+    /// Reads the key from the environment variable the config names.
+    pub fn from_config(config: &DeepgramConfig) -> Result<Self, DeepgramSetupError> {
+        let key = std::env::var(&config.api_key_env)
+            .map_err(|_| DeepgramSetupError::MissingKey(config.api_key_env.clone()))?;
+        Self::with_key(config, &key)
+    }
+
+    /// With an explicit key (tests).
+    pub fn with_key(config: &DeepgramConfig, key: &str) -> Result<Self, DeepgramSetupError> {
+        let client = Deepgram::with_base_url_and_api_key(config.url.as_str(), key)
+            .map_err(|e| DeepgramSetupError::BadUrl(e.to_string()))?;
+        Ok(Self {
+            client: Arc::new(client),
+            config: config.clone(),
+        })
+    }
+}
+
+fn classify(e: &deepgram::DeepgramError) -> BackendError {
+    let text = e.to_string();
+    let reason = if text.contains("429") {
+        "rate_limited"
+    } else if text.contains(" 5") && text.contains("HTTP") || text.contains("50") {
+        "server_error"
+    } else {
+        "connect"
+    };
+    BackendError::new(reason, text)
+}
+
+impl Backend for DeepgramBackend {
+    fn name(&self) -> &'static str {
+        "deepgram"
+    }
+
+    fn model(&self) -> String {
+        self.config.model.clone()
+    }
+
+    fn connect(&self) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>> {
+        let client = self.client.clone();
+        let config = self.config.clone();
+        Box::pin(async move {
+            let options = Options::builder()
+                .model(Model::from(config.model.clone()))
+                .language(Language::from(config.language.clone()))
+                .smart_format(true)
+                .punctuate(true)
+                .keyterms(config.keyterms.iter().map(String::as_str))
+                .build();
+            let handle = client
+                .transcription()
+                .stream_request_with_options(options)
+                .encoding(deepgram::common::options::Encoding::Linear16)
+                .sample_rate(16_000)
+                .channels(1)
+                .interim_results(config.interim_results)
+                .endpointing(deepgram::common::options::Endpointing::CustomDurationMs(
+                    config.endpointing_ms,
+                ))
+                // The crate's worker sends KeepAlive after 3 s without
+                // audio, so a silent speaker does not hit NET-0001.
+                .keep_alive()
+                .handle()
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(Box::new(DeepgramConnection { handle }) as Box<dyn Connection>)
+        })
+    }
+}
+
+struct DeepgramConnection {
+    handle: WebsocketHandle,
+}
+
+fn words_of(channel: &deepgram::common::stream_response::Channel) -> (String, Vec<StreamWord>) {
+    let Some(alt) = channel.alternatives.first() else {
+        return (String::new(), Vec::new());
+    };
+    let words = alt
+        .words
+        .iter()
+        .map(|w| StreamWord {
+            word: w.punctuated_word.clone().unwrap_or_else(|| w.word.clone()),
+            start: w.start,
+            end: w.end,
+            confidence: w.confidence,
+        })
+        .collect();
+    (alt.transcript.clone(), words)
+}
+
+impl Connection for DeepgramConnection {
+    fn send_audio(&mut self, pcm: Vec<u8>) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            if pcm.is_empty() {
+                // An empty frame would close the stream.
+                return Ok(());
+            }
+            self.handle
+                .send_data(pcm)
+                .await
+                .map_err(|e| BackendError::new("send", e.to_string()))
+        })
+    }
+
+    fn finalize(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.handle
+                .finalize()
+                .await
+                .map_err(|e| BackendError::new("send", e.to_string()))
+        })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.handle
+                .close_stream()
+                .await
+                .map_err(|e| BackendError::new("send", e.to_string()))
+        })
+    }
+
+    fn next_event(&mut self) -> BoxFuture<'_, Option<Result<BackendEvent, BackendError>>> {
+        Box::pin(async move {
+            loop {
+                let response = self.handle.receive().await?;
+                match response {
+                    Ok(StreamResponse::TranscriptResponse {
+                        start,
+                        duration,
+                        is_final,
+                        channel,
+                        ..
+                    }) => {
+                        let (text, words) = words_of(&channel);
+                        return Some(Ok(if is_final {
+                            BackendEvent::Final {
+                                start,
+                                duration,
+                                text,
+                                words,
+                            }
+                        } else {
+                            BackendEvent::Interim { text, words }
+                        }));
+                    }
+                    Ok(StreamResponse::TerminalResponse { .. }) => {
+                        return Some(Ok(BackendEvent::Closed { reason: None }));
+                    }
+                    Ok(_) => continue,
+                    Err(deepgram::DeepgramError::WebsocketClose { code, reason }) => {
+                        return Some(Err(BackendError::new(
+                            "closed",
+                            format!("closed by the server ({code}): {reason}"),
+                        )));
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        // A single malformed message does not end the stream.
+                        if text.contains("missing field") || text.contains("JSON") {
+                            tracing::warn!(error = %text, "unreadable message from deepgram");
+                            continue;
+                        }
+                        return Some(Err(BackendError::new("closed", text)));
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,653 @@
+//! The transcription sink: every consented speaker streamed to a backend,
+//! without losing a word.
+//!
+//! Frames reach it from the recorder thread, after the consent audit events
+//! before them are on disk (so the backend never gets audio before the audit
+//! says it may). Each speaker of a call gets a task that decodes Opus to
+//! 16 kHz PCM, buffers it ([`SpeakerStream`]) from the moment capture is
+//! allowed, even before the connection is up, resends what no final result
+//! covered after a reconnect, maps word times back to call time and drops
+//! repeats. At the end of the call the last finals are awaited (bounded), and
+//! `transcript.json` and `transcript.vtt` are written.
+
+pub mod backend;
+pub mod deepgram;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::core::conference::CallSummary;
+use crate::core::ids::CallId;
+use crate::core::transcript::{CallWord, Chunk, Coverage, SpeakerStream};
+use crate::metrics::Metrics;
+use backend::{Backend, BackendEvent, Connection};
+
+/// A transcript segment on the call timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Who spoke.
+    pub participant_id: String,
+    /// Their display name, if the provider gave one.
+    pub display_name: Option<String>,
+    /// Start (s of call time).
+    pub start: f64,
+    /// End (s of call time).
+    pub end: f64,
+    /// The text.
+    pub text: String,
+    /// Words with call times and confidence.
+    pub words: Vec<CallWord>,
+}
+
+/// The content of `transcript.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// The call.
+    pub call_id: String,
+    /// Backend that produced it.
+    pub backend: String,
+    /// Its model.
+    pub model: String,
+    /// Segments ordered by call time.
+    pub segments: Vec<Segment>,
+    /// Per participant: consented audio captured vs acknowledged.
+    pub coverage: HashMap<String, Coverage>,
+    /// Whether the call has ended (the transcript is final).
+    pub complete: bool,
+}
+
+/// A live transcript event (server-sent events).
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveEvent {
+    /// `interim` or `final`.
+    pub kind: &'static str,
+    /// The segment.
+    pub segment: Segment,
+}
+
+/// Transcripts of calls in progress, and display names, shared with the API.
+#[derive(Debug, Default)]
+pub struct TranscriptStore {
+    inner: Mutex<StoreInner>,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    calls: HashMap<CallId, LiveCall>,
+    names: HashMap<CallId, HashMap<String, String>>,
+}
+
+#[derive(Debug)]
+struct LiveCall {
+    transcript: Transcript,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+impl TranscriptStore {
+    fn lock(&self) -> MutexGuard<'_, StoreInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a participant's display name (from the participants API).
+    pub fn set_display_name(&self, call_id: &CallId, participant_id: &str, name: &str) {
+        self.lock()
+            .names
+            .entry(call_id.clone())
+            .or_default()
+            .insert(participant_id.to_owned(), name.to_owned());
+    }
+
+    fn display_name(&self, call_id: &CallId, participant_id: &str) -> Option<String> {
+        self.lock()
+            .names
+            .get(call_id)
+            .and_then(|m| m.get(participant_id))
+            .cloned()
+    }
+
+    /// The transcript so far of a call in progress.
+    pub fn snapshot(&self, call_id: &CallId) -> Option<Transcript> {
+        self.lock().calls.get(call_id).map(|c| c.transcript.clone())
+    }
+
+    /// Live events of a call in progress.
+    pub fn subscribe(&self, call_id: &CallId) -> Option<broadcast::Receiver<LiveEvent>> {
+        self.lock().calls.get(call_id).map(|c| c.live.subscribe())
+    }
+
+    fn ensure(&self, call_id: &CallId, backend: &str, model: &str) {
+        self.lock()
+            .calls
+            .entry(call_id.clone())
+            .or_insert_with(|| LiveCall {
+                transcript: Transcript {
+                    call_id: call_id.to_string(),
+                    backend: backend.to_owned(),
+                    model: model.to_owned(),
+                    segments: Vec::new(),
+                    coverage: HashMap::new(),
+                    complete: false,
+                },
+                live: broadcast::channel(256).0,
+            });
+    }
+
+    fn add(&self, call_id: &CallId, kind: &'static str, segment: Segment) {
+        let mut inner = self.lock();
+        let Some(call) = inner.calls.get_mut(call_id) else {
+            return;
+        };
+        let _ = call.live.send(LiveEvent {
+            kind,
+            segment: segment.clone(),
+        });
+        if kind == "final" {
+            let at = call
+                .transcript
+                .segments
+                .partition_point(|s| s.start <= segment.start);
+            call.transcript.segments.insert(at, segment);
+        }
+    }
+
+    fn remove(&self, call_id: &CallId) -> Option<Transcript> {
+        let mut inner = self.lock();
+        inner.names.remove(call_id);
+        inner.calls.remove(call_id).map(|c| c.transcript)
+    }
+}
+
+/// Called once the call's transcript (and `call.json`) are final.
+pub type OnFinished = Box<dyn FnOnce(CallSummary) + Send>;
+
+/// Messages to the sink.
+pub enum TranscribeMsg {
+    /// A consented frame.
+    Frame {
+        /// The call.
+        call_id: CallId,
+        /// Whose.
+        participant_id: Arc<str>,
+        /// Call time (48 kHz samples).
+        position: u64,
+        /// Opus packet.
+        payload: Arc<[u8]>,
+    },
+    /// A speaker left: finalize what they said.
+    ParticipantLeft {
+        /// The call.
+        call_id: CallId,
+        /// Who.
+        participant_id: Arc<str>,
+    },
+    /// Delete what was transcribed (a decline under `stop_and_discard`).
+    Discard {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The call ended: wait for the last finals, write the transcript, add
+    /// coverage to `call.json`, then call `done`.
+    CallEnded {
+        /// The final summary from the recorder.
+        summary: CallSummary,
+        /// Where its files go.
+        dir: PathBuf,
+        /// Told when everything is written.
+        done: Option<OnFinished>,
+    },
+}
+
+/// The sending side, held by the recorder threads.
+#[derive(Clone)]
+pub struct TranscribeHandle {
+    tx: mpsc::UnboundedSender<TranscribeMsg>,
+    frames_queued: Arc<AtomicUsize>,
+    frame_budget: usize,
+}
+
+impl TranscribeHandle {
+    /// Queues a frame unless the sink is this far behind; never blocks.
+    pub fn try_send_frame(&self, msg: TranscribeMsg) -> bool {
+        if self.frames_queued.fetch_add(1, Ordering::AcqRel) >= self.frame_budget {
+            self.frames_queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        if self.tx.send(msg).is_err() {
+            self.frames_queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a control message.
+    pub fn send_control(&self, msg: TranscribeMsg) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// Sink settings.
+#[derive(Clone)]
+pub struct SinkSettings {
+    /// Per-speaker buffer bound (s).
+    pub buffer_seconds: u64,
+    /// Bound on waiting for the last finals.
+    pub finish_timeout: Duration,
+}
+
+/// Starts the sink on the current tokio runtime.
+pub fn spawn(
+    backend: Arc<dyn Backend>,
+    settings: SinkSettings,
+    store: Arc<TranscriptStore>,
+    metrics: Metrics,
+) -> TranscribeHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let frames_queued = Arc::new(AtomicUsize::new(0));
+    let dispatcher = Dispatcher {
+        backend,
+        settings,
+        store,
+        metrics,
+        frames_queued: frames_queued.clone(),
+        calls: HashMap::new(),
+    };
+    tokio::spawn(dispatcher.run(rx));
+    TranscribeHandle {
+        tx,
+        frames_queued,
+        // 20 ms frames: 3000 frames is a minute of one speaker, a few
+        // seconds of a busy node.
+        frame_budget: 20_000,
+    }
+}
+
+enum SpeakerMsg {
+    Frame { position: u64, payload: Arc<[u8]> },
+    Leave,
+}
+
+struct SpeakerHandle {
+    tx: mpsc::UnboundedSender<SpeakerMsg>,
+    join: tokio::task::JoinHandle<Coverage>,
+}
+
+struct Dispatcher {
+    backend: Arc<dyn Backend>,
+    settings: SinkSettings,
+    store: Arc<TranscriptStore>,
+    metrics: Metrics,
+    frames_queued: Arc<AtomicUsize>,
+    calls: HashMap<CallId, HashMap<Arc<str>, SpeakerHandle>>,
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TranscribeMsg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                TranscribeMsg::Frame {
+                    call_id,
+                    participant_id,
+                    position,
+                    payload,
+                } => {
+                    self.frames_queued.fetch_sub(1, Ordering::AcqRel);
+                    let speaker = self.speaker(&call_id, &participant_id);
+                    let _ = speaker.tx.send(SpeakerMsg::Frame { position, payload });
+                }
+                TranscribeMsg::ParticipantLeft {
+                    call_id,
+                    participant_id,
+                } => {
+                    if let Some(s) = self
+                        .calls
+                        .get(&call_id)
+                        .and_then(|c| c.get(&participant_id))
+                    {
+                        let _ = s.tx.send(SpeakerMsg::Leave);
+                    }
+                }
+                TranscribeMsg::Discard { call_id } => {
+                    if let Some(speakers) = self.calls.remove(&call_id) {
+                        for (_, s) in speakers {
+                            s.join.abort();
+                        }
+                    }
+                    self.store.remove(&call_id);
+                    info!(call = %call_id, "transcript discarded");
+                }
+                TranscribeMsg::CallEnded { summary, dir, done } => {
+                    let Ok(call_id) = CallId::parse(&summary.call_id) else {
+                        continue;
+                    };
+                    let speakers = self.calls.remove(&call_id).unwrap_or_default();
+                    let store = self.store.clone();
+                    let timeout = self.settings.finish_timeout;
+                    let (backend, model) = (self.backend.name(), self.backend.model());
+                    // Finishing a call must not hold up frames of others.
+                    tokio::spawn(finish_call(
+                        call_id, speakers, summary, dir, done, store, timeout, backend, model,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn speaker(&mut self, call_id: &CallId, participant_id: &Arc<str>) -> &SpeakerHandle {
+        let backend = self.backend.clone();
+        let settings = self.settings.clone();
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        store.ensure(call_id, backend.name(), &backend.model());
+        self.calls
+            .entry(call_id.clone())
+            .or_default()
+            .entry(participant_id.clone())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = SpeakerTask {
+                    call_id: call_id.clone(),
+                    participant_id: participant_id.clone(),
+                    backend,
+                    settings,
+                    store,
+                    metrics,
+                };
+                SpeakerHandle {
+                    tx,
+                    join: tokio::spawn(task.run(rx)),
+                }
+            })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_call(
+    call_id: CallId,
+    speakers: HashMap<Arc<str>, SpeakerHandle>,
+    mut summary: CallSummary,
+    dir: PathBuf,
+    done: Option<OnFinished>,
+    store: Arc<TranscriptStore>,
+    timeout: Duration,
+    backend: &'static str,
+    model: String,
+) {
+    let mut coverage = HashMap::new();
+    for (id, s) in speakers {
+        // Dropping the sender ends the speaker: finalize, close, drain.
+        drop(s.tx);
+        match tokio::time::timeout(timeout + Duration::from_secs(1), s.join).await {
+            Ok(Ok(c)) => {
+                coverage.insert(id.to_string(), c);
+            }
+            _ => warn!(call = %call_id, "a speaker's transcription did not finish in time"),
+        }
+    }
+    let mut transcript = store.remove(&call_id).unwrap_or(Transcript {
+        call_id: call_id.to_string(),
+        backend: backend.to_owned(),
+        model,
+        segments: Vec::new(),
+        coverage: HashMap::new(),
+        complete: false,
+    });
+    transcript.coverage = coverage.clone();
+    transcript.complete = true;
+    for p in &mut summary.participants {
+        p.transcription = coverage.get(&p.id).copied();
+    }
+    let files = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        let transcript = transcript.clone();
+        let summary = summary.clone();
+        move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let json = serde_json::to_vec_pretty(&transcript).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join("transcript.json"), json)?;
+            std::fs::write(dir.join("transcript.vtt"), to_vtt(&transcript))?;
+            crate::sinks::recorder::write_call_json(&dir, &summary)
+        }
+    })
+    .await;
+    match files {
+        Ok(Ok(())) => {
+            info!(call = %call_id, segments = transcript.segments.len(), "transcript written")
+        }
+        Ok(Err(e)) => warn!(call = %call_id, error = %e, "cannot write the transcript"),
+        Err(e) => warn!(call = %call_id, error = %e, "transcript writer failed"),
+    }
+    if let Some(done) = done {
+        done(summary);
+    }
+}
+
+/// WebVTT with `<v Speaker>` voice tags.
+pub fn to_vtt(t: &Transcript) -> String {
+    fn ts(s: f64) -> String {
+        let ms = (s.max(0.0) * 1000.0).round() as u64;
+        format!(
+            "{:02}:{:02}:{:02}.{:03}",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        )
+    }
+    let mut out = String::from("WEBVTT\n\n");
+    for s in &t.segments {
+        let name = s
+            .display_name
+            .as_deref()
+            .unwrap_or(&s.participant_id)
+            .replace(['>', '\n'], " ");
+        let text = s.text.replace("-->", "->").replace('\n', " ");
+        out.push_str(&format!(
+            "{} --> {}\n<v {}>{}\n\n",
+            ts(s.start),
+            ts(s.end),
+            name,
+            text
+        ));
+    }
+    out
+}
+
+struct SpeakerTask {
+    call_id: CallId,
+    participant_id: Arc<str>,
+    backend: Arc<dyn Backend>,
+    settings: SinkSettings,
+    store: Arc<TranscriptStore>,
+    metrics: Metrics,
+}
+
+impl SpeakerTask {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<SpeakerMsg>) -> Coverage {
+        let mut stream = SpeakerStream::new(self.settings.buffer_seconds);
+        let mut decoder = opus::Decoder::new(16_000, opus::Channels::Mono).ok();
+        let mut pcm = vec![0i16; 1920];
+        let mut conn: Option<Box<dyn Connection>> = None;
+        let mut backoff = Duration::from_millis(200);
+        let mut next_attempt = Instant::now();
+        let mut ending: Option<Instant> = None;
+        let mut closed_sent = false;
+        let mut reported_buffer = 0.0;
+        loop {
+            let now = Instant::now();
+            if let Some(deadline) = ending
+                && (now >= deadline || (stream.is_drained() && conn.is_none()))
+            {
+                break;
+            }
+            // Connect as soon as there is audio (and on every loss of the
+            // connection), with backoff and jitter.
+            if conn.is_none() && !stream.is_drained() && now >= next_attempt {
+                match self.backend.connect().await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        stream.handle_connected();
+                        closed_sent = false;
+                        backoff = Duration::from_millis(200);
+                        self.metrics.transcription_connections.inc();
+                        debug!(call = %self.call_id, "transcription connected");
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .transcription_reconnects
+                            .with_label_values(&[e.reason])
+                            .inc();
+                        warn!(call = %self.call_id, error = %e, "transcription backend unavailable; retrying");
+                        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
+                        next_attempt = Instant::now() + backoff + jitter;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                let mut failed = false;
+                while let Some(bytes) = stream.poll_send() {
+                    if let Err(e) = c.send_audio(bytes).await {
+                        debug!(error = %e, "send failed");
+                        failed = true;
+                        break;
+                    }
+                }
+                if !failed && ending.is_some() && !closed_sent {
+                    closed_sent = true;
+                    let _ = c.finalize().await;
+                    let _ = c.close().await;
+                }
+                if failed {
+                    self.lose_connection(&mut conn, &mut stream, "send");
+                }
+            }
+            let wake = ending
+                .unwrap_or(now + Duration::from_secs(3600))
+                .min(if conn.is_none() {
+                    next_attempt.max(now + Duration::from_millis(10))
+                } else {
+                    now + Duration::from_secs(3600)
+                });
+            tokio::select! {
+                msg = rx.recv(), if ending.is_none() => match msg {
+                    Some(SpeakerMsg::Frame { position, payload }) => {
+                        if let Some(d) = decoder.as_mut() {
+                            match d.decode(&payload, &mut pcm, false) {
+                                Ok(n) if n > 0 => {
+                                    let chunk = Chunk { call_start: position, pcm: pcm[..n].to_vec() };
+                                    if let Some(lost) = stream.push(chunk) {
+                                        self.metrics.transcription_lost_seconds.inc_by(lost.seconds);
+                                        warn!(call = %self.call_id, start = lost.start, seconds = lost.seconds, "transcription buffer full: audio dropped");
+                                    }
+                                }
+                                _ => self.metrics.drop_frame(crate::metrics::DropReason::Malformed),
+                            }
+                        }
+                    }
+                    Some(SpeakerMsg::Leave) => {
+                        if let Some(c) = conn.as_mut() {
+                            let _ = c.finalize().await;
+                        }
+                    }
+                    None => {
+                        ending = Some(Instant::now() + self.settings.finish_timeout);
+                    }
+                },
+                event = next_event(&mut conn) => match event {
+                    Some(Ok(BackendEvent::Final { start, duration, text, words })) => {
+                        let words = stream.handle_final(start, duration, &words);
+                        self.publish("final", text, words);
+                    }
+                    Some(Ok(BackendEvent::Interim { text, words })) => {
+                        let words = stream.handle_interim(&words);
+                        self.publish("interim", text, words);
+                    }
+                    Some(Ok(BackendEvent::Closed { .. })) | None => {
+                        let reason = if closed_sent { "end" } else { "closed" };
+                        self.lose_connection(&mut conn, &mut stream, reason);
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "transcription connection lost");
+                        self.lose_connection(&mut conn, &mut stream, e.reason);
+                    }
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            let buffered = stream.coverage().buffered_seconds;
+            self.metrics
+                .transcription_buffered_seconds
+                .add(buffered - reported_buffer);
+            reported_buffer = buffered;
+        }
+        self.metrics
+            .transcription_buffered_seconds
+            .sub(reported_buffer);
+        let coverage = stream.coverage();
+        self.metrics
+            .transcription_captured_seconds
+            .inc_by(coverage.captured_seconds);
+        self.metrics
+            .transcription_acknowledged_seconds
+            .inc_by(coverage.acknowledged_seconds);
+        coverage
+    }
+
+    fn lose_connection(
+        &self,
+        conn: &mut Option<Box<dyn Connection>>,
+        stream: &mut SpeakerStream,
+        reason: &'static str,
+    ) {
+        if conn.take().is_some() && reason != "end" {
+            self.metrics
+                .transcription_reconnects
+                .with_label_values(&[reason])
+                .inc();
+        }
+        stream.handle_disconnected();
+    }
+
+    fn publish(&self, kind: &'static str, text: String, words: Vec<CallWord>) {
+        let (Some(first), Some(last)) = (words.first(), words.last()) else {
+            return;
+        };
+        if kind == "final" {
+            self.metrics.transcription_words.inc_by(words.len() as u64);
+        }
+        let text = if text.is_empty() || kind == "final" {
+            words
+                .iter()
+                .map(|w| w.word.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            text
+        };
+        let segment = Segment {
+            participant_id: self.participant_id.to_string(),
+            display_name: self.store.display_name(&self.call_id, &self.participant_id),
+            start: first.start,
+            end: last.end,
+            text,
+            words,
+        };
+        self.store.add(&self.call_id, kind, segment);
+    }
+}
+
+async fn next_event(
+    conn: &mut Option<Box<dyn Connection>>,
+) -> Option<Result<BackendEvent, backend::BackendError>> {
+    match conn.as_mut() {
+        Some(c) => c.next_event().await,
+        None => std::future::pending().await,
+    }
+}
