@@ -419,10 +419,10 @@ impl Config {
                 ),
             });
         }
-        if self.transcription.buffer_seconds < 60 {
+        if self.transcription.buffer_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "transcription.buffer_seconds",
-                message: "must be at least 60".into(),
+                message: "must be at least 1 (the default keeps 120 s per speaker)".into(),
             });
         }
         if self.media.inactivity_timeout_ms < 100 {

@@ -126,6 +126,8 @@ pub struct Metrics {
     pub transcription_acknowledged_seconds: prometheus::Counter,
     /// Words in final results.
     pub transcription_words: IntCounter,
+    /// Time from a word's audio reaching the sink to its final result.
+    pub transcription_final_latency_seconds: Histogram,
 }
 
 impl Metrics {
@@ -324,6 +326,16 @@ impl Metrics {
                     "Consented audio covered by final results (counted at call end)."
                 )
                 .expect("valid counter")
+            ),
+            transcription_final_latency_seconds: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "hearken_transcription_final_latency_seconds",
+                        "Time from a word's audio reaching the transcription sink to its final result."
+                    )
+                    .buckets(vec![0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0])
+                )
+                .expect("valid histogram")
             ),
             transcription_words: reg!(counter(
                 "hearken_transcription_words_total",

@@ -88,7 +88,9 @@ pub fn parse_bound(text: &str) -> Result<WindowBound, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| WindowBound::Instant(t.with_timezone(&Utc)))
         .map_err(|_| {
-            format!("{text:?} is not a date (2025-03-01) or an RFC 3339 time (2025-03-01T09:00:00Z)")
+            format!(
+                "{text:?} is not a date (2025-03-01) or an RFC 3339 time (2025-03-01T09:00:00Z)"
+            )
         })
 }
 

@@ -427,7 +427,10 @@ impl WhipClient {
                 {
                     dtmf.remove(0);
                     let mid = self.mids[0];
-                    let writer = self.rtc.writer(mid).expect("writer");
+                    let Some(writer) = self.rtc.writer(mid) else {
+                        // The server ended the session.
+                        return self;
+                    };
                     let pt = writer
                         .payload_params()
                         .find(|p| p.spec().codec == Codec::Opus)
@@ -472,7 +475,10 @@ impl WhipClient {
                         hearken::core::opus::packet_samples(packet).expect("valid packet"),
                     );
                     let mid = self.mids[i];
-                    let writer = self.rtc.writer(mid).expect("writer");
+                    let Some(writer) = self.rtc.writer(mid) else {
+                        // The server ended the session.
+                        return self;
+                    };
                     let pt = writer
                         .payload_params()
                         .find(|p| p.spec().codec == Codec::Opus)
@@ -525,3 +531,60 @@ fn continue_after_write(rtc: &mut Rtc, socket: &UdpSocket) {
 
 /// Shared handle for moving a client into `spawn_blocking` and back.
 pub type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+/// A server transcribing through `fake` (the API key is passed in an
+/// environment variable named after the test, so parallel test binaries do
+/// not share it).
+pub async fn transcribing_server(
+    fake: &hearken_fake_deepgram::FakeDeepgram,
+    key_var: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestServer {
+    // SAFETY: each test binary sets its own variable before starting the
+    // server, and nothing else in the binary reads or writes it concurrently.
+    unsafe { std::env::set_var(key_var, fake.api_key()) };
+    let url = fake.url();
+    let key_var = key_var.to_owned();
+    TestServer::start_with(move |c| {
+        c.transcription.backend = "deepgram".into();
+        c.transcription.deepgram.url = url;
+        c.transcription.deepgram.api_key_env = key_var;
+        adjust(c);
+    })
+    .await
+}
+
+/// `GET /v1/calls/{call}/transcript` as JSON.
+pub async fn transcript(server: &TestServer, call: &str) -> serde_json::Value {
+    server
+        .client
+        .get(server.url(&format!("/v1/calls/{call}/transcript")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// All words of one participant, sorted: (start, end, word).
+pub fn words_of(transcript: &serde_json::Value, participant: &str) -> Vec<(f64, f64, String)> {
+    let mut words: Vec<(f64, f64, String)> = transcript["segments"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .filter(|s| s["participant_id"] == participant)
+        .flat_map(|s| s["words"].as_array().cloned().unwrap_or_default())
+        .map(|w| {
+            (
+                w["start"].as_f64().unwrap_or(0.0),
+                w["end"].as_f64().unwrap_or(0.0),
+                w["word"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    words.sort_by(|a, b| a.0.total_cmp(&b.0));
+    words
+}

@@ -397,7 +397,7 @@ impl ConsentEngine {
                     ConsentState::Joined
                 }
             };
-            Self::set_state(&mut self.outputs, id, p, back, t);
+            Self::set_state(&mut self.outputs, self.now, id, p, back, t);
         }
         self.evaluate(t, Some(id));
         self.update_gates(t);
@@ -415,7 +415,7 @@ impl ConsentEngine {
                 p.held_consent = Some(method);
             }
             if p.state != ConsentState::Declined {
-                Self::set_state(&mut self.outputs, id, p, ConsentState::Left, t);
+                Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Left, t);
             }
         }
         self.update_gates(t);
@@ -445,7 +445,14 @@ impl ConsentEngine {
                 if let Some(p) = self.participants.get_mut(id) {
                     p.notified_at = Some(end);
                     if p.state == ConsentState::Joined {
-                        Self::set_state(&mut self.outputs, id, p, ConsentState::Notified, end);
+                        Self::set_state(
+                            &mut self.outputs,
+                            self.now,
+                            id,
+                            p,
+                            ConsentState::Notified,
+                            end,
+                        );
                     }
                 }
             }
@@ -467,7 +474,14 @@ impl ConsentEngine {
                     return;
                 }
                 if !p.consented() || p.state == ConsentState::Consented(ConsentMethod::Implicit) {
-                    Self::set_state(&mut self.outputs, id, p, ConsentState::Consented(method), t);
+                    Self::set_state(
+                        &mut self.outputs,
+                        self.now,
+                        id,
+                        p,
+                        ConsentState::Consented(method),
+                        t,
+                    );
                     if method == ConsentMethod::Dtmf {
                         self.outputs.push_back(ConsentOutput::PlayPrompt {
                             prompt: PromptKind::Thanks,
@@ -480,7 +494,14 @@ impl ConsentEngine {
                 if p.state == ConsentState::Declined {
                     return;
                 }
-                Self::set_state(&mut self.outputs, id, p, ConsentState::Declined, t);
+                Self::set_state(
+                    &mut self.outputs,
+                    self.now,
+                    id,
+                    p,
+                    ConsentState::Declined,
+                    t,
+                );
                 // FIX (consent tests): a second decline after the call was
                 // already stopped must not discard (or announce) again.
                 let was_stopped = self.stopped;
@@ -513,7 +534,7 @@ impl ConsentEngine {
 
     /// Time passed: implicit consent after the grace period.
     pub fn handle_timeout(&mut self, t: u64) {
-        let before = self.advance(t);
+        self.advance(t);
         let implicit = matches!(
             self.mode(),
             Some(ConsentMode::Notify | ConsentMode::NotifyAndAllowOptOut)
@@ -532,15 +553,10 @@ impl ConsentEngine {
                 .collect();
             for id in ids {
                 if let Some(p) = self.participants.get_mut(&id) {
-                    // FIX (consent tests): not before anything already
-                    // handled (the deadline can lie in the past when the mode
-                    // just fell from explicit to a notify mode).
-                    let at = p
-                        .notified_at
-                        .map_or(t, |n| n.saturating_add(grace))
-                        .max(before.min(t));
+                    let at = p.notified_at.map_or(t, |n| n.saturating_add(grace));
                     Self::set_state(
                         &mut self.outputs,
+                        self.now,
                         &id,
                         p,
                         ConsentState::Consented(ConsentMethod::Implicit),
@@ -623,6 +639,7 @@ impl ConsentEngine {
 
     fn set_state(
         outputs: &mut VecDeque<ConsentOutput>,
+        now: u64,
         id: &str,
         p: &mut Participant,
         to: ConsentState,
@@ -631,6 +648,13 @@ impl ConsentEngine {
         if p.state == to {
             return;
         }
+        // FIX (consent tests): never stamp a change before the latest time
+        // already handled. A late report (a prompt's end) or a deadline that
+        // passed (implicit consent once the mode fell from explicit) would
+        // otherwise back-date it before changes already written, and the
+        // log, read by time, would show a participant not consented while
+        // their gate was open (or consented while the mode was explicit).
+        let t = t.max(now);
         outputs.push_back(ConsentOutput::Audit(AuditEvent::StateChanged {
             t: secs(t),
             participant: id.to_owned(),
@@ -701,6 +725,7 @@ impl ConsentEngine {
                 if let Some(p) = self.participants.get_mut(&id) {
                     Self::set_state(
                         &mut self.outputs,
+                        self.now,
                         &id,
                         p,
                         ConsentState::Consented(ConsentMethod::NotRequired),
@@ -730,7 +755,14 @@ impl ConsentEngine {
                     };
                     if insufficient {
                         p.notified_at = None;
-                        Self::set_state(&mut self.outputs, id, p, ConsentState::Joined, t);
+                        Self::set_state(
+                            &mut self.outputs,
+                            self.now,
+                            id,
+                            p,
+                            ConsentState::Joined,
+                            t,
+                        );
                     }
                 }
             }

@@ -344,12 +344,13 @@ impl Calendar {
                 title: raw_title,
             };
             if !block.closed {
-                errors.push(ImportError {
-                    at,
-                    kind: ImportErrorKind::Unclosed {
-                        line: block.first_line,
-                    },
+                // An inner component left open makes the event's END close
+                // it instead: name that line if there is one.
+                let inner = block.lines.get(1..).unwrap_or(&[]);
+                let kind = mismatched(inner).unwrap_or(ImportErrorKind::Unclosed {
+                    line: block.first_line,
                 });
+                errors.push(ImportError { at, kind });
                 continue;
             }
             let event = parse_block(block).and_then(|c| event_from(&c, index, &context));
@@ -506,10 +507,10 @@ fn occurrence(event: &Event, recurrence_id: Option<DateTime<Utc>>, start: DateTi
 
 /// An override's meeting with what it leaves out taken from its series.
 fn merge(mut meeting: Meeting, own: &Fields, series: &Fields) -> Meeting {
-    if own.title.is_none() {
-        if let Some(title) = &series.title {
-            meeting.title = title.clone();
-        }
+    if own.title.is_none()
+        && let Some(title) = &series.title
+    {
+        meeting.title = title.clone();
     }
     if own.organizer.is_none() {
         meeting.organizer = series.organizer.clone();
@@ -594,12 +595,14 @@ fn split_blocks(lines: &[Line]) -> Blocks {
         if let Some((kind, mut block, mut depth)) = current.take() {
             // A new event inside an unclosed one: keep the broken one as it
             // is and start over, so one missing END costs one event.
-            if let Some((true, name)) = &mark {
-                if name == "VEVENT" && kind == "VEVENT" && depth == 0 {
-                    blocks.events.push(block);
-                    current = Some((name.clone(), new_block(line), 0));
-                    continue;
-                }
+            if let Some((true, name)) = &mark
+                && name == "VEVENT"
+                && kind == "VEVENT"
+                && depth == 0
+            {
+                blocks.events.push(block);
+                current = Some((name.clone(), new_block(line), 0));
+                continue;
             }
             block.lines.push(line.clone());
             match &mark {
@@ -626,10 +629,10 @@ fn split_blocks(lines: &[Line]) -> Blocks {
             None => blocks.calendar_lines.push(line.clone()),
         }
     }
-    if let Some((kind, block, _)) = current {
-        if kind == "VEVENT" {
-            blocks.events.push(block);
-        }
+    if let Some((kind, block, _)) = current
+        && kind == "VEVENT"
+    {
+        blocks.events.push(block);
     }
     blocks
 }
@@ -673,22 +676,8 @@ fn parse_block(block: &Block) -> Result<Component<'static>, ImportErrorKind> {
         .lines
         .get(1..block.lines.len().saturating_sub(1))
         .unwrap_or(&[]);
-    let mut open: Vec<String> = Vec::new();
-    for (n, line) in inner {
-        match marker(line) {
-            Some((true, name)) => open.push(name),
-            Some((false, name)) => match open.pop() {
-                Some(top) if top == name => {}
-                top => {
-                    return Err(ImportErrorKind::Mismatched {
-                        line: *n,
-                        text: line.clone(),
-                        open: top.unwrap_or_else(|| "VEVENT".to_owned()),
-                    });
-                }
-            },
-            None => {}
-        }
+    if let Some(mismatch) = mismatched(inner) {
+        return Err(mismatch);
     }
     for (n, line) in inner {
         if marker(line).is_some() {
@@ -709,6 +698,29 @@ fn parse_block(block: &Block) -> Result<Component<'static>, ImportErrorKind> {
             .map(|(_, l)| l.clone())
             .unwrap_or_default(),
     })
+}
+
+/// The first `END:` among `lines` that does not close the component open
+/// at that point, if any.
+fn mismatched(lines: &[Line]) -> Option<ImportErrorKind> {
+    let mut open: Vec<String> = Vec::new();
+    for (n, line) in lines {
+        match marker(line) {
+            Some((true, name)) => open.push(name),
+            Some((false, name)) => match open.pop() {
+                Some(top) if top == name => {}
+                top => {
+                    return Some(ImportErrorKind::Mismatched {
+                        line: *n,
+                        text: line.clone(),
+                        open: top.unwrap_or_else(|| "VEVENT".to_owned()),
+                    });
+                }
+            },
+            None => {}
+        }
+    }
+    None
 }
 
 /// A parsed component detached from the text it borrowed.

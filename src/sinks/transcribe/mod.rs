@@ -480,6 +480,9 @@ impl SpeakerTask {
         let mut ending: Option<Instant> = None;
         let mut closed_sent = false;
         let mut reported_buffer = 0.0;
+        // (call time at the end of a chunk, when it arrived): for the
+        // audio-to-final latency of each final result.
+        let mut arrivals: std::collections::VecDeque<(u64, Instant)> = Default::default();
         loop {
             let now = Instant::now();
             if let Some(deadline) = ending
@@ -542,6 +545,10 @@ impl SpeakerTask {
                         if let Some(d) = decoder.as_mut() {
                             match d.decode(&payload, &mut pcm, false) {
                                 Ok(n) if n > 0 => {
+                                    arrivals.push_back((position + n as u64 * 3, Instant::now()));
+                                    if arrivals.len() > 20_000 {
+                                        arrivals.pop_front();
+                                    }
                                     let chunk = Chunk { call_start: position, pcm: pcm[..n].to_vec() };
                                     if let Some(lost) = stream.push(chunk) {
                                         self.metrics.transcription_lost_seconds.inc_by(lost.seconds);
@@ -564,6 +571,17 @@ impl SpeakerTask {
                 event = next_event(&mut conn) => match event {
                     Some(Ok(BackendEvent::Final { start, duration, text, words })) => {
                         let words = stream.handle_final(start, duration, &words);
+                        if let Some(last) = words.last() {
+                            let end = (last.end * 48_000.0) as u64;
+                            while arrivals.front().is_some_and(|(e, _)| *e < end) {
+                                arrivals.pop_front();
+                            }
+                            if let Some((_, at)) = arrivals.front() {
+                                self.metrics
+                                    .transcription_final_latency_seconds
+                                    .observe(at.elapsed().as_secs_f64());
+                            }
+                        }
                         self.publish("final", text, words);
                     }
                     Some(Ok(BackendEvent::Interim { text, words })) => {

@@ -1,0 +1,55 @@
+//! Start-up: the backend refuses the first connections (429), so the
+//! speaker's first words arrive while there is no connection. They are
+//! buffered and transcribed once it opens: nothing from the start is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Outgoing, WhipClient, metric_sum, speech, transcribing_server, transcript, words_of};
+use hearken_fake_deepgram::{Behavior, FakeConfig, FakeDeepgram};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_words_survive_a_slow_connection() {
+    let fake = FakeDeepgram::start(FakeConfig::default()).await;
+    fake.set_behavior(Behavior::default().reject_next(2, 429));
+    let server = transcribing_server(&fake, "HEARKEN_TEST_KEY_STARTUP", |_| {}).await;
+    let client = WhipClient::connect(&server, "startup", &["nina"]).await;
+    let client = tokio::task::spawn_blocking(move || {
+        client.run(
+            vec![Outgoing {
+                stream_id: "nina".into(),
+                packets: speech("speaker-a.opus"),
+                start_after: Duration::ZERO,
+            }],
+            Duration::from_millis(200),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.delete(&client.location).await.status(), 200);
+    let t = transcript(&server, "startup").await;
+    let words = words_of(&t, "nina");
+    println!(
+        "rejected {}, first word {:?}, coverage {}",
+        fake.record().rejected.len(),
+        words.first(),
+        t["coverage"]["nina"]
+    );
+    assert_eq!(fake.record().rejected.len(), 2);
+    assert!(
+        words.first().unwrap().0 < 0.3,
+        "the first words are there: {words:?}"
+    );
+    let cov = &t["coverage"]["nina"];
+    assert_eq!(cov["acknowledged_seconds"], cov["captured_seconds"]);
+    let m = server.metrics().await;
+    assert!(
+        metric_sum(
+            &m,
+            "hearken_transcription_reconnects_total{reason=\"rate_limited\"}"
+        ) >= 2.0,
+        "{m}"
+    );
+    server.shutdown().await;
+}
