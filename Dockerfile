@@ -1,5 +1,7 @@
 # Multi-stage build of the hearken release binary on Debian.
 FROM rust:1-bookworm AS build
+# libopus (opus crate) builds with cmake.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin hearken

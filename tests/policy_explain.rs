@@ -319,3 +319,52 @@ fn an_empty_window_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_clap_arguments_parse_and_document_the_default_window() {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: PolicyExplainArgs,
+    }
+
+    let cli = Cli::try_parse_from([
+        "explain",
+        "--settings",
+        "s.toml",
+        "--calendar",
+        "a.ics",
+        "--calendar",
+        "b.json",
+        "--from",
+        "2025-03-01",
+        "--to",
+        "2025-03-31T12:00:00Z",
+        "--json",
+    ])
+    .unwrap();
+    assert_eq!(cli.args.calendar.len(), 2);
+    assert_eq!(cli.args.from, bound("2025-03-01"));
+    assert_eq!(cli.args.to, bound("2025-03-31T12:00:00Z"));
+    assert!(cli.args.json);
+
+    let err = Cli::try_parse_from([
+        "explain",
+        "--settings",
+        "s.toml",
+        "--calendar",
+        "a.ics",
+        "--from",
+        "March",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("\"March\" is not a date"), "{err}");
+    assert!(Cli::try_parse_from(["explain", "--settings", "s.toml"]).is_err());
+
+    let help = Cli::command().render_long_help().to_string();
+    assert!(help.contains("earliest event"), "{help}");
+    assert!(help.contains("90 days after the start"), "{help}");
+}

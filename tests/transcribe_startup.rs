@@ -15,6 +15,35 @@ async fn first_words_survive_a_slow_connection() {
     fake.set_behavior(Behavior::default().reject_next(2, 429));
     let server = transcribing_server(&fake, "HEARKEN_TEST_KEY_STARTUP", |_| {}).await;
     let client = WhipClient::connect(&server, "startup", &["nina"]).await;
+    // Follow the live transcript (server-sent events) while the call runs.
+    let live = {
+        let url = server.url("/v1/calls/startup/transcript/live");
+        let http = server.client.clone();
+        tokio::spawn(async move {
+            // The live stream exists once the first audio reached the sink.
+            let mut response = loop {
+                let r = http
+                    .get(&url)
+                    .bearer_auth(common::TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    break r;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(response.headers()["content-type"], "text/event-stream");
+            let mut text = String::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                if text.contains("event: final") {
+                    break;
+                }
+            }
+            text
+        })
+    };
     let client = tokio::task::spawn_blocking(move || {
         client.run(
             vec![Outgoing {
@@ -27,6 +56,14 @@ async fn first_words_survive_a_slow_connection() {
     })
     .await
     .unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(10), live)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        live.contains("event: final") && live.contains("\"participant_id\":\"nina\""),
+        "{live}"
+    );
     assert_eq!(server.delete(&client.location).await.status(), 200);
     let t = transcript(&server, "startup").await;
     let words = words_of(&t, "nina");
