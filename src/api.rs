@@ -13,6 +13,7 @@ use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::core::conference::{CallSummary, EndReason};
+use crate::core::ids::CallId;
 use crate::ingest::whip::{self, parse_call_id};
 use crate::problem::Problem;
 use crate::rtc::worker::WorkerCommand;
@@ -188,7 +189,7 @@ pub struct CallListItem {
     pub participants: usize,
 }
 
-async fn snapshot(state: &AppState, call_id: &crate::core::ids::CallId) -> Option<CallSummary> {
+async fn snapshot(state: &AppState, call_id: &CallId) -> Option<CallSummary> {
     let worker = state.registry().calls.get(call_id).map(|c| c.worker)?;
     let (reply, rx) = tokio::sync::oneshot::channel();
     state.workers[worker]
@@ -249,6 +250,17 @@ async fn list_calls(
     Ok(Json(serde_json::json!({ "calls": calls })))
 }
 
+/// The `call.json` of a call that is not in progress, or 404.
+async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, Problem> {
+    let data_dir = state.config.storage.data_dir.clone();
+    let id = call_id.clone();
+    let stored = tokio::task::spawn_blocking(move || read_call_json(&data_dir, &id))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    stored.ok_or_else(|| Problem::not_found(format!("no call {call_id}")))
+}
+
 async fn get_call(
     State(state): State<Arc<AppState>>,
     Path(call_id): Path<String>,
@@ -259,15 +271,7 @@ async fn get_call(
     if let Some(s) = snapshot(&state, &call_id).await {
         return Ok(Json(s));
     }
-    let data_dir = state.config.storage.data_dir.clone();
-    let id = call_id.clone();
-    let stored = tokio::task::spawn_blocking(move || read_call_json(&data_dir, &id))
-        .await
-        .map_err(Problem::internal)?
-        .map_err(Problem::internal)?;
-    stored
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("no call {call_id}")))
+    stored_call(&state, &call_id).await.map(Json)
 }
 
 async fn end_call(
@@ -298,15 +302,7 @@ async fn end_call(
         }
     }
     // Not in progress: ending an ended call is a no-op that shows its result.
-    let data_dir = state.config.storage.data_dir.clone();
-    let id = call_id.clone();
-    let stored = tokio::task::spawn_blocking(move || read_call_json(&data_dir, &id))
-        .await
-        .map_err(Problem::internal)?
-        .map_err(Problem::internal)?;
-    stored
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("no call {call_id}")))
+    stored_call(&state, &call_id).await.map(Json)
 }
 
 /// Longest participant id accepted in a URL.

@@ -73,7 +73,7 @@ impl WindowBound {
     /// As a window end: the next midnight UTC for a day (the day is in).
     pub fn as_end(self) -> DateTime<Utc> {
         match self {
-            WindowBound::Day(d) => (d + Duration::days(1)).and_time(NaiveTime::MIN).and_utc(),
+            WindowBound::Day(d) => d.succ_opt().unwrap_or(d).and_time(NaiveTime::MIN).and_utc(),
             WindowBound::Instant(t) => t,
         }
     }
@@ -162,7 +162,9 @@ pub fn report(args: &PolicyExplainArgs) -> anyhow::Result<Report> {
     };
     let to = match args.to {
         Some(b) => b.as_end(),
-        None => from + Duration::days(DEFAULT_WINDOW_DAYS),
+        None => from
+            .checked_add_signed(Duration::days(DEFAULT_WINDOW_DAYS))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
     };
     if to <= from {
         bail!(

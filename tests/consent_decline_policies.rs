@@ -47,16 +47,7 @@ async fn run_call(policy: &str) -> (TestServer, f64) {
     let (ivy, jack) = (ivy.await.unwrap(), jack.await.unwrap());
     server.delete(&ivy.location).await;
     server.delete(&jack.location).await;
-    let log: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/consent")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = common::consent_log(&server, call).await;
     let declined_at = log["events"]
         .as_array()
         .unwrap()

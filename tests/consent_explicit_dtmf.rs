@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, read_opus_packets, speech};
+use common::{Outgoing, TestServer, WhipClient, decode_ogg_opus, read_opus_packets, speech};
 use str0m::media::Direction;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,16 +108,7 @@ async fn dtmf_consent_opens_the_gate_from_that_moment() {
     );
 
     // The audit log tells who consented, how and when, and in what order.
-    let log: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/consent")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = common::consent_log(&server, call).await;
     let events = log["events"].as_array().unwrap();
     for e in events {
         println!("{e}");

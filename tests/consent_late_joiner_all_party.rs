@@ -64,16 +64,7 @@ async fn late_joiner_pauses_everyone_until_they_consent() {
     server.delete(&leo.location).await;
     server.delete(&kim.location).await;
 
-    let log: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/consent")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = common::consent_log(&server, call).await;
     let events = log["events"].as_array().unwrap();
     let all = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<serde_json::Value> {
         events.iter().filter(|e| pred(e)).cloned().collect()

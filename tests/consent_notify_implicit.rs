@@ -55,16 +55,7 @@ async fn staying_after_the_notice_is_implicit_consent() {
     .unwrap();
     assert_eq!(server.delete(&client.location).await.status(), 200);
 
-    let log: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/consent")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = common::consent_log(&server, call).await;
     let events = log["events"].as_array().unwrap();
     let find = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().find(|e| pred(e)).cloned();
     let mode = find(&|e| e["event"] == "mode_evaluated").unwrap();

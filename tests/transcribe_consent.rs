@@ -43,16 +43,7 @@ async fn nothing_before_consent_reaches_the_backend() {
     let client = run.await.unwrap();
     assert_eq!(server.delete(&client.location).await.status(), 200);
 
-    let log: serde_json::Value = server
-        .client
-        .get(server.url("/v1/calls/gated/consent"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = common::consent_log(&server, "gated").await;
     let t_open = log["events"]
         .as_array()
         .unwrap()

@@ -70,16 +70,7 @@ async fn two_speakers_three_drops_full_coverage() {
     assert_eq!(server.delete(&client.location).await.status(), 200);
     assert!(server.call_dir(call).join("transcript.json").exists());
 
-    let transcript: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/transcript")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let transcript = common::transcript(&server, call).await;
     let record = fake.record();
     println!("fake saw {} connections", record.connections.len());
     assert!(record.connections.len() >= 5, "two speakers + three drops");

@@ -804,15 +804,10 @@ impl Worker {
                 details,
                 reply,
             } => {
-                let Some(call) = self.calls.get_mut(&call_id) else {
-                    let _ = reply.send(false);
-                    return;
-                };
-                call.conference
-                    .handle_details(&participant_id, details, now);
-                pump(call, &self.recorder, &self.metrics, &mut self.pending);
-                let _ = reply.send(true);
-                self.after_pump(now);
+                let found = self.with_conference(&call_id, now, |c| {
+                    c.handle_details(&participant_id, details, now)
+                });
+                let _ = reply.send(found);
             }
             WorkerCommand::ConsentSignal {
                 call_id,
@@ -821,15 +816,10 @@ impl Worker {
                 method,
                 reply,
             } => {
-                let Some(call) = self.calls.get_mut(&call_id) else {
-                    let _ = reply.send(false);
-                    return;
-                };
-                call.conference
-                    .handle_signal(&participant_id, decision, method, now);
-                pump(call, &self.recorder, &self.metrics, &mut self.pending);
-                let _ = reply.send(true);
-                self.after_pump(now);
+                let found = self.with_conference(&call_id, now, |c| {
+                    c.handle_signal(&participant_id, decision, method, now)
+                });
+                let _ = reply.send(found);
             }
             WorkerCommand::Snapshot { call_id, reply } => {
                 let _ = reply.send(self.calls.get(&call_id).map(|c| c.conference.summary()));
@@ -838,6 +828,23 @@ impl Worker {
                 self.shutting_down = true;
             }
         }
+    }
+
+    /// Runs `f` on a call's conference and acts on what it asked for;
+    /// returns whether the worker has the call.
+    fn with_conference(
+        &mut self,
+        call_id: &CallId,
+        now: Instant,
+        f: impl FnOnce(&mut Conference),
+    ) -> bool {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return false;
+        };
+        f(&mut call.conference);
+        pump(call, &self.recorder, &self.metrics, &mut self.pending);
+        self.after_pump(now);
+        true
     }
 
     fn create_session(&mut self, create: CreateSession, now: Instant) {

@@ -588,3 +588,17 @@ pub fn words_of(transcript: &serde_json::Value, participant: &str) -> Vec<(f64, 
     words.sort_by(|a, b| a.0.total_cmp(&b.0));
     words
 }
+
+/// `GET /v1/calls/{call}/consent`: the consent audit log.
+pub async fn consent_log(server: &TestServer, call: &str) -> serde_json::Value {
+    server
+        .client
+        .get(server.url(&format!("/v1/calls/{call}/consent")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json")
+}

@@ -480,13 +480,18 @@ impl Event {
 
 /// The meeting for one occurrence of `event` starting at `start`.
 fn occurrence(event: &Event, recurrence_id: Option<DateTime<Utc>>, start: DateTime<Tz>) -> Meeting {
+    // Past the end of time (a huge DURATION), the meeting ends when it
+    // starts rather than overflowing.
+    let utc_start = start.with_timezone(&Utc);
     let end = match event.length {
-        Length::Fixed(d) => start.with_timezone(&Utc) + d,
-        Length::Days(n) => {
-            let day = start.date_naive() + Duration::days(n);
-            local_to_zoned(day.and_time(chrono::NaiveTime::MIN), event.zone).with_timezone(&Utc)
-        }
-    };
+        Length::Fixed(d) => utc_start.checked_add_signed(d),
+        Length::Days(n) => Duration::try_days(n)
+            .and_then(|d| start.date_naive().checked_add_signed(d))
+            .map(|day| {
+                local_to_zoned(day.and_time(chrono::NaiveTime::MIN), event.zone).with_timezone(&Utc)
+            }),
+    }
+    .unwrap_or(utc_start);
     let f = &event.fields;
     Meeting {
         uid: event.uid.clone(),
@@ -979,12 +984,9 @@ fn normalize_rule(rule: &str, zone: Tz, all_day: bool, cx: &Context) -> Result<S
             }
             // A DATE UNTIL on a timed series: through the end of that day.
             Some(Stamp::Date(d)) => {
-                local_to_zoned(
-                    (d + Duration::days(1)).and_time(chrono::NaiveTime::MIN),
-                    zone,
-                )
-                .with_timezone(&Utc)
-                    - Duration::seconds(1)
+                let next = d.succ_opt().unwrap_or(d).and_time(chrono::NaiveTime::MIN);
+                let end = local_to_zoned(next, zone).with_timezone(&Utc);
+                end.checked_sub_signed(Duration::seconds(1)).unwrap_or(end)
             }
             None => {
                 return Err(format!(
@@ -1066,8 +1068,12 @@ fn local_to_zoned(t: NaiveDateTime, tz: Tz) -> DateTime<Tz> {
         chrono::LocalResult::Ambiguous(earlier, _) => earlier,
         chrono::LocalResult::None => {
             // The offset in force a day earlier, before the gap.
-            let before = tz.offset_from_utc_datetime(&(t - Duration::days(1))).fix();
-            tz.from_utc_datetime(&(t - Duration::seconds(i64::from(before.local_minus_utc()))))
+            let day_before = t.checked_sub_signed(Duration::days(1)).unwrap_or(t);
+            let before = tz.offset_from_utc_datetime(&day_before).fix();
+            let utc = t
+                .checked_sub_signed(Duration::seconds(i64::from(before.local_minus_utc())))
+                .unwrap_or(t);
+            tz.from_utc_datetime(&utc)
         }
     }
 }
@@ -1095,7 +1101,7 @@ fn parse_duration(value: &str) -> Option<Duration> {
                 let n: i64 = number.parse().ok()?;
                 number.clear();
                 any = true;
-                total += match (unit, in_time) {
+                let part = match (unit, in_time) {
                     ('W', false) => Duration::try_weeks(n)?,
                     ('D', false) => Duration::try_days(n)?,
                     ('H', true) => Duration::try_hours(n)?,
@@ -1103,6 +1109,7 @@ fn parse_duration(value: &str) -> Option<Duration> {
                     ('S', true) => Duration::try_seconds(n)?,
                     _ => return None,
                 };
+                total = total.checked_add(&part)?;
             }
         }
     }

@@ -528,3 +528,37 @@ fn truncated_and_mangled_input_never_panics() {
         let _ = import_ics(junk, &march());
     }
 }
+
+#[test]
+fn the_ends_of_time_never_panic() {
+    let text = cal("BEGIN:VEVENT
+        UID:late
+        DTSTART:99991230T000000Z
+        RRULE:FREQ=DAILY
+        DURATION:P99999999D
+        END:VEVENT
+        BEGIN:VEVENT
+        UID:early
+        DTSTART:00010101T000000Z
+        RRULE:FREQ=YEARLY;UNTIL=99991231
+        END:VEVENT
+        BEGIN:VEVENT
+        UID:all-day-late
+        DTSTART;VALUE=DATE:99991231
+        DTEND;VALUE=DATE:99991231
+        RRULE:FREQ=DAILY
+        END:VEVENT
+        BEGIN:VEVENT
+        UID:huge-sum
+        DTSTART:20250303T000000Z
+        DURATION:P100000000000DT100000000000H
+        END:VEVENT
+    ");
+    let everything = Window {
+        from: DateTime::<Utc>::MIN_UTC,
+        to: DateTime::<Utc>::MAX_UTC,
+    };
+    let (meetings, _) = import_ics(&text, &everything);
+    assert!(meetings.iter().any(|m| m.uid == "late"));
+    assert!(meetings.iter().all(|m| m.end >= m.start));
+}

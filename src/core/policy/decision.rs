@@ -228,7 +228,7 @@ pub fn decide(meeting: &Meeting, settings: &Settings) -> Decision {
             Some((email, settings.capture(email)?))
         })
         .collect();
-    if recorded.is_empty() {
+    let Some(&(first_email, first_capture)) = recorded.first() else {
         if bot_invited {
             reasons.push(manual_invite(meeting, settings));
         }
@@ -236,7 +236,7 @@ pub fn decide(meeting: &Meeting, settings: &Settings) -> Decision {
             "no recorded user is on the meeting (nobody on it is listed under users)".to_owned(),
         );
         return Decision::Skip { reasons };
-    }
+    };
 
     // Rule 5: eligibility.
     if bot_invited {
@@ -258,10 +258,9 @@ pub fn decide(meeting: &Meeting, settings: &Settings) -> Decision {
                     .to_owned(),
             );
         }
-        let (email, capture) = recorded[0];
         reasons.push(format!(
-            "recorded user on the meeting: {email} ({}){}",
-            capture.as_str(),
+            "recorded user on the meeting: {first_email} ({}){}",
+            first_capture.as_str(),
             more(recorded.len())
         ));
     } else {
@@ -366,8 +365,8 @@ pub fn decide(meeting: &Meeting, settings: &Settings) -> Decision {
             } else {
                 format!(
                     "{} disabled in the settings: metadata only (date, time, participants)",
-                    match disabled.len() {
-                        1 => format!("{} link only, and {} is", disabled[0], disabled[0]),
+                    match disabled.as_slice() {
+                        [one] => format!("{one} link only, and {one} is"),
                         _ => format!("links for {}, all", disabled.join(", ")),
                     }
                 )
