@@ -32,6 +32,11 @@ enum Command {
         #[command(subcommand)]
         cmd: ConsentCmd,
     },
+    /// Recording policy tools.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
     /// Print the effective config (defaults, file, then HEARKEN_* overrides).
     Config {
         /// TOML config file.
@@ -47,6 +52,12 @@ enum Command {
 enum ConsentCmd {
     /// Print the consent mode of a call and why, per participant.
     Explain(hearken::consent_cli::ExplainArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Print which meetings of a calendar are recorded, how, and why.
+    Explain(hearken::policy_cli::PolicyExplainArgs),
 }
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<hearken::config::Loaded> {
@@ -68,6 +79,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { config } => serve(config),
+        Command::Policy {
+            cmd: PolicyCmd::Explain(args),
+        } => {
+            print!("{}", hearken::policy_cli::explain(args)?);
+            Ok(())
+        }
         Command::Consent {
             config,
             cmd: ConsentCmd::Explain(args),

@@ -113,7 +113,7 @@ async fn dtmf_consent_opens_the_gate_from_that_moment() {
     for e in events {
         println!("{e}");
     }
-    let position = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().position(|e| pred(e));
+    let position = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().position(pred);
     let mode = position(&|e| e["event"] == "mode_evaluated" && e["mode"] == "explicit").unwrap();
     let played = position(&|e| {
         e["event"] == "prompt_played" && e["prompt"] == "consent_request" && e["audible"] == true
