@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/calls/{call_id}/consent", get(get_consent))
         .route("/v1/calls/{call_id}/transcript", get(get_transcript))
+        .route("/v1/meetings", post(post_meeting).get(list_meetings))
         .route("/v1/calls/{call_id}/transcript/live", get(live_transcript))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -503,6 +504,73 @@ async fn get_consent(
         .collect();
     Ok(Json(
         serde_json::json!({ "call_id": call_id.as_str(), "events": events }),
+    ))
+}
+
+/// Query of `POST /v1/meetings`.
+#[derive(Debug, serde::Deserialize)]
+pub struct MeetingQuery {
+    /// The call id WHIP sessions of this meeting will use.
+    pub call_id: Option<String>,
+}
+
+/// `POST /v1/meetings`: a meeting pushed by a provider (JSON meeting format);
+/// answers with the recording decision and the call id it applies to.
+async fn post_meeting(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<MeetingQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    require_bearer(&state, &headers)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Problem::bad_request("bad-json", "the body is not UTF-8"))?;
+    let _: serde_json::Value = parse_json(&headers, &body)?;
+    let meeting = crate::core::policy::meeting_from_json(text)
+        .map_err(|e| Problem::bad_request("bad-meeting", e.to_string()))?;
+    if !state.meetings.has_settings() {
+        return Err(Problem::conflict(
+            "no-policy-settings",
+            "no company settings are configured (policy.settings_file)",
+        ));
+    }
+    let known = state
+        .meetings
+        .add(meeting, query.call_id.as_deref())
+        .map_err(|e| Problem::bad_request("bad-meeting", e))?;
+    Ok((StatusCode::CREATED, Json(known)).into_response())
+}
+
+/// Query of `GET /v1/meetings`.
+#[derive(Debug, serde::Deserialize)]
+pub struct MeetingsWindow {
+    /// Earliest start (RFC 3339).
+    pub from: Option<String>,
+    /// Latest start, exclusive (RFC 3339).
+    pub to: Option<String>,
+}
+
+async fn list_meetings(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(window): axum::extract::Query<MeetingsWindow>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require_bearer(&state, &headers)?;
+    let parse = |name: &str,
+                 v: &Option<String>|
+     -> Result<Option<chrono::DateTime<chrono::Utc>>, Problem> {
+        v.as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .map_err(|e| Problem::bad_request("bad-window", format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    let from = parse("from", &window.from)?;
+    let to = parse("to", &window.to)?;
+    Ok(Json(
+        serde_json::json!({ "meetings": state.meetings.list(from, to) }),
     ))
 }
 

@@ -45,6 +45,28 @@ pub struct Config {
     pub consent: ConsentConfig,
     /// Transcription of consented audio.
     pub transcription: TranscriptionConfig,
+    /// Which meetings are recorded.
+    pub policy: PolicyConfig,
+}
+
+/// Recording-policy settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Company recording settings (TOML or JSON, see `policy-fixtures/`);
+    /// empty means no meetings API (calls are admitted by `unknown_calls`).
+    pub settings_file: String,
+    /// What a WHIP call with no known meeting gets: `record` or `refuse`.
+    pub unknown_calls: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            settings_file: String::new(),
+            unknown_calls: "record".to_owned(),
+        }
+    }
 }
 
 /// Transcription settings.
@@ -416,6 +438,15 @@ impl Config {
                 message: format!(
                     "unknown backend {:?} (expected none or deepgram)",
                     self.transcription.backend
+                ),
+            });
+        }
+        if !matches!(self.policy.unknown_calls.as_str(), "record" | "refuse") {
+            return Err(ConfigError::Invalid {
+                key: "policy.unknown_calls",
+                message: format!(
+                    "{:?} is neither record nor refuse",
+                    self.policy.unknown_calls
                 ),
             });
         }

@@ -31,6 +31,7 @@ pub mod consent_cli;
 pub mod consent_setup;
 pub mod core;
 pub mod ingest;
+pub mod meetings;
 pub mod metrics;
 pub mod policy_cli;
 pub mod problem;

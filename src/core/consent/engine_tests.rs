@@ -795,7 +795,7 @@ proptest! {
     // not write outside its own file.
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(30000)
+        ..ProptestConfig::with_cases(3000)
     })]
 
     /// Invariant 1 (consent gate) and 5 (audit before effect) over random

@@ -1,0 +1,113 @@
+//! Opus decode for the transcription path: libopus decoding real 20 ms
+//! packets straight to 16 kHz mono (what the transcription sink does; libopus
+//! resamples internally, there is no separate resampler), against decoding
+//! at 48 kHz; plus the whole per-frame transcription stage (decode, chunk,
+//! buffer, PCM bytes for the backend).
+//!
+//! One iteration is one 20 ms packet. Packets are decoded in file order,
+//! wrapping around, so the decoder state is that of a real stream.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hearken::core::transcript::{Chunk, SpeakerStream};
+use opus::{Channels, Decoder};
+
+mod common;
+
+fn packets() -> Vec<Vec<u8>> {
+    let packets = common::opus_packets("speaker-a.opus");
+    let sizes: Vec<usize> = packets.iter().map(Vec::len).collect();
+    let small = sizes.iter().filter(|&&n| n <= 3).count();
+    eprintln!(
+        "speaker-a.opus: {} packets, {}-{} bytes (mean {:.0}), {} of <= 3 bytes (DTX), TOC {:#04x}",
+        packets.len(),
+        sizes.iter().min().unwrap_or(&0),
+        sizes.iter().max().unwrap_or(&0),
+        sizes.iter().sum::<usize>() as f64 / packets.len().max(1) as f64,
+        small,
+        packets.first().and_then(|p| p.first()).unwrap_or(&0),
+    );
+    packets
+}
+
+fn decode(c: &mut Criterion) {
+    let packets = packets();
+    let n = packets.len();
+    let mut group = c.benchmark_group("opus_decode");
+    for rate in [48_000u32, 16_000] {
+        group.bench_function(format!("{}k_mono", rate / 1000), |b| {
+            let mut decoder = Decoder::new(rate, Channels::Mono).expect("decoder");
+            let mut pcm = vec![0i16; 5760];
+            let mut i = 0;
+            b.iter(|| {
+                let samples = decoder
+                    .decode(black_box(&packets[i % n]), &mut pcm, false)
+                    .expect("decode");
+                i += 1;
+                black_box(samples)
+            });
+        });
+    }
+    // The recording is signalled as stereo (RTP Opus always is): what a
+    // 2-channel 48 kHz decode of the same mono packets costs.
+    group.bench_function("48k_stereo", |b| {
+        let mut decoder = Decoder::new(48_000, Channels::Stereo).expect("decoder");
+        let mut pcm = vec![0i16; 5760 * 2];
+        let mut i = 0;
+        b.iter(|| {
+            let samples = decoder
+                .decode(black_box(&packets[i % n]), &mut pcm, false)
+                .expect("decode");
+            i += 1;
+            black_box(samples)
+        });
+    });
+    group.finish();
+}
+
+/// What the transcription sink does per consented frame, minus the channel
+/// and the socket: decode to 16 kHz, copy into a chunk, buffer it, turn it
+/// into little-endian bytes for the backend; a final result acknowledges
+/// each second of audio.
+fn transcription_stage(c: &mut Criterion) {
+    let packets = packets();
+    let n = packets.len();
+    c.bench_function("transcription_stage/decode16k_buffer_send", |b| {
+        let mut decoder = Decoder::new(16_000, Channels::Mono).expect("decoder");
+        let mut pcm = vec![0i16; 1920];
+        let mut stream = SpeakerStream::new(30);
+        stream.handle_connected();
+        let mut i = 0u64;
+        let mut sent = 0u64;
+        b.iter(|| {
+            let packet = &packets[(i % n as u64) as usize];
+            let samples = decoder
+                .decode(black_box(packet), &mut pcm, false)
+                .expect("decode");
+            let chunk = Chunk {
+                call_start: i * common::FRAME,
+                pcm: pcm[..samples].to_vec(),
+            };
+            black_box(stream.push(chunk));
+            let bytes = stream.poll_send().expect("connected");
+            sent += samples as u64;
+            black_box(bytes);
+            i += 1;
+            if i % 50 == 0 {
+                black_box(stream.handle_final(0.0, sent as f64 / 16_000.0, &[]));
+            }
+        });
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = decode, transcription_stage
+}
+criterion_main!(benches);
