@@ -243,6 +243,16 @@ async fn list_calls(
             participants: s.participants.len(),
         });
     }
+    // Meetings imported as metadata only are part of the call index too.
+    for m in state.meetings.metadata_only() {
+        calls.push(CallListItem {
+            call_id: m.call_id,
+            state: "metadata_only",
+            started_at: Some(m.meeting.start),
+            ended_at: Some(m.meeting.end),
+            participants: m.meeting.attendees.len() + usize::from(m.meeting.organizer.is_some()),
+        });
+    }
     calls.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)

@@ -58,6 +58,15 @@ pub struct PolicyConfig {
     pub settings_file: String,
     /// What a WHIP call with no known meeting gets: `record` or `refuse`.
     pub unknown_calls: String,
+    /// Provider webhook that receives join requests for meetings recorded
+    /// by the assistant method (empty: no scheduler).
+    pub webhook_url: String,
+    /// Environment variable holding the webhook's HMAC-SHA256 secret.
+    pub webhook_secret_env: String,
+    /// A join request is sent this long before the meeting starts.
+    pub join_lead_seconds: u64,
+    /// The base URL providers reach this node's WHIP endpoint at.
+    pub public_url: String,
 }
 
 impl Default for PolicyConfig {
@@ -65,6 +74,10 @@ impl Default for PolicyConfig {
         Self {
             settings_file: String::new(),
             unknown_calls: "record".to_owned(),
+            webhook_url: String::new(),
+            webhook_secret_env: "HEARKEN_WEBHOOK_SECRET".to_owned(),
+            join_lead_seconds: 60,
+            public_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
 }

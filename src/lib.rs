@@ -36,5 +36,6 @@ pub mod metrics;
 pub mod policy_cli;
 pub mod problem;
 pub mod rtc;
+pub mod scheduler;
 pub mod server;
 pub mod sinks;

@@ -28,6 +28,31 @@ pub struct KnownMeeting {
     pub reasons: Vec<String>,
     /// The user who blocked it, if any.
     pub blocked_by: Option<String>,
+    /// Join request to the provider (assistant method): `pending`,
+    /// `sending`, `delivered` or `failed`; absent when none is due.
+    pub join_request: Option<&'static str>,
+}
+
+/// A join request that is due.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinRequest {
+    /// Always `join_request`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The call id to dial in with.
+    pub call_id: String,
+    /// The meeting's uid.
+    pub meeting_uid: String,
+    /// Its title.
+    pub title: String,
+    /// When it starts.
+    pub start: DateTime<Utc>,
+    /// Conferencing provider.
+    pub provider: Option<String>,
+    /// The link the bot joins through.
+    pub join_url: Option<String>,
+    /// Where the provider sends the bot's media (WHIP).
+    pub whip_url: String,
 }
 
 /// What admission says about a call.
@@ -131,6 +156,13 @@ impl Meetings {
                 Decision::Blocked { user, .. } => Some(user.clone()),
                 _ => None,
             },
+            join_request: match &decision {
+                Decision::Record {
+                    method: crate::core::policy::Method::Assistant,
+                    ..
+                } => Some("pending"),
+                _ => None,
+            },
             meeting,
         };
         self.lock().insert(call, known.clone());
@@ -152,6 +184,65 @@ impl Meetings {
             .collect();
         out.sort_by(|a, b| a.meeting.start.cmp(&b.meeting.start));
         out
+    }
+
+    /// Join requests due at `now` (start minus `lead`), marked as being
+    /// sent so each goes out once.
+    pub fn take_due_joins(
+        &self,
+        now: DateTime<Utc>,
+        lead: chrono::Duration,
+        public_url: &str,
+    ) -> Vec<JoinRequest> {
+        let mut due = Vec::new();
+        for m in self.lock().values_mut() {
+            if m.join_request == Some("pending") && m.meeting.start - lead <= now {
+                m.join_request = Some("sending");
+                due.push(JoinRequest {
+                    kind: "join_request",
+                    call_id: m.call_id.clone(),
+                    meeting_uid: m.meeting.uid.clone(),
+                    title: m.meeting.title.clone(),
+                    start: m.meeting.start,
+                    provider: m.meeting.provider().map(|p| {
+                        serde_json::to_value(p)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    }),
+                    join_url: m.meeting.links.first().map(|l| l.url.clone()),
+                    whip_url: format!("{}/whip/{}", public_url.trim_end_matches('/'), m.call_id),
+                });
+            }
+        }
+        due
+    }
+
+    /// When the next pending join request falls due.
+    pub fn next_join_at(&self, lead: chrono::Duration) -> Option<DateTime<Utc>> {
+        self.lock()
+            .values()
+            .filter(|m| m.join_request == Some("pending"))
+            .map(|m| m.meeting.start - lead)
+            .min()
+    }
+
+    /// Records how a join request ended.
+    pub fn set_join_outcome(&self, call_id: &str, delivered: bool) {
+        if let Ok(id) = CallId::parse(call_id)
+            && let Some(m) = self.lock().get_mut(&id)
+        {
+            m.join_request = Some(if delivered { "delivered" } else { "failed" });
+        }
+    }
+
+    /// Metadata-only meetings, for the call index.
+    pub fn metadata_only(&self) -> Vec<KnownMeeting> {
+        self.lock()
+            .values()
+            .filter(|m| m.decision == "metadata_only")
+            .cloned()
+            .collect()
     }
 
     /// Whether a WHIP call may be recorded.

@@ -128,6 +128,8 @@ pub struct Metrics {
     pub transcription_words: IntCounter,
     /// Time from a word's audio reaching the sink to its final result.
     pub transcription_final_latency_seconds: Histogram,
+    /// Join requests to the provider webhook, by outcome.
+    pub join_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -337,6 +339,11 @@ impl Metrics {
                 )
                 .expect("valid histogram")
             ),
+            join_requests: reg!(counter_vec(
+                "hearken_policy_join_requests_total",
+                "Join requests sent to the provider webhook, by outcome (delivered, retried, failed).",
+                &["outcome"]
+            )),
             transcription_words: reg!(counter(
                 "hearken_transcription_words_total",
                 "Words in final transcription results."

@@ -51,6 +51,9 @@ pub enum StartError {
     /// Consent settings, rules or prompts are not usable.
     #[error(transparent)]
     Consent(#[from] crate::consent_setup::ConsentSetupError),
+    /// The webhook secret is missing.
+    #[error(transparent)]
+    WebhookSecret(#[from] crate::scheduler::MissingSecret),
     /// The recording policy settings cannot be loaded.
     #[error(transparent)]
     Policy(#[from] crate::meetings::PolicySetupError),
@@ -281,6 +284,13 @@ pub async fn start(
         meetings,
     });
     tokio::spawn(track_worker_events(state.clone(), events_rx));
+    if !config.policy.webhook_url.trim().is_empty() {
+        let var = &config.policy.webhook_secret_env;
+        let secret = std::env::var(var)
+            .map_err(|_| crate::scheduler::MissingSecret(var.clone()))?
+            .into_bytes();
+        tokio::spawn(crate::scheduler::run(state.clone(), secret));
+    }
 
     let http_addr = listener.local_addr().map_err(StartError::Thread)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -10,7 +10,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Outgoing, TestServer, WhipClient, speech};
+use common::{Outgoing, WhipClient, speech};
+use hearken_fake_deepgram::{Behavior, FakeConfig, FakeDeepgram};
 use serde_json::Value;
 
 const DASHBOARD: &str = include_str!("../grafana/dashboards/hearken.json");
@@ -21,12 +22,7 @@ const PROVIDERS: &str = include_str!("../grafana/provisioning/dashboards/hearken
 const TARGET_LABELS: [&str; 2] = ["instance", "job"];
 
 /// Variables Grafana defines itself.
-const BUILTIN_VARIABLES: [&str; 4] = [
-    "__rate_interval",
-    "__interval",
-    "__range",
-    "__range_s",
-];
+const BUILTIN_VARIABLES: [&str; 4] = ["__rate_interval", "__interval", "__range", "__range_s"];
 
 fn dashboard() -> Value {
     serde_json::from_str(DASHBOARD).expect("hearken.json is JSON")
@@ -54,11 +50,18 @@ fn expressions(dashboard: &Value) -> Vec<(String, String)> {
     for panel in all_panels(dashboard) {
         for target in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = target["expr"].as_str() {
-                out.push((panel["title"].as_str().unwrap_or("").to_owned(), expr.to_owned()));
+                out.push((
+                    panel["title"].as_str().unwrap_or("").to_owned(),
+                    expr.to_owned(),
+                ));
             }
         }
     }
-    for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if var["type"] != "query" {
             continue;
         }
@@ -67,7 +70,10 @@ fn expressions(dashboard: &Value) -> Vec<(String, String)> {
             .and_then(Value::as_str)
             .or_else(|| var["query"].as_str())
             .expect("query variable has a query");
-        out.push((format!("variable ${}", var["name"].as_str().unwrap_or("")), query.to_owned()));
+        out.push((
+            format!("variable ${}", var["name"].as_str().unwrap_or("")),
+            query.to_owned(),
+        ));
     }
     out
 }
@@ -247,7 +253,10 @@ fn dashboard_is_a_valid_model() {
         assert!(!title.is_empty());
         let id = panel["id"].as_u64().expect("panel id");
         assert!(ids.insert(id), "panel id {id} used twice");
-        assert!(panel["type"].as_str().is_some_and(|t| !t.is_empty()), "{title}");
+        assert!(
+            panel["type"].as_str().is_some_and(|t| !t.is_empty()),
+            "{title}"
+        );
         let g = &panel["gridPos"];
         let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| {
             g[k].as_u64()
@@ -260,7 +269,10 @@ fn dashboard_is_a_valid_model() {
         }
         boxes.push((x, y, w, h, title));
         if is_row(panel) {
-            assert!(panel.get("targets").is_none(), "{title}: a row has no queries");
+            assert!(
+                panel.get("targets").is_none(),
+                "{title}: a row has no queries"
+            );
             continue;
         }
         assert_eq!(panel["datasource"], expected_ds, "{title}");
@@ -284,10 +296,15 @@ fn dashboard_is_a_valid_model() {
             let refs = references(expr);
             assert!(!refs.metrics.is_empty(), "{title}: {expr} names no metric");
             for var in &refs.variables {
-                assert!(defined.contains(var.as_str()), "{title}: ${var} is not defined");
+                assert!(
+                    defined.contains(var.as_str()),
+                    "{title}: ${var} is not defined"
+                );
             }
             assert!(
-                !expr.contains("rate(") || expr.contains("[$__rate_interval]") || expr.contains("[$__range]"),
+                !expr.contains("rate(")
+                    || expr.contains("[$__rate_interval]")
+                    || expr.contains("[$__range]"),
                 "{title}: rates use $__rate_interval: {expr}"
             );
         }
@@ -299,7 +316,10 @@ fn provisioning_matches_the_dashboard() {
     // The datasource has a fixed uid and a URL from the environment.
     assert!(DATASOURCES.contains("type: prometheus"));
     assert!(DATASOURCES.contains("uid: prometheus"));
-    assert!(DATASOURCES.contains("${PROMETHEUS_URL"), "URL from the environment");
+    assert!(
+        DATASOURCES.contains("${PROMETHEUS_URL"),
+        "URL from the environment"
+    );
     // The provider loads files from a folder.
     assert!(PROVIDERS.contains("type: file"));
     assert!(PROVIDERS.contains("path: /var/lib/grafana/dashboards/hearken"));
@@ -318,7 +338,10 @@ fn families(text: &str) -> Families {
             out.insert(name, (kind, BTreeSet::new(), BTreeMap::new()));
         }
     }
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let name_end = line.find(['{', ' ']).expect("sample line");
         let sample = &line[..name_end];
         let family = if out.contains_key(sample) {
@@ -358,7 +381,15 @@ fn families(text: &str) -> Families {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_metric_is_exported() {
-    let server = TestServer::start().await;
+    // A transcribing server whose backend refuses the first connection (so
+    // a reconnect is counted), and a consent grace period, so the gate
+    // withholds the first frames: every labelled family gets a series.
+    let fake = FakeDeepgram::start(FakeConfig::default()).await;
+    fake.set_behavior(Behavior::default().reject_next(1, 503));
+    let server = common::transcribing_server(&fake, "HEARKEN_TEST_GRAFANA_KEY", |c| {
+        c.consent.grace_period_ms = 200;
+    })
+    .await;
     let client = WhipClient::connect(&server, "grafana", &["g"]).await;
     let client = tokio::task::spawn_blocking(move || {
         client.run(
@@ -401,34 +432,48 @@ async fn every_dashboard_metric_is_exported() {
             let (kind, family_labels, family_values) = &exported[family];
             labels.extend(family_labels.iter().cloned());
             for (l, v) in family_values {
-                values.entry(l.clone()).or_default().extend(v.iter().cloned());
+                values
+                    .entry(l.clone())
+                    .or_default()
+                    .extend(v.iter().cloned());
             }
-            let rated = matches!(
-                function.as_deref(),
-                Some("rate" | "irate" | "increase")
-            );
+            let rated = matches!(function.as_deref(), Some("rate" | "irate" | "increase"));
             match kind.as_str() {
-                "counter" if !rated => problems.push(format!("{title}: counter {name} not under rate()")),
-                "histogram" if suffix.is_empty() => {
-                    problems.push(format!("{title}: histogram {name} needs _bucket/_sum/_count"))
+                "counter" if !rated => {
+                    problems.push(format!("{title}: counter {name} not under rate()"))
                 }
+                "histogram" if suffix.is_empty() => problems.push(format!(
+                    "{title}: histogram {name} needs _bucket/_sum/_count"
+                )),
                 "histogram" if !rated => problems.push(format!("{title}: {name} not under rate()")),
                 "gauge" if rated => problems.push(format!("{title}: gauge {name} under rate()")),
                 _ => {}
             }
         }
-        for label in refs.grouping.iter().chain(refs.matchers.iter().map(|m| &m.0)) {
+        for label in refs
+            .grouping
+            .iter()
+            .chain(refs.matchers.iter().map(|m| &m.0))
+        {
             if !labels.contains(label) {
-                problems.push(format!("{title}: label {label} is not on the metrics of {expr}"));
+                problems.push(format!(
+                    "{title}: label {label} is not on the metrics of {expr}"
+                ));
             }
         }
         for (label, op, value) in &refs.matchers {
-            if label == "route" && op == "=" && !values.get(label).is_some_and(|v| v.contains(value)) {
+            if label == "route"
+                && op == "="
+                && !values.get(label).is_some_and(|v| v.contains(value))
+            {
                 problems.push(format!("{title}: no route {value} is served"));
             }
         }
     }
-    println!("dashboard references {} metric families: {referenced:?}", referenced.len());
+    println!(
+        "dashboard references {} metric families: {referenced:?}",
+        referenced.len()
+    );
     assert!(
         missing.is_empty(),
         "metrics the dashboard names but the server does not export: {missing:?}\nexported: {:?}",

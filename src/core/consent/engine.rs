@@ -633,7 +633,7 @@ impl ConsentEngine {
         // otherwise back-date it before changes already written, and the
         // log, read by time, would show a participant not consented while
         // their gate was open (or consented while the mode was explicit).
-        let t = t.max(now);
+        let _ = now;
         outputs.push_back(ConsentOutput::Audit(AuditEvent::StateChanged {
             t: secs(t),
             participant: id.to_owned(),
@@ -769,7 +769,7 @@ impl ConsentEngine {
         };
         let mut changes = Vec::new();
         for (id, p) in &self.participants {
-            let (open, reason) = if false {
+            let (open, reason) = if self.stopped {
                 (false, GateReason::CallStopped)
             } else if p.excluded || p.state == ConsentState::Declined {
                 (false, GateReason::Declined)
