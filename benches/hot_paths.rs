@@ -52,7 +52,7 @@ fn ogg(c: &mut Criterion) {
         let mut i = 0u64;
         b.iter(|| {
             let outcome = w.handle_frame(black_box(i * FRAME), black_box(&packet));
-            debug_assert!(matches!(outcome, Ok(FrameOutcome::Written { .. })));
+            assert!(matches!(outcome, Ok(FrameOutcome::Written { .. })));
             i += 1;
             black_box(w.take_output())
         });
@@ -146,11 +146,13 @@ fn conference(c: &mut Criterion) {
         ));
         // handle_audio (timeline + gate + queue the frame) and the shell's
         // poll_output that takes it; speakers in turn.
+        // Criterion runs the closure once per sample: frames go on from
+        // where the last sample stopped.
+        let mut i = n as u64; // speaker 0 already sent frame 0
         group.bench_with_input(
             BenchmarkId::new("handle_audio+poll_output", n),
             &n,
             |b, _| {
-                let mut i = n as u64; // speaker 0 already sent frame 0
                 b.iter(|| {
                     let k = (i % n as u64) as usize;
                     let stats =
@@ -177,15 +179,16 @@ fn recording_path(c: &mut Criterion) {
     let mut tracks: Vec<TrackWriter> = (0..n as u32)
         .map(|s| TrackWriter::new(s, DEFAULT_PRE_SKIP))
         .collect();
+    let mut i = 0u64;
     c.bench_function("recording_path/8_speakers", |b| {
-        let mut i = 0u64;
         b.iter(|| {
             let k = (i % n as u64) as usize;
             conf.handle_audio(speakers[k], frame(t0, i / n as u64, &payload));
             i += 1;
             if let Some(ConferenceOutput::Frame(f)) = conf.poll_output() {
                 let track = &mut tracks[f.participant.0 as usize];
-                black_box(track.handle_frame(f.position, &f.payload).ok());
+                let outcome = track.handle_frame(f.position, &f.payload);
+                assert!(matches!(outcome, Ok(FrameOutcome::Written { .. })));
                 black_box(track.take_output());
             } else {
                 panic!("frame withheld");

@@ -204,24 +204,24 @@ fn routing(c: &mut Criterion) {
         }
         assert_eq!(worker.route(&rtp, rebound_addr(0), now), None);
 
+        let mut i = 0;
         group.bench_with_input(BenchmarkId::new("known_addr", n), &n, |b, _| {
-            let mut i = 0;
             b.iter(|| {
                 let k = order[i % n];
                 i += 1;
                 black_box(worker.route(black_box(&rtp), client_addr(k), now))
             });
         });
+        let mut i = 0;
         group.bench_with_input(BenchmarkId::new("stun_new_addr", n), &n, |b, _| {
-            let mut i = 0;
             b.iter(|| {
                 let k = order[i % n];
                 i += 1;
                 black_box(worker.route(black_box(&stuns[k]), rebound_addr(k), now))
             });
         });
+        let mut i = 0;
         group.bench_with_input(BenchmarkId::new("unknown_addr", n), &n, |b, _| {
-            let mut i = 0;
             b.iter(|| {
                 let k = order[i % n];
                 i += 1;

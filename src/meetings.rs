@@ -182,7 +182,7 @@ impl Meetings {
             .filter(|m| to.is_none_or(|t| m.meeting.start < t))
             .cloned()
             .collect();
-        out.sort_by(|a, b| a.meeting.start.cmp(&b.meeting.start));
+        out.sort_by_key(|m| m.meeting.start);
         out
     }
 

@@ -151,9 +151,11 @@ impl Metrics {
             IntCounter::new(name, help).expect("valid counter")
         }
         fn gauge(name: &str, help: &str) -> IntGauge {
+            // INVARIANT: a static, valid metric definition.
             IntGauge::new(name, help).expect("valid gauge")
         }
         fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+            // INVARIANT: a static, valid metric definition.
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter vec")
         }
 
@@ -233,6 +235,7 @@ impl Metrics {
                         0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0
                     ])
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid histogram")
             ),
             sessions_capacity: reg!(gauge(
@@ -245,6 +248,7 @@ impl Metrics {
                     Opts::new("hearken_build_info", "Build information (value 1)."),
                     &["version"]
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid gauge vec")
             ),
             prompts_played: reg!(counter_vec(
@@ -280,6 +284,7 @@ impl Metrics {
                     ),
                     &["state"]
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid gauge vec")
             ),
             consent_gate_seconds: reg!(
@@ -290,6 +295,7 @@ impl Metrics {
                     ),
                     &["state"]
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid counter vec")
             ),
             transcription_connections: reg!(counter(
@@ -306,6 +312,7 @@ impl Metrics {
                     "hearken_transcription_buffered_seconds",
                     "Consented audio waiting for the transcription backend."
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid gauge")
             ),
             transcription_lost_seconds: reg!(
@@ -313,6 +320,7 @@ impl Metrics {
                     "hearken_transcription_lost_seconds_total",
                     "Consented audio dropped because a speaker's buffer overflowed."
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid counter")
             ),
             transcription_captured_seconds: reg!(
@@ -320,6 +328,7 @@ impl Metrics {
                     "hearken_transcription_captured_seconds_total",
                     "Consented audio captured for transcription (counted at call end)."
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid counter")
             ),
             transcription_acknowledged_seconds: reg!(
@@ -327,6 +336,7 @@ impl Metrics {
                     "hearken_transcription_acknowledged_seconds_total",
                     "Consented audio covered by final results (counted at call end)."
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid counter")
             ),
             transcription_final_latency_seconds: reg!(
@@ -337,6 +347,7 @@ impl Metrics {
                     )
                     .buckets(vec![0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0])
                 )
+                // INVARIANT: a static, valid metric definition.
                 .expect("valid histogram")
             ),
             join_requests: reg!(counter_vec(
@@ -350,6 +361,13 @@ impl Metrics {
             )),
             registry,
         };
+        // process_cpu_seconds_total, process_resident_memory_bytes, … (Linux).
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            // A second registration is the only failure; this is the first.
+            let _ = metrics.registry.register(Box::new(process));
+        }
         for state in ["notified", "consented", "declined", "left"] {
             metrics.consent_transitions.with_label_values(&[state]);
         }
@@ -414,7 +432,10 @@ mod tests {
             let mut parts = line.split_whitespace().skip(2);
             let name = parts.next().unwrap();
             let kind = parts.next().unwrap();
-            assert!(name.starts_with("hearken_"), "{name}");
+            assert!(
+                name.starts_with("hearken_") || name.starts_with("process_"),
+                "{name}"
+            );
             if kind == "counter" {
                 assert!(name.ends_with("_total"), "{name}");
             }

@@ -129,12 +129,15 @@ fn tokenize(expr: &str) -> Vec<Token> {
 }
 
 fn is_metric_name(s: &str) -> bool {
-    s.strip_prefix("hearken_").is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    })
+    // Hearken's own metrics and the process collector's.
+    s.strip_prefix("hearken_")
+        .or_else(|| s.strip_prefix("process_"))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 /// What one expression refers to.

@@ -268,6 +268,9 @@ struct Participant {
     held_consent: Option<ConsentMethod>,
     /// (call time, open, reason), in time order.
     gate: Vec<(u64, bool, GateReason)>,
+    /// FIX (consent tests): when they last joined (a notice counts only if
+    /// they were on the call from its start).
+    joined_at: u64,
 }
 
 impl Participant {
@@ -280,6 +283,7 @@ impl Participant {
             notified_at: None,
             held_consent: None,
             gate: Vec::new(),
+            joined_at: 0,
         }
     }
 
@@ -370,6 +374,9 @@ impl ConsentEngine {
             .participants
             .entry(id.to_owned())
             .or_insert_with(|| Participant::new(ParticipantDetails::default()));
+        if !p.present {
+            p.joined_at = t;
+        }
         p.present = true;
         if p.state == ConsentState::Left {
             // Back on the call: consent given earlier in this call holds; a
@@ -443,9 +450,24 @@ impl ConsentEngine {
         if matches!(prompt, PromptKind::Notice | PromptKind::ConsentRequest) {
             for id in to {
                 if let Some(p) = self.participants.get_mut(id) {
+                    // FIX (consent tests): a notice heard only in part, or
+                    // in an earlier stay on the call (left during it, or a
+                    // late report arriving after a rejoin), does not count:
+                    // else staying `grace` after it would be taken as
+                    // consent from someone who never heard it whole.
+                    if !p.present || start < p.joined_at {
+                        continue;
+                    }
                     p.notified_at = Some(end);
                     if p.state == ConsentState::Joined {
-                        Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Notified, end);
+                        Self::set_state(
+                            &mut self.outputs,
+                            self.now,
+                            id,
+                            p,
+                            ConsentState::Notified,
+                            end,
+                        );
                     }
                 }
             }
@@ -467,7 +489,14 @@ impl ConsentEngine {
                     return;
                 }
                 if !p.consented() || p.state == ConsentState::Consented(ConsentMethod::Implicit) {
-                    Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Consented(method), t);
+                    Self::set_state(
+                        &mut self.outputs,
+                        self.now,
+                        id,
+                        p,
+                        ConsentState::Consented(method),
+                        t,
+                    );
                     if method == ConsentMethod::Dtmf {
                         self.outputs.push_back(ConsentOutput::PlayPrompt {
                             prompt: PromptKind::Thanks,
@@ -480,7 +509,14 @@ impl ConsentEngine {
                 if p.state == ConsentState::Declined {
                     return;
                 }
-                Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Declined, t);
+                Self::set_state(
+                    &mut self.outputs,
+                    self.now,
+                    id,
+                    p,
+                    ConsentState::Declined,
+                    t,
+                );
                 // FIX (consent tests): a second decline after the call was
                 // already stopped must not discard (or announce) again.
                 let was_stopped = self.stopped;
@@ -633,7 +669,7 @@ impl ConsentEngine {
         // otherwise back-date it before changes already written, and the
         // log, read by time, would show a participant not consented while
         // their gate was open (or consented while the mode was explicit).
-        let _ = now;
+        let t = t.max(now);
         outputs.push_back(ConsentOutput::Audit(AuditEvent::StateChanged {
             t: secs(t),
             participant: id.to_owned(),
@@ -734,7 +770,14 @@ impl ConsentEngine {
                     };
                     if insufficient {
                         p.notified_at = None;
-                        Self::set_state(&mut self.outputs, self.now, id, p, ConsentState::Joined, t);
+                        Self::set_state(
+                            &mut self.outputs,
+                            self.now,
+                            id,
+                            p,
+                            ConsentState::Joined,
+                            t,
+                        );
                     }
                 }
             }

@@ -353,6 +353,12 @@ fn last_at<T: Copy>(timeline: Option<&Vec<(u64, T)>>, t: u64) -> Option<T> {
 #[derive(Default)]
 struct Oracle {
     decline_policy: Option<DeclinePolicy>,
+    grace: u64,
+    /// The latest `t` of an audit event (PromptPlayed aside: its start and
+    /// end are history).
+    last_t: u64,
+    /// (end, to) of each Notice or ConsentRequest played.
+    notices: Vec<(u64, Vec<String>)>,
     states: BTreeMap<String, Vec<(u64, ConsentState)>>,
     gates: BTreeMap<String, Vec<(u64, bool)>>,
     modes: Vec<(u64, (ConsentMode, GateScope))>,
@@ -362,7 +368,37 @@ struct Oracle {
 }
 
 impl Oracle {
-    fn audit(&mut self, e: &AuditEvent) {
+    /// Takes in an audit event, checking what can be checked of it alone.
+    fn audit(&mut self, e: &AuditEvent) -> Result<(), String> {
+        // The log is in time order: nothing is back-dated before what is
+        // already written (else reading it by time misstates the past).
+        let t = match e {
+            AuditEvent::ModeEvaluated { t, .. }
+            | AuditEvent::PromptScheduled { t, .. }
+            | AuditEvent::StateChanged { t, .. }
+            | AuditEvent::GateChanged { t, .. }
+            | AuditEvent::Discarded { t, .. } => Some(samples(*t)),
+            AuditEvent::PromptPlayed { .. } => None,
+        };
+        if let Some(t) = t {
+            if t < self.last_t {
+                return Err(format!(
+                    "audit event back-dated to {t} after {}: {e:?}",
+                    self.last_t
+                ));
+            }
+            self.last_t = t;
+        }
+        if let AuditEvent::StateChanged {
+            t,
+            participant,
+            from,
+            to: ConsentState::Consented(ConsentMethod::Implicit),
+        } = e
+            && *from != ConsentState::Left
+        {
+            self.check_implicit(participant, samples(*t))?;
+        }
         match e {
             AuditEvent::StateChanged {
                 t, participant, to, ..
@@ -388,10 +424,47 @@ impl Oracle {
             AuditEvent::ModeEvaluated { t, mode, scope, .. } => {
                 self.modes.push((samples(*t), (*mode, *scope)))
             }
-            AuditEvent::PromptScheduled { .. }
-            | AuditEvent::PromptPlayed { .. }
-            | AuditEvent::Discarded { .. } => {}
+            AuditEvent::PromptPlayed {
+                end, prompt, to, ..
+            } => {
+                if matches!(prompt, PromptKind::Notice | PromptKind::ConsentRequest) {
+                    self.notices.push((samples(*end), to.clone()));
+                }
+            }
+            AuditEvent::PromptScheduled { .. } | AuditEvent::Discarded { .. } => {}
         }
+        Ok(())
+    }
+
+    /// A new implicit consent of `id` at `t`: the mode is a notify mode, and
+    /// `id` heard a notice and stayed on the call from its end for `grace`.
+    fn check_implicit(&self, id: &str, t: u64) -> Result<(), String> {
+        let mode = self.modes.last().map(|&(_, (m, _))| m);
+        if !matches!(
+            mode,
+            Some(ConsentMode::Notify | ConsentMode::NotifyAndAllowOptOut)
+        ) {
+            return Err(format!("{id}@{t}: implicit consent under mode {mode:?}"));
+        }
+        let stayed = |end: u64| {
+            self.present(id, end)
+                && self
+                    .presence
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .all(|&(at, present)| present || at <= end || at > t)
+        };
+        let heard = self.notices.iter().any(|(end, to)| {
+            to.iter().any(|p| p == id) && end.saturating_add(self.grace) <= t && stayed(*end)
+        });
+        if !heard {
+            return Err(format!(
+                "{id}@{t}: implicit consent without staying {} after a notice",
+                self.grace
+            ));
+        }
+        Ok(())
     }
 
     fn state(&self, id: &str, t: u64) -> ConsentState {
@@ -535,6 +608,7 @@ impl Sim {
         };
         let oracle = Oracle {
             decline_policy: Some(sc.decline_policy),
+            grace: sc.grace,
             ..Oracle::default()
         };
         Self {
@@ -566,7 +640,7 @@ impl Sim {
     fn drain(&mut self) -> Result<(), TestCaseError> {
         while let Some(o) = self.engine.poll_output() {
             match &o {
-                ConsentOutput::Audit(e) => self.oracle.audit(e),
+                ConsentOutput::Audit(e) => self.oracle.audit(e).map_err(fail)?,
                 ConsentOutput::PlayPrompt { prompt, to } => {
                     let (duration, audible) = self.sc.plays[self.plays % self.sc.plays.len()];
                     let lag = self.sc.lags[self.lags % self.sc.lags.len()];
@@ -795,7 +869,7 @@ proptest! {
     // not write outside its own file.
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(3000)
+        ..ProptestConfig::with_cases(20000)
     })]
 
     /// Invariant 1 (consent gate) and 5 (audit before effect) over random
