@@ -39,7 +39,8 @@ fn decode(c: &mut Criterion) {
     for rate in [48_000u32, 16_000] {
         group.bench_function(format!("{}k_mono", rate / 1000), |b| {
             let mut decoder = Decoder::new(rate, Channels::Mono).expect("decoder");
-            let mut pcm = vec![0i16; 5760];
+            // Room for the longest packet (120 ms), as the sink allocates.
+            let mut pcm = vec![0i16; rate as usize * 120 / 1000];
             let mut i = 0;
             b.iter(|| {
                 let samples = decoder
@@ -95,7 +96,7 @@ fn transcription_stage(c: &mut Criterion) {
             sent += samples as u64;
             black_box(bytes);
             i += 1;
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 black_box(stream.handle_final(0.0, sent as f64 / 16_000.0, &[]));
             }
         });
@@ -106,7 +107,7 @@ criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
+        .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = decode, transcription_stage
 }

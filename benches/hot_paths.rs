@@ -42,7 +42,9 @@ fn timeline(c: &mut Criterion) {
 }
 
 fn ogg(c: &mut Criterion) {
-    let packet = common::speech_packet();
+    // The recording's packets in order (22-90 bytes, 58 on average).
+    let packets = common::opus_packets("speaker-a.opus");
+    let n = packets.len();
     let mut group = c.benchmark_group("ogg");
     // The track writer as the recorder drives it: place the frame (PLC fill
     // if a gap, push it, close the page when a second is unflushed or the
@@ -51,7 +53,8 @@ fn ogg(c: &mut Criterion) {
         let mut w = TrackWriter::new(1, DEFAULT_PRE_SKIP);
         let mut i = 0u64;
         b.iter(|| {
-            let outcome = w.handle_frame(black_box(i * FRAME), black_box(&packet));
+            let packet = &packets[(i % n as u64) as usize];
+            let outcome = w.handle_frame(black_box(i * FRAME), black_box(packet));
             assert!(matches!(outcome, Ok(FrameOutcome::Written { .. })));
             i += 1;
             black_box(w.take_output())
@@ -66,11 +69,12 @@ fn ogg(c: &mut Criterion) {
             output_gain: 0,
         };
         let mut w = OggOpusWriter::new(1, &head, "hearken", &[]);
-        let mut i = 0u64;
+        let mut i = 0usize;
         b.iter(|| {
-            w.push_packet(black_box(&packet), 960).expect("open");
+            w.push_packet(black_box(&packets[i % n]), 960)
+                .expect("open");
             i += 1;
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 w.flush();
                 black_box(w.take_output());
             }
@@ -86,9 +90,12 @@ fn ogg(c: &mut Criterion) {
             output_gain: 0,
         };
         let mut w = OggOpusWriter::new(1, &head, "hearken", &[]);
+        let mut i = 0usize;
         b.iter(|| {
             for _ in 0..50 {
-                w.push_packet(black_box(&packet), 960).expect("open");
+                w.push_packet(black_box(&packets[i % n]), 960)
+                    .expect("open");
+                i += 1;
             }
             w.flush();
             black_box(w.take_output())
@@ -171,7 +178,10 @@ fn conference(c: &mut Criterion) {
 /// outside str0m and the channels: conference (timeline + gate), then the
 /// recorder's track writer and the pages it takes for the file.
 fn recording_path(c: &mut Criterion) {
-    let payload: Arc<[u8]> = common::speech_packet().into();
+    let payloads: Vec<Arc<[u8]>> = common::opus_packets("speaker-a.opus")
+        .into_iter()
+        .map(Arc::from)
+        .collect();
     let n = 8usize;
     let ids = common::participant_ids(n);
     let t0 = Instant::now();
@@ -183,7 +193,9 @@ fn recording_path(c: &mut Criterion) {
     c.bench_function("recording_path/8_speakers", |b| {
         b.iter(|| {
             let k = (i % n as u64) as usize;
-            conf.handle_audio(speakers[k], frame(t0, i / n as u64, &payload));
+            let j = i / n as u64;
+            let payload = &payloads[(j % payloads.len() as u64) as usize];
+            conf.handle_audio(speakers[k], frame(t0, j, payload));
             i += 1;
             if let Some(ConferenceOutput::Frame(f)) = conf.poll_output() {
                 let track = &mut tracks[f.participant.0 as usize];
@@ -201,7 +213,7 @@ criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
+        .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
     targets = timeline, ogg, gate, conference, recording_path
 }

@@ -123,11 +123,8 @@ fn connect(i: usize, start: Instant) -> Connected {
                 Output::Event(_) => {}
             }
         };
-        if done && stun.is_some() {
-            return Connected {
-                server,
-                stun: stun.expect("a binding request"),
-            };
+        if done && let Some(stun) = stun.take() {
+            return Connected { server, stun };
         }
         now = client_next
             .min(server_next)
@@ -178,6 +175,12 @@ fn routing(c: &mut Criterion) {
     let rtp = rtp_datagram();
 
     let mut group = c.benchmark_group("route");
+    // ... and parsing the datagram into a `Receive` (RTP: first byte only).
+    group.bench_function("parse_only", |b| {
+        b.iter(|| {
+            black_box(Receive::new(Protocol::Udp, client_addr(7), SERVER, black_box(&rtp)).is_ok())
+        })
+    });
     for n in [1_000usize, MAX] {
         let mut stuns = Vec::with_capacity(n);
         let mut worker = Worker {
@@ -204,6 +207,17 @@ fn routing(c: &mut Criterion) {
         }
         assert_eq!(worker.route(&rtp, rebound_addr(0), now), None);
 
+        // The parts of `known_addr`: the cache lookup alone (address ->
+        // key -> session) ...
+        let mut i = 0;
+        group.bench_with_input(BenchmarkId::new("cache_lookup_only", n), &n, |b, _| {
+            b.iter(|| {
+                let source = client_addr(order[i % n]);
+                i += 1;
+                let key = worker.by_addr.get(black_box(&source));
+                black_box(key.and_then(|k| worker.sessions.get(k)).is_some())
+            });
+        });
         let mut i = 0;
         group.bench_with_input(BenchmarkId::new("known_addr", n), &n, |b, _| {
             b.iter(|| {

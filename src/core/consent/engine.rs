@@ -498,10 +498,8 @@ impl ConsentEngine {
                         t,
                     );
                     if method == ConsentMethod::Dtmf {
-                        self.outputs.push_back(ConsentOutput::PlayPrompt {
-                            prompt: PromptKind::Thanks,
-                            to: vec![id.to_owned()],
-                        });
+                        let t = t.max(self.now);
+                        self.schedule_prompt(PromptKind::Thanks, vec![id.to_owned()], t);
                     }
                 }
             }
@@ -636,12 +634,9 @@ impl ConsentEngine {
         }
     }
 
-    /// FIX (consent tests): notes the latest time handed in; returns the
-    /// latest before this one.
-    fn advance(&mut self, t: u64) -> u64 {
-        let before = self.now;
+    /// FIX (consent tests): notes the latest time handed in.
+    fn advance(&mut self, t: u64) {
         self.now = self.now.max(t);
-        before
     }
 
     fn present_ids(&self) -> Vec<String> {

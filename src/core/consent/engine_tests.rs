@@ -869,7 +869,7 @@ proptest! {
     // not write outside its own file.
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(20000)
+        ..ProptestConfig::with_cases(512)
     })]
 
     /// Invariant 1 (consent gate) and 5 (audit before effect) over random
@@ -1098,6 +1098,11 @@ fn decline_under_stop_closes_everyone_from_then_on() {
         assert_eq!(call.reason(id, 30 * S), GateReason::CallStopped);
     }
     assert!(call.allowed("alice", 19 * S), "earlier frames stay allowed");
+
+    // Alice declines as well: the call is stopped already, nobody is told
+    // a second time.
+    let out = call.decline("alice", 31 * S);
+    assert!(prompts(&out).is_empty(), "{out:?}");
 }
 
 /// (d) Decline under `stop_and_discard`: the discard is written down, after
@@ -1404,4 +1409,95 @@ fn never_capture_participant_blocks_everyone_while_present() {
     assert!(!call.allowed("alice", 30 * S - 1));
     assert!(call.allowed("alice", 30 * S) && call.allowed("bob", 30 * S));
     assert!(!call.allowed("nora", 30 * S));
+}
+
+// ---------------------------------------------------------------------------
+// Regressions for engine bugs the property test found (see engine.rs, FIX)
+// ---------------------------------------------------------------------------
+
+/// A prompt's end is reported late (after other events): the gate's history
+/// before the report is not rewritten, and the audit log stays in time order.
+#[test]
+fn late_prompt_report_does_not_rewrite_gate_history() {
+    let mut call = Call::new(config("US", 0, DeclinePolicy::Stop));
+    call.arrive("alice", "US", 0);
+    // Nora (never captured) is on the call from 1 s to 3 s.
+    call.details("nora", Some("US"), CaptureSetting::Never, S);
+    call.join("nora", S);
+    call.leave("nora", 3 * S);
+    // Alice's notice ran 0..2 s, but its end is only reported at 4 s.
+    let out = call.played(PromptKind::Notice, &["alice"], 0, 2 * S);
+    for (id, _, t) in state_changes(&out) {
+        assert!(t >= 3 * S, "{id}'s change back-dated to {t}");
+    }
+    assert!(!call.allowed("alice", 2 * S), "nora was present");
+    assert!(!call.allowed("alice", 2 * S + S / 2), "nora was present");
+    assert!(call.allowed("alice", 4 * S));
+    let times: Vec<f64> = call
+        .log
+        .iter()
+        .filter_map(|o| match o {
+            ConsentOutput::Audit(AuditEvent::StateChanged { t, .. })
+            | ConsentOutput::Audit(AuditEvent::GateChanged { t, .. }) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert!(times.is_sorted(), "{times:?}");
+}
+
+/// The mode falls from explicit to notify (a location is corrected) long
+/// after the consent request ended: the implicit-consent deadline is due
+/// now, not in the past, and consent is not stamped at a time the mode was
+/// still explicit.
+#[test]
+fn mode_falling_from_explicit_sets_no_deadline_in_the_past() {
+    let mut call = Call::new(config("US", S, DeclinePolicy::Stop));
+    call.arrive("alice", "US", 0);
+    call.arrive("dieter", "DE", 0);
+    call.played(PromptKind::ConsentRequest, &["alice", "dieter"], 0, 2 * S);
+    assert_eq!(call.engine.poll_timeout(), None);
+
+    let out = call.details("dieter", Some("US"), CaptureSetting::Default, 10 * S);
+    assert_eq!(
+        modes(&out),
+        vec![(ConsentMode::Notify, GateScope::PerParticipant)]
+    );
+    assert_eq!(call.engine.poll_timeout(), Some(10 * S));
+    let out = call.timeout(10 * S);
+    let implicit = ConsentState::Consented(ConsentMethod::Implicit);
+    assert_eq!(
+        state_changes(&out),
+        vec![
+            ("alice".to_owned(), implicit, 10 * S),
+            ("dieter".to_owned(), implicit, 10 * S)
+        ]
+    );
+    assert_eq!(call.engine.poll_timeout(), None);
+    assert!(!call.allowed("alice", 10 * S - 1));
+    assert!(call.allowed("alice", 10 * S));
+}
+
+/// A participant who left during their notice and came back did not hear
+/// it: its (later) report does not count, the notice they get on return does.
+#[test]
+fn notice_missed_by_leaving_does_not_count_after_rejoin() {
+    let mut call = Call::new(config("US", S, DeclinePolicy::Stop));
+    call.arrive("alice", "US", 0);
+    call.leave("alice", S);
+    let out = call.join("alice", 2 * S);
+    assert_eq!(prompts(&out), vec![(PromptKind::Notice, names(&["alice"]))]);
+
+    // The first notice (0..3 s) ends: she was away for part of it.
+    let out = call.played(PromptKind::Notice, &["alice"], 0, 3 * S);
+    assert!(state_changes(&out).is_empty(), "{out:?}");
+    assert_eq!(call.engine.state("alice"), Some(ConsentState::Joined));
+    assert_eq!(call.engine.poll_timeout(), None);
+    call.timeout(10 * S);
+    assert!(!call.allowed("alice", 10 * S));
+
+    // The notice played on her return (10..12 s) counts.
+    call.played(PromptKind::Notice, &["alice"], 10 * S, 12 * S);
+    assert_eq!(call.engine.poll_timeout(), Some(13 * S));
+    call.timeout(13 * S);
+    assert!(call.allowed("alice", 13 * S));
 }
