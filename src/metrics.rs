@@ -180,15 +180,15 @@ impl Metrics {
                 "Participants currently attached with a received audio stream."
             )),
             rtp_packets_received: reg!(counter(
-                "hearken_rtp_received_packets_total",
+                "hearken_rtp_packets_received_total",
                 "RTP audio packets received."
             )),
             rtp_bytes_received: reg!(counter(
-                "hearken_rtp_received_bytes_total",
+                "hearken_rtp_bytes_received_total",
                 "RTP audio payload bytes received."
             )),
             rtp_packets_lost: reg!(counter(
-                "hearken_rtp_lost_packets_total",
+                "hearken_rtp_packets_lost_total",
                 "RTP audio packets lost (gaps in sequence numbers)."
             )),
             frames_dropped: reg!(counter_vec(

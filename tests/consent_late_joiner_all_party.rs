@@ -66,6 +66,9 @@ async fn late_joiner_pauses_everyone_until_they_consent() {
 
     let log = common::consent_log(&server, call).await;
     let events = log["events"].as_array().unwrap();
+    for e in events {
+        println!("{e}");
+    }
     let all = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<serde_json::Value> {
         events.iter().filter(|e| pred(e)).cloned().collect()
     };

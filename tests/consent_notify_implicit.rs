@@ -57,6 +57,9 @@ async fn staying_after_the_notice_is_implicit_consent() {
 
     let log = common::consent_log(&server, call).await;
     let events = log["events"].as_array().unwrap();
+    for e in events {
+        println!("{e}");
+    }
     let find = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().find(|e| pred(e)).cloned();
     let mode = find(&|e| e["event"] == "mode_evaluated").unwrap();
     assert_eq!(mode["mode"], "notify", "{mode}");

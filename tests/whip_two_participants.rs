@@ -117,7 +117,7 @@ async fn two_participants_are_recorded_aligned() {
     assert!((alice_json["recorded_seconds"].as_f64().unwrap() - a.seconds()).abs() < 0.05);
 
     let metrics = server.metrics().await;
-    assert!(metric_sum(&metrics, "hearken_rtp_received_packets_total") >= received as f64);
+    assert!(metric_sum(&metrics, "hearken_rtp_packets_received_total") >= received as f64);
     assert_eq!(metric_sum(&metrics, "hearken_calls_active"), 0.0);
     assert_eq!(metric_sum(&metrics, "hearken_sessions_active"), 0.0);
     server.shutdown().await;
