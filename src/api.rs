@@ -243,16 +243,38 @@ async fn list_calls(
             participants: s.participants.len(),
         });
     }
-    // Meetings imported as metadata only are part of the call index too.
-    for m in state.meetings.metadata_only() {
+    // Meetings imported as metadata only are part of the call index too
+    // (kept as `meeting.json`, so they survive a restart).
+    let dir = state.config.storage.data_dir.join("calls");
+    let stored = tokio::task::spawn_blocking(move || -> Vec<serde_json::Value> {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("meeting.json")).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    for m in stored {
+        let time = |k: &str| {
+            m["meeting"][k]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
         calls.push(CallListItem {
-            call_id: m.call_id,
+            call_id: m["call_id"].as_str().unwrap_or_default().to_owned(),
             state: "metadata_only",
-            started_at: Some(m.meeting.start),
-            ended_at: Some(m.meeting.end),
-            participants: m.meeting.attendees.len() + usize::from(m.meeting.organizer.is_some()),
+            started_at: time("start"),
+            ended_at: time("end"),
+            participants: m["meeting"]["attendees"].as_array().map_or(0, Vec::len)
+                + usize::from(!m["meeting"]["organizer"].is_null()),
         });
     }
+
     calls.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)

@@ -68,6 +68,8 @@ pub enum Admission {
 #[derive(Debug)]
 pub struct Meetings {
     settings: Option<Settings>,
+    /// Where metadata-only meetings are kept (`calls/{call_id}/meeting.json`).
+    data_dir: Option<std::path::PathBuf>,
     record_unknown: bool,
     by_call: Mutex<BTreeMap<CallId, KnownMeeting>>,
 }
@@ -84,7 +86,10 @@ pub struct PolicySetupError {
 
 impl Meetings {
     /// Loads the settings named by the config (if any).
-    pub fn from_config(config: &crate::config::PolicyConfig) -> Result<Self, PolicySetupError> {
+    pub fn from_config(
+        config: &crate::config::PolicyConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, PolicySetupError> {
         let settings = if config.settings_file.trim().is_empty() {
             None
         } else {
@@ -107,6 +112,7 @@ impl Meetings {
         };
         Ok(Self {
             settings,
+            data_dir: Some(data_dir.to_owned()),
             record_unknown: config.unknown_calls != "refuse",
             by_call: Mutex::new(BTreeMap::new()),
         })
@@ -165,6 +171,20 @@ impl Meetings {
             },
             meeting,
         };
+        if known.decision == "metadata_only"
+            && let Some(dir) = &self.data_dir
+        {
+            // The call index is the data directory: a metadata-only meeting
+            // is kept there as `meeting.json` (no audio, no call.json).
+            let dir = crate::sinks::recorder::call_dir(dir, &call);
+            let written = std::fs::create_dir_all(&dir).and_then(|_| {
+                let body = serde_json::to_vec_pretty(&known).map_err(std::io::Error::other)?;
+                std::fs::write(dir.join("meeting.json"), body)
+            });
+            if let Err(e) = written {
+                tracing::warn!(call = %call, error = %e, "cannot store a metadata-only meeting");
+            }
+        }
         self.lock().insert(call, known.clone());
         Ok(known)
     }
@@ -234,15 +254,6 @@ impl Meetings {
         {
             m.join_request = Some(if delivered { "delivered" } else { "failed" });
         }
-    }
-
-    /// Metadata-only meetings, for the call index.
-    pub fn metadata_only(&self) -> Vec<KnownMeeting> {
-        self.lock()
-            .values()
-            .filter(|m| m.decision == "metadata_only")
-            .cloned()
-            .collect()
     }
 
     /// Whether a WHIP call may be recorded.

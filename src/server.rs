@@ -202,7 +202,7 @@ pub async fn start(
         language = %consent.prompts.language,
         "consent rules and prompts loaded"
     );
-    let meetings = crate::meetings::Meetings::from_config(&config.policy)?;
+    let meetings = crate::meetings::Meetings::from_config(&config.policy, &data_dir)?;
     let transcripts = Arc::new(crate::sinks::transcribe::TranscriptStore::default());
     let transcribe = match config.transcription.backend.as_str() {
         "deepgram" => {

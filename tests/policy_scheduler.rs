@@ -89,6 +89,7 @@ async fn join_requests_are_signed_timed_and_retried() {
         .await
         .unwrap();
     assert_eq!(r["decision"], "metadata_only", "{r}");
+    assert!(server.call_dir("office-move").join("meeting.json").exists());
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.lock().unwrap().len() < 2 {
