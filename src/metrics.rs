@@ -130,6 +130,10 @@ pub struct Metrics {
     pub transcription_final_latency_seconds: Histogram,
     /// Join requests to the provider webhook, by outcome.
     pub join_requests: IntCounterVec,
+    /// Time from a datagram's receipt to its frame handed to the sinks.
+    pub datagram_to_sink_seconds: Histogram,
+    /// Seconds each media worker spent working (not waiting), by worker.
+    pub worker_busy_seconds: prometheus::CounterVec,
 }
 
 impl Metrics {
@@ -349,6 +353,31 @@ impl Metrics {
                 )
                 // INVARIANT: a static, valid metric definition.
                 .expect("valid histogram")
+            ),
+            datagram_to_sink_seconds: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "hearken_media_datagram_to_sink_seconds",
+                        "Time from a datagram's receipt to its frame handed to the sink queues."
+                    )
+                    .buckets(vec![
+                        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25,
+                        1.0
+                    ])
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid histogram")
+            ),
+            worker_busy_seconds: reg!(
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "hearken_media_worker_busy_seconds_total",
+                        "Seconds a media worker spent working rather than waiting; its rate is the busy fraction."
+                    ),
+                    &["worker"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid counter vec")
             ),
             join_requests: reg!(counter_vec(
                 "hearken_policy_join_requests_total",

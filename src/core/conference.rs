@@ -60,6 +60,8 @@ pub struct SpeakerFrame {
     pub position: u64,
     /// The Opus packet, exactly as sent.
     pub payload: Arc<[u8]>,
+    /// When its last packet arrived (for the datagram-to-sink latency).
+    pub arrival: Instant,
 }
 
 /// What the conference asks of the shell.
@@ -526,6 +528,7 @@ impl Conference {
                 file_stem: p.file_stem.clone(),
                 position: placement.position,
                 payload: frame.payload,
+                arrival: frame.arrival,
             }));
         stats
     }

@@ -372,6 +372,10 @@ impl Worker {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut socket_backlog = false;
+        let busy = self
+            .metrics
+            .worker_busy_seconds
+            .with_label_values(&[&self.index.to_string()]);
         loop {
             let timeout = if socket_backlog {
                 Some(Duration::ZERO)
@@ -393,6 +397,7 @@ impl Worker {
             {
                 warn!(error = %e, "poll failed");
             }
+            let woke = Instant::now();
             for ev in events.iter() {
                 if ev.token() == SOCKET {
                     socket_backlog = true;
@@ -416,6 +421,7 @@ impl Worker {
             if now >= self.next_sweep {
                 self.sweep_inactive(now);
             }
+            busy.inc_by(woke.elapsed().as_secs_f64());
         }
     }
 
@@ -1321,6 +1327,9 @@ fn pump(call: &mut Call, recorder: &RecorderHandle, metrics: &Metrics, work: &mu
                 work.prompts.push((call_id.clone(), prompt, to));
             }
             ConferenceOutput::Frame(frame) => {
+                metrics
+                    .datagram_to_sink_seconds
+                    .observe(frame.arrival.elapsed().as_secs_f64());
                 let msg = RecorderFrame {
                     call_id: call_id.clone(),
                     frame,
