@@ -27,16 +27,7 @@ async fn ending_a_call_by_api() {
     .await
     .unwrap();
 
-    let listed: serde_json::Value = server
-        .client
-        .get(server.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(&server, "/v1/calls").await;
     assert_eq!(listed["calls"][0]["call_id"], call, "{listed}");
     assert_eq!(listed["calls"][0]["state"], "active", "{listed}");
 
@@ -62,16 +53,7 @@ async fn ending_a_call_by_api() {
     assert!(recording.seconds() > 1.0);
 
     assert_eq!(server.delete(&client.location).await.status(), 404);
-    let listed: serde_json::Value = server
-        .client
-        .get(server.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(&server, "/v1/calls").await;
     assert_eq!(listed["calls"][0]["state"], "ended", "{listed}");
 
     // The recordings are final: the id is not reused.
@@ -80,16 +62,8 @@ async fn ending_a_call_by_api() {
         .to_sdp_string();
     assert_eq!(server.post_offer(call, &offer).await.status(), 409);
     // Ending it again is harmless and shows the same result.
-    let again: serde_json::Value = server
-        .client
-        .post(server.url(&format!("/v1/calls/{call}/end")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: serde_json::Value =
+        common::post_empty(&server, &format!("/v1/calls/{call}/end")).await;
     assert_eq!(again["ended_at"], summary["ended_at"]);
     server.shutdown().await;
 }

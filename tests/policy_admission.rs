@@ -63,16 +63,11 @@ async fn whip_admission_follows_the_meeting_decision() {
     let unknown = server.post_offer("never-heard-of-it", &offer()).await;
     assert_eq!(unknown.status(), 403);
 
-    let listed: serde_json::Value = server
-        .client
-        .get(server.url("/v1/meetings?from=2025-03-01T00:00:00Z&to=2025-04-01T00:00:00Z"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(
+        &server,
+        "/v1/meetings?from=2025-03-01T00:00:00Z&to=2025-04-01T00:00:00Z",
+    )
+    .await;
     let decisions: Vec<&str> = listed["meetings"]
         .as_array()
         .unwrap()

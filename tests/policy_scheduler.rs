@@ -122,16 +122,7 @@ async fn join_requests_are_signed_timed_and_retried() {
         assert_eq!(json["whip_url"], "http://hearken.test:8080/whip/renewal");
         assert_eq!(json["provider"], "zoom");
     }
-    let listed: serde_json::Value = server
-        .client
-        .get(server.url("/v1/meetings"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(&server, "/v1/meetings").await;
     let renewal = listed["meetings"]
         .as_array()
         .unwrap()
@@ -141,16 +132,7 @@ async fn join_requests_are_signed_timed_and_retried() {
         .clone();
     assert_eq!(renewal["join_request"], "delivered", "{renewal}");
 
-    let calls: serde_json::Value = server
-        .client
-        .get(server.url("/v1/calls"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls: serde_json::Value = common::get_json(&server, "/v1/calls").await;
     assert!(
         calls["calls"]
             .as_array()

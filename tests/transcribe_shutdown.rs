@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Outgoing, TOKEN, WhipClient, speech, transcribing_server, transcript, words_of};
+use common::{Outgoing, WhipClient, speech, transcribing_server, transcript, words_of};
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,16 +26,7 @@ async fn ending_mid_sentence_keeps_the_last_words() {
         )
     });
     tokio::time::sleep(Duration::from_millis(2300)).await;
-    let summary: serde_json::Value = server
-        .client
-        .post(server.url("/v1/calls/cut/end"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: serde_json::Value = common::post_empty(&server, "/v1/calls/cut/end").await;
     let _ = run.await;
     let started =
         chrono::DateTime::parse_from_rfc3339(summary["started_at"].as_str().unwrap()).unwrap();

@@ -602,3 +602,31 @@ pub async fn consent_log(server: &TestServer, call: &str) -> serde_json::Value {
         .await
         .expect("json")
 }
+
+/// An authorized `GET` of a JSON resource.
+pub async fn get_json(server: &TestServer, path: &str) -> serde_json::Value {
+    server
+        .client
+        .get(server.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// An authorized `POST` with no body, answered with JSON.
+pub async fn post_empty(server: &TestServer, path: &str) -> serde_json::Value {
+    server
+        .client
+        .post(server.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json")
+}
