@@ -1,17 +1,21 @@
 //! Opus decode for the transcription path: libopus decoding real 20 ms
 //! packets straight to 16 kHz mono (what the transcription sink does; libopus
 //! resamples internally, there is no separate resampler), against decoding
-//! at 48 kHz; plus the whole per-frame transcription stage (decode, chunk,
-//! buffer, PCM bytes for the backend).
+//! at 48 kHz; plus the whole per-frame transcription stage for each form the
+//! backend can take (decode, chunk, buffer, PCM bytes; or the Opus packet
+//! passed through into an Ogg page).
 //!
 //! One iteration is one 20 ms packet. Packets are decoded in file order,
 //! wrapping around, so the decoder state is that of a real stream.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hearken::core::transcript::{Chunk, SpeakerStream};
+use hearken::core::ogg::{OggOpusWriter, OpusHead};
+use hearken::core::opus::packet_samples;
+use hearken::core::transcript::{Chunk, ChunkAudio, SpeakerStream};
 use opus::{Channels, Decoder};
 
 mod common;
@@ -69,38 +73,65 @@ fn decode(c: &mut Criterion) {
 }
 
 /// What the transcription sink does per consented frame, minus the channel
-/// and the socket: decode to 16 kHz, copy into a chunk, buffer it, turn it
-/// into little-endian bytes for the backend; a final result acknowledges
-/// each second of audio.
+/// and the socket, for each form of audio a backend takes: decode to 16 kHz
+/// and send `linear16` bytes, or pass the Opus packet through in one Ogg page.
+/// A final result acknowledges each second of audio.
 fn transcription_stage(c: &mut Criterion) {
     let packets = packets();
-    let n = packets.len();
-    c.bench_function("transcription_stage/decode16k_buffer_send", |b| {
+    let n = packets.len() as u64;
+    let mut group = c.benchmark_group("transcription_stage");
+    group.bench_function("linear16/decode16k_buffer_send", |b| {
         let mut decoder = Decoder::new(16_000, Channels::Mono).expect("decoder");
         let mut pcm = vec![0i16; 1920];
         let mut stream = SpeakerStream::new(30);
         stream.handle_connected();
         let mut i = 0u64;
-        let mut sent = 0u64;
         b.iter(|| {
-            let packet = &packets[(i % n as u64) as usize];
+            let packet = &packets[(i % n) as usize];
             let samples = decoder
                 .decode(black_box(packet), &mut pcm, false)
                 .expect("decode");
-            let chunk = Chunk {
-                call_start: i * common::FRAME,
-                pcm: pcm[..samples].to_vec(),
-            };
-            black_box(stream.push(chunk));
-            let bytes = stream.poll_send().expect("connected");
-            sent += samples as u64;
-            black_box(bytes);
+            black_box(stream.push(Chunk::pcm(i * common::FRAME, pcm[..samples].to_vec())));
+            let chunk = stream.poll_send().expect("connected");
+            black_box(chunk.pcm_bytes());
             i += 1;
             if i.is_multiple_of(50) {
-                black_box(stream.handle_final(0.0, sent as f64 / 16_000.0, &[]));
+                let sent = (i * common::FRAME) as f64 / 48_000.0;
+                black_box(stream.handle_final(0.0, sent, &[]));
             }
         });
     });
+    group.bench_function("ogg_opus/passthrough_buffer_send", |b| {
+        let packets: Vec<Arc<[u8]>> = packets.iter().map(|p| Arc::from(&p[..])).collect();
+        let head = OpusHead {
+            channels: 1,
+            pre_skip: 0,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        };
+        let mut ogg = OggOpusWriter::new(1, &head, "bench", &[]);
+        let mut stream = SpeakerStream::new(30);
+        stream.handle_connected();
+        let mut i = 0u64;
+        b.iter(|| {
+            let packet = &packets[(i % n) as usize];
+            let samples = u64::from(packet_samples(packet).expect("valid packet"));
+            black_box(stream.push(Chunk::opus(i * common::FRAME, samples, packet.clone())));
+            let chunk = stream.poll_send().expect("connected");
+            if let ChunkAudio::Opus(p) = &chunk.audio {
+                ogg.push_packet(p, chunk.samples as u32)
+                    .expect("open stream");
+                ogg.flush();
+                black_box(ogg.take_output());
+            }
+            i += 1;
+            if i.is_multiple_of(50) {
+                let sent = (i * common::FRAME) as f64 / 48_000.0;
+                black_box(stream.handle_final(0.0, sent, &[]));
+            }
+        });
+    });
+    group.finish();
 }
 
 criterion_group! {

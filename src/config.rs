@@ -93,6 +93,16 @@ pub struct TranscriptionConfig {
     pub buffer_seconds: u64,
     /// How long the end of a call waits for the last final results.
     pub finish_timeout_ms: u64,
+    /// Transcribe only while a speaker talks (RTP audio level or Opus DTX
+    /// says so): silence is neither decoded nor sent. Frames without a level
+    /// are always sent.
+    pub skip_silence: bool,
+    /// With `skip_silence`: silence still sent after speech, so the backend
+    /// hears the pause and ends the utterance (keep it above endpointing).
+    pub silence_hangover_ms: u64,
+    /// With `skip_silence`: silence held back and sent when speech starts,
+    /// so level meters that lag the onset do not clip the first syllable.
+    pub silence_preroll_ms: u64,
     /// Deepgram live streaming.
     pub deepgram: DeepgramConfig,
 }
@@ -116,6 +126,20 @@ pub struct DeepgramConfig {
     pub endpointing_ms: u32,
     /// Ask for interim results (shown live).
     pub interim_results: bool,
+    /// What is sent: `linear16` (Opus decoded to 16 kHz mono PCM) or
+    /// `ogg-opus` (the speakers' Opus packets as they arrived, in an Ogg
+    /// container: no decoding, a tenth of the bandwidth).
+    pub encoding: DeepgramEncoding,
+}
+
+/// The audio format sent to Deepgram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeepgramEncoding {
+    /// `encoding=linear16&sample_rate=16000&channels=1`.
+    Linear16,
+    /// An Ogg Opus stream (a container: no `encoding` parameter).
+    OggOpus,
 }
 
 impl Default for TranscriptionConfig {
@@ -124,6 +148,9 @@ impl Default for TranscriptionConfig {
             backend: "none".to_owned(),
             buffer_seconds: 120,
             finish_timeout_ms: 10_000,
+            skip_silence: true,
+            silence_hangover_ms: 1_000,
+            silence_preroll_ms: 200,
             deepgram: DeepgramConfig::default(),
         }
     }
@@ -139,6 +166,7 @@ impl Default for DeepgramConfig {
             keyterms: Vec::new(),
             endpointing_ms: 300,
             interim_results: true,
+            encoding: DeepgramEncoding::Linear16,
         }
     }
 }
@@ -467,6 +495,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "transcription.buffer_seconds",
                 message: "must be at least 1 (the default keeps 120 s per speaker)".into(),
+            });
+        }
+        let t = &self.transcription;
+        if t.skip_silence && t.silence_hangover_ms < u64::from(t.deepgram.endpointing_ms) {
+            return Err(ConfigError::Invalid {
+                key: "transcription.silence_hangover_ms",
+                message: format!(
+                    "{} ms is shorter than transcription.deepgram.endpointing_ms ({} ms): \
+                     the backend would never hear a pause long enough to end an utterance",
+                    t.silence_hangover_ms, t.deepgram.endpointing_ms
+                ),
             });
         }
         if self.media.inactivity_timeout_ms < 100 {

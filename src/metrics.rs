@@ -88,6 +88,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Bytes written to recordings.
     pub recorder_written_bytes: IntCounter,
+    /// Frames placed in recordings.
+    pub recorder_frames_written: IntCounter,
     /// Recording write failures.
     pub recorder_write_errors: IntCounter,
     /// Time from WHIP offer received to answer ready.
@@ -120,6 +122,8 @@ pub struct Metrics {
     pub transcription_buffered_seconds: prometheus::Gauge,
     /// Seconds of consented audio dropped because a buffer overflowed.
     pub transcription_lost_seconds: prometheus::Counter,
+    /// Seconds of consented silence not transcribed (at speaker end).
+    pub transcription_skipped_silence_seconds: prometheus::Counter,
     /// Seconds of consented audio captured for transcription (at call end).
     pub transcription_captured_seconds: prometheus::Counter,
     /// Seconds of it acknowledged by final results (at call end).
@@ -225,6 +229,10 @@ impl Metrics {
                 "hearken_recorder_written_bytes_total",
                 "Bytes written to recordings."
             )),
+            recorder_frames_written: reg!(counter(
+                "hearken_recorder_frames_written_total",
+                "Frames placed in recordings (each one Opus packet as received)."
+            )),
             recorder_write_errors: reg!(counter(
                 "hearken_recorder_write_errors_total",
                 "Failed writes to recordings or call metadata."
@@ -323,6 +331,14 @@ impl Metrics {
                 prometheus::Counter::new(
                     "hearken_transcription_lost_seconds_total",
                     "Consented audio dropped because a speaker's buffer overflowed."
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid counter")
+            ),
+            transcription_skipped_silence_seconds: reg!(
+                prometheus::Counter::new(
+                    "hearken_transcription_skipped_silence_seconds_total",
+                    "Consented silence neither decoded nor sent to the backend (the speaker was not talking)."
                 )
                 // INVARIANT: a static, valid metric definition.
                 .expect("valid counter")

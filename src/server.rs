@@ -213,6 +213,8 @@ pub async fn start(
                 backend = "deepgram",
                 url = %config.transcription.deepgram.url,
                 model = %config.transcription.deepgram.model,
+                encoding = ?config.transcription.deepgram.encoding,
+                skip_silence = config.transcription.skip_silence,
                 "transcription backend active"
             );
             Some(crate::sinks::transcribe::spawn(
@@ -220,6 +222,12 @@ pub async fn start(
                 crate::sinks::transcribe::SinkSettings {
                     buffer_seconds: config.transcription.buffer_seconds,
                     finish_timeout: Duration::from_millis(config.transcription.finish_timeout_ms),
+                    talk_filter: config.transcription.skip_silence.then(|| {
+                        crate::core::voice::TalkFilterConfig::from_millis(
+                            config.transcription.silence_hangover_ms,
+                            config.transcription.silence_preroll_ms,
+                        )
+                    }),
                 },
                 transcripts.clone(),
                 metrics.clone(),

@@ -3,31 +3,36 @@
 //! three times. The transcript covers all consented audio (coverage 100 %),
 //! attributes every word to the right speaker, has no duplicate words, and
 //! its word times line up with the recordings (a word sits where that
-//! speaker's recording has speech).
+//! speaker's recording has speech). Both forms of audio the Deepgram
+//! backend can send are covered: `linear16` and Opus passed through in Ogg.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, speech};
+use common::{Outgoing, TOKEN, WhipClient, decode_ogg_opus, speech};
+use hearken::config::DeepgramEncoding;
 use hearken_fake_deepgram::{Behavior, DropMode, FakeConfig, FakeDeepgram};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_three_drops_full_coverage() {
+    three_drops(DeepgramEncoding::Linear16, "HEARKEN_TEST_DEEPGRAM_KEY_PCM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_three_drops_full_coverage_opus_passthrough() {
+    three_drops(DeepgramEncoding::OggOpus, "HEARKEN_TEST_DEEPGRAM_KEY_OGG").await;
+}
+
+async fn three_drops(encoding: DeepgramEncoding, key_var: &str) {
     let fake = FakeDeepgram::start(FakeConfig::default()).await;
     fake.set_behavior(Behavior::default().drop_next(
         3,
         Duration::from_millis(1200),
         DropMode::Abrupt,
     ));
-    // SAFETY: set before the server (and any other thread of this test
-    // binary's only test) reads the environment.
-    unsafe { std::env::set_var("HEARKEN_TEST_DEEPGRAM_KEY", fake.api_key()) };
-    let url = fake.url();
-    let server = TestServer::start_with(move |c| {
-        c.transcription.backend = "deepgram".into();
-        c.transcription.deepgram.url = url;
-        c.transcription.deepgram.api_key_env = "HEARKEN_TEST_DEEPGRAM_KEY".into();
+    let server = common::transcribing_server(&fake, key_var, |c| {
+        c.transcription.deepgram.encoding = encoding;
     })
     .await;
     let call = "transcribed";
@@ -72,7 +77,28 @@ async fn two_speakers_three_drops_full_coverage() {
 
     let transcript = common::transcript(&server, call).await;
     let record = fake.record();
-    println!("fake saw {} connections", record.connections.len());
+    println!(
+        "{encoding:?}: fake saw {} connections, {} bytes of audio",
+        record.connections.len(),
+        record
+            .connections
+            .iter()
+            .map(|c| c.audio_bytes)
+            .sum::<u64>()
+    );
+    for c in &record.connections {
+        match encoding {
+            DeepgramEncoding::Linear16 => {
+                assert_eq!(c.query_param("encoding"), Some("linear16"));
+                assert_eq!(c.query_param("sample_rate"), Some("16000"));
+            }
+            // A container: Deepgram is told nothing and reads the header.
+            DeepgramEncoding::OggOpus => {
+                assert_eq!(c.query_param("encoding"), None);
+                assert!(c.audio.is_empty() || c.audio.starts_with(b"OggS"));
+            }
+        }
+    }
     assert!(record.connections.len() >= 5, "two speakers + three drops");
     let segments = transcript["segments"].as_array().unwrap();
     assert!(!segments.is_empty(), "{transcript:#}");

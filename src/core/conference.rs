@@ -19,6 +19,7 @@ use super::consent::engine::{
 };
 use super::ids::{CallId, participant_file_stem};
 use super::speaker::{ReanchorReason, SpeakerTimeline, TimelineConfig};
+use super::voice::VoiceHint;
 
 /// Opus and RTP audio clock: every position on a call timeline counts 48 kHz
 /// samples.
@@ -45,6 +46,8 @@ pub struct AudioFrame {
     pub arrival: Instant,
     /// The Opus packet, exactly as sent.
     pub payload: Arc<[u8]>,
+    /// What the sender said about speech in it (RTP audio level).
+    pub voice: VoiceHint,
 }
 
 /// A frame placed on the call timeline, ready for the sinks.
@@ -62,6 +65,8 @@ pub struct SpeakerFrame {
     pub payload: Arc<[u8]>,
     /// When its last packet arrived (for the datagram-to-sink latency).
     pub arrival: Instant,
+    /// What the sender said about speech in it.
+    pub voice: VoiceHint,
 }
 
 /// What the conference asks of the shell.
@@ -529,6 +534,7 @@ impl Conference {
                 position: placement.position,
                 payload: frame.payload,
                 arrival: frame.arrival,
+                voice: frame.voice,
             }));
         stats
     }
@@ -679,6 +685,7 @@ mod tests {
             seq_last: seq,
             arrival: at + Duration::from_millis(ms),
             payload: Arc::from(&[0xFCu8, 0xFF, 0xFE][..]),
+            voice: VoiceHint::default(),
         }
     }
 

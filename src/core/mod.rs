@@ -14,3 +14,4 @@ pub mod prompt;
 pub mod speaker;
 pub mod track;
 pub mod transcript;
+pub mod voice;

@@ -1,36 +1,75 @@
 //! One speaker's audio on its way to a transcription backend, as bookkeeping.
 //!
-//! Sans-IO. The shell decodes each consented Opus frame to 16 kHz mono PCM and
-//! hands it here with its call time; this decides what to send on the current
+//! Sans-IO. The shell hands each consented frame here with its call time,
+//! either decoded to 16 kHz mono PCM or as the Opus packet itself (for a
+//! backend that takes Opus); this decides what to send on the current
 //! backend connection, keeps everything not yet covered by a final result (so
 //! a reconnect resends it and no word is lost), maps the backend's word times
 //! (which count audio on *one connection*, skipping whatever was not sent)
 //! back to call time, and drops words a resend produced twice.
 //!
-//! Call time is in 48 kHz samples, as everywhere in the core; PCM counts
-//! 16 kHz samples.
+//! All lengths, stream time included, count 48 kHz samples, as everywhere
+//! in the core, whatever form the audio takes on the wire.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-/// Sample rate of the PCM sent to the backend.
+/// Sample rate of the PCM sent to a backend that takes `linear16`.
 pub const PCM_RATE: u64 = 16_000;
 /// Call-time samples (48 kHz) per PCM sample (16 kHz).
 const CALL_PER_PCM: u64 = 3;
 /// Call time per second.
 const CALL_RATE: u64 = 48_000;
 
-/// Consented audio of one speaker, decoded for the backend.
+/// The form in which a chunk goes to the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkAudio {
+    /// 16 kHz mono samples, decoded from the frame.
+    Pcm16k(Vec<i16>),
+    /// The Opus packet as the speaker sent it.
+    Opus(Arc<[u8]>),
+}
+
+/// Consented audio of one speaker, ready for the backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     /// Call time of the first sample (48 kHz samples).
     pub call_start: u64,
-    /// 16 kHz mono samples.
-    pub pcm: Vec<i16>,
+    /// Length in 48 kHz samples.
+    pub samples: u64,
+    /// The audio.
+    pub audio: ChunkAudio,
 }
 
 impl Chunk {
+    /// A chunk of decoded 16 kHz PCM.
+    pub fn pcm(call_start: u64, pcm: Vec<i16>) -> Self {
+        Self {
+            call_start,
+            samples: pcm.len() as u64 * CALL_PER_PCM,
+            audio: ChunkAudio::Pcm16k(pcm),
+        }
+    }
+
+    /// An Opus packet of `samples` 48 kHz samples, passed through.
+    pub fn opus(call_start: u64, samples: u64, packet: Arc<[u8]>) -> Self {
+        Self {
+            call_start,
+            samples,
+            audio: ChunkAudio::Opus(packet),
+        }
+    }
+
     fn len(&self) -> u64 {
-        self.pcm.len() as u64
+        self.samples
+    }
+
+    /// The chunk as `linear16` bytes (little endian); `None` for Opus.
+    pub fn pcm_bytes(&self) -> Option<Vec<u8>> {
+        match &self.audio {
+            ChunkAudio::Pcm16k(pcm) => Some(pcm.iter().flat_map(|s| s.to_le_bytes()).collect()),
+            ChunkAudio::Opus(_) => None,
+        }
     }
 }
 
@@ -81,6 +120,10 @@ pub struct Coverage {
     pub lost_seconds: f64,
     /// Seconds waiting (unsent or sent but not yet final).
     pub buffered_seconds: f64,
+    /// Seconds of consented silence not sent at all (the speaker was not
+    /// talking; see [`crate::core::voice`]). Not part of `captured_seconds`.
+    #[serde(default)]
+    pub skipped_silence_seconds: f64,
 }
 
 /// One sent chunk on the current connection.
@@ -100,7 +143,7 @@ pub struct SpeakerStream {
     sent: usize,
     /// Spans sent on the current connection, in stream order.
     spans: Vec<Sent>,
-    /// PCM samples sent on the current connection.
+    /// Samples (48 kHz) sent on the current connection.
     stream_pos: u64,
     connected: bool,
     max_buffered: u64,
@@ -121,7 +164,7 @@ impl SpeakerStream {
             spans: Vec::new(),
             stream_pos: 0,
             connected: false,
-            max_buffered: max_buffered_seconds.saturating_mul(PCM_RATE),
+            max_buffered: max_buffered_seconds.saturating_mul(CALL_RATE),
             buffered: 0,
             captured: 0,
             acknowledged: 0,
@@ -134,7 +177,7 @@ impl SpeakerStream {
     /// audio is given up, and the lost span is returned so the shell can
     /// count and log it.
     pub fn push(&mut self, chunk: Chunk) -> Option<LostSpan> {
-        if chunk.pcm.is_empty() {
+        if chunk.samples == 0 {
             return None;
         }
         self.captured += chunk.len();
@@ -158,7 +201,7 @@ impl SpeakerStream {
         }
         lost.map(|(start, len)| LostSpan {
             start: start as f64 / CALL_RATE as f64,
-            seconds: len as f64 / PCM_RATE as f64,
+            seconds: len as f64 / CALL_RATE as f64,
         })
     }
 
@@ -179,8 +222,8 @@ impl SpeakerStream {
         self.stream_pos = 0;
     }
 
-    /// The next audio to send on the connection, as little-endian PCM bytes.
-    pub fn poll_send(&mut self) -> Option<Vec<u8>> {
+    /// The next audio to send on the connection.
+    pub fn poll_send(&mut self) -> Option<&Chunk> {
         if !self.connected {
             return None;
         }
@@ -192,11 +235,11 @@ impl SpeakerStream {
         });
         self.stream_pos += chunk.len();
         self.sent += 1;
-        Some(chunk.pcm.iter().flat_map(|s| s.to_le_bytes()).collect())
+        Some(chunk)
     }
 
     fn to_call(&self, stream_seconds: f64) -> Option<u64> {
-        let s = (stream_seconds.max(0.0) * PCM_RATE as f64).round() as u64;
+        let s = (stream_seconds.max(0.0) * CALL_RATE as f64).round() as u64;
         let span = self
             .spans
             .iter()
@@ -204,7 +247,7 @@ impl SpeakerStream {
             .find(|sp| sp.stream_start <= s)
             .or_else(|| self.spans.first())?;
         let offset = s.saturating_sub(span.stream_start).min(span.len);
-        Some(span.call_start + offset * CALL_PER_PCM)
+        Some(span.call_start + offset)
     }
 
     fn map_words(&self, words: &[StreamWord]) -> Vec<CallWord> {
@@ -212,7 +255,11 @@ impl SpeakerStream {
             .iter()
             .filter_map(|w| {
                 let start = self.to_call(w.start)?;
-                let end = self.to_call(w.end)?.max(start);
+                // A word never lasts longer on the call than in the stream:
+                // one that straddles audio that was not sent (a skipped
+                // silence, a lost span) keeps its start and its length.
+                let length = ((w.end - w.start).max(0.0) * CALL_RATE as f64).round() as u64;
+                let end = self.to_call(w.end)?.clamp(start, start + length);
                 Some(CallWord {
                     word: w.word.clone(),
                     start: start as f64 / CALL_RATE as f64,
@@ -251,7 +298,7 @@ impl SpeakerStream {
                 .max((last.end * CALL_RATE as f64).round() as u64);
         }
         // Acknowledge the chunks the result covers.
-        let covered_to = ((start + duration).max(0.0) * PCM_RATE as f64).round() as u64;
+        let covered_to = ((start + duration).max(0.0) * CALL_RATE as f64).round() as u64;
         let mut acked = 0;
         for sp in &self.spans {
             if sp.stream_start + sp.len <= covered_to {
@@ -282,12 +329,13 @@ impl SpeakerStream {
 
     /// Coverage so far.
     pub fn coverage(&self) -> Coverage {
-        let s = |n: u64| n as f64 / PCM_RATE as f64;
+        let s = |n: u64| n as f64 / CALL_RATE as f64;
         Coverage {
             captured_seconds: s(self.captured),
             acknowledged_seconds: s(self.acknowledged),
             lost_seconds: s(self.lost),
             buffered_seconds: s(self.buffered),
+            skipped_silence_seconds: 0.0,
         }
     }
 }
@@ -300,15 +348,12 @@ mod tests {
     fn talk(stream: &mut SpeakerStream, at: f64, n: usize) {
         for i in 0..n {
             let call_start = ((at + i as f64 * 0.02) * 48_000.0) as u64;
-            stream.push(Chunk {
-                call_start,
-                pcm: vec![1000; 320],
-            });
+            stream.push(Chunk::pcm(call_start, vec![1000; 320]));
         }
     }
 
     fn drain(stream: &mut SpeakerStream) -> usize {
-        std::iter::from_fn(|| stream.poll_send()).count()
+        std::iter::from_fn(|| stream.poll_send().map(|_| ())).count()
     }
 
     fn word(w: &str, start: f64, end: f64) -> StreamWord {
@@ -324,7 +369,7 @@ mod tests {
     fn audio_before_the_connection_is_sent_once_it_opens() {
         let mut s = SpeakerStream::new(60);
         talk(&mut s, 2.0, 50);
-        assert_eq!(s.poll_send(), None, "not connected");
+        assert!(s.poll_send().is_none(), "not connected");
         s.handle_connected();
         assert_eq!(drain(&mut s), 50);
         assert_eq!(s.coverage().captured_seconds, 1.0);
@@ -344,6 +389,19 @@ mod tests {
         assert!((words[1].start - 10.25).abs() < 1e-3, "{words:?}");
         assert!(s.is_drained());
         assert_eq!(s.coverage().acknowledged_seconds, 2.0);
+    }
+
+    #[test]
+    fn a_word_straddling_unsent_audio_keeps_its_stream_length() {
+        let mut s = SpeakerStream::new(60);
+        s.handle_connected();
+        talk(&mut s, 1.0, 25);
+        talk(&mut s, 8.0, 25);
+        drain(&mut s);
+        // Stream 0.4-0.6 s crosses from call time 1.4 s to 8.1 s.
+        let words = s.handle_final(0.0, 1.0, &[word("x", 0.4, 0.6)]);
+        assert!((words[0].start - 1.4).abs() < 1e-6, "{words:?}");
+        assert!((words[0].end - 1.6).abs() < 1e-6, "{words:?}");
     }
 
     #[test]
@@ -390,10 +448,7 @@ mod tests {
         let mut lost = None;
         for i in 0..10 {
             let call_start = ((1.0 + i as f64 * 0.02) * 48_000.0) as u64;
-            if let Some(l) = s.push(Chunk {
-                call_start,
-                pcm: vec![1; 320],
-            }) {
+            if let Some(l) = s.push(Chunk::pcm(call_start, vec![1; 320])) {
                 lost.get_or_insert(l);
             }
         }
@@ -402,6 +457,25 @@ mod tests {
         let c = s.coverage();
         assert!((c.lost_seconds - 0.2).abs() < 1e-9, "{c:?}");
         assert!((c.buffered_seconds - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn opus_chunks_keep_their_packets_and_map_at_48k() {
+        let mut s = SpeakerStream::new(60);
+        s.handle_connected();
+        let packet: Arc<[u8]> = Arc::from(&[0x78u8, 9, 9][..]);
+        // 20 ms packets at call time 1.0 s and (after a gap) 5.0 s.
+        s.push(Chunk::opus(48_000, 960, packet.clone()));
+        s.push(Chunk::opus(240_000, 960, packet.clone()));
+        let sent: Vec<Chunk> = std::iter::from_fn(|| s.poll_send().cloned()).collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].audio, ChunkAudio::Opus(packet));
+        assert_eq!(sent[0].pcm_bytes(), None);
+        // Stream time 0.03 s is 10 ms into the second packet.
+        let words = s.handle_final(0.0, 0.04, &[word("x", 0.03, 0.035)]);
+        assert!((words[0].start - 5.01).abs() < 1e-6, "{words:?}");
+        assert!(s.is_drained());
+        assert!((s.coverage().acknowledged_seconds - 0.04).abs() < 1e-9);
     }
 
     #[test]
@@ -418,17 +492,19 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics_and_accounts_for_every_sample(
-            ops in proptest::collection::vec((0u8..5, 0u32..400, 0.0f64..5.0, 0.0f64..3.0), 0..200)
+            ops in proptest::collection::vec((0u8..7, 0u32..400, 0.0f64..5.0, 0.0f64..3.0), 0..200)
         ) {
             let mut s = SpeakerStream::new(2);
             let mut t = 0u64;
             for (op, n, a, b) in ops {
                 match op {
-                    0 => { s.push(Chunk { call_start: t, pcm: vec![7; n as usize] }); t += u64::from(n) * 3 + 960; }
+                    0 => { s.push(Chunk::pcm(t, vec![7; n as usize])); t += u64::from(n) * 3 + 960; }
+                    5 => { s.push(Chunk::opus(t, u64::from(n) * 3, Arc::from(&[0xf8u8][..]))); t += u64::from(n) * 3; }
                     1 => { s.handle_connected(); }
                     2 => { s.handle_disconnected(); }
                     3 => { while s.poll_send().is_some() {} }
-                    _ => { let _ = s.handle_final(a, b, &[word("x", a, a + b)]); }
+                    4 => { let _ = s.handle_final(a, b, &[word("x", a, a + b)]); }
+                    _ => {}
                 }
                 let c = s.coverage();
                 let sum = c.acknowledged_seconds + c.lost_seconds + c.buffered_seconds;

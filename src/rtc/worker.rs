@@ -40,6 +40,7 @@ use crate::core::dtmf::{DtmfAssembler, DtmfConfig, DtmfKey};
 use crate::core::ids::CallId;
 use crate::core::offer::OfferSummary;
 use crate::core::prompt::{Prompt, PromptSet};
+use crate::core::voice::VoiceHint;
 use crate::metrics::{DropReason, Metrics};
 use crate::sinks::recorder::{RecorderControl, RecorderFrame, RecorderHandle};
 
@@ -1179,6 +1180,10 @@ fn handle_event(
                 seq_last: **data.seq_range.end(),
                 arrival: data.network_time,
                 payload: data.data,
+                voice: VoiceHint::from_extension(
+                    data.ext_vals.audio_level,
+                    data.ext_vals.voice_activity,
+                ),
             };
             let bytes = frame.payload.len() as u64;
             let stats = call.conference.handle_audio(*participant, frame);

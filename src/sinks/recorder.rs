@@ -255,7 +255,10 @@ impl Recorder {
             .writer
             .handle_frame(f.frame.position, &f.frame.payload)
         {
-            Ok(FrameOutcome::Written { .. }) => true,
+            Ok(FrameOutcome::Written { .. }) => {
+                metrics.recorder_frames_written.inc();
+                true
+            }
             Ok(FrameOutcome::Late) => {
                 metrics.drop_frame(DropReason::Late);
                 false
@@ -276,6 +279,7 @@ impl Recorder {
                 participant_id: f.frame.participant_id,
                 position: f.frame.position,
                 payload: f.frame.payload,
+                voice: f.frame.voice,
             })
         {
             metrics.drop_frame(DropReason::TranscriberQueueFull);

@@ -272,6 +272,9 @@ pub struct WhipClient {
     pub received: Vec<(Duration, Vec<u8>)>,
     /// When the session connected.
     pub connected_at: Option<Instant>,
+    /// Per stream (by index), the RTP audio level (RFC 6464, -dBov) to send
+    /// with each packet, cycled; none means no audio-level extension.
+    pub audio_levels: Vec<Option<Vec<i8>>>,
 }
 
 /// Builds an offer with one sendonly audio m-line per stream id.
@@ -375,6 +378,7 @@ impl WhipClient {
             etag,
             received: Vec::new(),
             connected_at: None,
+            audio_levels: Vec::new(),
         }
     }
 
@@ -475,7 +479,7 @@ impl WhipClient {
                         hearken::core::opus::packet_samples(packet).expect("valid packet"),
                     );
                     let mid = self.mids[i];
-                    let Some(writer) = self.rtc.writer(mid) else {
+                    let Some(mut writer) = self.rtc.writer(mid) else {
                         // The server ended the session.
                         return self;
                     };
@@ -484,6 +488,10 @@ impl WhipClient {
                         .find(|p| p.spec().codec == Codec::Opus)
                         .expect("opus negotiated")
                         .pt();
+                    if let Some(Some(levels)) = self.audio_levels.get(i) {
+                        let level = levels[sent[i] % levels.len()];
+                        writer = writer.audio_level(level, level > -60);
+                    }
                     writer
                         .write(
                             pt,

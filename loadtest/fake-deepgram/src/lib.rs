@@ -4,7 +4,8 @@
 //!
 //! It speaks the real wire protocol: `Authorization: Token KEY` (401
 //! otherwise), the query parameters the `deepgram` crate sends, a
-//! `dg-request-id` header on the upgrade, binary `linear16` audio,
+//! `dg-request-id` header on the upgrade, binary `linear16` audio (or, with
+//! no `encoding`, an Ogg Opus container, see [`ogg_opus`]),
 //! `KeepAlive`/`Finalize`/`CloseStream` text frames, an empty binary frame as
 //! a close, `Results`/`SpeechStarted`/`UtteranceEnd`/`Metadata` messages with
 //! every field the `deepgram` 0.14 crate requires, and a close with reason
@@ -39,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod behavior;
+pub mod ogg_opus;
 mod record;
 mod server;
 pub mod transcriber;

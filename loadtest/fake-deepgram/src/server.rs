@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::FakeConfig;
 use crate::behavior::{Behavior, DropMode};
+use crate::ogg_opus::OggOpusDecoder;
 use crate::record::{
     CloseRecord, Closer, ConnectionRecord, ControlMessage, ReceivedEvent, Record, RejectedAttempt,
 };
@@ -135,23 +136,35 @@ fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Validate the audio parameters; the error is the `dg-error` text.
-fn stream_params(query: &[(String, String)], config: &FakeConfig) -> Result<StreamParams, String> {
-    match param(query, "encoding") {
-        Some("linear16") => {}
+/// Validate the audio parameters; the error is the `dg-error` text. Without
+/// `encoding` (and `sample_rate`) the audio is a container, which the fake
+/// takes as Ogg Opus.
+fn stream_params(
+    query: &[(String, String)],
+    config: &FakeConfig,
+) -> Result<(StreamParams, bool), String> {
+    let container = match param(query, "encoding") {
+        Some("linear16") => false,
         Some(other) => {
             return Err(format!(
-                "the fake supports only encoding=linear16, not {other}"
+                "the fake supports only encoding=linear16 or a container, not {other}"
             ));
         }
-        None => return Err("the fake needs encoding=linear16 and sample_rate".to_owned()),
-    }
-    let sample_rate = param(query, "sample_rate")
-        .ok_or("sample_rate is required with encoding")?
-        .parse::<u32>()
-        .ok()
-        .filter(|r| *r >= 2)
-        .ok_or("invalid sample_rate")?;
+        None if param(query, "sample_rate").is_some() => {
+            return Err("sample_rate needs encoding (omit both for a container)".to_owned());
+        }
+        None => true,
+    };
+    let sample_rate = if container {
+        crate::ogg_opus::DECODED_RATE
+    } else {
+        param(query, "sample_rate")
+            .ok_or("sample_rate is required with encoding")?
+            .parse::<u32>()
+            .ok()
+            .filter(|r| *r >= 2)
+            .ok_or("invalid sample_rate")?
+    };
     let channels = match param(query, "channels") {
         None => 1,
         Some(c) => c
@@ -164,7 +177,7 @@ fn stream_params(query: &[(String, String)], config: &FakeConfig) -> Result<Stre
         None => None,
         Some(v) => Some(v.parse::<u32>().map_err(|_| "invalid utterance_end_ms")?),
     };
-    Ok(StreamParams {
+    let params = StreamParams {
         sample_rate,
         channels,
         interim_results: param(query, "interim_results") == Some("true"),
@@ -174,7 +187,8 @@ fn stream_params(query: &[(String, String)], config: &FakeConfig) -> Result<Stre
         diarize: param(query, "diarize") == Some("true"),
         model: param(query, "model").unwrap_or("base").to_owned(),
         rms_threshold: config.rms_threshold,
-    })
+    };
+    Ok((params, container))
 }
 
 /// `GET /v1/listen`: check the key, apply injected rejections, validate the
@@ -224,13 +238,25 @@ async fn listen(
         };
         return error_response(&shared, status, err_code, message, query);
     }
-    let params = match stream_params(&query, &shared.config) {
+    let (params, container) = match stream_params(&query, &shared.config) {
         Ok(p) => p,
         Err(e) => {
             return error_response(&shared, StatusCode::BAD_REQUEST, "Bad Request", &e, query);
         }
     };
 
+    let container = match container.then(OggOpusDecoder::new).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            return error_response(
+                &shared,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                &e.to_string(),
+                query,
+            );
+        }
+    };
     let request_id = uuid::Uuid::new_v4();
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let opened_at = shared.since_start();
@@ -266,6 +292,7 @@ async fn listen(
         shared: Arc::clone(&shared),
         index,
         transcriber,
+        container,
         drop_rule,
         outbox: VecDeque::new(),
         last_due: None,
@@ -282,6 +309,8 @@ struct Connection {
     shared: Arc<Shared>,
     index: usize,
     transcriber: Transcriber,
+    /// For a container stream: its demuxer and decoder.
+    container: Option<OggOpusDecoder>,
     drop_rule: Option<(Duration, DropMode)>,
     /// Serialized messages and the time each may be sent.
     outbox: VecDeque<(Instant, String)>,
@@ -419,7 +448,14 @@ impl Connection {
                 });
             }
         });
-        self.transcriber.handle_audio(bytes);
+        match self.container.as_mut() {
+            None => self.transcriber.handle_audio(bytes),
+            Some(c) => match c.handle_bytes(bytes) {
+                Ok(pcm) => self.transcriber.handle_audio(&pcm),
+                // What Deepgram does with audio it cannot decode.
+                Err(e) => return Some(End::Close(1008, format!("DATA-0000: {e}"))),
+            },
+        }
         if let Some((after, mode)) = &self.drop_rule
             && self.transcriber.stream_seconds() >= after.as_secs_f64()
         {

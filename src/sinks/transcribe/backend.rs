@@ -1,11 +1,12 @@
 //! The transcription backend interface: a per-speaker stream that takes
-//! 16 kHz mono PCM and gives back interim and final results. The rest of the
-//! server does not know which backend runs.
+//! audio (16 kHz mono PCM, or Opus packets where the backend accepts them)
+//! and gives back interim and final results. The rest of the server does not
+//! know which backend runs.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::core::transcript::StreamWord;
+use crate::core::transcript::{Chunk, StreamWord};
 
 /// A boxed future, for object-safe async methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -60,10 +61,19 @@ pub enum BackendEvent {
     },
 }
 
+/// The audio a backend takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioInput {
+    /// 16 kHz mono PCM: the sink decodes each frame.
+    Pcm16k,
+    /// Opus packets as the speakers sent them: nothing is decoded.
+    Opus,
+}
+
 /// One open stream to a backend, for one speaker.
 pub trait Connection: Send {
-    /// Sends PCM (16 kHz mono, little-endian i16). Never an empty buffer.
-    fn send_audio(&mut self, pcm: Vec<u8>) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Sends one chunk, in the form [`Backend::input`] asked for.
+    fn send_audio<'a>(&'a mut self, chunk: &'a Chunk) -> BoxFuture<'a, Result<(), BackendError>>;
     /// Asks the backend to finalize what it has (the speaker left).
     fn finalize(&mut self) -> BoxFuture<'_, Result<(), BackendError>>;
     /// Ends the stream: the backend flushes its last finals, then closes.
@@ -78,6 +88,8 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Model name for the transcript.
     fn model(&self) -> String;
+    /// The audio its connections take.
+    fn input(&self) -> AudioInput;
     /// Opens a stream for one speaker.
     fn connect(&self) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>>;
 }

@@ -1,5 +1,8 @@
-//! Deepgram live streaming through the `deepgram` crate (`listen` feature):
-//! `linear16`, 16 kHz, mono, one websocket per speaker.
+//! Deepgram live streaming through the `deepgram` crate (`listen` feature),
+//! one websocket per speaker: `linear16` at 16 kHz mono (the default), or the
+//! speaker's own Opus packets in an Ogg Opus container (`ogg-opus`, no
+//! decoding at all; Deepgram detects the container, so no `encoding` is
+//! sent).
 
 use std::sync::Arc;
 
@@ -8,9 +11,10 @@ use deepgram::common::options::{Language, Model, Options};
 use deepgram::common::stream_response::StreamResponse;
 use deepgram::listen::websocket::WebsocketHandle;
 
-use super::backend::{Backend, BackendError, BackendEvent, BoxFuture, Connection};
-use crate::config::DeepgramConfig;
-use crate::core::transcript::StreamWord;
+use super::backend::{AudioInput, Backend, BackendError, BackendEvent, BoxFuture, Connection};
+use crate::config::{DeepgramConfig, DeepgramEncoding};
+use crate::core::ogg::{OggOpusWriter, OpusHead};
+use crate::core::transcript::{Chunk, ChunkAudio, StreamWord};
 
 /// Why the Deepgram backend could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,13 @@ impl Backend for DeepgramBackend {
         self.config.model.clone()
     }
 
+    fn input(&self) -> AudioInput {
+        match self.config.encoding {
+            DeepgramEncoding::Linear16 => AudioInput::Pcm16k,
+            DeepgramEncoding::OggOpus => AudioInput::Opus,
+        }
+    }
+
     fn connect(&self) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>> {
         let client = self.client.clone();
         let config = self.config.clone();
@@ -81,12 +92,15 @@ impl Backend for DeepgramBackend {
                 .punctuate(true)
                 .keyterms(config.keyterms.iter().map(String::as_str))
                 .build();
-            let handle = client
-                .transcription()
-                .stream_request_with_options(options)
-                .encoding(deepgram::common::options::Encoding::Linear16)
-                .sample_rate(16_000)
-                .channels(1)
+            let request = client.transcription().stream_request_with_options(options);
+            let request = match config.encoding {
+                DeepgramEncoding::Linear16 => request
+                    .encoding(deepgram::common::options::Encoding::Linear16)
+                    .sample_rate(16_000)
+                    .channels(1),
+                DeepgramEncoding::OggOpus => request,
+            };
+            let handle = request
                 .interim_results(config.interim_results)
                 .endpointing(deepgram::common::options::Endpointing::CustomDurationMs(
                     config.endpointing_ms,
@@ -97,13 +111,52 @@ impl Backend for DeepgramBackend {
                 .handle()
                 .await
                 .map_err(|e| classify(&e))?;
-            Ok(Box::new(DeepgramConnection { handle }) as Box<dyn Connection>)
+            let ogg = (config.encoding == DeepgramEncoding::OggOpus).then(ogg_stream);
+            Ok(Box::new(DeepgramConnection { handle, ogg }) as Box<dyn Connection>)
         })
     }
 }
 
 struct DeepgramConnection {
     handle: WebsocketHandle,
+    /// With `ogg-opus`: this connection's Ogg stream (each connection is a
+    /// new stream, headers first, so a reconnect starts a clean one).
+    ogg: Option<OggOpusWriter>,
+}
+
+/// A mono Ogg Opus stream with no pre-skip: its decoded length is exactly
+/// the sum of the packets' lengths, so Deepgram's stream time is the
+/// 48 kHz sample count the transcript stream keeps.
+fn ogg_stream() -> OggOpusWriter {
+    let head = OpusHead {
+        channels: 1,
+        pre_skip: 0,
+        input_sample_rate: 48_000,
+        output_gain: 0,
+    };
+    OggOpusWriter::new(rand::random(), &head, "hearken", &[])
+}
+
+impl DeepgramConnection {
+    /// The bytes of one websocket message for `chunk`.
+    fn encode(&mut self, chunk: &Chunk) -> Result<Vec<u8>, BackendError> {
+        match (&chunk.audio, self.ogg.as_mut()) {
+            (ChunkAudio::Pcm16k(_), None) => Ok(chunk.pcm_bytes().unwrap_or_default()),
+            (ChunkAudio::Opus(packet), Some(ogg)) => {
+                let samples = u32::try_from(chunk.samples)
+                    .map_err(|_| BackendError::new("protocol", "an Opus chunk is too long"))?;
+                ogg.push_packet(packet, samples)
+                    .map_err(|e| BackendError::new("protocol", e.to_string()))?;
+                // One page per message: Deepgram decodes as pages arrive.
+                ogg.flush();
+                Ok(ogg.take_output())
+            }
+            _ => Err(BackendError::new(
+                "protocol",
+                "audio in a form this connection was not opened for",
+            )),
+        }
+    }
 }
 
 fn words_of(channel: &deepgram::common::stream_response::Channel) -> (String, Vec<StreamWord>) {
@@ -124,14 +177,15 @@ fn words_of(channel: &deepgram::common::stream_response::Channel) -> (String, Ve
 }
 
 impl Connection for DeepgramConnection {
-    fn send_audio(&mut self, pcm: Vec<u8>) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn send_audio<'a>(&'a mut self, chunk: &'a Chunk) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            if pcm.is_empty() {
+            let bytes = self.encode(chunk)?;
+            if bytes.is_empty() {
                 // An empty frame would close the stream.
                 return Ok(());
             }
             self.handle
-                .send_data(pcm)
+                .send_data(bytes)
                 .await
                 .map_err(|e| BackendError::new("send", e.to_string()))
         })

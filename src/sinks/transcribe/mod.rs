@@ -3,8 +3,10 @@
 //!
 //! Frames reach it from the recorder thread, after the consent audit events
 //! before them are on disk (so the backend never gets audio before the audit
-//! says it may). Each speaker of a call gets a task that decodes Opus to
-//! 16 kHz PCM, buffers it ([`SpeakerStream`]) from the moment capture is
+//! says it may). Each speaker of a call gets a task that keeps only the
+//! frames where the speaker talks ([`TalkFilter`]), decodes them to 16 kHz
+//! PCM (or passes the Opus through, for a backend that takes it), buffers
+//! them ([`SpeakerStream`]) from the moment capture is
 //! allowed, even before the connection is up, resends what no final result
 //! covered after a reconnect, maps word times back to call time and drops
 //! repeats. At the end of the call the last finals are awaited (bounded), and
@@ -13,7 +15,7 @@
 pub mod backend;
 pub mod deepgram;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,8 +29,9 @@ use tracing::{debug, info, warn};
 use crate::core::conference::CallSummary;
 use crate::core::ids::CallId;
 use crate::core::transcript::{CallWord, Chunk, Coverage, SpeakerStream};
+use crate::core::voice::{TalkFilter, TalkFilterConfig, TalkFrame, VoiceHint};
 use crate::metrics::Metrics;
-use backend::{Backend, BackendEvent, Connection};
+use backend::{AudioInput, Backend, BackendEvent, Connection};
 
 /// A transcript segment on the call timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +183,8 @@ pub enum TranscribeMsg {
         position: u64,
         /// Opus packet.
         payload: Arc<[u8]>,
+        /// What the sender said about speech in it.
+        voice: VoiceHint,
     },
     /// A speaker left: finalize what they said.
     ParticipantLeft {
@@ -240,6 +245,8 @@ pub struct SinkSettings {
     pub buffer_seconds: u64,
     /// Bound on waiting for the last finals.
     pub finish_timeout: Duration,
+    /// Transcribe only while speakers talk; `None` sends every frame.
+    pub talk_filter: Option<TalkFilterConfig>,
 }
 
 /// Starts the sink on the current tokio runtime.
@@ -270,7 +277,11 @@ pub fn spawn(
 }
 
 enum SpeakerMsg {
-    Frame { position: u64, payload: Arc<[u8]> },
+    Frame {
+        position: u64,
+        payload: Arc<[u8]>,
+        voice: VoiceHint,
+    },
     Leave,
 }
 
@@ -297,10 +308,15 @@ impl Dispatcher {
                     participant_id,
                     position,
                     payload,
+                    voice,
                 } => {
                     self.frames_queued.fetch_sub(1, Ordering::AcqRel);
                     let speaker = self.speaker(&call_id, &participant_id);
-                    let _ = speaker.tx.send(SpeakerMsg::Frame { position, payload });
+                    let _ = speaker.tx.send(SpeakerMsg::Frame {
+                        position,
+                        payload,
+                        voice,
+                    });
                 }
                 TranscribeMsg::ParticipantLeft {
                     call_id,
@@ -472,8 +488,8 @@ struct SpeakerTask {
 impl SpeakerTask {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<SpeakerMsg>) -> Coverage {
         let mut stream = SpeakerStream::new(self.settings.buffer_seconds);
-        let mut decoder = opus::Decoder::new(16_000, opus::Channels::Mono).ok();
-        let mut pcm = vec![0i16; 1920];
+        let mut talk = self.settings.talk_filter.map(TalkFilter::new);
+        let mut audio = FrameAudio::new(self.backend.input());
         let mut conn: Option<Box<dyn Connection>> = None;
         let mut backoff = Duration::from_millis(200);
         let mut next_attempt = Instant::now();
@@ -482,7 +498,7 @@ impl SpeakerTask {
         let mut reported_buffer = 0.0;
         // (call time at the end of a chunk, when it arrived): for the
         // audio-to-final latency of each final result.
-        let mut arrivals: std::collections::VecDeque<(u64, Instant)> = Default::default();
+        let mut arrivals: VecDeque<(u64, Instant)> = VecDeque::new();
         loop {
             let now = Instant::now();
             if let Some(deadline) = ending
@@ -516,8 +532,8 @@ impl SpeakerTask {
             }
             if let Some(c) = conn.as_mut() {
                 let mut failed = false;
-                while let Some(bytes) = stream.poll_send() {
-                    if let Err(e) = c.send_audio(bytes).await {
+                while let Some(chunk) = stream.poll_send() {
+                    if let Err(e) = c.send_audio(chunk).await {
                         debug!(error = %e, "send failed");
                         failed = true;
                         break;
@@ -541,22 +557,10 @@ impl SpeakerTask {
                 });
             tokio::select! {
                 msg = rx.recv(), if ending.is_none() => match msg {
-                    Some(SpeakerMsg::Frame { position, payload }) => {
-                        if let Some(d) = decoder.as_mut() {
-                            match d.decode(&payload, &mut pcm, false) {
-                                Ok(n) if n > 0 => {
-                                    arrivals.push_back((position + n as u64 * 3, Instant::now()));
-                                    if arrivals.len() > 20_000 {
-                                        arrivals.pop_front();
-                                    }
-                                    let chunk = Chunk { call_start: position, pcm: pcm[..n].to_vec() };
-                                    if let Some(lost) = stream.push(chunk) {
-                                        self.metrics.transcription_lost_seconds.inc_by(lost.seconds);
-                                        warn!(call = %self.call_id, start = lost.start, seconds = lost.seconds, "transcription buffer full: audio dropped");
-                                    }
-                                }
-                                _ => self.metrics.drop_frame(crate::metrics::DropReason::Malformed),
-                            }
+                    Some(SpeakerMsg::Frame { position, payload, voice }) => {
+                        let passed = self.filter(talk.as_mut(), position, payload, voice);
+                        for frame in passed {
+                            self.buffer(&mut audio, &mut stream, &mut arrivals, frame);
                         }
                     }
                     Some(SpeakerMsg::Leave) => {
@@ -608,7 +612,14 @@ impl SpeakerTask {
         self.metrics
             .transcription_buffered_seconds
             .sub(reported_buffer);
-        let coverage = stream.coverage();
+        let mut coverage = stream.coverage();
+        if let Some(t) = talk.as_mut() {
+            t.finish();
+            coverage.skipped_silence_seconds = t.skipped_seconds();
+            self.metrics
+                .transcription_skipped_silence_seconds
+                .inc_by(coverage.skipped_silence_seconds);
+        }
         self.metrics
             .transcription_captured_seconds
             .inc_by(coverage.captured_seconds);
@@ -616,6 +627,57 @@ impl SpeakerTask {
             .transcription_acknowledged_seconds
             .inc_by(coverage.acknowledged_seconds);
         coverage
+    }
+
+    /// The frames to transcribe, of those up to this one.
+    fn filter(
+        &self,
+        talk: Option<&mut TalkFilter>,
+        position: u64,
+        payload: Arc<[u8]>,
+        voice: VoiceHint,
+    ) -> Vec<TalkFrame> {
+        let Ok(samples) = crate::core::opus::packet_samples(&payload) else {
+            self.metrics
+                .drop_frame(crate::metrics::DropReason::Malformed);
+            return Vec::new();
+        };
+        let speech = voice.is_speech(payload.len());
+        let frame = TalkFrame {
+            position,
+            samples: u64::from(samples),
+            payload,
+        };
+        match talk {
+            Some(t) => {
+                t.handle_frame(frame, speech);
+                std::iter::from_fn(|| t.poll_frame()).collect()
+            }
+            None => vec![frame],
+        }
+    }
+
+    /// Decodes (or wraps) a frame and buffers it for the backend.
+    fn buffer(
+        &self,
+        audio: &mut FrameAudio,
+        stream: &mut SpeakerStream,
+        arrivals: &mut VecDeque<(u64, Instant)>,
+        frame: TalkFrame,
+    ) {
+        let Some(chunk) = audio.chunk(frame) else {
+            self.metrics
+                .drop_frame(crate::metrics::DropReason::Malformed);
+            return;
+        };
+        arrivals.push_back((chunk.call_start + chunk.samples, Instant::now()));
+        if arrivals.len() > 20_000 {
+            arrivals.pop_front();
+        }
+        if let Some(lost) = stream.push(chunk) {
+            self.metrics.transcription_lost_seconds.inc_by(lost.seconds);
+            warn!(call = %self.call_id, start = lost.start, seconds = lost.seconds, "transcription buffer full: audio dropped");
+        }
     }
 
     fn lose_connection(
@@ -658,6 +720,42 @@ impl SpeakerTask {
             words,
         };
         self.store.add(&self.call_id, kind, segment);
+    }
+}
+
+/// Turns frames into chunks in the form the backend takes.
+enum FrameAudio {
+    /// Decode to 16 kHz mono (`None` if libopus could not start, in which
+    /// case every frame is dropped and counted).
+    Pcm16k {
+        decoder: Option<opus::Decoder>,
+        pcm: Vec<i16>,
+    },
+    /// Pass the packets through.
+    Opus,
+}
+
+impl FrameAudio {
+    fn new(input: AudioInput) -> Self {
+        match input {
+            AudioInput::Pcm16k => Self::Pcm16k {
+                decoder: opus::Decoder::new(16_000, opus::Channels::Mono).ok(),
+                // 120 ms at 16 kHz: the longest Opus packet.
+                pcm: vec![0; 1920],
+            },
+            AudioInput::Opus => Self::Opus,
+        }
+    }
+
+    /// The chunk for a frame; `None` if it cannot be decoded.
+    fn chunk(&mut self, frame: TalkFrame) -> Option<Chunk> {
+        match self {
+            Self::Pcm16k { decoder, pcm } => {
+                let n = decoder.as_mut()?.decode(&frame.payload, pcm, false).ok()?;
+                (n > 0).then(|| Chunk::pcm(frame.position, pcm[..n].to_vec()))
+            }
+            Self::Opus => Some(Chunk::opus(frame.position, frame.samples, frame.payload)),
+        }
     }
 }
 
