@@ -94,6 +94,9 @@ pub struct Metrics {
     pub recorder_write_errors: IntCounter,
     /// Time from WHIP offer received to answer ready.
     pub whip_answer_seconds: Histogram,
+    /// WHIP offers turned away with 503, by reason (`node_full`,
+    /// `shutting_down`).
+    pub admission_rejected: IntCounterVec,
     /// Session capacity of this node (`limits.max_sessions`).
     pub sessions_capacity: IntGauge,
     /// Media workers running.
@@ -228,6 +231,11 @@ impl Metrics {
             recorder_written_bytes: reg!(counter(
                 "hearken_recorder_written_bytes_total",
                 "Bytes written to recordings."
+            )),
+            admission_rejected: reg!(counter_vec(
+                "hearken_admission_rejected_total",
+                "WHIP offers answered 503 because the node was full or shutting down.",
+                &["reason"]
             )),
             recorder_frames_written: reg!(counter(
                 "hearken_recorder_frames_written_total",
@@ -422,6 +430,9 @@ impl Metrics {
         }
         for state in CONSENT_STATES {
             metrics.consent_participants.with_label_values(&[state]);
+        }
+        for reason in ["node_full", "shutting_down"] {
+            metrics.admission_rejected.with_label_values(&[reason]);
         }
         for reason in DropReason::ALL {
             metrics

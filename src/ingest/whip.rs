@@ -60,6 +60,11 @@ pub async fn create(
     let started = Instant::now();
     let retry_after = state.config.limits.retry_after_secs;
     if !state.is_accepting() {
+        state
+            .metrics
+            .admission_rejected
+            .with_label_values(&["shutting_down"])
+            .inc();
         return Err(Problem::unavailable(
             "shutting-down",
             "this node is shutting down",
@@ -96,6 +101,11 @@ pub async fn create(
     let worker = {
         let mut registry = state.registry();
         if registry.sessions.len() >= state.config.limits.max_sessions {
+            state
+                .metrics
+                .admission_rejected
+                .with_label_values(&["node_full"])
+                .inc();
             return Err(Problem::unavailable(
                 "node-full",
                 format!(
