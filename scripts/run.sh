@@ -5,18 +5,9 @@
 # Extra arguments go to `hearken serve` (e.g. --config FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cargo >/dev/null; then
-  echo "error: cargo is not installed; install a Rust toolchain (1.89 or newer) first" >&2
-  exit 1
-fi
+source scripts/lib.sh
+require_cargo
 missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v cc >/dev/null || missing+=(build-essential)
-if ((${#missing[@]})); then
-  echo "==> installing Debian packages: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+add_missing_build_tools missing
+install_debian_packages "${missing[@]}"
 exec cargo run --release --locked --bin hearken -- serve "$@"

@@ -8,25 +8,15 @@
 # network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-if ! command -v cargo >/dev/null; then
-  echo "error: cargo is not installed; install a Rust toolchain (1.89 or newer) first" >&2
-  exit 1
-fi
+source scripts/lib.sh
+require_cargo
 
 missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v cc >/dev/null || missing+=(build-essential)
+add_missing_build_tools missing
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
-if ((${#missing[@]})); then
-  echo "==> installing Debian packages: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_debian_packages "${missing[@]}"
 
 echo "==> format"
 cargo fmt --all -- --check

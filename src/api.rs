@@ -190,16 +190,36 @@ pub struct CallListItem {
     pub participants: usize,
 }
 
-async fn snapshot(state: &AppState, call_id: &CallId) -> Option<CallSummary> {
-    let worker = state.registry().calls.get(call_id).map(|c| c.worker)?;
+/// Sends the command `make` builds to the worker that owns `call_id` and
+/// waits, at most `limit`, for its reply. `Ok(None)`: the call is on no
+/// worker, or the worker did not answer in time; `Err`: the worker is gone.
+async fn ask_call_worker<T>(
+    state: &AppState,
+    call_id: &CallId,
+    limit: Duration,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> WorkerCommand,
+) -> Result<Option<T>, Problem> {
+    let Some(worker) = state.registry().calls.get(call_id).map(|c| c.worker) else {
+        return Ok(None);
+    };
     let (reply, rx) = tokio::sync::oneshot::channel();
     state.workers[worker]
-        .send(WorkerCommand::Snapshot {
+        .send(make(reply))
+        .map_err(Problem::internal)?;
+    Ok(wait_for(rx, limit).await)
+}
+
+async fn snapshot(state: &AppState, call_id: &CallId) -> Option<CallSummary> {
+    ask_call_worker(state, call_id, Duration::from_secs(2), |reply| {
+        WorkerCommand::Snapshot {
             call_id: call_id.clone(),
             reply,
-        })
-        .ok()?;
-    wait_for(rx, Duration::from_secs(2)).await.flatten()
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+    .flatten()
 }
 
 async fn list_calls(
@@ -314,29 +334,31 @@ async fn end_call(
 ) -> Result<Json<CallSummary>, Problem> {
     require_bearer(&state, &headers)?;
     let call_id = parse_call_id(&call_id)?;
-    let worker = state.registry().calls.get(&call_id).map(|c| c.worker);
-    if let Some(worker) = worker {
-        let (reply, existed) = tokio::sync::oneshot::channel();
-        let (finished_tx, finished) = tokio::sync::oneshot::channel();
-        state.workers[worker]
-            .send(WorkerCommand::EndCall {
-                call_id: call_id.clone(),
-                reason: EndReason::Api,
-                reply,
-                on_call_finished: Some(Box::new(move |s| {
-                    let _ = finished_tx.send(s);
-                })),
-            })
-            .map_err(Problem::internal)?;
-        if wait_for(existed, END_TIMEOUT).await == Some(true)
-            && let Some(summary) = wait_for(finished, END_TIMEOUT).await
-        {
-            return Ok(Json(summary));
+    let (finished_tx, finished) = tokio::sync::oneshot::channel();
+    let existed = ask_call_worker(&state, &call_id, END_TIMEOUT, |reply| {
+        WorkerCommand::EndCall {
+            call_id: call_id.clone(),
+            reason: EndReason::Api,
+            reply,
+            on_call_finished: Some(Box::new(move |s| {
+                let _ = finished_tx.send(s);
+            })),
         }
+    })
+    .await?;
+    if existed == Some(true)
+        && let Some(summary) = wait_for(finished, END_TIMEOUT).await
+    {
+        return Ok(Json(summary));
     }
     // Not in progress: ending an ended call is a no-op that shows its result.
     stored_call(&state, &call_id).await.map(Json)
 }
+
+/// Calls not started yet for which participant details may wait.
+const MAX_PENDING_CALLS: usize = 10_000;
+/// Participants of one such call.
+const MAX_PENDING_PARTICIPANTS: usize = 1_000;
 
 /// Longest participant id accepted in a URL.
 const MAX_PARTICIPANT_ID: usize = 256;
@@ -415,29 +437,45 @@ async fn put_participant(
             .set_display_name(&call_id, &participant_id, name);
     }
     // Kept for the call's start in case it is not on a worker yet; sent to
-    // the worker when it is (applying details twice is harmless).
+    // the worker when it is (applying details twice is harmless). Bounded:
+    // details for calls that never start must not grow memory forever.
     if let Ok(mut pending) = state.consent.pending_details.lock() {
+        if !pending.contains_key(&call_id) && pending.len() >= MAX_PENDING_CALLS {
+            return Err(Problem::unavailable(
+                "too-many-pending-calls",
+                format!(
+                    "details are held for {MAX_PENDING_CALLS} calls that have not started; \
+                     start some of them or retry later"
+                ),
+                state.config.limits.retry_after_secs,
+            ));
+        }
         let list = pending.entry(call_id.clone()).or_default();
         list.retain(|(id, _)| id != &participant_id);
+        if list.len() >= MAX_PENDING_PARTICIPANTS {
+            return Err(Problem::unprocessable(
+                "too-many-participants",
+                format!(
+                    "at most {MAX_PENDING_PARTICIPANTS} participants per call before it starts"
+                ),
+            ));
+        }
         list.push((participant_id.clone(), details.clone()));
     }
-    let worker = state.registry().calls.get(&call_id).map(|c| c.worker);
     let mut applied = "pending";
-    if let Some(worker) = worker {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        state.workers[worker]
-            .send(WorkerCommand::ParticipantDetails {
-                call_id: call_id.clone(),
-                participant_id: participant_id.clone(),
-                details,
-                reply,
-            })
-            .map_err(Problem::internal)?;
-        if wait_for(rx, Duration::from_secs(5)).await == Some(true) {
-            applied = "live";
-            if let Ok(mut pending) = state.consent.pending_details.lock() {
-                pending.remove(&call_id);
-            }
+    let live = ask_call_worker(&state, &call_id, Duration::from_secs(5), |reply| {
+        WorkerCommand::ParticipantDetails {
+            call_id: call_id.clone(),
+            participant_id: participant_id.clone(),
+            details,
+            reply,
+        }
+    })
+    .await?;
+    if live == Some(true) {
+        applied = "live";
+        if let Ok(mut pending) = state.consent.pending_details.lock() {
+            pending.remove(&call_id);
         }
     }
     Ok(Json(serde_json::json!({
@@ -484,23 +522,17 @@ async fn post_consent(
         Some("verbal") => ConsentMethod::Verbal,
         _ => ConsentMethod::Api,
     };
-    let worker = state
-        .registry()
-        .calls
-        .get(&call_id)
-        .map(|c| c.worker)
-        .ok_or_else(|| Problem::not_found(format!("no call {call_id} in progress")))?;
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    state.workers[worker]
-        .send(WorkerCommand::ConsentSignal {
+    let signalled = ask_call_worker(&state, &call_id, Duration::from_secs(5), |reply| {
+        WorkerCommand::ConsentSignal {
             call_id: call_id.clone(),
             participant_id: participant_id.clone(),
             decision,
             method,
             reply,
-        })
-        .map_err(Problem::internal)?;
-    if wait_for(rx, Duration::from_secs(5)).await != Some(true) {
+        }
+    })
+    .await?;
+    if signalled != Some(true) {
         return Err(Problem::not_found(format!("no call {call_id} in progress")));
     }
     Ok(Json(serde_json::json!({

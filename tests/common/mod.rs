@@ -90,15 +90,7 @@ impl TestServer {
     }
 
     pub async fn call_json(&self, call_id: &str) -> serde_json::Value {
-        self.client
-            .get(self.url(&format!("/v1/calls/{call_id}")))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("http")
-            .json()
-            .await
-            .expect("json")
+        request_json(self, reqwest::Method::GET, &format!("/v1/calls/{call_id}")).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -564,16 +556,7 @@ pub async fn transcribing_server(
 
 /// `GET /v1/calls/{call}/transcript` as JSON.
 pub async fn transcript(server: &TestServer, call: &str) -> serde_json::Value {
-    server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/transcript")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json")
+    get_json(server, &format!("/v1/calls/{call}/transcript")).await
 }
 
 /// All words of one participant, sorted: (start, end, word).
@@ -599,37 +582,28 @@ pub fn words_of(transcript: &serde_json::Value, participant: &str) -> Vec<(f64, 
 
 /// `GET /v1/calls/{call}/consent`: the consent audit log.
 pub async fn consent_log(server: &TestServer, call: &str) -> serde_json::Value {
-    server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/consent")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json")
+    get_json(server, &format!("/v1/calls/{call}/consent")).await
 }
 
 /// An authorized `GET` of a JSON resource.
 pub async fn get_json(server: &TestServer, path: &str) -> serde_json::Value {
-    server
-        .client
-        .get(server.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json")
+    request_json(server, reqwest::Method::GET, path).await
 }
 
 /// An authorized `POST` with no body, answered with JSON.
 pub async fn post_empty(server: &TestServer, path: &str) -> serde_json::Value {
+    request_json(server, reqwest::Method::POST, path).await
+}
+
+/// An authorized request with no body, answered with JSON.
+pub async fn request_json(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+) -> serde_json::Value {
     server
         .client
-        .post(server.url(path))
+        .request(method, server.url(path))
         .bearer_auth(TOKEN)
         .send()
         .await
