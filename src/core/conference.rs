@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::consent::engine::{
-    ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, GateReason,
+    ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, GateCache, GateReason,
     ParticipantDetails, PromptKind,
 };
 use super::ids::{CallId, participant_file_stem};
@@ -196,6 +196,8 @@ struct Participant {
     active: Option<SessionKey>,
     timeline: SpeakerTimeline,
     highest_seq: Option<u64>,
+    /// The consent gate's latest verdict for this participant.
+    gate_cache: GateCache,
     packets_received: u64,
     packets_lost: u64,
     bytes_received: u64,
@@ -473,6 +475,7 @@ impl Conference {
             active: None,
             timeline: SpeakerTimeline::new(TimelineConfig::default()),
             highest_seq: None,
+            gate_cache: GateCache::default(),
             packets_received: 0,
             packets_lost: 0,
             bytes_received: 0,
@@ -520,7 +523,9 @@ impl Conference {
         {
             stats.reanchored = 1;
         }
-        let verdict = self.consent.allows(&p.id, placement.position);
+        let verdict = self
+            .consent
+            .allows_cached(&p.id, placement.position, &mut p.gate_cache);
         if !verdict.allowed {
             p.frames_withheld += 1;
             stats.withheld = Some(verdict.reason);

@@ -20,10 +20,12 @@ use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustc_hash::FxHashMap;
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecExtra, FormatParams};
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tracing::{Span, debug, debug_span, info, info_span, trace, warn};
 
@@ -261,8 +263,8 @@ pub fn spawn(
         playbacks: Vec::new(),
         call_timers: BinaryHeap::new(),
         next_sweep: Instant::now(),
-        sessions: HashMap::new(),
-        by_addr: HashMap::new(),
+        sessions: FxHashMap::default(),
+        by_addr: FxHashMap::default(),
         calls: HashMap::new(),
         timers: BinaryHeap::new(),
         next_key: 1,
@@ -299,8 +301,8 @@ struct Session {
     secret: String,
     rtc: Rtc,
     offer: OfferSummary,
-    speakers: HashMap<Mid, (ParticipantIdx, Span)>,
-    dtmf: HashMap<Mid, DtmfAssembler>,
+    speakers: FxHashMap<Mid, (ParticipantIdx, Span)>,
+    dtmf: FxHashMap<Mid, DtmfAssembler>,
     remote_addrs: Vec<SocketAddr>,
     scheduled: Option<Instant>,
     /// When anything last arrived from the client.
@@ -359,8 +361,12 @@ struct Worker {
     playbacks: Vec<Playback>,
     call_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     next_sweep: Instant,
-    sessions: HashMap<u64, Session>,
-    by_addr: HashMap<SocketAddr, u64>,
+    // Looked up for every datagram, so hashed with Fx rather than SipHash.
+    // Neither key is open to hash flooding: session keys are the worker's
+    // own, and an address enters `by_addr` only with an authenticated STUN
+    // check.
+    sessions: FxHashMap<u64, Session>,
+    by_addr: FxHashMap<SocketAddr, u64>,
     calls: HashMap<CallId, Call>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     next_key: u64,
@@ -577,8 +583,13 @@ impl Worker {
         loop {
             match session.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    // Only a new deadline needs a heap entry; stale ones are skipped.
-                    if session.scheduled != Some(t) {
+                    // One live heap entry per session, its earliest deadline.
+                    // A later deadline waits for that entry to fire (str0m
+                    // takes an early timeout as a no-op and says when to come
+                    // back), so a deadline that slides forward with every
+                    // packet costs no heap traffic. Replaced entries are
+                    // skipped when they surface.
+                    if session.scheduled.is_none_or(|s| t < s) {
                         session.scheduled = Some(t);
                         timers.push(Reverse((t, key)));
                     }
@@ -938,8 +949,8 @@ impl Worker {
                 secret,
                 rtc,
                 offer: summary,
-                speakers: HashMap::new(),
-                dtmf: HashMap::new(),
+                speakers: FxHashMap::default(),
+                dtmf: FxHashMap::default(),
                 remote_addrs: Vec::new(),
                 scheduled: None,
                 last_input: now,
@@ -1079,9 +1090,18 @@ impl Worker {
 
 /// A new `Rtc` for one WHIP session: ICE-lite (the server never trickles),
 /// Opus only, telephone-event when offered.
+///
+/// Only two RTP header extensions are answered: the audio level (it says
+/// when a speaker talks) and the MID (BUNDLE demultiplexing). Hearken only
+/// receives and sends no bandwidth-adaptive media, so transport-wide
+/// congestion control would be pure cost: with it negotiated, str0m sends a
+/// TWCC feedback packet every 50 ms per session.
 fn new_rtc(now: Instant) -> Rtc {
     let mut config = RtcConfig::new()
         .set_ice_lite(true)
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(4, Extension::RtpMid)
         .clear_codecs()
         .enable_opus(true, false);
     let codecs = config.codec_config();

@@ -318,6 +318,20 @@ pub struct ConsentEngine {
     /// never recorded before it (a late report, e.g. a prompt's end, must
     /// not rewrite the gate's history), and no deadline is set before it.
     now: u64,
+    /// Counts every change to any gate (see [`GateCache`]).
+    gate_epoch: u64,
+}
+
+/// One participant's latest verdict, kept by the caller between frames so
+/// the steady state costs two integer compares instead of a lookup by id:
+/// with hundreds of calls on a worker, that lookup touches cold memory on
+/// every packet. Valid while no gate of the engine changed and for frames
+/// at or after the participant's last gate change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GateCache {
+    epoch: u64,
+    from: u64,
+    verdict: Option<Verdict>,
 }
 
 fn secs(t: u64) -> f64 {
@@ -338,6 +352,7 @@ impl ConsentEngine {
             paused: false,
             ever_open: false,
             now: 0,
+            gate_epoch: 0,
         }
     }
 
@@ -535,6 +550,7 @@ impl ConsentEngine {
                         }));
                     self.outputs.push_back(ConsentOutput::DiscardAll);
                     self.discarded = true;
+                    self.gate_epoch += 1;
                 }
                 if self.stopped && !was_stopped {
                     let to = self.present_ids();
@@ -632,6 +648,33 @@ impl ConsentEngine {
                 reason: GateReason::AwaitingOwnConsent,
             },
         }
+    }
+
+    /// Exactly [`Self::allows`], answered from `cache` when it still holds.
+    pub fn allows_cached(&self, id: &str, t: u64, cache: &mut GateCache) -> Verdict {
+        if let Some(verdict) = cache.verdict
+            && cache.epoch == self.gate_epoch
+            && t >= cache.from
+        {
+            return verdict;
+        }
+        let verdict = self.allows(id, t);
+        let last_change = self
+            .participants
+            .get(id)
+            .and_then(|p| p.gate.last())
+            .map(|&(at, _, _)| at);
+        *cache = match last_change {
+            // The last change decides every frame from it on, until the
+            // next change.
+            Some(at) if !self.discarded && t >= at => GateCache {
+                epoch: self.gate_epoch,
+                from: at,
+                verdict: Some(verdict),
+            },
+            _ => GateCache::default(),
+        };
+        verdict
     }
 
     /// FIX (consent tests): notes the latest time handed in.
@@ -838,6 +881,7 @@ impl ConsentEngine {
                         reason,
                     }));
                 p.gate.push((t, open, reason));
+                self.gate_epoch += 1;
             }
         }
         let any_open_now = self.participants.values().any(|p| p.gate_now().0);

@@ -581,6 +581,9 @@ struct Sim {
     times: Vec<u64>,
     discards: usize,
     step: usize,
+    /// Each participant's gate cache, kept across steps as the conference
+    /// keeps it across frames, so stale caches are exercised.
+    caches: std::cell::RefCell<std::collections::HashMap<String, GateCache>>,
 }
 
 fn fail(msg: String) -> TestCaseError {
@@ -623,6 +626,7 @@ impl Sim {
             times: vec![0],
             discards: 0,
             step: 0,
+            caches: Default::default(),
             sc,
         }
     }
@@ -693,6 +697,15 @@ impl Sim {
         for id in IDS.iter().take(self.sc.people).chain([&GHOST]) {
             for &t in &times {
                 let verdict = self.engine.allows(id, t);
+                let mut caches = self.caches.borrow_mut();
+                let cache = caches.entry(id.to_string()).or_default();
+                prop_assert_eq!(
+                    self.engine.allows_cached(id, t, cache),
+                    verdict,
+                    "the cached verdict of {} at {}",
+                    id,
+                    t
+                );
                 self.oracle.check(id, t, verdict).map_err(fail)?;
                 if id == &GHOST {
                     prop_assert!(!verdict.allowed, "unknown participant allowed");

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One capacity measurement, as loadtest/RESULTS.md reports them: a fresh
+# release server pinned to CPU 0 (one media worker), the load generator
+# pinned to CPU 1, both on loopback; the generator's JSON report is the last
+# line of the output.
+#
+#   loadtest/measure.sh [--transcribe linear16|ogg-opus] [--server-env K=V]... -- LOADTEST_ARGS...
+#
+# e.g. loadtest/measure.sh -- --calls 200 --speakers-per-call 5 --duration 60 --ramp 100
+#
+# The server's data goes to a temporary directory that is removed afterwards.
+# Run `cargo build --release -p hearken -p hearken-loadtest` first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}/release"
+transcribe=""
+server_env=()
+while (($#)); do
+  case "$1" in
+    --transcribe) transcribe="$2"; shift 2 ;;
+    --server-env) server_env+=("$2"); shift 2 ;;
+    --) shift; break ;;
+    *) echo "error: unknown option $1 (loadtest arguments go after --)" >&2; exit 2 ;;
+  esac
+done
+for bin in hearken hearken-loadtest; do
+  [ -x "$target/$bin" ] || { echo "error: $target/$bin is missing; build it with cargo build --release" >&2; exit 2; }
+done
+port=18080
+fake_port=18765
+data="$(mktemp -d)"
+env_list=(
+  HEARKEN_HTTP_LISTEN="127.0.0.1:$port"
+  HEARKEN_STORAGE_DATA_DIR="$data"
+  HEARKEN_MEDIA_WORKERS=1
+  HEARKEN_MEDIA_PORT_BASE=41000
+  HEARKEN_LIMITS_MAX_SESSIONS=20000
+  RUST_LOG=warn
+)
+loadtest_extra=()
+if [ -n "$transcribe" ]; then
+  env_list+=(
+    HEARKEN_TRANSCRIPTION_BACKEND=deepgram
+    HEARKEN_TRANSCRIPTION_DEEPGRAM_URL="http://127.0.0.1:$fake_port"
+    HEARKEN_TRANSCRIPTION_DEEPGRAM_ENCODING="$transcribe"
+    DEEPGRAM_API_KEY=fake-deepgram-key
+  )
+  loadtest_extra+=(--fake-deepgram-port "$fake_port")
+fi
+env_list+=("${server_env[@]}")
+env "${env_list[@]}" taskset -c 0 "$target/hearken" serve >"$data/server.log" 2>&1 &
+server=$!
+cleanup() {
+  kill -TERM "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.1
+done
+# Real-time priority keeps the generator's 20 ms pacing honest while other
+# work runs on the machine (best effort: needs the privilege).
+rt=()
+chrt -r 10 true 2>/dev/null && rt=(chrt -r 10)
+"${rt[@]}" taskset -c 1 "$target/hearken-loadtest" \
+  --url "http://127.0.0.1:$port" --token hearken-dev --server-pid "$server" \
+  "${loadtest_extra[@]}" "$@"

@@ -1,0 +1,291 @@
+//! A media thread: many [`Speaker`]s driven from one mio `Poll`.
+//!
+//! Every speaker's socket is registered with the poll, so only sockets that
+//! have something are read; everything time-driven (the next 20 ms packet,
+//! the `Rtc`'s timeouts, the connect deadline) goes through one min-heap of
+//! wake-ups, so an idle millisecond costs nothing however many speakers the
+//! thread has. The poll sleeps until the earliest wake-up (mio rounds its
+//! timeout up to the next millisecond, so wakes are late by under 1 ms
+//! rather than early, and never spin).
+//!
+//! The heap is lazily invalidated: a speaker whose wake-up moves pushes a new
+//! entry and the old one is skipped when it surfaces (it no longer matches
+//! the speaker's `scheduled` time). That keeps every reschedule `O(log n)`
+//! without a decrease-key operation.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::audio::Audio;
+use crate::client::{RECV_BUFFER, SendCounters, Speaker, Status};
+
+/// The token of the waker that signals new commands; speakers use their slot
+/// index, which never reaches it.
+const WAKER: Token = Token(usize::MAX);
+/// Readiness events handled per poll.
+const EVENTS_CAPACITY: usize = 1_024;
+
+/// What a media thread tells the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MediaReport {
+    /// Session `session` connected `ms` after its POST was sent.
+    Connected {
+        /// The coordinator's session index.
+        session: usize,
+        /// POST sent to `Event::Connected`, in milliseconds.
+        ms: f64,
+    },
+    /// Session `session` ended on the client side.
+    Failed {
+        /// The coordinator's session index.
+        session: usize,
+        /// Why (a stable `errors_by_kind` key).
+        kind: &'static str,
+    },
+}
+
+/// What the coordinator tells a media thread.
+enum Command {
+    /// Take over a speaker whose answer was accepted.
+    Add(Box<Speaker>),
+    /// Drop every speaker and exit.
+    Stop,
+}
+
+/// Where speakers are handed to a media thread; cheap to clone into
+/// signalling tasks.
+#[derive(Clone)]
+pub struct MediaInbox {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl MediaInbox {
+    /// Hands a speaker to the thread. False if the thread has exited.
+    pub fn add(&self, speaker: Speaker) -> bool {
+        self.commands.send(Command::Add(Box::new(speaker))).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
+/// The coordinator's handle on one media thread.
+pub struct MediaThread {
+    inbox: MediaInbox,
+    join: JoinHandle<()>,
+    /// What its speakers sent.
+    pub counters: Arc<SendCounters>,
+}
+
+impl MediaThread {
+    /// Starts media thread `index`, which reports to `reports`.
+    pub fn spawn(
+        index: usize,
+        audio: Arc<Audio>,
+        reports: UnboundedSender<MediaReport>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (commands, inbox) = mpsc::channel();
+        let counters = Arc::new(SendCounters::default());
+        let mut worker = Worker {
+            poll,
+            inbox,
+            audio,
+            reports,
+            counters: Arc::clone(&counters),
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+        };
+        let join = std::thread::Builder::new()
+            .name(format!("media-{index}"))
+            .spawn(move || worker.run())?;
+        Ok(Self {
+            inbox: MediaInbox { commands, waker },
+            join,
+            counters,
+        })
+    }
+
+    /// Where to hand this thread speakers.
+    pub fn inbox(&self) -> MediaInbox {
+        self.inbox.clone()
+    }
+
+    /// Stops the thread (dropping every speaker and its socket) and waits
+    /// for it.
+    pub fn stop(self) {
+        let _ = self.inbox.commands.send(Command::Stop);
+        let _ = self.inbox.waker.wake();
+        // A panic in the thread has already been printed by the runtime.
+        let _ = self.join.join();
+    }
+}
+
+/// A speaker and the time of its live heap entry.
+struct Slot {
+    speaker: Box<Speaker>,
+    /// The wake-up of its live heap entry; `None` while it has none.
+    scheduled: Option<Instant>,
+}
+
+/// A heap entry: wake slot `slot` at `at`.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Wake {
+    at: Instant,
+    slot: usize,
+}
+
+/// The state of a media thread.
+struct Worker {
+    poll: Poll,
+    inbox: Receiver<Command>,
+    audio: Arc<Audio>,
+    reports: UnboundedSender<MediaReport>,
+    counters: Arc<SendCounters>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    timers: BinaryHeap<Reverse<Wake>>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse(w)| w.at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("hearken-loadtest: media poll failed: {e}");
+                return;
+            }
+            for event in &events {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let slot = event.token().0;
+                if let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) {
+                    let status = entry.speaker.receive(&mut buf, &self.counters);
+                    self.settle(slot, status, None);
+                }
+            }
+            // Commands are checked every iteration, not only on the waker's
+            // event: a wake can coalesce with a busy iteration.
+            if !self.drain_commands() {
+                return;
+            }
+            self.fire_timers();
+        }
+    }
+
+    /// Takes new speakers; false when told to stop (or orphaned).
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.inbox.try_recv() {
+                Ok(Command::Add(speaker)) => self.insert(speaker),
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    /// Registers a new speaker and schedules it at once.
+    fn insert(&mut self, mut speaker: Box<Speaker>) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(speaker.socket_mut(), Token(slot), Interest::READABLE)
+        {
+            eprintln!("hearken-loadtest: cannot register a socket: {e}");
+            self.free.push(slot);
+            let _ = self.reports.send(MediaReport::Failed {
+                session: speaker.session,
+                kind: "poll_register",
+            });
+            return;
+        }
+        // Run it at once: its `Rtc` has ICE checks to send.
+        let now = Instant::now();
+        self.slots[slot] = Some(Slot {
+            speaker,
+            scheduled: Some(now),
+        });
+        self.timers.push(Reverse(Wake { at: now, slot }));
+    }
+
+    /// Runs every speaker whose wake-up is due.
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse(wake)) = self.timers.peek() {
+            if wake.at > now {
+                break;
+            }
+            let Some(Reverse(wake)) = self.timers.pop() else {
+                break;
+            };
+            let Some(entry) = self.slots.get_mut(wake.slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if entry.scheduled != Some(wake.at) {
+                // Superseded by a later reschedule.
+                continue;
+            }
+            entry.scheduled = None;
+            let status = entry.speaker.on_timer(now, &self.audio, &self.counters);
+            // Whatever was due at `now` has been done; a wake-up at or before
+            // `now` again would be fired again in this same loop, forever.
+            self.settle(wake.slot, status, Some(now + Duration::from_nanos(1)));
+        }
+    }
+
+    /// Acts on a speaker's status: reports it, drops a failed speaker, and
+    /// otherwise makes sure the heap holds its next wake-up (not before
+    /// `floor`, if given).
+    fn settle(&mut self, slot: usize, status: Status, floor: Option<Instant>) {
+        let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let session = entry.speaker.session;
+        match status {
+            Status::Running => {}
+            Status::Connected { ms } => {
+                let _ = self.reports.send(MediaReport::Connected { session, ms });
+            }
+            Status::Failed(failure) => {
+                let _ = self.reports.send(MediaReport::Failed {
+                    session,
+                    kind: failure.kind(),
+                });
+                if let Some(mut entry) = self.slots[slot].take() {
+                    let _ = self.poll.registry().deregister(entry.speaker.socket_mut());
+                }
+                self.free.push(slot);
+                return;
+            }
+        }
+        let wake = match floor {
+            Some(floor) => entry.speaker.wake_at().max(floor),
+            None => entry.speaker.wake_at(),
+        };
+        if entry.scheduled != Some(wake) {
+            entry.scheduled = Some(wake);
+            self.timers.push(Reverse(Wake { at: wake, slot }));
+        }
+    }
+}

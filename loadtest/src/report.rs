@@ -1,0 +1,359 @@
+//! The result of a run: one flat-ish JSON object (`--json`) or a table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// p50/p95/p99 of a set of samples, in milliseconds; null when empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples` (sorted here).
+    pub fn of(samples: &mut [f64]) -> Self {
+        samples.sort_by(f64::total_cmp);
+        Self {
+            p50: percentile(samples, 0.50),
+            p95: percentile(samples, 0.95),
+            p99: percentile(samples, 0.99),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted `samples`: the smallest sample with at
+/// least a fraction `q` of the samples at or below it.
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.saturating_sub(1).min(sorted.len() - 1)])
+}
+
+/// p50/p99 estimated from histogram buckets, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+/// Server resident memory, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rss {
+    /// Before any session was created.
+    pub baseline: Option<u64>,
+    /// At the start of the hold.
+    pub start: Option<u64>,
+    /// At the end of the hold.
+    pub end: Option<u64>,
+    /// Highest sample during the hold (one a second).
+    pub max: Option<u64>,
+    /// `end - start`.
+    pub growth: Option<i64>,
+}
+
+/// What the in-process fake Deepgram received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FakeDeepgramStats {
+    /// Accepted websocket connections.
+    pub connections: usize,
+    /// Refused upgrade attempts.
+    pub rejected: usize,
+    /// `linear16` audio bytes received.
+    pub audio_bytes: u64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Calls.
+    pub calls: u64,
+    /// Speakers per call.
+    pub speakers_per_call: u64,
+    /// Sessions attempted.
+    pub speakers_requested: u64,
+    /// Sessions that reached `Event::Connected`.
+    pub speakers_connected: u64,
+    /// The configured hold, in seconds.
+    pub duration_s: u64,
+    /// The measured window between the two server scrapes, in seconds.
+    pub hold_s: f64,
+    /// Sessions started per second.
+    pub ramp_per_s: f64,
+    /// Fraction of time talking.
+    pub talk_ratio: f64,
+    /// Opus DTX in silences.
+    pub dtx: bool,
+    /// Media threads.
+    pub threads: usize,
+    /// Where server CPU/RSS came from: `proc` (`--server-pid`),
+    /// `proc_auto` (the process listening on the URL's port) or `metrics`
+    /// (its `process_*` metrics; CPU in whole seconds).
+    pub server_probe: &'static str,
+    /// The server process read through `/proc`, if any.
+    pub server_pid: Option<u32>,
+    /// RTP packets sent over the whole run.
+    pub packets_sent: u64,
+    /// RTP packets sent during the hold window.
+    pub packets_sent_hold: u64,
+    /// Packets sent more than 5 ms after they were due (whole run).
+    pub late_sends: u64,
+    /// Of those, sent during the hold window (the ramp's signalling shares
+    /// the generator's core, so lateness there says less).
+    pub late_sends_hold: u64,
+    /// Datagrams the generator's kernel refused.
+    pub send_errors: u64,
+    /// `hearken_rtp_packets_received_total` delta over the hold.
+    pub server_packets_received: Option<f64>,
+    /// `hearken_recorder_frames_written_total` delta (null if not exposed).
+    pub server_packets_recorded: Option<f64>,
+    /// `hearken_rtp_packets_lost_total` delta.
+    pub server_packets_lost: Option<f64>,
+    /// `hearken_frames_dropped_total` delta, all reasons.
+    pub server_frames_dropped: Option<f64>,
+    /// `1 - received / sent` over the hold.
+    pub loss: Option<f64>,
+    /// Server CPU seconds over the hold.
+    pub server_cpu_seconds: Option<f64>,
+    /// Server CPU microseconds per received packet.
+    pub server_cpu_us_per_packet: Option<f64>,
+    /// Speakers one fully busy core would carry at this load.
+    pub speakers_per_core: Option<f64>,
+    /// Server resident memory.
+    pub server_rss_bytes: Rss,
+    /// End-of-hold RSS per connected speaker, in KiB.
+    pub rss_kb_per_speaker: Option<f64>,
+    /// (End-of-hold RSS - baseline) per connected speaker, in KiB.
+    pub rss_kb_per_speaker_over_baseline: Option<f64>,
+    /// Server datagram-to-sink latency over the hold, from its histogram.
+    pub datagram_to_sink_ms: Quantiles,
+    /// POST sent to connected (ICE + DTLS), in milliseconds.
+    pub setup_ms: Percentiles,
+    /// POST sent to the 201 answer read, in milliseconds.
+    pub whip_answer_ms: Percentiles,
+    /// DELETE latency at the end, in milliseconds.
+    pub delete_ms: Percentiles,
+    /// Sessions that failed (to set up, or during the hold).
+    pub errors: u64,
+    /// The failures by kind (`http_503`, `connect_timeout`, …).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// DELETEs that failed (not counted in `errors`).
+    pub delete_errors: u64,
+    /// The generator's CPU seconds over the whole run.
+    pub generator_cpu_seconds: f64,
+    /// The generator's CPU seconds over the hold.
+    pub generator_cpu_seconds_hold: f64,
+    /// Generator CPU microseconds per packet sent during the hold.
+    pub generator_cpu_us_per_packet: Option<f64>,
+    /// The in-process fake Deepgram's counts, when one ran.
+    pub fake_deepgram: Option<FakeDeepgramStats>,
+}
+
+impl Report {
+    /// The report as one line of JSON.
+    pub fn to_json_line(&self) -> String {
+        // INVARIANT: every field serializes (no maps with non-string keys);
+        // non-finite floats become null.
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report as an aligned two-column table.
+    pub fn to_table(&self) -> String {
+        let mut rows: Vec<(&str, String)> = vec![
+            (
+                "speakers",
+                format!(
+                    "{} connected of {} ({} calls x {})",
+                    self.speakers_connected,
+                    self.speakers_requested,
+                    self.calls,
+                    self.speakers_per_call
+                ),
+            ),
+            (
+                "load",
+                format!(
+                    "talk ratio {}, DTX {}, ramp {}/s, {} media thread(s)",
+                    self.talk_ratio,
+                    if self.dtx { "on" } else { "off" },
+                    self.ramp_per_s,
+                    self.threads
+                ),
+            ),
+            (
+                "hold",
+                format!(
+                    "{:.1} s measured ({} s requested)",
+                    self.hold_s, self.duration_s
+                ),
+            ),
+            ("setup ms (connected)", percentiles(&self.setup_ms)),
+            ("setup ms (WHIP answer)", percentiles(&self.whip_answer_ms)),
+            ("delete ms", percentiles(&self.delete_ms)),
+            (
+                "errors",
+                if self.errors_by_kind.is_empty() {
+                    self.errors.to_string()
+                } else {
+                    let kinds: Vec<String> = self
+                        .errors_by_kind
+                        .iter()
+                        .map(|(k, n)| format!("{k}={n}"))
+                        .collect();
+                    format!("{} ({})", self.errors, kinds.join(", "))
+                },
+            ),
+            (
+                "packets sent",
+                format!(
+                    "{} total, {} in hold, {} late ({} in hold), {} send errors",
+                    self.packets_sent,
+                    self.packets_sent_hold,
+                    self.late_sends,
+                    self.late_sends_hold,
+                    self.send_errors
+                ),
+            ),
+            (
+                "server packets",
+                format!(
+                    "{} received, {} recorded, {} lost, {} frames dropped",
+                    num(self.server_packets_received, 0),
+                    num(self.server_packets_recorded, 0),
+                    num(self.server_packets_lost, 0),
+                    num(self.server_frames_dropped, 0)
+                ),
+            ),
+            ("loss", num(self.loss.map(|l| l * 100.0), 3) + " %"),
+            (
+                "server CPU",
+                format!(
+                    "{} s in hold (from {}), {} us/packet, {} speakers/core",
+                    num(self.server_cpu_seconds, 2),
+                    self.server_probe,
+                    num(self.server_cpu_us_per_packet, 2),
+                    num(self.speakers_per_core, 0)
+                ),
+            ),
+            (
+                "server RSS MiB",
+                format!(
+                    "baseline {}, start {}, end {}, max {}",
+                    mib(self.server_rss_bytes.baseline),
+                    mib(self.server_rss_bytes.start),
+                    mib(self.server_rss_bytes.end),
+                    mib(self.server_rss_bytes.max)
+                ),
+            ),
+            (
+                "RSS KiB/speaker",
+                format!(
+                    "{} ({} over baseline)",
+                    num(self.rss_kb_per_speaker, 1),
+                    num(self.rss_kb_per_speaker_over_baseline, 1)
+                ),
+            ),
+            (
+                "datagram-to-sink ms",
+                format!(
+                    "p50 {}, p99 {}",
+                    num(self.datagram_to_sink_ms.p50, 3),
+                    num(self.datagram_to_sink_ms.p99, 3)
+                ),
+            ),
+            (
+                "generator CPU",
+                format!(
+                    "{:.2} s total, {:.2} s in hold, {} us/packet",
+                    self.generator_cpu_seconds,
+                    self.generator_cpu_seconds_hold,
+                    num(self.generator_cpu_us_per_packet, 2)
+                ),
+            ),
+        ];
+        if let Some(fake) = &self.fake_deepgram {
+            rows.push((
+                "fake Deepgram",
+                format!(
+                    "{} connections, {} rejected, {} audio bytes",
+                    fake.connections, fake.rejected, fake.audio_bytes
+                ),
+            ));
+        }
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (key, value) in rows {
+            let _ = writeln!(out, "{key:<width$}  {value}");
+        }
+        out
+    }
+}
+
+fn num(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    num(bytes.map(|b| b as f64 / (1024.0 * 1024.0)), 1)
+}
+
+fn percentiles(p: &Percentiles) -> String {
+    format!(
+        "p50 {}, p95 {}, p99 {}",
+        num(p.p50, 1),
+        num(p.p95, 1),
+        num(p.p99, 1)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&sorted, 0.5), Some(50.0));
+        assert_eq!(percentile(&sorted, 0.95), Some(95.0));
+        assert_eq!(percentile(&sorted, 0.99), Some(99.0));
+        assert_eq!(percentile(&sorted, 1.0), Some(100.0));
+        assert_eq!(percentile(&sorted, 0.0), Some(1.0));
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+        let mut shuffled = vec![3.0, 1.0, 2.0, 4.0];
+        let p = Percentiles::of(&mut shuffled);
+        assert_eq!((p.p50, p.p95, p.p99), (Some(2.0), Some(4.0), Some(4.0)));
+    }
+
+    #[test]
+    fn json_has_the_contract_fields_and_nulls() {
+        let report = Report {
+            speakers_connected: 3,
+            errors_by_kind: BTreeMap::from([("http_503".to_owned(), 2)]),
+            ..Report::default()
+        };
+        let line = report.to_json_line();
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["speakers_connected"], 3);
+        assert_eq!(v["errors_by_kind"]["http_503"], 2);
+        for key in ["p50", "p95", "p99"] {
+            assert!(v["setup_ms"][key].is_null());
+            assert!(v["whip_answer_ms"][key].is_null());
+        }
+        assert!(v["server_packets_recorded"].is_null());
+        assert!(v["packets_sent"].is_u64());
+        assert!(v["errors"].is_u64());
+        assert!(report.to_table().contains("3 connected"));
+    }
+}

@@ -1,0 +1,687 @@
+//! The coordinator: ramps the WHIP sessions, holds them, measures the
+//! server before and after, ends every session and builds the [`Report`].
+//!
+//! It runs on a single-threaded tokio runtime on the main thread (HTTP with
+//! reqwest, offer creation, answer parsing); the media threads only ever see
+//! speakers whose answer is accepted. Phases:
+//!
+//! 1. baseline scrape (server RSS before any session);
+//! 2. ramp: one session started every `1 / --ramp` s, each its own task,
+//!    so a slow answer never delays the next start;
+//! 3. settle: wait until every session has connected or failed;
+//! 4. hold: scrape, sample RSS every second until `--duration` after the
+//!    last start, scrape again;
+//! 5. stop the media threads, DELETE every session (bounded concurrency).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng as _};
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::audio::{Audio, FRAME_SAMPLES};
+use crate::cli::Plan;
+use crate::client::{CONNECT_TIMEOUT, PendingSpeaker, SendCounters};
+use crate::media::{MediaInbox, MediaReport, MediaThread};
+use crate::metrics::Exposition;
+use crate::process::Pid;
+use crate::report::{FakeDeepgramStats, Percentiles, Quantiles, Report, Rss};
+use crate::schedule::{Pacer, TalkSchedule};
+use crate::whip::{HTTP_TIMEOUT, Server};
+
+/// Concurrent DELETEs at the end.
+const DELETE_CONCURRENCY: usize = 32;
+/// Longest the DELETE phase may take.
+const DELETE_PHASE_LIMIT: Duration = Duration::from_secs(30);
+/// Interval of the server RSS samples during the hold.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest measured hold, for runs whose sessions took longer to settle
+/// than `--duration`.
+const MIN_HOLD: Duration = Duration::from_secs(1);
+/// Sockets the generator needs besides one per speaker (HTTP, poll, …).
+const SPARE_FILES: u64 = 128;
+
+/// The bound on a whole run: ramp, settle, hold, DELETEs, plus a margin.
+/// Past it the process exits on its own whatever it is doing.
+pub fn overall_deadline(plan: &Plan) -> Duration {
+    plan.ramp_time()
+        + HTTP_TIMEOUT
+        + CONNECT_TIMEOUT
+        + plan.duration
+        + DELETE_PHASE_LIMIT
+        + Duration::from_secs(30)
+}
+
+/// Runs the plan to completion.
+pub fn run(plan: Plan) -> anyhow::Result<Report> {
+    let audio = Audio::load(&plan.audio_dir).context("--audio-dir")?;
+    let clips: Vec<String> = audio
+        .clips
+        .iter()
+        .map(|c| format!("{} ({} packets)", c.name, c.packets.len()))
+        .collect();
+    progress(format!(
+        "audio: {}; silence packets: {} bytes (DTX), {} bytes (no DTX)",
+        clips.join(", "),
+        audio.dtx_silence.data.len(),
+        audio.silence.data.len()
+    ));
+    if let Some(limit) = Pid::Current.open_files_limit()
+        && plan.speakers() + SPARE_FILES > limit
+    {
+        anyhow::bail!(
+            "{} speakers need {} open files (one UDP socket each) but the limit is {limit}; \
+             raise it (ulimit -n) or lower --calls/--speakers-per-call",
+            plan.speakers(),
+            plan.speakers() + SPARE_FILES
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signalling runtime")?;
+    runtime.block_on(Coordinator::new(plan, Arc::new(audio))?.run())
+}
+
+/// What a signalling task reports.
+#[derive(Debug)]
+enum SetupNote {
+    /// A 201 was read and the speaker handed to a media thread.
+    Answered {
+        session: usize,
+        whip_answer_ms: f64,
+        location: Url,
+    },
+    /// The session failed before reaching a media thread.
+    Failed {
+        session: usize,
+        kind: String,
+        /// Set when the server created the session anyway (it must be
+        /// deleted).
+        location: Option<Url>,
+    },
+}
+
+/// What is known about one session.
+#[derive(Debug, Default)]
+struct Session {
+    location: Option<Url>,
+    whip_answer_ms: Option<f64>,
+    connected_ms: Option<f64>,
+    error: Option<String>,
+}
+
+impl Session {
+    /// Connected or failed: nothing more is expected during setup.
+    fn settled(&self) -> bool {
+        self.connected_ms.is_some() || self.error.is_some()
+    }
+}
+
+/// A measurement of the server and the generator at one instant.
+#[derive(Debug)]
+struct Snapshot {
+    at: Instant,
+    metrics: Option<Exposition>,
+    server_cpu: Option<f64>,
+    server_rss: Option<u64>,
+    packets_sent: u64,
+    late_sends: u64,
+    generator_cpu: f64,
+}
+
+struct Coordinator {
+    plan: Plan,
+    audio: Arc<Audio>,
+    server: Server,
+    media: Vec<MediaThread>,
+    media_rx: UnboundedReceiver<MediaReport>,
+    setup_tx: UnboundedSender<SetupNote>,
+    setup_rx: UnboundedReceiver<SetupNote>,
+    sessions: Vec<Session>,
+    /// The server process whose CPU and RSS are read from `/proc`.
+    server_pid: Option<u32>,
+    /// Where server CPU and RSS come from (see [`Report::server_probe`]).
+    server_probe: &'static str,
+}
+
+impl Coordinator {
+    fn new(plan: Plan, audio: Arc<Audio>) -> anyhow::Result<Self> {
+        let server = Server::new(plan.url.clone(), &plan.token).context("HTTP client")?;
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let media = (0..plan.threads)
+            .map(|i| MediaThread::spawn(i, Arc::clone(&audio), media_tx.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("starting media threads")?;
+        let (setup_tx, setup_rx) = mpsc::unbounded_channel();
+        let sessions = (0..plan.speakers()).map(|_| Session::default()).collect();
+        let (server_pid, server_probe) = server_process(&plan)?;
+        Ok(Self {
+            plan,
+            audio,
+            server,
+            media,
+            media_rx,
+            setup_tx,
+            setup_rx,
+            sessions,
+            server_pid,
+            server_probe,
+        })
+    }
+
+    async fn run(mut self) -> anyhow::Result<Report> {
+        let fake = self.start_fake_deepgram().await?;
+        // Fail early and clearly when nothing answers at --url.
+        self.server
+            .metrics()
+            .await
+            .with_context(|| format!("--url: cannot GET {}metrics", self.plan.url))?;
+        let baseline = self.snapshot().await?;
+
+        let last_started = self.ramp().await;
+        let settle_limit = last_started + HTTP_TIMEOUT + Duration::from_secs(2);
+        self.pump_until(settle_limit, true).await;
+        let connected = self.sessions.iter().filter(|s| s.connected_ms.is_some());
+        progress(format!(
+            "settled: {} connected, {} failed",
+            connected.count(),
+            self.sessions.iter().filter(|s| s.error.is_some()).count()
+        ));
+
+        let start = self.snapshot().await?;
+        let hold_end = (last_started + self.plan.duration).max(start.at + MIN_HOLD);
+        progress(format!(
+            "holding for {:.1} s",
+            hold_end.saturating_duration_since(start.at).as_secs_f64()
+        ));
+        let mut rss_max = start.server_rss;
+        loop {
+            let next = (Instant::now() + RSS_SAMPLE_INTERVAL).min(hold_end);
+            self.pump_until(next, false).await;
+            if Instant::now() >= hold_end {
+                break;
+            }
+            if let Ok(rss) = self.server_rss().await {
+                rss_max = rss_max.max(Some(rss));
+            }
+        }
+        let end = self.snapshot().await?;
+        rss_max = rss_max.max(end.server_rss);
+
+        // Stop sending before ending the sessions, as a client leaving does;
+        // the server would otherwise log the stragglers as unrouted.
+        let counters: Vec<_> = self.media.iter().map(|m| Arc::clone(&m.counters)).collect();
+        for thread in self.media.drain(..) {
+            thread.stop();
+        }
+        // Notes that arrived during the last instants of the hold.
+        while let Ok(note) = self.setup_rx.try_recv() {
+            self.on_setup(note);
+        }
+        while let Ok(report) = self.media_rx.try_recv() {
+            self.on_media(report);
+        }
+        let (mut delete_ms, delete_errors) = self.delete_all().await;
+
+        let fake_stats = fake.map(|f| {
+            let record = f.record();
+            FakeDeepgramStats {
+                connections: record.connections.len(),
+                rejected: record.rejected.len(),
+                audio_bytes: record.connections.iter().map(|c| c.audio_bytes).sum(),
+            }
+        });
+        let generator_cpu = Pid::Current.cpu_seconds().unwrap_or(end.generator_cpu);
+        let sum = |f: fn(&SendCounters) -> u64| -> u64 { counters.iter().map(|c| f(c)).sum() };
+        let mut report = self.report(&baseline, &start, &end, rss_max);
+        report.late_sends = sum(|c| c.late.load(Ordering::Relaxed));
+        report.send_errors = sum(|c| c.send_errors.load(Ordering::Relaxed));
+        report.packets_sent = sum(|c| c.packets.load(Ordering::Relaxed));
+        report.delete_ms = Percentiles::of(&mut delete_ms);
+        report.delete_errors = delete_errors;
+        report.generator_cpu_seconds = generator_cpu;
+        report.fake_deepgram = fake_stats;
+        Ok(report)
+    }
+
+    /// Starts the fake Deepgram on its fixed port, if asked to.
+    async fn start_fake_deepgram(&self) -> anyhow::Result<Option<FakeDeepgram>> {
+        let Some(port) = self.plan.fake_deepgram_port else {
+            return Ok(None);
+        };
+        let fake = FakeDeepgram::try_start(FakeConfig {
+            listen: (std::net::Ipv4Addr::LOCALHOST, port).into(),
+            api_key: self.plan.fake_deepgram_key.clone(),
+            // A load run would otherwise keep every PCM byte in memory.
+            record_audio: false,
+            ..FakeConfig::default()
+        })
+        .await
+        .context("--fake-deepgram-port")?;
+        progress(format!("fake Deepgram listening at {}", fake.url()));
+        Ok(Some(fake))
+    }
+
+    /// Starts every session at the ramp rate; returns when the last POST
+    /// was started.
+    async fn ramp(&mut self) -> Instant {
+        let total = self.sessions.len();
+        progress(format!(
+            "starting {total} sessions ({} calls x {}) at {}/s",
+            self.plan.calls, self.plan.speakers_per_call, self.plan.ramp_per_s
+        ));
+        let inboxes: Vec<MediaInbox> = self.media.iter().map(MediaThread::inbox).collect();
+        let ramp_start = Instant::now();
+        let mut last = ramp_start;
+        for session in 0..total {
+            let at = ramp_start + Duration::from_secs_f64(session as f64 / self.plan.ramp_per_s);
+            self.pump_until(at, false).await;
+            last = Instant::now();
+            self.spawn_session(session, inboxes[session % inboxes.len()].clone());
+            if (session + 1) % 1_000 == 0 {
+                progress(format!("started {}/{total}", session + 1));
+            }
+        }
+        last
+    }
+
+    /// One session's signalling, as its own task.
+    fn spawn_session(&self, session: usize, inbox: MediaInbox) {
+        let index = session as u64;
+        let call_id = self.plan.call_id(index / self.plan.speakers_per_call);
+        let stream_id = format!("spk{}", index % self.plan.speakers_per_call);
+        // Per-session streams of one seed: reproducible whatever the order
+        // the tasks run in.
+        let mut rng =
+            SmallRng::seed_from_u64(self.plan.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let clip = rng.random_range(0..self.audio.clips.len());
+        let offset = rng.random_range(0..self.audio.clips[clip].packets.len());
+        let schedule = TalkSchedule::new(self.plan.talk_ratio, SmallRng::from_rng(&mut rng));
+        let phase = rng.random_range(0..u64::from(FRAME_SAMPLES));
+        let pacer = Pacer::new(schedule, self.plan.dtx, clip, offset, phase);
+        let server = self.server.clone();
+        let notes = self.setup_tx.clone();
+        tokio::spawn(async move {
+            let note = setup(session, &server, &call_id, &stream_id, pacer, &inbox).await;
+            // The coordinator outlives every task it waits for.
+            let _ = notes.send(note);
+        });
+    }
+
+    /// Handles notes until `until`, or until every session is settled when
+    /// `stop_when_settled`.
+    async fn pump_until(&mut self, until: Instant, stop_when_settled: bool) {
+        let deadline = tokio::time::Instant::from_std(until);
+        loop {
+            if stop_when_settled && self.sessions.iter().all(Session::settled) {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                Some(note) = self.setup_rx.recv() => self.on_setup(note),
+                Some(report) = self.media_rx.recv() => self.on_media(report),
+            }
+        }
+    }
+
+    fn on_setup(&mut self, note: SetupNote) {
+        match note {
+            SetupNote::Answered {
+                session,
+                whip_answer_ms,
+                location,
+            } => {
+                let s = &mut self.sessions[session];
+                s.whip_answer_ms = Some(whip_answer_ms);
+                s.location = Some(location);
+            }
+            SetupNote::Failed {
+                session,
+                kind,
+                location,
+            } => {
+                let s = &mut self.sessions[session];
+                s.location = location;
+                s.error.get_or_insert(kind);
+            }
+        }
+    }
+
+    fn on_media(&mut self, report: MediaReport) {
+        match report {
+            MediaReport::Connected { session, ms } => {
+                self.sessions[session].connected_ms = Some(ms);
+            }
+            MediaReport::Failed { session, kind } => {
+                self.sessions[session].error.get_or_insert(kind.to_owned());
+            }
+        }
+    }
+
+    /// The server's resident memory now.
+    async fn server_rss(&self) -> anyhow::Result<u64> {
+        match self.server_pid {
+            Some(pid) => Ok(Pid::Other(pid).rss_bytes()?),
+            None => {
+                let text = self.server.metrics().await?;
+                Exposition::parse(&text)?
+                    .sum("process_resident_memory_bytes")
+                    .map(|b| b as u64)
+                    .context("no process_resident_memory_bytes in /metrics")
+            }
+        }
+    }
+
+    /// Scrapes the server and reads the generator's counters. The server
+    /// reads its counters at some instant during the scrape, so ours are
+    /// taken before and after it and averaged: packets in flight during a
+    /// slow scrape would otherwise show up as loss (or negative loss).
+    async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let total = |f: fn(&SendCounters) -> &AtomicU64| -> u64 {
+            self.media
+                .iter()
+                .map(|m| f(&m.counters).load(Ordering::Relaxed))
+                .sum()
+        };
+        let before = (Instant::now(), total(|c| &c.packets), total(|c| &c.late));
+        let text = self.server.metrics().await;
+        let after = (Instant::now(), total(|c| &c.packets), total(|c| &c.late));
+        let at = before.0 + (after.0 - before.0) / 2;
+        let packets_sent = before.1 + (after.1 - before.1) / 2;
+        let late_sends = before.2 + (after.2 - before.2) / 2;
+        let generator_cpu = Pid::Current.cpu_seconds().unwrap_or(0.0);
+        let metrics = match text {
+            Ok(text) => Some(Exposition::parse(&text).context("parsing /metrics")?),
+            Err(e) => {
+                progress(format!(
+                    "cannot scrape /metrics: {:#}",
+                    anyhow::Error::from(e)
+                ));
+                None
+            }
+        };
+        let (server_cpu, server_rss) = match self.server_pid {
+            Some(pid) => match (Pid::Other(pid).cpu_seconds(), Pid::Other(pid).rss_bytes()) {
+                (Ok(cpu), Ok(rss)) => (Some(cpu), Some(rss)),
+                // The server died or was replaced: report what is known.
+                (Err(e), _) | (_, Err(e)) => {
+                    progress(format!("cannot read /proc/{pid}: {e}"));
+                    (None, None)
+                }
+            },
+            None => (
+                metrics
+                    .as_ref()
+                    .and_then(|m| m.sum("process_cpu_seconds_total")),
+                metrics
+                    .as_ref()
+                    .and_then(|m| m.sum("process_resident_memory_bytes"))
+                    .map(|b| b as u64),
+            ),
+        };
+        Ok(Snapshot {
+            at,
+            metrics,
+            server_cpu,
+            server_rss,
+            packets_sent,
+            late_sends,
+            generator_cpu,
+        })
+    }
+
+    /// DELETEs every session the server created; returns the latencies of
+    /// the successful ones and the number that failed.
+    async fn delete_all(&self) -> (Vec<f64>, u64) {
+        let locations: Vec<Url> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.location.clone())
+            .collect();
+        progress(format!("deleting {} sessions", locations.len()));
+        let permits = Arc::new(Semaphore::new(DELETE_CONCURRENCY));
+        let mut tasks = JoinSet::new();
+        for location in locations {
+            let server = self.server.clone();
+            let permits = Arc::clone(&permits);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.ok()?;
+                let started = Instant::now();
+                server
+                    .delete(&location)
+                    .await
+                    .ok()
+                    .map(|()| started.elapsed().as_secs_f64() * 1e3)
+            });
+        }
+        let mut latencies = Vec::new();
+        let mut failed = 0;
+        let limit = tokio::time::Instant::now() + DELETE_PHASE_LIMIT;
+        while !tasks.is_empty() {
+            match tokio::time::timeout_at(limit, tasks.join_next()).await {
+                Ok(Some(Ok(Some(ms)))) => latencies.push(ms),
+                Ok(Some(_)) => failed += 1,
+                Ok(None) => break,
+                Err(_) => {
+                    failed += tasks.len() as u64;
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        (latencies, failed)
+    }
+
+    /// Builds the report from the sessions and the three snapshots.
+    fn report(
+        &self,
+        baseline: &Snapshot,
+        start: &Snapshot,
+        end: &Snapshot,
+        rss_max: Option<u64>,
+    ) -> Report {
+        let plan = &self.plan;
+        let hold_s = end.at.duration_since(start.at).as_secs_f64();
+        let delta = |name: &str| -> Option<f64> {
+            Some(end.metrics.as_ref()?.sum(name)? - start.metrics.as_ref()?.sum(name)?)
+        };
+        let connected = self
+            .sessions
+            .iter()
+            .filter(|s| s.connected_ms.is_some())
+            .count() as u64;
+        let mut errors_by_kind = BTreeMap::new();
+        for kind in self.sessions.iter().filter_map(|s| s.error.as_deref()) {
+            *errors_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+        }
+        let mut setup: Vec<f64> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.connected_ms)
+            .collect();
+        let mut answer: Vec<f64> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.whip_answer_ms)
+            .collect();
+
+        let packets_sent_hold = end.packets_sent - start.packets_sent;
+        let received = delta("hearken_rtp_packets_received_total");
+        let server_cpu = end
+            .server_cpu
+            .zip(start.server_cpu)
+            .map(|(e, s)| round_ticks(e - s));
+        let datagram_to_sink =
+            end.metrics
+                .as_ref()
+                .zip(start.metrics.as_ref())
+                .and_then(|(e, s)| {
+                    let name = "hearken_media_datagram_to_sink_seconds";
+                    Some(e.histogram(name)?.since(&s.histogram(name)?))
+                });
+        let per_speaker_kb = |bytes: Option<i64>| {
+            bytes
+                .filter(|_| connected > 0)
+                .map(|b| b as f64 / 1024.0 / connected as f64)
+        };
+        let end_rss = end.server_rss.map(|b| b as i64);
+        let generator_hold = round_ticks(end.generator_cpu - start.generator_cpu);
+        Report {
+            calls: plan.calls,
+            speakers_per_call: plan.speakers_per_call,
+            speakers_requested: plan.speakers(),
+            speakers_connected: connected,
+            duration_s: plan.duration.as_secs(),
+            hold_s,
+            ramp_per_s: plan.ramp_per_s,
+            talk_ratio: plan.talk_ratio,
+            dtx: plan.dtx,
+            threads: plan.threads,
+            server_probe: self.server_probe,
+            server_pid: self.server_pid,
+            packets_sent_hold,
+            late_sends_hold: end.late_sends - start.late_sends,
+            server_packets_received: received,
+            server_packets_recorded: delta("hearken_recorder_frames_written_total"),
+            server_packets_lost: delta("hearken_rtp_packets_lost_total"),
+            server_frames_dropped: delta("hearken_frames_dropped_total"),
+            loss: received
+                .filter(|_| packets_sent_hold > 0)
+                .map(|r| 1.0 - r / packets_sent_hold as f64),
+            server_cpu_seconds: server_cpu,
+            server_cpu_us_per_packet: server_cpu
+                .zip(received)
+                .filter(|&(_, r)| r > 0.0)
+                .map(|(cpu, r)| cpu * 1e6 / r),
+            speakers_per_core: server_cpu
+                .filter(|&cpu| cpu > 0.0 && hold_s > 0.0)
+                .map(|cpu| connected as f64 / (cpu / hold_s)),
+            server_rss_bytes: Rss {
+                baseline: baseline.server_rss,
+                start: start.server_rss,
+                end: end.server_rss,
+                max: rss_max,
+                growth: end_rss.zip(start.server_rss).map(|(e, s)| e - s as i64),
+            },
+            rss_kb_per_speaker: per_speaker_kb(end_rss),
+            rss_kb_per_speaker_over_baseline: per_speaker_kb(
+                end_rss.zip(baseline.server_rss).map(|(e, b)| e - b as i64),
+            ),
+            datagram_to_sink_ms: Quantiles {
+                p50: datagram_to_sink
+                    .as_ref()
+                    .and_then(|h| h.quantile(0.5))
+                    .map(|s| s * 1e3),
+                p99: datagram_to_sink
+                    .as_ref()
+                    .and_then(|h| h.quantile(0.99))
+                    .map(|s| s * 1e3),
+            },
+            setup_ms: Percentiles::of(&mut setup),
+            whip_answer_ms: Percentiles::of(&mut answer),
+            errors: errors_by_kind.values().sum(),
+            errors_by_kind,
+            generator_cpu_seconds_hold: generator_hold,
+            generator_cpu_us_per_packet: (packets_sent_hold > 0)
+                .then(|| generator_hold * 1e6 / packets_sent_hold as f64),
+            ..Report::default()
+        }
+    }
+}
+
+/// Which server process to read `/proc` of, and the probe's name: the
+/// `--server-pid` given, else the process listening on the URL's port. The
+/// server's own `process_cpu_seconds_total` counts whole seconds (it is an
+/// integer counter), far too coarse for a short hold, so `/metrics` is only
+/// the fallback.
+fn server_process(plan: &Plan) -> anyhow::Result<(Option<u32>, &'static str)> {
+    if let Some(pid) = plan.server_pid {
+        Pid::Other(pid)
+            .cpu_seconds()
+            .with_context(|| format!("--server-pid: cannot read /proc/{pid}/stat"))?;
+        return Ok((Some(pid), "proc"));
+    }
+    let port = plan.url.port_or_known_default().unwrap_or(80);
+    match crate::process::find_tcp_listener(port) {
+        Some(pid) if Pid::Other(pid).cpu_seconds().is_ok() => {
+            progress(format!(
+                "server CPU and RSS from /proc/{pid} (listening on port {port})"
+            ));
+            Ok((Some(pid), "proc_auto"))
+        }
+        _ => {
+            progress(format!(
+                "server process on port {port} not found: server CPU from /metrics, \
+                 in whole seconds (pass --server-pid for precision)"
+            ));
+            Ok((None, "metrics"))
+        }
+    }
+}
+
+/// One session's signalling: offer, POST, answer, hand-over.
+async fn setup(
+    session: usize,
+    server: &Server,
+    call_id: &str,
+    stream_id: &str,
+    pacer: Pacer,
+    inbox: &MediaInbox,
+) -> SetupNote {
+    let failed = |kind: &str, location: Option<Url>| SetupNote::Failed {
+        session,
+        kind: kind.to_owned(),
+        location,
+    };
+    let (pending, offer) = match PendingSpeaker::new(stream_id) {
+        Ok(p) => p,
+        Err(e) => {
+            progress(format!("session {session}: {e}"));
+            return failed("client_setup", None);
+        }
+    };
+    let post_started = Instant::now();
+    let answer = match server.offer(call_id, offer).await {
+        Ok(answer) => answer,
+        Err(e) => return failed(&e.kind(), None),
+    };
+    let whip_answer_ms = post_started.elapsed().as_secs_f64() * 1e3;
+    let location = answer.location;
+    match pending.accept(&answer.sdp, session, post_started, pacer) {
+        Ok(speaker) => {
+            if inbox.add(speaker) {
+                SetupNote::Answered {
+                    session,
+                    whip_answer_ms,
+                    location,
+                }
+            } else {
+                failed("media_thread_gone", Some(location))
+            }
+        }
+        Err(e) => {
+            progress(format!("session {session}: {e}"));
+            failed("bad_answer", Some(location))
+        }
+    }
+}
+
+/// A difference of CPU times, rounded to the clock tick it was counted in
+/// (so `1.8`, not `1.7999999999999972`).
+fn round_ticks(seconds: f64) -> f64 {
+    (seconds * crate::process::CLOCK_TICKS_PER_S).round() / crate::process::CLOCK_TICKS_PER_S
+}
+
+/// A progress line on stderr (stdout is the report's).
+fn progress(message: String) {
+    eprintln!("hearken-loadtest: {message}");
+}
