@@ -72,8 +72,18 @@ pub enum AudioInput {
 
 /// One open stream to a backend, for one speaker.
 pub trait Connection: Send {
-    /// Sends one chunk, in the form [`Backend::input`] asked for.
+    /// Sends one chunk, in the form [`Backend::input`] asked for. A
+    /// connection may hold it back to send several chunks in one message
+    /// (see [`Self::holds_audio`]).
     fn send_audio<'a>(&'a mut self, chunk: &'a Chunk) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Whether audio was held back, waiting for more to fill a message.
+    fn holds_audio(&self) -> bool {
+        false
+    }
+    /// Sends what was held back.
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Asks the backend to finalize what it has (the speaker left).
     fn finalize(&mut self) -> BoxFuture<'_, Result<(), BackendError>>;
     /// Ends the stream: the backend flushes its last finals, then closes.

@@ -112,16 +112,30 @@ impl Backend for DeepgramBackend {
                 .await
                 .map_err(|e| classify(&e))?;
             let ogg = (config.encoding == DeepgramEncoding::OggOpus).then(ogg_stream);
-            Ok(Box::new(DeepgramConnection { handle, ogg }) as Box<dyn Connection>)
+            Ok(Box::new(DeepgramConnection {
+                handle,
+                ogg,
+                pcm: Vec::new(),
+                held: 0,
+            }) as Box<dyn Connection>)
         })
     }
 }
+
+/// Audio per websocket message (48 kHz samples): 100 ms, the top of what
+/// Deepgram recommends. Every message costs a wakeup of the crate's writer
+/// task and a socket write, so five 20 ms frames go in one.
+const MESSAGE_SAMPLES: u64 = 4_800;
 
 struct DeepgramConnection {
     handle: WebsocketHandle,
     /// With `ogg-opus`: this connection's Ogg stream (each connection is a
     /// new stream, headers first, so a reconnect starts a clean one).
     ogg: Option<OggOpusWriter>,
+    /// With `linear16`: PCM bytes of the next message.
+    pcm: Vec<u8>,
+    /// Samples (48 kHz) in the next message.
+    held: u64,
 }
 
 /// A mono Ogg Opus stream with no pre-skip: its decoded length is exactly
@@ -138,24 +152,51 @@ fn ogg_stream() -> OggOpusWriter {
 }
 
 impl DeepgramConnection {
-    /// The bytes of one websocket message for `chunk`.
-    fn encode(&mut self, chunk: &Chunk) -> Result<Vec<u8>, BackendError> {
+    /// Adds `chunk` to the next message.
+    fn hold(&mut self, chunk: &Chunk) -> Result<(), BackendError> {
         match (&chunk.audio, self.ogg.as_mut()) {
-            (ChunkAudio::Pcm16k(_), None) => Ok(chunk.pcm_bytes().unwrap_or_default()),
+            (ChunkAudio::Pcm16k(pcm), None) => {
+                self.pcm.extend(pcm.iter().flat_map(|s| s.to_le_bytes()));
+            }
             (ChunkAudio::Opus(packet), Some(ogg)) => {
                 let samples = u32::try_from(chunk.samples)
                     .map_err(|_| BackendError::new("protocol", "an Opus chunk is too long"))?;
                 ogg.push_packet(packet, samples)
                     .map_err(|e| BackendError::new("protocol", e.to_string()))?;
-                // One page per message: Deepgram decodes as pages arrive.
-                ogg.flush();
-                Ok(ogg.take_output())
             }
-            _ => Err(BackendError::new(
-                "protocol",
-                "audio in a form this connection was not opened for",
-            )),
+            _ => {
+                return Err(BackendError::new(
+                    "protocol",
+                    "audio in a form this connection was not opened for",
+                ));
+            }
         }
+        self.held += chunk.samples;
+        Ok(())
+    }
+
+    /// Sends the held audio as one message (for Ogg, the pages closed so
+    /// far plus the open one: Deepgram decodes as pages arrive).
+    async fn send_held(&mut self) -> Result<(), BackendError> {
+        if self.held == 0 {
+            return Ok(());
+        }
+        self.held = 0;
+        let bytes = match self.ogg.as_mut() {
+            Some(ogg) => {
+                ogg.flush();
+                ogg.take_output()
+            }
+            None => std::mem::take(&mut self.pcm),
+        };
+        if bytes.is_empty() {
+            // An empty frame would close the stream.
+            return Ok(());
+        }
+        self.handle
+            .send_data(bytes)
+            .await
+            .map_err(|e| BackendError::new("send", e.to_string()))
     }
 }
 
@@ -179,20 +220,25 @@ fn words_of(channel: &deepgram::common::stream_response::Channel) -> (String, Ve
 impl Connection for DeepgramConnection {
     fn send_audio<'a>(&'a mut self, chunk: &'a Chunk) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let bytes = self.encode(chunk)?;
-            if bytes.is_empty() {
-                // An empty frame would close the stream.
-                return Ok(());
+            self.hold(chunk)?;
+            if self.held >= MESSAGE_SAMPLES {
+                self.send_held().await?;
             }
-            self.handle
-                .send_data(bytes)
-                .await
-                .map_err(|e| BackendError::new("send", e.to_string()))
+            Ok(())
         })
+    }
+
+    fn holds_audio(&self) -> bool {
+        self.held > 0
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.send_held())
     }
 
     fn finalize(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            self.send_held().await?;
             self.handle
                 .finalize()
                 .await
@@ -202,6 +248,7 @@ impl Connection for DeepgramConnection {
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            self.send_held().await?;
             self.handle
                 .close_stream()
                 .await

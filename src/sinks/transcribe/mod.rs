@@ -476,6 +476,9 @@ pub fn to_vtt(t: &Transcript) -> String {
     out
 }
 
+/// How long a connection may hold audio back to fill a message.
+const HOLD_AUDIO_AT_MOST: Duration = Duration::from_millis(100);
+
 struct SpeakerTask {
     call_id: CallId,
     participant_id: Arc<str>,
@@ -495,6 +498,8 @@ impl SpeakerTask {
         let mut next_attempt = Instant::now();
         let mut ending: Option<Instant> = None;
         let mut closed_sent = false;
+        // When audio a connection held back must go out.
+        let mut flush_at: Option<Instant> = None;
         let mut reported_buffer = 0.0;
         // (call time at the end of a chunk, when it arrived): for the
         // audio-to-final latency of each final result.
@@ -539,6 +544,20 @@ impl SpeakerTask {
                         break;
                     }
                 }
+                // Held audio goes out once it has waited a message's
+                // length, so a speaker who stops is not left unsent.
+                if !failed && c.holds_audio() {
+                    let due = *flush_at.get_or_insert(now + HOLD_AUDIO_AT_MOST);
+                    if now >= due {
+                        flush_at = None;
+                        if let Err(e) = c.flush().await {
+                            debug!(error = %e, "send failed");
+                            failed = true;
+                        }
+                    }
+                } else {
+                    flush_at = None;
+                }
                 if !failed && ending.is_some() && !closed_sent {
                     closed_sent = true;
                     let _ = c.finalize().await;
@@ -553,7 +572,7 @@ impl SpeakerTask {
                 .min(if conn.is_none() {
                     next_attempt.max(now + Duration::from_millis(10))
                 } else {
-                    now + Duration::from_secs(3600)
+                    flush_at.unwrap_or(now + Duration::from_secs(3600))
                 });
             tokio::select! {
                 msg = rx.recv(), if ending.is_none() => match msg {
