@@ -103,13 +103,7 @@ fn transcription_stage(c: &mut Criterion) {
     });
     group.bench_function("ogg_opus/passthrough_buffer_send", |b| {
         let packets: Vec<Arc<[u8]>> = packets.iter().map(|p| Arc::from(&p[..])).collect();
-        let head = OpusHead {
-            channels: 1,
-            pre_skip: 0,
-            input_sample_rate: 48_000,
-            output_gain: 0,
-        };
-        let mut ogg = OggOpusWriter::new(1, &head, "bench", &[]);
+        let mut ogg = OggOpusWriter::new(1, &OpusHead::EXACT_MONO, "bench", &[]);
         let mut stream = SpeakerStream::new(30);
         stream.handle_connected();
         let mut i = 0u64;

@@ -42,6 +42,16 @@ impl OpusHead {
     /// Length of a family 0 header.
     pub const LEN: usize = 19;
 
+    /// Mono with no pre-skip: the decoded length of the stream is exactly
+    /// the sum of its packets' lengths, so a transcription backend's stream
+    /// time counts precisely the samples sent to it.
+    pub const EXACT_MONO: Self = Self {
+        channels: 1,
+        pre_skip: 0,
+        input_sample_rate: 48_000,
+        output_gain: 0,
+    };
+
     /// Serializes the header packet.
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];

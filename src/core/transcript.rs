@@ -67,10 +67,19 @@ impl Chunk {
     /// The chunk as `linear16` bytes (little endian); `None` for Opus.
     pub fn pcm_bytes(&self) -> Option<Vec<u8>> {
         match &self.audio {
-            ChunkAudio::Pcm16k(pcm) => Some(pcm.iter().flat_map(|s| s.to_le_bytes()).collect()),
+            ChunkAudio::Pcm16k(pcm) => {
+                let mut bytes = Vec::with_capacity(pcm.len() * 2);
+                extend_linear16(&mut bytes, pcm);
+                Some(bytes)
+            }
             ChunkAudio::Opus(_) => None,
         }
     }
+}
+
+/// Appends samples to `out` as `linear16` (little-endian 16-bit PCM).
+pub fn extend_linear16(out: &mut Vec<u8>, pcm: &[i16]) {
+    out.extend(pcm.iter().flat_map(|s| s.to_le_bytes()));
 }
 
 /// A word as the backend reported it, in seconds of stream time.

@@ -622,32 +622,7 @@ impl ConsentEngine {
 
     /// Whether a frame of `id` at call time `t` may reach a sink.
     pub fn allows(&self, id: &str, t: u64) -> Verdict {
-        if self.discarded {
-            // A frame from before the decline that arrives late would
-            // otherwise land in a file created after the discard.
-            return Verdict {
-                allowed: false,
-                reason: GateReason::CallStopped,
-            };
-        }
-        let Some(p) = self.participants.get(id) else {
-            return Verdict {
-                allowed: false,
-                reason: GateReason::AwaitingOwnConsent,
-            };
-        };
-        // The last change at or before t decides.
-        let idx = p.gate.partition_point(|&(at, _, _)| at <= t);
-        match idx.checked_sub(1).and_then(|i| p.gate.get(i)) {
-            Some(&(_, open, reason)) => Verdict {
-                allowed: open,
-                reason,
-            },
-            None => Verdict {
-                allowed: false,
-                reason: GateReason::AwaitingOwnConsent,
-            },
-        }
+        self.gate_at(id, t).0
     }
 
     /// Exactly [`Self::allows`], answered from `cache` when it still holds.
@@ -658,23 +633,50 @@ impl ConsentEngine {
         {
             return verdict;
         }
-        let verdict = self.allows(id, t);
-        let last_change = self
-            .participants
-            .get(id)
-            .and_then(|p| p.gate.last())
-            .map(|&(at, _, _)| at);
-        *cache = match last_change {
-            // The last change decides every frame from it on, until the
-            // next change.
-            Some(at) if !self.discarded && t >= at => GateCache {
+        let (verdict, holds_from) = self.gate_at(id, t);
+        *cache = match holds_from {
+            Some(from) => GateCache {
                 epoch: self.gate_epoch,
-                from: at,
+                from,
                 verdict: Some(verdict),
             },
-            _ => GateCache::default(),
+            None => GateCache::default(),
         };
         verdict
+    }
+
+    /// The verdict for `id` at `t`, and, when it is the participant's last
+    /// gate change that decides, that change's time: the verdict then holds
+    /// for every later frame until the next change.
+    fn gate_at(&self, id: &str, t: u64) -> (Verdict, Option<u64>) {
+        let waiting = Verdict {
+            allowed: false,
+            reason: GateReason::AwaitingOwnConsent,
+        };
+        if self.discarded {
+            // A frame from before the decline that arrives late would
+            // otherwise land in a file created after the discard.
+            let stopped = Verdict {
+                allowed: false,
+                reason: GateReason::CallStopped,
+            };
+            return (stopped, None);
+        }
+        let Some(p) = self.participants.get(id) else {
+            return (waiting, None);
+        };
+        // The last change at or before t decides.
+        let idx = p.gate.partition_point(|&(at, _, _)| at <= t);
+        match idx.checked_sub(1).and_then(|i| p.gate.get(i)) {
+            Some(&(at, open, reason)) => {
+                let verdict = Verdict {
+                    allowed: open,
+                    reason,
+                };
+                (verdict, (idx == p.gate.len()).then_some(at))
+            }
+            None => (waiting, None),
+        }
     }
 
     /// FIX (consent tests): notes the latest time handed in.

@@ -14,7 +14,7 @@ use deepgram::listen::websocket::WebsocketHandle;
 use super::backend::{AudioInput, Backend, BackendError, BackendEvent, BoxFuture, Connection};
 use crate::config::{DeepgramConfig, DeepgramEncoding};
 use crate::core::ogg::{OggOpusWriter, OpusHead};
-use crate::core::transcript::{Chunk, ChunkAudio, StreamWord};
+use crate::core::transcript::{Chunk, ChunkAudio, StreamWord, extend_linear16};
 
 /// Why the Deepgram backend could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -138,26 +138,17 @@ struct DeepgramConnection {
     held: u64,
 }
 
-/// A mono Ogg Opus stream with no pre-skip: its decoded length is exactly
-/// the sum of the packets' lengths, so Deepgram's stream time is the
-/// 48 kHz sample count the transcript stream keeps.
+/// A new Ogg stream for one connection; see [`OpusHead::EXACT_MONO`] for
+/// why its stream time is the sample count the transcript stream keeps.
 fn ogg_stream() -> OggOpusWriter {
-    let head = OpusHead {
-        channels: 1,
-        pre_skip: 0,
-        input_sample_rate: 48_000,
-        output_gain: 0,
-    };
-    OggOpusWriter::new(rand::random(), &head, "hearken", &[])
+    OggOpusWriter::new(rand::random(), &OpusHead::EXACT_MONO, "hearken", &[])
 }
 
 impl DeepgramConnection {
     /// Adds `chunk` to the next message.
     fn hold(&mut self, chunk: &Chunk) -> Result<(), BackendError> {
         match (&chunk.audio, self.ogg.as_mut()) {
-            (ChunkAudio::Pcm16k(pcm), None) => {
-                self.pcm.extend(pcm.iter().flat_map(|s| s.to_le_bytes()));
-            }
+            (ChunkAudio::Pcm16k(pcm), None) => extend_linear16(&mut self.pcm, pcm),
             (ChunkAudio::Opus(packet), Some(ogg)) => {
                 let samples = u32::try_from(chunk.samples)
                     .map_err(|_| BackendError::new("protocol", "an Opus chunk is too long"))?;
