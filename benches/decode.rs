@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hearken::core::ogg::{OggOpusWriter, OpusHead};
-use hearken::core::opus::packet_samples;
-use hearken::core::transcript::{Chunk, ChunkAudio, SpeakerStream};
+use hearken_core::ogg::{OggOpusWriter, OpusHead};
+use hearken_core::opus::packet_samples;
+use hearken_core::transcript::{Chunk, ChunkAudio, SpeakerStream};
 use opus::{Channels, Decoder};
 
 mod common;
@@ -116,7 +116,7 @@ fn transcription_stage(c: &mut Criterion) {
                 ogg.push_packet(p, chunk.samples as u32)
                     .expect("open stream");
                 ogg.flush();
-                black_box(ogg.take_output());
+                black_box(ogg.poll_output());
             }
             i += 1;
             if i.is_multiple_of(50) {

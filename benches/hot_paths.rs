@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hearken::core::conference::{AudioFrame, ConferenceOutput};
-use hearken::core::ogg::{OggOpusWriter, OpusHead};
-use hearken::core::speaker::{SpeakerTimeline, TimelineConfig};
-use hearken::core::track::{DEFAULT_PRE_SKIP, FrameOutcome, TrackWriter};
+use hearken_core::conference::{AudioFrame, ConferenceOutput};
+use hearken_core::ogg::{OggOpusWriter, OpusHead};
+use hearken_core::speaker::{SpeakerTimeline, TimelineConfig};
+use hearken_core::track::{DEFAULT_PRE_SKIP, FrameOutcome, TrackWriter};
 
 mod common;
 use common::FRAME;
@@ -49,7 +49,7 @@ fn ogg(c: &mut Criterion) {
     // The track writer as the recorder drives it: place the frame (PLC fill
     // if a gap, push it, close the page when a second is unflushed or the
     // body reaches 4 KiB), then take whatever pages are complete.
-    group.bench_function("track_handle_frame+take_output", |b| {
+    group.bench_function("track_handle_frame+poll_output", |b| {
         let mut w = TrackWriter::new(1, DEFAULT_PRE_SKIP);
         let mut i = 0u64;
         b.iter(|| {
@@ -57,7 +57,7 @@ fn ogg(c: &mut Criterion) {
             let outcome = w.handle_frame(black_box(i * FRAME), black_box(packet));
             assert!(matches!(outcome, Ok(FrameOutcome::Written { .. })));
             i += 1;
-            black_box(w.take_output())
+            black_box(w.poll_output())
         });
     });
     // The raw muxer: append one packet to the open page.
@@ -76,7 +76,7 @@ fn ogg(c: &mut Criterion) {
             i += 1;
             if i.is_multiple_of(50) {
                 w.flush();
-                black_box(w.take_output());
+                black_box(w.poll_output());
             }
         });
     });
@@ -98,7 +98,7 @@ fn ogg(c: &mut Criterion) {
                 i += 1;
             }
             w.flush();
-            black_box(w.take_output())
+            black_box(w.poll_output())
         });
     });
     group.finish();
@@ -202,7 +202,7 @@ fn recording_path(c: &mut Criterion) {
                 let track = &mut tracks[f.participant.0 as usize];
                 let outcome = track.handle_frame(f.position, &f.payload);
                 assert!(matches!(outcome, Ok(FrameOutcome::Written { .. })));
-                black_box(track.take_output());
+                black_box(track.poll_output());
             } else {
                 panic!("frame withheld");
             }

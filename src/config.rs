@@ -14,6 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hearken_core::consent::engine::DeclinePolicy;
+use hearken_core::consent::rules::ConsentMode;
 use serde::{Deserialize, Serialize};
 
 /// The token accepted by the embedded defaults. A server that accepts it is
@@ -26,6 +28,16 @@ pub const ENV_PREFIX: &str = "HEARKEN_";
 /// Environment variables with the prefix that are not config keys but are
 /// still ours (so they are not reported as unknown).
 const NON_KEY_ENV_VARS: &[&str] = &["HEARKEN_CONFIG", "HEARKEN_LOG"];
+
+/// Keys that are unset by default (`Option`s, so absent from the table of
+/// defaults the overrides walk): each may still be set from the
+/// environment; an empty value leaves it unset.
+const OPTIONAL_KEYS: &[&str] = &[
+    "policy.settings_file",
+    "policy.webhook_url",
+    "consent.rules_file",
+    "consent.prompts_dir",
+];
 
 /// The whole effective configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,14 +65,15 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Company recording settings (TOML or JSON, see `policy-fixtures/`);
-    /// empty means no meetings API (calls are admitted by `unknown_calls`).
-    pub settings_file: String,
-    /// What a WHIP call with no known meeting gets: `record` or `refuse`.
-    pub unknown_calls: String,
+    /// Company recording settings (TOML or JSON, see
+    /// `tests/fixtures/policy/`); unset means no meetings API (calls are
+    /// admitted by `unknown_calls`).
+    pub settings_file: Option<PathBuf>,
+    /// What a WHIP call with no known meeting gets.
+    pub unknown_calls: UnknownCalls,
     /// Provider webhook that receives join requests for meetings recorded
-    /// by the assistant method (empty: no scheduler).
-    pub webhook_url: String,
+    /// by the assistant method (unset: no scheduler).
+    pub webhook_url: Option<String>,
     /// Environment variable holding the webhook's HMAC-SHA256 secret.
     pub webhook_secret_env: String,
     /// A join request is sent this long before the meeting starts.
@@ -72,9 +85,9 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            settings_file: String::new(),
-            unknown_calls: "record".to_owned(),
-            webhook_url: String::new(),
+            settings_file: None,
+            unknown_calls: UnknownCalls::Record,
+            webhook_url: None,
             webhook_secret_env: "HEARKEN_WEBHOOK_SECRET".to_owned(),
             join_lead_seconds: 60,
             public_url: "http://127.0.0.1:8080".to_owned(),
@@ -82,12 +95,41 @@ impl Default for PolicyConfig {
     }
 }
 
+/// What a WHIP call with no known meeting gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownCalls {
+    /// Recorded (consent still applies).
+    Record,
+    /// Refused with 403.
+    Refuse,
+}
+
+/// Where consented audio is transcribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranscriptionBackend {
+    /// Nowhere: record only.
+    None,
+    /// Deepgram's live streaming API (`transcription.deepgram`).
+    Deepgram,
+}
+
 /// Transcription settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscriptionConfig {
     /// `none` (record only) or `deepgram`.
-    pub backend: String,
+    pub backend: TranscriptionBackend,
+    /// Frames waiting for the transcriber at most (shared by all calls);
+    /// beyond it frames are dropped and counted.
+    pub queue_frames: usize,
+    /// Frames waiting for one speaker's backend connection at most (3,000
+    /// frames is a minute of 20 ms packets).
+    pub speaker_queue_frames: usize,
+    /// Bound on opening a backend connection; a slower one counts as a
+    /// failed attempt and is retried.
+    pub connect_timeout_ms: u64,
     /// Seconds of consented audio buffered per speaker while the backend is
     /// unreachable; past it the oldest audio is dropped (and counted).
     pub buffer_seconds: u64,
@@ -145,7 +187,10 @@ pub enum DeepgramEncoding {
 impl Default for TranscriptionConfig {
     fn default() -> Self {
         Self {
-            backend: "none".to_owned(),
+            backend: TranscriptionBackend::None,
+            queue_frames: 20_000,
+            speaker_queue_frames: 3_000,
+            connect_timeout_ms: 10_000,
             buffer_seconds: 120,
             finish_timeout_ms: 10_000,
             skip_silence: true,
@@ -175,43 +220,43 @@ impl Default for DeepgramConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsentConfig {
-    /// Consent rules file (YAML); empty means the rules built into the binary
-    /// (`consent/rules.yaml` in the source tree).
-    pub rules_file: String,
+    /// Consent rules file (YAML); unset means the rules built into the
+    /// binary (`consent/rules.yaml` in the source tree).
+    pub rules_file: Option<PathBuf>,
     /// Where the recorder itself runs, as an ISO 3166-1 or 3166-2 code
     /// (`US`, `US-CA`, `DE`); it counts like a participant.
     pub recorder_location: String,
     /// Company policy floor: the mode is never below this
     /// (`none`, `notify`, `notify_and_allow_opt_out`, `explicit`).
-    pub min_mode: String,
+    pub min_mode: ConsentMode,
     /// Under notify modes, staying on the call this long after the notice
     /// ends counts as implicit consent.
     pub grace_period_ms: u64,
     /// What a decline does: `stop_and_discard`, `stop` or `exclude_participant`.
-    pub decline_policy: String,
+    pub decline_policy: DeclinePolicy,
     /// DTMF digit that grants consent.
     pub agree_digit: String,
     /// DTMF digit that declines.
     pub decline_digit: String,
     /// Language of the prompts (`media/prompts/{language}/`).
     pub language: String,
-    /// Directory holding `{language}/{name}.opus` prompts; empty means the
+    /// Directory holding `{language}/{name}.opus` prompts; unset means the
     /// prompts built into the binary (`media/prompts/`: en, es, fr, de).
-    pub prompts_dir: PathBuf,
+    pub prompts_dir: Option<PathBuf>,
 }
 
 impl Default for ConsentConfig {
     fn default() -> Self {
         Self {
-            rules_file: String::new(),
+            rules_file: None,
             recorder_location: "US".to_owned(),
-            min_mode: "none".to_owned(),
+            min_mode: ConsentMode::None,
             grace_period_ms: 5_000,
-            decline_policy: "stop".to_owned(),
+            decline_policy: DeclinePolicy::Stop,
             agree_digit: "1".to_owned(),
             decline_digit: "9".to_owned(),
             language: "en".to_owned(),
-            prompts_dir: PathBuf::new(),
+            prompts_dir: None,
         }
     }
 }
@@ -413,6 +458,7 @@ impl Config {
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
         apply_env(&mut table, "", &env, &mut known)?;
+        apply_optional_env(&mut table, &env, &mut known);
         let unknown_env = env
             .iter()
             .map(|(k, _)| k.clone())
@@ -473,23 +519,22 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        if !matches!(self.transcription.backend.as_str(), "none" | "deepgram") {
-            return Err(ConfigError::Invalid {
-                key: "transcription.backend",
-                message: format!(
-                    "unknown backend {:?} (expected none or deepgram)",
-                    self.transcription.backend
-                ),
-            });
-        }
-        if !matches!(self.policy.unknown_calls.as_str(), "record" | "refuse") {
-            return Err(ConfigError::Invalid {
-                key: "policy.unknown_calls",
-                message: format!(
-                    "{:?} is neither record nor refuse",
-                    self.policy.unknown_calls
-                ),
-            });
+        for (key, value) in [
+            (
+                "transcription.queue_frames",
+                self.transcription.queue_frames,
+            ),
+            (
+                "transcription.speaker_queue_frames",
+                self.transcription.speaker_queue_frames,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
+                });
+            }
         }
         if self.transcription.buffer_seconds == 0 {
             return Err(ConfigError::Invalid {
@@ -620,6 +665,33 @@ fn apply_env(
     Ok(())
 }
 
+/// Sets the [`OPTIONAL_KEYS`] given (non-empty) in the environment.
+fn apply_optional_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+    known: &mut BTreeSet<String>,
+) {
+    for path in OPTIONAL_KEYS {
+        let var = env_name(path);
+        let Some((_, text)) = env.iter().find(|(k, _)| *k == var) else {
+            continue;
+        };
+        known.insert(var);
+        let text = text.trim();
+        let Some((section, key)) = path.split_once('.') else {
+            continue;
+        };
+        let Some(toml::Value::Table(inner)) = table.get_mut(section) else {
+            continue;
+        };
+        if text.is_empty() {
+            inner.remove(key);
+        } else {
+            inner.insert(key.to_owned(), toml::Value::String(text.to_owned()));
+        }
+    }
+}
+
 fn parse_env_value(current: &toml::Value, text: &str) -> Result<toml::Value, String> {
     let text = text.trim();
     Ok(match current {
@@ -741,6 +813,46 @@ mod tests {
             .to_string();
         assert!(
             text.contains("nowhere") || text.contains("listen"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn enums_and_optional_keys_are_typed_and_named() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HEARKEN_CONSENT_MIN_MODE", "explicit"),
+                ("HEARKEN_TRANSCRIPTION_BACKEND", "deepgram"),
+                ("HEARKEN_POLICY_WEBHOOK_URL", "http://hooks.test/join"),
+                ("HEARKEN_CONSENT_RULES_FILE", ""),
+            ]),
+        )
+        .unwrap();
+        assert!(c.unknown_env.is_empty(), "{:?}", c.unknown_env);
+        let c = c.config;
+        assert_eq!(c.consent.min_mode, ConsentMode::Explicit);
+        assert_eq!(c.transcription.backend, TranscriptionBackend::Deepgram);
+        assert_eq!(
+            c.policy.webhook_url.as_deref(),
+            Some("http://hooks.test/join")
+        );
+        assert_eq!(c.consent.rules_file, None, "empty leaves it unset");
+        assert_eq!(Config::default().policy.settings_file, None);
+
+        let text = Config::load(None, env(&[("HEARKEN_CONSENT_MIN_MODE", "strict")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("strict") && text.contains("explicit"),
+            "{text}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[consent]\ndecline_policy = \"shrug\"\n").unwrap();
+        let text = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            text.contains("decline_policy") && text.contains("shrug"),
             "{text}"
         );
     }

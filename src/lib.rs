@@ -1,41 +1,35 @@
 //! Hearken: a media server that conferencing providers dial in as a virtual
 //! participant. It takes one audio stream per speaker over WebRTC (WHIP),
-//! records each speaker's Opus packets, unchanged, into an Ogg Opus file
-//! aligned to the call's timeline, and (later) transcribes only what consent
-//! allows.
+//! tells people they are recorded, records each speaker's Opus packets,
+//! unchanged, into an Ogg Opus file aligned to the call's timeline, and
+//! transcribes only what consent allows.
 //!
-//! # Layout
+//! `ARCHITECTURE.md` at the root of the repository is the map: the layers,
+//! the path of one packet and of one consent signal, the invariants, who
+//! owns which file. In short:
 //!
-//! - [`core`]: sans-IO state machines (timelines, the Ogg muxer, the
-//!   conference). They take time as an argument and never touch a socket, a
-//!   file or a clock, so tests run a minute of call in milliseconds.
-//! - [`rtc`]: media worker threads. Each owns one UDP socket and every str0m
-//!   `Rtc` of the calls placed on it.
-//! - [`sinks`]: where frames go (the recorder).
-//! - [`ingest`], [`api`]: HTTP signaling and the REST API (axum).
-//! - [`server`]: wiring, start and graceful shutdown.
-//!
-//! # The run loop of a media worker
-//!
-//! Wait (mio) for a datagram, a command or the earliest str0m timeout; hand a
-//! datagram to the `Rtc` that accepts it; drain that `Rtc` until it returns a
-//! timeout; feed audio frames to the call's conference; hand the conference's
-//! outputs to the recorder with `try_send` (drops are counted, never waited
-//! on).
+//! - `hearken-core` (its own crate): the pure state machines of a call:
+//!   timelines, Ogg muxing, DTMF, consent rules and engine. No I/O, no clock.
+//! - `hearken-policy` (its own crate): which meetings are recorded, and how.
+//! - [`media`]: the sans-IO media [`Engine`](media::Engine) (sessions,
+//!   routing, timers, prompts, call lifecycle) and the worker thread that
+//!   runs it around a socket and a clock.
+//! - [`sinks`]: the recorder and the transcriber, fed in order through
+//!   bounded queues.
+//! - [`store`]: the data directory; the only writer of every file.
+//! - [`control`]: the control plane: where calls live, meetings, the
+//!   webhook scheduler.
+//! - [`http`]: WHIP and the REST API (axum), problem+json errors.
+//! - [`server`]: wiring, start and graceful shutdown; [`config`], [`setup`],
+//!   [`metrics`], [`cli`].
 
-#![forbid(unsafe_code)]
-
-pub mod api;
+pub mod cli;
 pub mod config;
-pub mod consent_cli;
-pub mod consent_setup;
-pub mod core;
-pub mod ingest;
-pub mod meetings;
+pub mod control;
+pub mod http;
+pub mod media;
 pub mod metrics;
-pub mod policy_cli;
-pub mod problem;
-pub mod rtc;
-pub mod scheduler;
 pub mod server;
+pub mod setup;
 pub mod sinks;
+pub mod store;

@@ -51,13 +51,13 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConsentCmd {
     /// Print the consent mode of a call and why, per participant.
-    Explain(hearken::consent_cli::ExplainArgs),
+    Explain(hearken::cli::consent::ExplainArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum PolicyCmd {
     /// Print which meetings of a calendar are recorded, how, and why.
-    Explain(hearken::policy_cli::PolicyExplainArgs),
+    Explain(hearken::cli::policy::PolicyExplainArgs),
 }
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<hearken::config::Loaded> {
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::Policy {
             cmd: PolicyCmd::Explain(args),
         } => {
-            print!("{}", hearken::policy_cli::explain(args)?);
+            print!("{}", hearken::cli::policy::explain(args)?);
             Ok(())
         }
         Command::Consent {
@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
             cmd: ConsentCmd::Explain(args),
         } => {
             let consent = load(config.as_deref())?.config.consent;
-            print!("{}", hearken::consent_cli::explain(args, &consent)?);
+            print!("{}", hearken::cli::consent::explain(args, &consent)?);
             Ok(())
         }
     }

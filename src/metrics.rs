@@ -2,16 +2,203 @@
 //! `prometheus` crate.
 //!
 //! Names follow `hearken_<subsystem>_<name>_<unit>`, counters end in
-//! `_total`, and labels take values from fixed sets only (never a call id).
-//! Updates are atomic operations, so media workers update them without locks.
+//! `_total`, and labels take values from fixed sets only (never a call id):
+//! each label type implements [`Label`], which lists its values once.
+//!
+//! The media thread uses [`MediaMetrics`]: every labelled child is resolved
+//! once, when the worker starts, so counting on the packet path is one
+//! atomic add, never a hash lookup behind a lock.
 
+use hearken_core::conference::{EndReason, FailureCause, SessionEndReason};
+use hearken_core::consent::engine::{
+    AuditKind, ConsentMethod, ConsentState, GateReason, PromptKind,
+};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
-/// Label values of `hearken_consent_participants`.
-pub const CONSENT_STATES: [&str; 5] = ["joined", "notified", "consented", "declined", "left"];
+/// A type whose values are the label values of a metric: a fixed set.
+pub trait Label: Copy + 'static {
+    /// Every value, in index order.
+    const ALL: &'static [Self];
+    /// The label text.
+    fn as_label(self) -> &'static str;
+    /// Position in [`Self::ALL`].
+    fn index(self) -> usize;
+}
+
+/// The children of a labelled metric, one per value of `L`, resolved once.
+#[derive(Debug, Clone)]
+pub struct Labelled<L: Label, M> {
+    children: Vec<M>,
+    _label: std::marker::PhantomData<L>,
+}
+
+impl<L: Label, M> Labelled<L, M> {
+    fn resolve(with_label: impl Fn(&str) -> M) -> Self {
+        Self {
+            children: L::ALL.iter().map(|l| with_label(l.as_label())).collect(),
+            _label: std::marker::PhantomData,
+        }
+    }
+
+    /// The child for `label`.
+    pub fn get(&self, label: L) -> &M {
+        // INVARIANT: `children` holds one entry per value of `L::ALL`, and
+        // `index` is a position in it.
+        &self.children[label.index()]
+    }
+
+    /// Every child, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &M> {
+        self.children.iter()
+    }
+}
+
+macro_rules! label_enum {
+    ($ty:ty { $($variant:pat => $text:literal),+ $(,)? } all: [$($all:expr),+ $(,)?]) => {
+        impl Label for $ty {
+            const ALL: &'static [Self] = &[$($all),+];
+            fn as_label(self) -> &'static str {
+                match self { $($variant => $text),+ }
+            }
+            fn index(self) -> usize {
+                // A handful of values: a scan by discriminant (which ignores
+                // any data a variant carries).
+                let wanted = std::mem::discriminant(&self);
+                Self::ALL
+                    .iter()
+                    .position(|v| std::mem::discriminant(v) == wanted)
+                    .unwrap_or(0)
+            }
+        }
+    };
+}
+
+/// Whether a consent gate is open or closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateState {
+    /// Frames pass.
+    Open,
+    /// Frames are withheld.
+    Closed,
+}
+
+impl From<bool> for GateState {
+    fn from(open: bool) -> Self {
+        if open { Self::Open } else { Self::Closed }
+    }
+}
+
+label_enum!(GateState { GateState::Open => "open", GateState::Closed => "closed" }
+    all: [GateState::Open, GateState::Closed]);
+
+label_enum!(DropReason {
+    DropReason::RecorderQueueFull => "recorder_queue_full",
+    DropReason::Late => "late",
+    DropReason::Malformed => "malformed",
+    DropReason::NotOpus => "not_opus",
+    DropReason::Discarded => "discarded",
+    DropReason::TranscriberQueueFull => "transcriber_queue_full",
+} all: [
+    DropReason::TranscriberQueueFull,
+    DropReason::RecorderQueueFull,
+    DropReason::Late,
+    DropReason::Malformed,
+    DropReason::NotOpus,
+    DropReason::Discarded,
+]);
+
+label_enum!(SessionEndReason {
+    SessionEndReason::Deleted => "deleted",
+    SessionEndReason::Disconnected => "disconnected",
+    SessionEndReason::ConnectTimeout => "connect_timeout",
+    SessionEndReason::CallEnded => "call_ended",
+    SessionEndReason::Failed => "failed",
+} all: [
+    SessionEndReason::Deleted,
+    SessionEndReason::Disconnected,
+    SessionEndReason::ConnectTimeout,
+    SessionEndReason::CallEnded,
+    SessionEndReason::Failed,
+]);
+
+label_enum!(EndReason {
+    EndReason::LastSessionLeft => "last_session_left",
+    EndReason::Api => "api",
+    EndReason::Shutdown => "shutdown",
+    EndReason::Internal => "internal",
+} all: [EndReason::LastSessionLeft, EndReason::Api, EndReason::Shutdown, EndReason::Internal]);
+
+label_enum!(FailureCause {
+    FailureCause::IceTimeout => "ice_timeout",
+    FailureCause::DtlsTimeout => "dtls_timeout",
+    FailureCause::Dtls => "dtls",
+    FailureCause::Srtp => "srtp",
+    FailureCause::Rtc => "rtc",
+    FailureCause::Internal => "internal",
+} all: [
+    FailureCause::IceTimeout,
+    FailureCause::DtlsTimeout,
+    FailureCause::Dtls,
+    FailureCause::Srtp,
+    FailureCause::Rtc,
+    FailureCause::Internal,
+]);
+
+label_enum!(GateReason {
+    GateReason::Consented => "consented",
+    GateReason::AwaitingOwnConsent => "awaiting_own_consent",
+    GateReason::AwaitingOthers => "awaiting_others",
+    GateReason::NeverCaptureParticipantPresent => "never_capture_participant_present",
+    GateReason::Declined => "declined",
+    GateReason::CallStopped => "call_stopped",
+} all: [
+    GateReason::Consented,
+    GateReason::AwaitingOwnConsent,
+    GateReason::AwaitingOthers,
+    GateReason::NeverCaptureParticipantPresent,
+    GateReason::Declined,
+    GateReason::CallStopped,
+]);
+
+label_enum!(PromptKind {
+    PromptKind::Notice => "notice",
+    PromptKind::ConsentRequest => "consent_request",
+    PromptKind::Thanks => "thanks",
+    PromptKind::Stopped => "stopped",
+} all: [PromptKind::Notice, PromptKind::ConsentRequest, PromptKind::Thanks, PromptKind::Stopped]);
+
+label_enum!(ConsentState {
+    ConsentState::Joined => "joined",
+    ConsentState::Notified => "notified",
+    ConsentState::Consented(_) => "consented",
+    ConsentState::Declined => "declined",
+    ConsentState::Left => "left",
+} all: [
+    ConsentState::Joined,
+    ConsentState::Notified,
+    ConsentState::Consented(ConsentMethod::Implicit),
+    ConsentState::Declined,
+    ConsentState::Left,
+]);
+
+label_enum!(AuditKind {
+    AuditKind::ModeEvaluated => "mode_evaluated",
+    AuditKind::PromptScheduled => "prompt_scheduled",
+    AuditKind::PromptPlayed => "prompt_played",
+    AuditKind::StateChanged => "state_changed",
+    AuditKind::GateChanged => "gate_changed",
+    AuditKind::Discarded => "discarded",
+} all: [
+    AuditKind::ModeEvaluated,
+    AuditKind::PromptScheduled,
+    AuditKind::PromptPlayed,
+    AuditKind::StateChanged,
+    AuditKind::GateChanged,
+    AuditKind::Discarded,
+]);
 
 /// Reasons a frame does not reach a sink. A fixed set: used as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,30 +215,6 @@ pub enum DropReason {
     Discarded,
     /// The transcription sink was too far behind.
     TranscriberQueueFull,
-}
-
-impl DropReason {
-    /// Every reason, for pre-creating label values so they show as 0.
-    pub const ALL: [DropReason; 6] = [
-        Self::TranscriberQueueFull,
-        Self::RecorderQueueFull,
-        Self::Late,
-        Self::Malformed,
-        Self::NotOpus,
-        Self::Discarded,
-    ];
-
-    /// The label value.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::RecorderQueueFull => "recorder_queue_full",
-            Self::Late => "late",
-            Self::Malformed => "malformed",
-            Self::NotOpus => "not_opus",
-            Self::Discarded => "discarded",
-            Self::TranscriberQueueFull => "transcriber_queue_full",
-        }
-    }
 }
 
 /// The metrics of one server.
@@ -141,6 +304,15 @@ pub struct Metrics {
     pub datagram_to_sink_seconds: Histogram,
     /// Seconds each media worker spent working (not waiting), by worker.
     pub worker_busy_seconds: prometheus::CounterVec,
+    /// Sessions that failed, by cause.
+    pub sessions_failed: IntCounterVec,
+    /// Calls ended because handling them panicked (a bug).
+    pub call_panics: IntCounter,
+    /// Media workers whose thread stopped unexpectedly (taken out of
+    /// placement).
+    pub workers_failed: IntGauge,
+    /// Sink control messages dropped because a queue was full.
+    pub sink_messages_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -412,6 +584,23 @@ impl Metrics {
                 "hearken_transcription_words_total",
                 "Words in final transcription results."
             )),
+            sessions_failed: reg!(counter_vec(
+                "hearken_sessions_failed_total",
+                "WHIP sessions that failed, by cause (ice_timeout, dtls_timeout, dtls, srtp, rtc, internal).",
+                &["cause"]
+            )),
+            call_panics: reg!(counter(
+                "hearken_media_call_panics_total",
+                "Calls ended because handling them panicked (a bug; the rest of the worker went on)."
+            )),
+            workers_failed: reg!(gauge(
+                "hearken_media_workers_failed",
+                "Media worker threads that stopped unexpectedly and take no new calls."
+            )),
+            sink_messages_dropped: reg!(counter(
+                "hearken_sink_control_dropped_total",
+                "Sink control messages (call start and end, audit lines) dropped because a sink queue was full."
+            )),
             registry,
         };
         // process_cpu_seconds_total, process_resident_memory_bytes, … (Linux).
@@ -421,24 +610,12 @@ impl Metrics {
             // A second registration is the only failure; this is the first.
             let _ = metrics.registry.register(Box::new(process));
         }
-        for state in ["notified", "consented", "declined", "left"] {
-            metrics.consent_transitions.with_label_values(&[state]);
-        }
-        for direction in ["open", "closed"] {
-            metrics.consent_gate_changes.with_label_values(&[direction]);
-            metrics.consent_gate_seconds.with_label_values(&[direction]);
-        }
-        for state in CONSENT_STATES {
-            metrics.consent_participants.with_label_values(&[state]);
-        }
         for reason in ["node_full", "shutting_down"] {
             metrics.admission_rejected.with_label_values(&[reason]);
         }
-        for reason in DropReason::ALL {
-            metrics
-                .frames_dropped
-                .with_label_values(&[reason.as_label()]);
-        }
+        // Every labelled child of the media path exists (and shows 0) from
+        // the start.
+        let _ = metrics.media();
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -446,11 +623,49 @@ impl Metrics {
         metrics
     }
 
-    /// Counts a dropped frame.
+    /// Counts a dropped frame (off the media thread; the media thread uses
+    /// [`MediaMetrics`]).
     pub fn drop_frame(&self, reason: DropReason) {
         self.frames_dropped
             .with_label_values(&[reason.as_label()])
             .inc();
+    }
+
+    /// The handles the media thread counts with, every label resolved.
+    pub fn media(&self) -> MediaMetrics {
+        fn counters<L: Label>(vec: &IntCounterVec) -> Labelled<L, IntCounter> {
+            Labelled::resolve(|l| vec.with_label_values(&[l]))
+        }
+        MediaMetrics {
+            calls_active: self.calls_active.clone(),
+            calls_ended: counters(&self.calls_ended),
+            call_panics: self.call_panics.clone(),
+            sessions_active: self.sessions_active.clone(),
+            sessions_ended: counters(&self.sessions_ended),
+            sessions_failed: counters(&self.sessions_failed),
+            speakers_active: self.speakers_active.clone(),
+            rtp_packets_received: self.rtp_packets_received.clone(),
+            rtp_bytes_received: self.rtp_bytes_received.clone(),
+            rtp_packets_lost: self.rtp_packets_lost.clone(),
+            timeline_reanchors: self.timeline_reanchors.clone(),
+            dtmf_packets_received: self.dtmf_packets_received.clone(),
+            udp_unrouted_datagrams: self.udp_unrouted_datagrams.clone(),
+            udp_send_errors: self.udp_send_errors.clone(),
+            frames_dropped: counters(&self.frames_dropped),
+            frames_withheld: counters(&self.frames_withheld),
+            prompts_played: counters(&self.prompts_played),
+            consent_events: counters(&self.consent_events),
+            consent_transitions: counters(&self.consent_transitions),
+            consent_gate_changes: counters(&self.consent_gate_changes),
+            consent_gate_seconds: Labelled::resolve(|l| {
+                self.consent_gate_seconds.with_label_values(&[l])
+            }),
+            consent_participants: Labelled::resolve(|l| {
+                self.consent_participants.with_label_values(&[l])
+            }),
+            sink_messages_dropped: self.sink_messages_dropped.clone(),
+            datagram_to_sink_seconds: self.datagram_to_sink_seconds.clone(),
+        }
     }
 
     /// Prometheus text exposition of every metric.
@@ -465,6 +680,60 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// The metrics a media worker updates, each labelled child resolved once
+/// (see [`Metrics::media`]).
+#[derive(Debug, Clone)]
+pub struct MediaMetrics {
+    /// Calls in progress.
+    pub calls_active: IntGauge,
+    /// Calls ended, by reason.
+    pub calls_ended: Labelled<EndReason, IntCounter>,
+    /// Calls ended because handling them panicked.
+    pub call_panics: IntCounter,
+    /// Sessions attached.
+    pub sessions_active: IntGauge,
+    /// Sessions ended, by reason.
+    pub sessions_ended: Labelled<SessionEndReason, IntCounter>,
+    /// Sessions failed, by cause.
+    pub sessions_failed: Labelled<FailureCause, IntCounter>,
+    /// Participants sending audio.
+    pub speakers_active: IntGauge,
+    /// RTP audio packets received.
+    pub rtp_packets_received: IntCounter,
+    /// RTP audio payload bytes received.
+    pub rtp_bytes_received: IntCounter,
+    /// RTP audio packets lost.
+    pub rtp_packets_lost: IntCounter,
+    /// Speaker timelines re-anchored.
+    pub timeline_reanchors: IntCounter,
+    /// RFC 4733 packets received.
+    pub dtmf_packets_received: IntCounter,
+    /// Datagrams no session accepted.
+    pub udp_unrouted_datagrams: IntCounter,
+    /// Datagrams that could not be sent.
+    pub udp_send_errors: IntCounter,
+    /// Frames that did not reach a sink, by reason.
+    pub frames_dropped: Labelled<DropReason, IntCounter>,
+    /// Frames the consent gate withheld, by reason.
+    pub frames_withheld: Labelled<GateReason, IntCounter>,
+    /// Prompts played, by prompt.
+    pub prompts_played: Labelled<PromptKind, IntCounter>,
+    /// Consent audit events, by event.
+    pub consent_events: Labelled<AuditKind, IntCounter>,
+    /// Consent state changes, by the state entered.
+    pub consent_transitions: Labelled<ConsentState, IntCounter>,
+    /// Gate changes, by direction.
+    pub consent_gate_changes: Labelled<GateState, IntCounter>,
+    /// Participant call time with the gate open or closed.
+    pub consent_gate_seconds: Labelled<GateState, prometheus::Counter>,
+    /// Participants of calls in progress, by consent state.
+    pub consent_participants: Labelled<ConsentState, IntGauge>,
+    /// Sink control messages that found their queue full.
+    pub sink_messages_dropped: IntCounter,
+    /// Datagram receipt to sink queue.
+    pub datagram_to_sink_seconds: Histogram,
 }
 
 impl Default for Metrics {

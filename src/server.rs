@@ -1,27 +1,32 @@
 //! Starting and stopping a server: media workers, their recorders, the
-//! session registry and the HTTP API.
+//! transcriber, the registry and the HTTP API.
 //!
-//! The tokio runtime runs HTTP and the registry; each media worker and each
-//! recorder is its own OS thread. Shutdown is a parameter: when it resolves,
-//! WHIP answers 503, every call is ended cleanly (EOS written, `call.json`
-//! final) and the threads are joined.
+//! The tokio runtime runs HTTP, the control plane and the transcriber; each
+//! media worker and each recorder is its own OS thread. Shutdown is a
+//! parameter: when it resolves, WHIP answers 503, every call is ended
+//! cleanly (EOS written, `call.json` final) and the threads are joined.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::Config;
-use crate::core::ids::CallId;
+use crate::config::{Config, TranscriptionBackend};
+use crate::control::meetings::Meetings;
+use crate::control::registry::Registry;
+use crate::media::{EngineEvent, WorkerHandle, WorkerSettings, worker};
 use crate::metrics::Metrics;
-use crate::rtc::worker::{self, WorkerCommand, WorkerEvent, WorkerHandle, WorkerSettings};
-use crate::sinks::recorder;
+use crate::sinks::transcribe::{TranscribeHandle, TranscriptStore};
+use crate::sinks::{Downstream, SinkSender, recorder};
+use crate::store::Store;
+
+/// How long a stopping server waits for its media workers.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +39,7 @@ pub enum StartError {
         index: usize,
         /// The address.
         addr: SocketAddr,
-        /// The error.
+        /// What the OS said.
         source: std::io::Error,
     },
     /// The data directory is not usable.
@@ -42,68 +47,62 @@ pub enum StartError {
     DataDir {
         /// The directory.
         path: std::path::PathBuf,
-        /// The error.
+        /// What the OS said.
         source: std::io::Error,
     },
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
-    Thread(std::io::Error),
+    Thread(#[source] std::io::Error),
+    /// The HTTP listener has no local address.
+    #[error("the HTTP listener has no local address: {0}")]
+    Listener(#[source] std::io::Error),
     /// Consent settings, rules or prompts are not usable.
     #[error(transparent)]
-    Consent(#[from] crate::consent_setup::ConsentSetupError),
+    Consent(#[from] crate::setup::consent::ConsentSetupError),
     /// The webhook secret is missing.
     #[error(transparent)]
-    WebhookSecret(#[from] crate::scheduler::MissingSecret),
+    WebhookSecret(#[from] crate::control::scheduler::MissingSecret),
     /// The recording policy settings cannot be loaded.
     #[error(transparent)]
-    Policy(#[from] crate::meetings::PolicySetupError),
+    Policy(#[from] crate::control::meetings::PolicySetupError),
     /// The transcription backend cannot be set up.
     #[error(transparent)]
     Transcription(#[from] crate::sinks::transcribe::deepgram::DeepgramSetupError),
 }
 
-/// Where each session and call lives. Control plane only: the packet path
-/// never touches it.
-#[derive(Debug, Default)]
-pub struct Registry {
-    /// Session secret -> its call and worker.
-    pub sessions: HashMap<String, SessionEntry>,
-    /// Call -> worker and number of sessions.
-    pub calls: HashMap<CallId, CallEntry>,
-}
+/// Where the server reads its secrets (the transcription API key, the
+/// webhook secret): the variables the config names, looked up here. A
+/// running server uses the process environment; tests hand their own, so
+/// no test has to write the process environment.
+#[derive(Clone)]
+pub struct Secrets(Arc<SecretLookup>);
 
-/// A registered session.
-#[derive(Debug, Clone)]
-pub struct SessionEntry {
-    /// Its call.
-    pub call_id: CallId,
-    /// Worker index.
-    pub worker: usize,
-    /// Strong entity tag of its ICE session.
-    pub etag: String,
-}
+/// Looks a secret up by the name of its variable.
+type SecretLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
-/// A registered call.
-#[derive(Debug, Clone)]
-pub struct CallEntry {
-    /// Worker index.
-    pub worker: usize,
-    /// Sessions registered.
-    pub sessions: usize,
-}
+impl Secrets {
+    /// The process environment.
+    pub fn from_env() -> Self {
+        Self(Arc::new(|name| std::env::var(name).ok()))
+    }
 
-impl Registry {
-    /// Forgets a session; forgets its call when it was the last one.
-    pub fn remove_session(&mut self, secret: &str) {
-        let Some(entry) = self.sessions.remove(secret) else {
-            return;
-        };
-        if let Some(call) = self.calls.get_mut(&entry.call_id) {
-            call.sessions = call.sessions.saturating_sub(1);
-            if call.sessions == 0 {
-                self.calls.remove(&entry.call_id);
-            }
-        }
+    /// Fixed name/value pairs.
+    pub fn from_pairs<const N: usize>(pairs: [(&str, &str); N]) -> Self {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self(Arc::new(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }))
+    }
+
+    /// The value of the variable `name`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
     }
 }
 
@@ -115,37 +114,39 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Media workers.
     pub workers: Vec<WorkerHandle>,
-    registry: Mutex<Registry>,
-    accepting: AtomicBool,
-    /// Consent setup shared with the workers (pending participant details).
-    pub consent: Arc<crate::rtc::worker::ConsentSetup>,
+    /// Where each call and session lives.
+    pub registry: Registry,
+    /// The data directory.
+    pub store: Store,
     /// Transcripts of calls in progress.
-    pub transcripts: Arc<crate::sinks::transcribe::TranscriptStore>,
+    pub transcripts: Arc<TranscriptStore>,
     /// Meetings and their recording decisions.
-    pub meetings: crate::meetings::Meetings,
+    pub meetings: Arc<Meetings>,
+    accepting: AtomicBool,
 }
 
 impl AppState {
-    /// Locks the registry (a poisoned lock still holds consistent data:
-    /// every update is a single map operation).
-    pub fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Whether new sessions are accepted (false while shutting down).
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
     }
 
-    /// The least-loaded worker.
-    pub fn least_loaded_worker(&self) -> usize {
+    /// The least-loaded worker whose thread runs; `None` if none does.
+    pub fn least_loaded_worker(&self) -> Option<usize> {
         self.workers
             .iter()
-            .min_by_key(|w| w.sessions.load(Ordering::Relaxed))
+            .filter(|w| w.is_alive())
+            .min_by_key(|w| w.load())
             .map(|w| w.index)
-            .unwrap_or(0)
+    }
+
+    /// Workers whose thread died.
+    pub fn failed_workers(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .filter(|w| !w.is_alive())
+            .map(|w| w.index)
+            .collect()
     }
 }
 
@@ -181,73 +182,56 @@ impl RunningServer {
     }
 }
 
-/// Starts workers, recorders and HTTP on `listener`. The server runs until
-/// [`RunningServer::shutdown`] is called or `external_shutdown` resolves.
+/// Starts workers, recorders and HTTP on `listener`, with secrets from the
+/// process environment. The server runs until [`RunningServer::shutdown`]
+/// is called or `external_shutdown` resolves.
 pub async fn start(
     config: Config,
     listener: TcpListener,
     external_shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningServer, StartError> {
+    start_with_secrets(config, listener, external_shutdown, Secrets::from_env()).await
+}
+
+/// [`start`] with the secrets read from `secrets`.
+pub async fn start_with_secrets(
+    config: Config,
+    listener: TcpListener,
+    external_shutdown: impl Future<Output = ()> + Send + 'static,
+    secrets: Secrets,
+) -> Result<RunningServer, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let data_dir = config.storage.data_dir.clone();
-    std::fs::create_dir_all(data_dir.join("calls")).map_err(|source| StartError::DataDir {
+    let data_dir = &config.storage.data_dir;
+    let store = Store::open(data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
 
-    let consent = Arc::new(crate::consent_setup::setup(&config.consent)?);
+    let consent = Arc::new(crate::setup::consent::setup(&config.consent)?);
     info!(
         rules_version = consent.rules.version(),
         language = %consent.prompts.language,
         "consent rules and prompts loaded"
     );
-    let meetings = crate::meetings::Meetings::from_config(&config.policy, &data_dir)?;
-    let transcripts = Arc::new(crate::sinks::transcribe::TranscriptStore::default());
-    let transcribe = match config.transcription.backend.as_str() {
-        "deepgram" => {
-            let backend = crate::sinks::transcribe::deepgram::DeepgramBackend::from_config(
-                &config.transcription.deepgram,
-            )?;
-            info!(
-                backend = "deepgram",
-                url = %config.transcription.deepgram.url,
-                model = %config.transcription.deepgram.model,
-                encoding = ?config.transcription.deepgram.encoding,
-                skip_silence = config.transcription.skip_silence,
-                "transcription backend active"
-            );
-            Some(crate::sinks::transcribe::spawn(
-                Arc::new(backend),
-                crate::sinks::transcribe::SinkSettings {
-                    buffer_seconds: config.transcription.buffer_seconds,
-                    finish_timeout: Duration::from_millis(config.transcription.finish_timeout_ms),
-                    talk_filter: config.transcription.skip_silence.then(|| {
-                        crate::core::voice::TalkFilterConfig::from_millis(
-                            config.transcription.silence_hangover_ms,
-                            config.transcription.silence_preroll_ms,
-                        )
-                    }),
-                },
-                transcripts.clone(),
-                metrics.clone(),
-            ))
-        }
-        _ => {
-            info!(backend = "none", "transcription off: recording only");
-            None
-        }
-    };
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let meetings = Arc::new(Meetings::from_config(&config.policy, &store)?);
+    let transcripts = Arc::new(TranscriptStore::default());
+    let transcriber = start_transcriber(&config, &secrets, &transcripts, &store, &metrics)?;
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(config.limits.max_sessions + 1024);
     let mut workers = Vec::new();
     let mut joins: Vec<JoinHandle<()>> = Vec::new();
     for index in 0..config.worker_count() {
-        let (rec, rec_join) = recorder::spawn(
+        let (to_recorder, queue) = SinkSender::channel(config.limits.recorder_queue_frames);
+        let downstream = transcriber
+            .clone()
+            .map(|t| Box::new(t) as Box<dyn Downstream>);
+        let recorder_join = recorder::spawn(
             format!("recorder-{index}"),
-            data_dir.clone(),
-            config.limits.recorder_queue_frames,
+            store.clone(),
+            queue,
             metrics.clone(),
-            transcribe.clone(),
+            downstream,
         )
         .map_err(StartError::Thread)?;
         let port = match config.media.port_base {
@@ -264,14 +248,18 @@ pub async fn start(
             inactivity_timeout: config.inactivity_timeout(),
             consent: consent.clone(),
         };
-        let (handle, join) =
-            worker::spawn(settings, rec, rec_join, events_tx.clone(), metrics.clone()).map_err(
-                |source| StartError::BindMedia {
-                    index,
-                    addr: bind,
-                    source,
-                },
-            )?;
+        let (handle, join) = worker::spawn(
+            settings,
+            to_recorder,
+            recorder_join,
+            events_tx.clone(),
+            &metrics,
+        )
+        .map_err(|source| StartError::BindMedia {
+            index,
+            addr: bind,
+            source,
+        })?;
         workers.push(handle);
         joins.push(join);
     }
@@ -285,24 +273,37 @@ pub async fn start(
         config: config.clone(),
         metrics: metrics.clone(),
         workers,
-        registry: Mutex::new(Registry::default()),
-        accepting: AtomicBool::new(true),
-        consent,
+        registry: Registry::default(),
+        store,
         transcripts,
-        meetings,
+        meetings: meetings.clone(),
+        accepting: AtomicBool::new(true),
     });
-    tokio::spawn(track_worker_events(state.clone(), events_rx));
-    if !config.policy.webhook_url.trim().is_empty() {
+    tokio::spawn(track_engine_events(state.clone(), events_rx));
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    if let Some(url) = config.policy.webhook_url.as_deref() {
         let var = &config.policy.webhook_secret_env;
-        let secret = std::env::var(var)
-            .map_err(|_| crate::scheduler::MissingSecret(var.clone()))?
+        let secret = secrets
+            .get(var)
+            .ok_or_else(|| crate::control::scheduler::MissingSecret(var.clone()))?
             .into_bytes();
-        tokio::spawn(crate::scheduler::run(state.clone(), secret));
+        info!(webhook = %url, "join requests enabled");
+        let mut stopping = stopping_rx.clone();
+        tokio::spawn(crate::control::scheduler::run(
+            meetings,
+            metrics.clone(),
+            config.policy.clone(),
+            secret,
+            async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            },
+        ));
     }
 
-    let http_addr = listener.local_addr().map_err(StartError::Thread)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let router = crate::api::router(state.clone());
+    let http_addr = listener.local_addr().map_err(StartError::Listener)?;
+    let router = crate::http::router(state.clone());
     let drain_state = state.clone();
     let http_task = tokio::spawn(async move {
         let shutdown = async move {
@@ -310,6 +311,7 @@ pub async fn start(
                 _ = stop_rx => {}
                 _ = external_shutdown => {}
             }
+            let _ = stopping_tx.send(true);
             drain(drain_state, joins).await;
         };
         axum::serve(listener, router)
@@ -325,34 +327,95 @@ pub async fn start(
     })
 }
 
+/// The transcriber, when a backend is configured.
+fn start_transcriber(
+    config: &Config,
+    secrets: &Secrets,
+    transcripts: &Arc<TranscriptStore>,
+    store: &Store,
+    metrics: &Metrics,
+) -> Result<Option<TranscribeHandle>, StartError> {
+    use crate::sinks::transcribe::deepgram::{DeepgramBackend, DeepgramSetupError};
+    use crate::sinks::transcribe::{self, SinkSettings};
+    let t = &config.transcription;
+    match t.backend {
+        TranscriptionBackend::None => {
+            info!(backend = "none", "transcription off: recording only");
+            Ok(None)
+        }
+        TranscriptionBackend::Deepgram => {
+            let key = secrets
+                .get(&t.deepgram.api_key_env)
+                .ok_or_else(|| DeepgramSetupError::MissingKey(t.deepgram.api_key_env.clone()))?;
+            let backend = DeepgramBackend::with_key(&t.deepgram, &key)?;
+            info!(
+                backend = "deepgram",
+                url = %t.deepgram.url,
+                model = %t.deepgram.model,
+                encoding = ?t.deepgram.encoding,
+                skip_silence = t.skip_silence,
+                "transcription backend active"
+            );
+            Ok(Some(transcribe::spawn(
+                Arc::new(backend),
+                SinkSettings {
+                    queue_frames: t.queue_frames,
+                    speaker_queue_frames: t.speaker_queue_frames,
+                    connect_timeout: Duration::from_millis(t.connect_timeout_ms),
+                    buffer_seconds: t.buffer_seconds,
+                    finish_timeout: Duration::from_millis(t.finish_timeout_ms),
+                    talk_filter: t.skip_silence.then(|| {
+                        hearken_core::voice::TalkFilterConfig::from_millis(
+                            t.silence_hangover_ms,
+                            t.silence_preroll_ms,
+                        )
+                    }),
+                },
+                transcripts.clone(),
+                store.clone(),
+                metrics.clone(),
+            )))
+        }
+    }
+}
+
 /// Stops taking sessions, ends every call, joins the media threads.
 async fn drain(state: Arc<AppState>, joins: Vec<JoinHandle<()>>) {
     info!("shutting down: no new sessions; ending calls");
     state.accepting.store(false, Ordering::SeqCst);
     for w in &state.workers {
-        let _ = w.send(WorkerCommand::Shutdown);
+        w.shutdown();
     }
     let joined = tokio::task::spawn_blocking(move || {
         for j in joins {
+            // A worker that died already has nothing to join.
             let _ = j.join();
         }
     });
-    if tokio::time::timeout(Duration::from_secs(30), joined)
-        .await
-        .is_err()
-    {
-        warn!("media workers did not stop within 30 s");
+    if tokio::time::timeout(DRAIN_TIMEOUT, joined).await.is_err() {
+        warn!("media workers did not stop within {DRAIN_TIMEOUT:?}");
     }
     info!("all calls ended");
 }
 
-async fn track_worker_events(
+/// Keeps the registry in step with what the engines report.
+async fn track_engine_events(
     state: Arc<AppState>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>,
+    mut events: tokio::sync::mpsc::Receiver<EngineEvent>,
 ) {
     while let Some(event) = events.recv().await {
         match event {
-            WorkerEvent::SessionEnded { secret, .. } => state.registry().remove_session(&secret),
+            EngineEvent::SessionEnded {
+                call_id,
+                secret,
+                failure,
+                ..
+            } => {
+                state.registry.remove_session(&secret);
+                if let Some(failure) = failure {
+                    state.registry.session_failed(&call_id, failure);
+                }
+            }
         }
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hearken::core::conference::{Conference, ConferenceOutput, ParticipantIdx, SessionKey};
-use hearken::core::consent::engine::{
+use hearken_core::conference::{Conference, ConferenceOutput, ParticipantIdx, SessionKey};
+use hearken_core::consent::engine::{
     ConsentEngine, ConsentMethod, ConsentOutput, Decision, DeclinePolicy, EngineConfig,
 };
-use hearken::core::consent::rules::{Policy, Rules};
-use hearken::core::ids::CallId;
+use hearken_core::consent::rules::{Policy, Rules};
+use hearken_core::ids::CallId;
 
 /// 20 ms at 48 kHz.
 pub const FRAME: u64 = 960;
@@ -54,6 +54,7 @@ fn engine() -> ConsentEngine {
             recorder_location: None,
             grace: 0,
             decline_policy: DeclinePolicy::ExcludeParticipant,
+            keys: Default::default(),
         },
     )
 }

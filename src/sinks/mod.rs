@@ -1,4 +1,182 @@
-//! Where consented audio goes: files (the recorder) and, later, transcription.
+//! Where consented audio goes, and the contracts between the stages.
+//!
+//! The chain is fixed and visible in the types: a media worker's engine
+//! emits [`SinkMsg`]s, in order, into one bounded queue ([`SinkSender`]) read
+//! by its recorder; the recorder syncs each consent audit line to disk, then
+//! writes frames into their Ogg tracks, and hands each frame it wrote to its
+//! [`Downstream`] (the transcriber, when one runs). So the order "audit line
+//! synced, then frame written, then frame transcribed" holds by
+//! construction.
+//!
+//! The end of a call travels the same way: the recorder finishes its tracks
+//! and passes the call's summary down; the last stage hands it to the
+//! call's [`Completion`], which writes the final `call.json` (through the
+//! store, its only writer) and gives the summary to whoever waits for the
+//! call to end ([`CallDone`]: one typed value from the worker to the waiter).
 
 pub mod recorder;
 pub mod transcribe;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use crossbeam_channel::{Receiver, Sender};
+use hearken_core::conference::{CallSummary, SpeakerFrame};
+use hearken_core::consent::engine::AuditEvent;
+use hearken_core::ids::CallId;
+use tracing::error;
+
+use crate::store::Store;
+
+/// Told the final summary of a call once every file of it is final.
+pub type CallDone = tokio::sync::oneshot::Sender<CallSummary>;
+
+/// Room kept in a sink queue for control messages beyond its frame budget,
+/// so a queue full of frames never loses a call's start, end or audit line.
+pub const CONTROL_RESERVE: usize = 4096;
+
+/// What a media worker hands its recorder, in the order it happened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SinkMsg {
+    /// A frame the consent gate let through, placed on the call timeline.
+    Frame {
+        /// Its call.
+        call_id: CallId,
+        /// The frame.
+        frame: SpeakerFrame,
+    },
+    /// Call time zero: the call's directory and an in-progress `call.json`.
+    CallStarted {
+        /// The call.
+        call_id: CallId,
+        /// The summary at start.
+        summary: Box<CallSummary>,
+    },
+    /// Append one consent audit event to `consent.jsonl` and sync it before
+    /// anything queued after it is written.
+    Audit {
+        /// The call.
+        call_id: CallId,
+        /// The event, typed; the recorder formats it.
+        event: AuditEvent,
+        /// Wall-clock time of call time zero, once the call started.
+        call_start: Option<DateTime<Utc>>,
+    },
+    /// A participant's session ended: pad their track to `position`.
+    ParticipantLeft {
+        /// The call.
+        call_id: CallId,
+        /// Their participant id.
+        participant_id: Arc<str>,
+        /// Their file stem.
+        file_stem: Arc<str>,
+        /// Call-time position of the leave (48 kHz samples).
+        position: u64,
+    },
+    /// Delete every recording and transcript of the call (a decline under
+    /// `stop_and_discard`); later frames of the call are refused.
+    DiscardAll {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The call ended: finish its tracks (EOS), pass it down, and complete.
+    CallEnded {
+        /// The final summary from the conference.
+        summary: Box<CallSummary>,
+        /// Told when everything is on disk.
+        done: Option<CallDone>,
+    },
+    /// Stop after everything queued before.
+    Shutdown,
+}
+
+impl SinkMsg {
+    /// A fixed name for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Frame { .. } => "frame",
+            Self::CallStarted { .. } => "call_started",
+            Self::Audit { .. } => "audit",
+            Self::ParticipantLeft { .. } => "participant_left",
+            Self::DiscardAll { .. } => "discard_all",
+            Self::CallEnded { .. } => "call_ended",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A sink queue has no room.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("sink queue full")]
+pub struct SinkFull;
+
+/// The sending side of a recorder's queue: bounded, never blocking.
+#[derive(Debug, Clone)]
+pub struct SinkSender {
+    tx: Sender<SinkMsg>,
+    frame_budget: usize,
+}
+
+impl SinkSender {
+    /// A bounded queue that takes at most `frame_budget` waiting frames,
+    /// plus [`CONTROL_RESERVE`] control messages.
+    pub fn channel(frame_budget: usize) -> (SinkSender, Receiver<SinkMsg>) {
+        let (tx, rx) = crossbeam_channel::bounded(frame_budget + CONTROL_RESERVE);
+        (SinkSender { tx, frame_budget }, rx)
+    }
+
+    /// Queues a frame unless `frame_budget` messages already wait.
+    pub fn try_send_frame(&self, msg: SinkMsg) -> Result<(), SinkFull> {
+        if self.tx.len() >= self.frame_budget {
+            return Err(SinkFull);
+        }
+        self.tx.try_send(msg).map_err(|_| SinkFull)
+    }
+
+    /// Queues a control message; fails only when the queue is full to its
+    /// reserve as well (the recorder is stuck) or gone.
+    pub fn try_send_control(&self, msg: SinkMsg) -> Result<(), SinkFull> {
+        self.tx.try_send(msg).map_err(|_| SinkFull)
+    }
+}
+
+/// The stage after the recorder. It only ever sees frames the recorder
+/// wrote, after the audit lines queued before them were synced.
+pub trait Downstream: Send {
+    /// A frame the recorder wrote. `Err` when this stage has no room; the
+    /// recorder counts the drop.
+    fn frame(&mut self, call_id: &CallId, frame: &SpeakerFrame) -> Result<(), SinkFull>;
+    /// A participant's session ended.
+    fn participant_left(&mut self, call_id: &CallId, participant_id: &Arc<str>);
+    /// The call's captured audio is to be deleted.
+    fn discard(&mut self, call_id: &CallId);
+    /// The call ended; `summary` holds what the recorder added. This stage
+    /// adds its part and calls [`Completion::finish`].
+    fn call_ended(&mut self, summary: CallSummary, completion: Completion);
+}
+
+/// The end of a call's way through the sinks (see the module docs).
+#[derive(Debug)]
+pub struct Completion {
+    store: Store,
+    done: Option<CallDone>,
+}
+
+impl Completion {
+    /// A completion that writes through `store` and tells `done`.
+    pub fn new(store: Store, done: Option<CallDone>) -> Self {
+        Self { store, done }
+    }
+
+    /// Writes the final `call.json` and tells whoever waits. Blocks on the
+    /// file system: call it from a sink's thread, or `spawn_blocking`.
+    pub fn finish(self, summary: CallSummary) {
+        if let Err(e) = self.store.write_call_json(&summary) {
+            error!(call = %summary.call_id, error = %e, "cannot write the final call.json");
+        }
+        if let Some(done) = self.done {
+            let _ = done.send(summary);
+        }
+    }
+}

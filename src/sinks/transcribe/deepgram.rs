@@ -13,8 +13,8 @@ use deepgram::listen::websocket::WebsocketHandle;
 
 use super::backend::{AudioInput, Backend, BackendError, BackendEvent, BoxFuture, Connection};
 use crate::config::{DeepgramConfig, DeepgramEncoding};
-use crate::core::ogg::{OggOpusWriter, OpusHead};
-use crate::core::transcript::{Chunk, ChunkAudio, StreamWord, extend_linear16};
+use hearken_core::ogg::{OggOpusWriter, OpusHead};
+use hearken_core::transcript::{Chunk, ChunkAudio, StreamWord, extend_linear16};
 
 /// Why the Deepgram backend could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +35,8 @@ pub struct DeepgramBackend {
 }
 
 impl DeepgramBackend {
-    /// Reads the key from the environment variable the config names.
-    pub fn from_config(config: &DeepgramConfig) -> Result<Self, DeepgramSetupError> {
-        let key = std::env::var(&config.api_key_env)
-            .map_err(|_| DeepgramSetupError::MissingKey(config.api_key_env.clone()))?;
-        Self::with_key(config, &key)
-    }
-
-    /// With an explicit key (tests).
+    /// With its API key (read by the server from the variable
+    /// `api_key_env` names).
     pub fn with_key(config: &DeepgramConfig, key: &str) -> Result<Self, DeepgramSetupError> {
         let client = Deepgram::with_base_url_and_api_key(config.url.as_str(), key)
             .map_err(|e| DeepgramSetupError::BadUrl(e.to_string()))?;
@@ -176,7 +170,7 @@ impl DeepgramConnection {
         let bytes = match self.ogg.as_mut() {
             Some(ogg) => {
                 ogg.flush();
-                ogg.take_output()
+                ogg.poll_output()
             }
             None => std::mem::take(&mut self.pcm),
         };

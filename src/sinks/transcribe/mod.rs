@@ -1,9 +1,9 @@
 //! The transcription sink: every consented speaker streamed to a backend,
 //! without losing a word.
 //!
-//! Frames reach it from the recorder thread, after the consent audit events
-//! before them are on disk (so the backend never gets audio before the audit
-//! says it may). Each speaker of a call gets a task that keeps only the
+//! Frames reach it from the recorder thread, as the recorder's
+//! [`Downstream`], after the consent audit events before them are on disk
+//! (so the backend never gets audio before the audit says it may). Each speaker of a call gets a task that keeps only the
 //! frames where the speaker talks ([`TalkFilter`]), decodes them to 16 kHz
 //! PCM (or passes the Opus through, for a backend that takes it), buffers
 //! them ([`SpeakerStream`]) from the moment capture is
@@ -16,8 +16,6 @@ pub mod backend;
 pub mod deepgram;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,12 +24,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::core::conference::CallSummary;
-use crate::core::ids::CallId;
-use crate::core::transcript::{CallWord, Chunk, Coverage, SpeakerStream};
-use crate::core::voice::{TalkFilter, TalkFilterConfig, TalkFrame, VoiceHint};
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
+use crate::sinks::{CONTROL_RESERVE, Completion, Downstream, SinkFull};
+use crate::store::Store;
 use backend::{AudioInput, Backend, BackendEvent, Connection};
+use hearken_core::conference::{CallSummary, SpeakerFrame};
+use hearken_core::ids::CallId;
+use hearken_core::transcript::{CallWord, Chunk, Coverage, SpeakerStream};
+use hearken_core::voice::{TalkFilter, TalkFilterConfig, TalkFrame, VoiceHint};
 
 /// A transcript segment on the call timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,11 +67,31 @@ pub struct Transcript {
     pub complete: bool,
 }
 
+/// Whether a result may still change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultKind {
+    /// A guess the backend may revise (shown live only).
+    Interim,
+    /// What the backend settled on (kept in the transcript).
+    Final,
+}
+
+impl ResultKind {
+    /// The server-sent event name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interim => "interim",
+            Self::Final => "final",
+        }
+    }
+}
+
 /// A live transcript event (server-sent events).
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveEvent {
-    /// `interim` or `final`.
-    pub kind: &'static str,
+    /// Interim or final.
+    pub kind: ResultKind,
     /// The segment.
     pub segment: Segment,
 }
@@ -143,7 +163,7 @@ impl TranscriptStore {
             });
     }
 
-    fn add(&self, call_id: &CallId, kind: &'static str, segment: Segment) {
+    fn add(&self, call_id: &CallId, kind: ResultKind, segment: Segment) {
         let mut inner = self.lock();
         let Some(call) = inner.calls.get_mut(call_id) else {
             return;
@@ -152,7 +172,7 @@ impl TranscriptStore {
             kind,
             segment: segment.clone(),
         });
-        if kind == "final" {
+        if kind == ResultKind::Final {
             let at = call
                 .transcript
                 .segments
@@ -168,79 +188,103 @@ impl TranscriptStore {
     }
 }
 
-/// Called once the call's transcript (and `call.json`) are final.
-pub type OnFinished = Box<dyn FnOnce(CallSummary) + Send>;
-
 /// Messages to the sink.
-pub enum TranscribeMsg {
-    /// A consented frame.
+enum TranscribeMsg {
+    /// A consented frame the recorder wrote.
     Frame {
-        /// The call.
         call_id: CallId,
-        /// Whose.
         participant_id: Arc<str>,
         /// Call time (48 kHz samples).
         position: u64,
-        /// Opus packet.
         payload: Arc<[u8]>,
-        /// What the sender said about speech in it.
         voice: VoiceHint,
     },
     /// A speaker left: finalize what they said.
     ParticipantLeft {
-        /// The call.
         call_id: CallId,
-        /// Who.
         participant_id: Arc<str>,
     },
     /// Delete what was transcribed (a decline under `stop_and_discard`).
-    Discard {
-        /// The call.
-        call_id: CallId,
-    },
+    Discard { call_id: CallId },
     /// The call ended: wait for the last finals, write the transcript, add
-    /// coverage to `call.json`, then call `done`.
+    /// coverage to the summary, complete.
     CallEnded {
-        /// The final summary from the recorder.
-        summary: CallSummary,
-        /// Where its files go.
-        dir: PathBuf,
-        /// Told when everything is written.
-        done: Option<OnFinished>,
+        summary: Box<CallSummary>,
+        completion: Completion,
     },
 }
 
-/// The sending side, held by the recorder threads.
+/// The sending side, held by the recorder threads as their downstream.
 #[derive(Clone)]
 pub struct TranscribeHandle {
-    tx: mpsc::UnboundedSender<TranscribeMsg>,
-    frames_queued: Arc<AtomicUsize>,
-    frame_budget: usize,
+    tx: mpsc::Sender<TranscribeMsg>,
+    metrics: Metrics,
 }
 
 impl TranscribeHandle {
-    /// Queues a frame unless the sink is this far behind; never blocks.
-    pub fn try_send_frame(&self, msg: TranscribeMsg) -> bool {
-        if self.frames_queued.fetch_add(1, Ordering::AcqRel) >= self.frame_budget {
-            self.frames_queued.fetch_sub(1, Ordering::AcqRel);
-            return false;
+    fn try_send_control(&self, msg: TranscribeMsg) -> Result<(), TranscribeMsg> {
+        self.tx.try_send(msg).map_err(|e| {
+            self.metrics.sink_messages_dropped.inc();
+            warn!("transcription queue full: a control message was dropped");
+            e.into_inner()
+        })
+    }
+}
+
+impl Downstream for TranscribeHandle {
+    fn frame(&mut self, call_id: &CallId, frame: &SpeakerFrame) -> Result<(), SinkFull> {
+        // Frames may not take the room kept for control messages.
+        if self.tx.capacity() <= CONTROL_RESERVE {
+            return Err(SinkFull);
         }
-        if self.tx.send(msg).is_err() {
-            self.frames_queued.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
+        self.tx
+            .try_send(TranscribeMsg::Frame {
+                call_id: call_id.clone(),
+                participant_id: frame.participant_id.clone(),
+                position: frame.position,
+                payload: frame.payload.clone(),
+                voice: frame.voice,
+            })
+            .map_err(|_| SinkFull)
     }
 
-    /// Queues a control message.
-    pub fn send_control(&self, msg: TranscribeMsg) {
-        let _ = self.tx.send(msg);
+    fn participant_left(&mut self, call_id: &CallId, participant_id: &Arc<str>) {
+        let _ = self.try_send_control(TranscribeMsg::ParticipantLeft {
+            call_id: call_id.clone(),
+            participant_id: participant_id.clone(),
+        });
+    }
+
+    fn discard(&mut self, call_id: &CallId) {
+        let _ = self.try_send_control(TranscribeMsg::Discard {
+            call_id: call_id.clone(),
+        });
+    }
+
+    fn call_ended(&mut self, summary: CallSummary, completion: Completion) {
+        if let Err(TranscribeMsg::CallEnded {
+            summary,
+            completion,
+        }) = self.try_send_control(TranscribeMsg::CallEnded {
+            summary: Box::new(summary),
+            completion,
+        }) {
+            // The call's files must still be final: without coverage.
+            completion.finish(*summary);
+        }
     }
 }
 
 /// Sink settings.
 #[derive(Clone)]
 pub struct SinkSettings {
+    /// Frames waiting for the sink at most (beyond them frames are dropped
+    /// and counted).
+    pub queue_frames: usize,
+    /// Frames waiting for one speaker's connection at most.
+    pub speaker_queue_frames: usize,
+    /// Bound on connecting to the backend.
+    pub connect_timeout: Duration,
     /// Per-speaker buffer bound (s).
     pub buffer_seconds: u64,
     /// Bound on waiting for the last finals.
@@ -253,27 +297,21 @@ pub struct SinkSettings {
 pub fn spawn(
     backend: Arc<dyn Backend>,
     settings: SinkSettings,
-    store: Arc<TranscriptStore>,
+    transcripts: Arc<TranscriptStore>,
+    files: Store,
     metrics: Metrics,
 ) -> TranscribeHandle {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let frames_queued = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel(settings.queue_frames + CONTROL_RESERVE);
     let dispatcher = Dispatcher {
         backend,
         settings,
-        store,
-        metrics,
-        frames_queued: frames_queued.clone(),
+        transcripts,
+        files,
+        metrics: metrics.clone(),
         calls: HashMap::new(),
     };
     tokio::spawn(dispatcher.run(rx));
-    TranscribeHandle {
-        tx,
-        frames_queued,
-        // 20 ms frames: 3000 frames is a minute of one speaker, a few
-        // seconds of a busy node.
-        frame_budget: 20_000,
-    }
+    TranscribeHandle { tx, metrics }
 }
 
 enum SpeakerMsg {
@@ -286,21 +324,21 @@ enum SpeakerMsg {
 }
 
 struct SpeakerHandle {
-    tx: mpsc::UnboundedSender<SpeakerMsg>,
+    tx: mpsc::Sender<SpeakerMsg>,
     join: tokio::task::JoinHandle<Coverage>,
 }
 
 struct Dispatcher {
     backend: Arc<dyn Backend>,
     settings: SinkSettings,
-    store: Arc<TranscriptStore>,
+    transcripts: Arc<TranscriptStore>,
+    files: Store,
     metrics: Metrics,
-    frames_queued: Arc<AtomicUsize>,
     calls: HashMap<CallId, HashMap<Arc<str>, SpeakerHandle>>,
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TranscribeMsg>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<TranscribeMsg>) {
         while let Some(msg) = rx.recv().await {
             match msg {
                 TranscribeMsg::Frame {
@@ -310,13 +348,19 @@ impl Dispatcher {
                     payload,
                     voice,
                 } => {
-                    self.frames_queued.fetch_sub(1, Ordering::AcqRel);
                     let speaker = self.speaker(&call_id, &participant_id);
-                    let _ = speaker.tx.send(SpeakerMsg::Frame {
-                        position,
-                        payload,
-                        voice,
-                    });
+                    if speaker
+                        .tx
+                        .try_send(SpeakerMsg::Frame {
+                            position,
+                            payload,
+                            voice,
+                        })
+                        .is_err()
+                    {
+                        // The speaker's connection is that far behind.
+                        self.metrics.drop_frame(DropReason::TranscriberQueueFull);
+                    }
                 }
                 TranscribeMsg::ParticipantLeft {
                     call_id,
@@ -326,8 +370,9 @@ impl Dispatcher {
                         .calls
                         .get(&call_id)
                         .and_then(|c| c.get(&participant_id))
+                        && s.tx.try_send(SpeakerMsg::Leave).is_err()
                     {
-                        let _ = s.tx.send(SpeakerMsg::Leave);
+                        debug!(call = %call_id, "speaker queue full: leave not signalled");
                     }
                 }
                 TranscribeMsg::Discard { call_id } => {
@@ -336,21 +381,28 @@ impl Dispatcher {
                             s.join.abort();
                         }
                     }
-                    self.store.remove(&call_id);
+                    self.transcripts.remove(&call_id);
                     info!(call = %call_id, "transcript discarded");
                 }
-                TranscribeMsg::CallEnded { summary, dir, done } => {
+                TranscribeMsg::CallEnded {
+                    summary,
+                    completion,
+                } => {
                     let Ok(call_id) = CallId::parse(&summary.call_id) else {
+                        tokio::task::spawn_blocking(move || completion.finish(*summary));
                         continue;
                     };
-                    let speakers = self.calls.remove(&call_id).unwrap_or_default();
-                    let store = self.store.clone();
-                    let timeout = self.settings.finish_timeout;
-                    let (backend, model) = (self.backend.name(), self.backend.model());
+                    let finish = FinishCall {
+                        speakers: self.calls.remove(&call_id).unwrap_or_default(),
+                        call_id,
+                        transcripts: self.transcripts.clone(),
+                        files: self.files.clone(),
+                        timeout: self.settings.finish_timeout,
+                        backend: self.backend.name(),
+                        model: self.backend.model(),
+                    };
                     // Finishing a call must not hold up frames of others.
-                    tokio::spawn(finish_call(
-                        call_id, speakers, summary, dir, done, store, timeout, backend, model,
-                    ));
+                    tokio::spawn(finish.run(*summary, completion));
                 }
             }
         }
@@ -359,7 +411,7 @@ impl Dispatcher {
     fn speaker(&mut self, call_id: &CallId, participant_id: &Arc<str>) -> &SpeakerHandle {
         let backend = self.backend.clone();
         let settings = self.settings.clone();
-        let store = self.store.clone();
+        let store = self.transcripts.clone();
         let metrics = self.metrics.clone();
         store.ensure(call_id, backend.name(), &backend.model());
         self.calls
@@ -367,7 +419,7 @@ impl Dispatcher {
             .or_default()
             .entry(participant_id.clone())
             .or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = mpsc::channel(settings.speaker_queue_frames);
                 let task = SpeakerTask {
                     call_id: call_id.clone(),
                     participant_id: participant_id.clone(),
@@ -384,64 +436,61 @@ impl Dispatcher {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish_call(
+/// The end of one call's transcription.
+struct FinishCall {
     call_id: CallId,
     speakers: HashMap<Arc<str>, SpeakerHandle>,
-    mut summary: CallSummary,
-    dir: PathBuf,
-    done: Option<OnFinished>,
-    store: Arc<TranscriptStore>,
+    transcripts: Arc<TranscriptStore>,
+    files: Store,
     timeout: Duration,
     backend: &'static str,
     model: String,
-) {
-    let mut coverage = HashMap::new();
-    for (id, s) in speakers {
-        // Dropping the sender ends the speaker: finalize, close, drain.
-        drop(s.tx);
-        match tokio::time::timeout(timeout + Duration::from_secs(1), s.join).await {
-            Ok(Ok(c)) => {
-                coverage.insert(id.to_string(), c);
+}
+
+impl FinishCall {
+    /// Ends every speaker (their last finals awaited, bounded), writes the
+    /// transcript, adds coverage to the summary and completes the call.
+    async fn run(self, mut summary: CallSummary, completion: Completion) {
+        let call_id = self.call_id;
+        let mut coverage = HashMap::new();
+        for (id, s) in self.speakers {
+            // Dropping the sender ends the speaker: finalize, close, drain.
+            drop(s.tx);
+            match tokio::time::timeout(self.timeout + Duration::from_secs(1), s.join).await {
+                Ok(Ok(c)) => {
+                    coverage.insert(id.to_string(), c);
+                }
+                _ => warn!(call = %call_id, "a speaker's transcription did not finish in time"),
             }
-            _ => warn!(call = %call_id, "a speaker's transcription did not finish in time"),
         }
-    }
-    let mut transcript = store.remove(&call_id).unwrap_or(Transcript {
-        call_id: call_id.to_string(),
-        backend: backend.to_owned(),
-        model,
-        segments: Vec::new(),
-        coverage: HashMap::new(),
-        complete: false,
-    });
-    transcript.coverage = coverage.clone();
-    transcript.complete = true;
-    for p in &mut summary.participants {
-        p.transcription = coverage.get(&p.id).copied();
-    }
-    let files = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        let transcript = transcript.clone();
-        let summary = summary.clone();
-        move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
-            let json = serde_json::to_vec_pretty(&transcript).map_err(std::io::Error::other)?;
-            std::fs::write(dir.join("transcript.json"), json)?;
-            std::fs::write(dir.join("transcript.vtt"), to_vtt(&transcript))?;
-            crate::sinks::recorder::write_call_json(&dir, &summary)
+        let mut transcript = self.transcripts.remove(&call_id).unwrap_or(Transcript {
+            call_id: call_id.to_string(),
+            backend: self.backend.to_owned(),
+            model: self.model,
+            segments: Vec::new(),
+            coverage: HashMap::new(),
+            complete: false,
+        });
+        transcript.coverage = coverage.clone();
+        transcript.complete = true;
+        for p in &mut summary.participants {
+            p.transcription = coverage.get(&p.id).copied();
         }
-    })
-    .await;
-    match files {
-        Ok(Ok(())) => {
-            info!(call = %call_id, segments = transcript.segments.len(), "transcript written")
+        let files = self.files;
+        let written = tokio::task::spawn_blocking(move || {
+            let written = files.write_transcript(&call_id, &transcript, &to_vtt(&transcript));
+            match &written {
+                Ok(()) => {
+                    info!(call = %call_id, segments = transcript.segments.len(), "transcript written")
+                }
+                Err(e) => warn!(call = %call_id, error = %e, "cannot write the transcript"),
+            }
+            completion.finish(summary);
+        })
+        .await;
+        if let Err(e) = written {
+            warn!(error = %e, "transcript writer failed");
         }
-        Ok(Err(e)) => warn!(call = %call_id, error = %e, "cannot write the transcript"),
-        Err(e) => warn!(call = %call_id, error = %e, "transcript writer failed"),
-    }
-    if let Some(done) = done {
-        done(summary);
     }
 }
 
@@ -489,7 +538,7 @@ struct SpeakerTask {
 }
 
 impl SpeakerTask {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<SpeakerMsg>) -> Coverage {
+    async fn run(self, mut rx: mpsc::Receiver<SpeakerMsg>) -> Coverage {
         let mut stream = SpeakerStream::new(self.settings.buffer_seconds);
         let mut talk = self.settings.talk_filter.map(TalkFilter::new);
         let mut audio = FrameAudio::new(self.backend.input());
@@ -514,7 +563,19 @@ impl SpeakerTask {
             // Connect as soon as there is audio (and on every loss of the
             // connection), with backoff and jitter.
             if conn.is_none() && !stream.is_drained() && now >= next_attempt {
-                match self.backend.connect().await {
+                let connected = match tokio::time::timeout(
+                    self.settings.connect_timeout,
+                    self.backend.connect(),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(backend::BackendError::new(
+                        "timeout",
+                        "no connection within the connect timeout",
+                    )),
+                };
+                match connected {
                     Ok(c) => {
                         conn = Some(c);
                         stream.handle_connected();
@@ -605,11 +666,11 @@ impl SpeakerTask {
                                     .observe(at.elapsed().as_secs_f64());
                             }
                         }
-                        self.publish("final", text, words);
+                        self.publish(ResultKind::Final, text, words);
                     }
                     Some(Ok(BackendEvent::Interim { text, words })) => {
                         let words = stream.handle_interim(&words);
-                        self.publish("interim", text, words);
+                        self.publish(ResultKind::Interim, text, words);
                     }
                     Some(Ok(BackendEvent::Closed { .. })) | None => {
                         let reason = if closed_sent { "end" } else { "closed" };
@@ -656,9 +717,8 @@ impl SpeakerTask {
         payload: Arc<[u8]>,
         voice: VoiceHint,
     ) -> Vec<TalkFrame> {
-        let Ok(samples) = crate::core::opus::packet_samples(&payload) else {
-            self.metrics
-                .drop_frame(crate::metrics::DropReason::Malformed);
+        let Ok(samples) = hearken_core::opus::packet_samples(&payload) else {
+            self.metrics.drop_frame(DropReason::Malformed);
             return Vec::new();
         };
         let speech = voice.is_speech(payload.len());
@@ -685,8 +745,7 @@ impl SpeakerTask {
         frame: TalkFrame,
     ) {
         let Some(chunk) = audio.chunk(frame) else {
-            self.metrics
-                .drop_frame(crate::metrics::DropReason::Malformed);
+            self.metrics.drop_frame(DropReason::Malformed);
             return;
         };
         arrivals.push_back((chunk.call_start + chunk.samples, Instant::now()));
@@ -714,14 +773,14 @@ impl SpeakerTask {
         stream.handle_disconnected();
     }
 
-    fn publish(&self, kind: &'static str, text: String, words: Vec<CallWord>) {
+    fn publish(&self, kind: ResultKind, text: String, words: Vec<CallWord>) {
         let (Some(first), Some(last)) = (words.first(), words.last()) else {
             return;
         };
-        if kind == "final" {
+        if kind == ResultKind::Final {
             self.metrics.transcription_words.inc_by(words.len() as u64);
         }
-        let text = if text.is_empty() || kind == "final" {
+        let text = if text.is_empty() || kind == ResultKind::Final {
             words
                 .iter()
                 .map(|w| w.word.as_str())

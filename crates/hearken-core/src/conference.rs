@@ -1,0 +1,914 @@
+//! One call: its sessions, its participants (one per received audio m-line),
+//! and the mapping of every audio frame onto the call's timeline.
+//!
+//! Sans-IO: the media worker feeds it session events and frames with their
+//! arrival `Instant`; it answers with [`ConferenceOutput`]s drained by
+//! [`Conference::poll_output`]. Call time zero is the moment the first session
+//! of the call connected.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::consent::engine::{
+    ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, GateCache, GateReason,
+    ParticipantDetails, PromptKind,
+};
+use super::dtmf::DtmfKey;
+use super::ids::{CallId, participant_file_stem};
+use super::speaker::{ReanchorReason, SpeakerTimeline, TimelineConfig};
+use super::voice::VoiceHint;
+
+/// Opus and RTP audio clock: every position on a call timeline counts 48 kHz
+/// samples.
+pub const SAMPLE_RATE: u64 = 48_000;
+
+/// A session of the call, as numbered by the media engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionKey(pub u64);
+
+/// Index of a participant within its conference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParticipantIdx(pub u32);
+
+/// One received Opus frame, as the worker got it from str0m.
+#[derive(Debug, Clone)]
+pub struct AudioFrame {
+    /// Extended RTP timestamp (48 kHz units).
+    pub rtp_time: u64,
+    /// Extended sequence number of the first packet of the frame.
+    pub seq_first: u64,
+    /// Extended sequence number of the last packet of the frame.
+    pub seq_last: u64,
+    /// When the frame's packets arrived.
+    pub arrival: Instant,
+    /// The Opus packet, exactly as sent.
+    pub payload: Arc<[u8]>,
+    /// What the sender said about speech in it (RTP audio level).
+    pub voice: VoiceHint,
+}
+
+/// A frame placed on the call timeline, ready for the sinks.
+#[derive(Debug, Clone)]
+pub struct SpeakerFrame {
+    /// Whose audio this is.
+    pub participant: ParticipantIdx,
+    /// Their participant id.
+    pub participant_id: Arc<str>,
+    /// The participant's file stem (safe as a path component).
+    pub file_stem: Arc<str>,
+    /// Call-time position of the frame's first sample (48 kHz samples).
+    pub position: u64,
+    /// The Opus packet, exactly as sent.
+    pub payload: Arc<[u8]>,
+    /// When its last packet arrived (for the datagram-to-sink latency).
+    pub arrival: Instant,
+    /// What the sender said about speech in it.
+    pub voice: VoiceHint,
+}
+
+/// What the conference asks of the shell.
+#[derive(Debug, Clone)]
+pub enum ConferenceOutput {
+    /// The first session connected: call time zero is now.
+    Started {
+        /// Wall-clock time of call time zero.
+        at: DateTime<Utc>,
+    },
+    /// A participant's frame for the sinks.
+    Frame(SpeakerFrame),
+    /// Something the consent engine asks for (persist an audit event, play a
+    /// prompt, discard recordings).
+    Consent(ConsentOutput),
+    /// A participant stopped sending (their session ended); their track is
+    /// padded to `position` so it keeps its place on the timeline.
+    ParticipantLeft {
+        /// Who left.
+        participant: ParticipantIdx,
+        /// Their participant id.
+        participant_id: Arc<str>,
+        /// File stem of the participant.
+        file_stem: Arc<str>,
+        /// Call-time position of the leave (48 kHz samples).
+        position: u64,
+    },
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Its last session was deleted or timed out.
+    LastSessionLeft,
+    /// `POST /v1/calls/{id}/end`.
+    Api,
+    /// The server was shut down.
+    Shutdown,
+    /// Handling the call hit a bug (a panic); the server ended the call and
+    /// went on with the others.
+    Internal,
+}
+
+impl EndReason {
+    /// A fixed label for logs and metrics.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::LastSessionLeft => "last_session_left",
+            Self::Api => "api",
+            Self::Shutdown => "shutdown",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Why a session failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCause {
+    /// No ICE connectivity check completed before the connect timeout: the
+    /// client never reached the server's address.
+    IceTimeout,
+    /// ICE connected but the DTLS handshake did not finish in time.
+    DtlsTimeout,
+    /// The DTLS handshake failed (certificate, cipher suite, alert).
+    Dtls,
+    /// SRTP keying or protection failed.
+    Srtp,
+    /// Anything else the WebRTC stack reported.
+    Rtc,
+    /// A bug in Hearken: handling the session's call panicked.
+    Internal,
+}
+
+impl FailureCause {
+    /// A fixed label for logs and metrics.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::IceTimeout => "ice_timeout",
+            Self::DtlsTimeout => "dtls_timeout",
+            Self::Dtls => "dtls",
+            Self::Srtp => "srtp",
+            Self::Rtc => "rtc",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A session that failed: why, in a fixed cause and the stack's own words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionFailure {
+    /// The session's public id.
+    pub session: String,
+    /// The kind of failure.
+    pub cause: FailureCause,
+    /// What the stack said (an error message, or what never arrived).
+    pub detail: String,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// The client sent `DELETE` on the session URL.
+    Deleted,
+    /// ICE reported the client gone.
+    Disconnected,
+    /// ICE and DTLS did not complete in time.
+    ConnectTimeout,
+    /// The call was ended.
+    CallEnded,
+    /// The WebRTC stack failed.
+    Failed,
+}
+
+impl SessionEndReason {
+    /// A fixed label for metrics.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Disconnected => "disconnected",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::CallEnded => "call_ended",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Per-participant facts kept in `call.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantSummary {
+    /// Participant id (msid stream id, or `{session}-{mid}`).
+    pub id: String,
+    /// Recording, relative to the call directory.
+    pub file: String,
+    /// Public ids of the sessions that carried this participant.
+    pub sessions: Vec<String>,
+    /// First packet received (UTC).
+    pub first_packet_at: Option<DateTime<Utc>>,
+    /// Last packet received (UTC).
+    pub last_packet_at: Option<DateTime<Utc>>,
+    /// RTP packets received.
+    pub packets_received: u64,
+    /// RTP packets lost (gaps in sequence numbers).
+    pub packets_lost: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Seconds of call timeline covered by the recording (filled by the
+    /// recorder).
+    pub recorded_seconds: f64,
+    /// Consent state.
+    pub consent: Option<ConsentState>,
+    /// Frames withheld by the consent gate.
+    pub frames_withheld: u64,
+    /// Transcription coverage (set at the end of the call when a backend
+    /// runs): seconds captured vs acknowledged by final results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcription: Option<super::transcript::Coverage>,
+}
+
+/// The content of `call.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSummary {
+    /// The call id.
+    pub call_id: String,
+    /// Call time zero (UTC): when the first session connected.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the call ended (UTC); absent while it is in progress.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended.
+    pub end_reason: Option<EndReason>,
+    /// Sessions currently connected or connecting.
+    pub active_sessions: usize,
+    /// The consent mode in force (absent before anyone joined).
+    pub consent_mode: Option<super::consent::rules::ConsentMode>,
+    /// Every participant seen.
+    pub participants: Vec<ParticipantSummary>,
+    /// Sessions of the call that failed (the most recent
+    /// [`MAX_FAILED_SESSIONS`]), so a provider can see why a client never
+    /// connected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_sessions: Vec<SessionFailure>,
+}
+
+/// Failed sessions a call remembers.
+pub const MAX_FAILED_SESSIONS: usize = 32;
+
+impl CallSummary {
+    /// The summary of a call whose state was lost (its handling panicked):
+    /// its id, its end and why.
+    pub fn ended_without_state(call_id: &CallId, at: DateTime<Utc>) -> Self {
+        Self {
+            call_id: call_id.to_string(),
+            started_at: None,
+            ended_at: Some(at),
+            end_reason: Some(EndReason::Internal),
+            active_sessions: 0,
+            consent_mode: None,
+            participants: Vec::new(),
+            failed_sessions: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Participant {
+    id: Arc<str>,
+    file_stem: Arc<str>,
+    sessions: Vec<String>,
+    active: Option<SessionKey>,
+    timeline: SpeakerTimeline,
+    highest_seq: Option<u64>,
+    /// The consent gate's latest verdict for this participant.
+    gate_cache: GateCache,
+    packets_received: u64,
+    packets_lost: u64,
+    bytes_received: u64,
+    first_packet: Option<Instant>,
+    last_packet: Option<Instant>,
+    frames_withheld: u64,
+}
+
+#[derive(Debug)]
+struct SessionInfo {
+    public_id: String,
+    connected: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CallStart {
+    instant: Instant,
+    utc: DateTime<Utc>,
+}
+
+/// Counts of what happened to frames, for the shell's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Packets received.
+    pub packets: u64,
+    /// Packets lost before this frame.
+    pub lost: u64,
+    /// Frames that re-anchored the speaker timeline.
+    pub reanchored: u64,
+    /// Set when the consent gate withheld the frame, with why.
+    pub withheld: Option<GateReason>,
+}
+
+/// One call.
+#[derive(Debug)]
+pub struct Conference {
+    call_id: CallId,
+    start: Option<CallStart>,
+    participants: Vec<Participant>,
+    sessions: BTreeMap<SessionKey, SessionInfo>,
+    outputs: VecDeque<ConferenceOutput>,
+    ended: Option<(DateTime<Utc>, EndReason)>,
+    consent: ConsentEngine,
+    failed_sessions: VecDeque<SessionFailure>,
+}
+
+impl Conference {
+    /// A call with no session yet, whose frames pass `consent`'s gate.
+    pub fn new(call_id: CallId, consent: ConsentEngine) -> Self {
+        Self {
+            call_id,
+            start: None,
+            participants: Vec::new(),
+            sessions: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            ended: None,
+            consent,
+            failed_sessions: VecDeque::new(),
+        }
+    }
+
+    /// Wall-clock time of call time `t` (48 kHz samples), once started.
+    pub fn utc_at(&self, t: u64) -> Option<DateTime<Utc>> {
+        let start = self.start?;
+        let nanos = u128::from(t) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+        let offset = chrono::Duration::nanoseconds(i64::try_from(nanos).ok()?);
+        Some(start.utc + offset)
+    }
+
+    /// The `Instant` of call time `t`, once started.
+    pub fn instant_at(&self, t: u64) -> Option<Instant> {
+        let start = self.start?;
+        let nanos = u128::from(t) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+        start
+            .instant
+            .checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))
+    }
+
+    fn pump_consent(&mut self) {
+        while let Some(o) = self.consent.poll_output() {
+            self.outputs.push_back(ConferenceOutput::Consent(o));
+        }
+    }
+
+    /// Participant details from the provider.
+    pub fn handle_details(
+        &mut self,
+        participant_id: &str,
+        details: ParticipantDetails,
+        now: Instant,
+    ) {
+        let t = self.call_time(now);
+        self.consent.handle_details(participant_id, details, t);
+        self.pump_consent();
+    }
+
+    /// A consent signal (DTMF or API).
+    pub fn handle_signal(
+        &mut self,
+        participant_id: &str,
+        decision: Decision,
+        method: ConsentMethod,
+        now: Instant,
+    ) {
+        let t = self.call_time(now);
+        self.consent
+            .handle_signal(participant_id, decision, method, t);
+        self.pump_consent();
+    }
+
+    /// A key pressed by `participant` (RFC 4733). The consent digits (see
+    /// [`super::consent::engine::EngineConfig::keys`]) are consent signals;
+    /// returns whether `key` was one.
+    pub fn handle_digit(
+        &mut self,
+        participant: ParticipantIdx,
+        key: DtmfKey,
+        now: Instant,
+    ) -> bool {
+        let keys = self.consent.keys();
+        let decision = if key == keys.agree {
+            Decision::Granted
+        } else if key == keys.decline {
+            Decision::Declined
+        } else {
+            return false;
+        };
+        let Some(id) = self.participant_id(participant).map(str::to_owned) else {
+            return false;
+        };
+        self.handle_signal(&id, decision, ConsentMethod::Dtmf, now);
+        true
+    }
+
+    /// A session of the call failed; the summary lists it.
+    pub fn handle_session_failed(&mut self, failure: SessionFailure) {
+        if self.failed_sessions.len() >= MAX_FAILED_SESSIONS {
+            self.failed_sessions.pop_front();
+        }
+        self.failed_sessions.push_back(failure);
+    }
+
+    /// A prompt finished playing to `to` (it started at `start`).
+    pub fn handle_prompt_played(
+        &mut self,
+        prompt: PromptKind,
+        to: &[String],
+        audible: bool,
+        start: Instant,
+        end: Instant,
+    ) {
+        let (s, e) = (self.call_time(start), self.call_time(end));
+        self.consent.handle_prompt_played(prompt, to, audible, s, e);
+        self.pump_consent();
+    }
+
+    /// Time passed (implicit consent after the grace period).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let t = self.call_time(now);
+        self.consent.handle_timeout(t);
+        self.pump_consent();
+    }
+
+    /// When [`Self::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.instant_at(self.consent.poll_timeout()?)
+    }
+
+    /// The consent state of every participant seen on the call (with audio).
+    pub fn consent_states(&self) -> impl Iterator<Item = ConsentState> + '_ {
+        self.participants
+            .iter()
+            .filter_map(|p| self.consent.state(&p.id))
+    }
+
+    /// A participant's id by index.
+    pub fn participant_id(&self, participant: ParticipantIdx) -> Option<&str> {
+        self.participants
+            .get(participant.0 as usize)
+            .map(|p| &*p.id)
+    }
+
+    /// The call id.
+    pub fn call_id(&self) -> &CallId {
+        &self.call_id
+    }
+
+    /// Whether the first session has connected.
+    pub fn has_started(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// Number of sessions attached.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of participants currently sending on a session.
+    pub fn active_speakers(&self) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.active.is_some())
+            .count()
+    }
+
+    /// A session was created for this call (its answer is on the way).
+    pub fn handle_session_added(&mut self, session: SessionKey, public_id: &str) {
+        self.sessions.insert(
+            session,
+            SessionInfo {
+                public_id: public_id.to_owned(),
+                connected: false,
+            },
+        );
+    }
+
+    /// A session completed ICE and DTLS. The first one starts the call; its
+    /// speakers join the call (for consent) now.
+    pub fn handle_session_connected(
+        &mut self,
+        session: SessionKey,
+        now: Instant,
+        now_utc: DateTime<Utc>,
+    ) {
+        if self.start.is_none() {
+            self.start = Some(CallStart {
+                instant: now,
+                utc: now_utc,
+            });
+            self.outputs
+                .push_back(ConferenceOutput::Started { at: now_utc });
+        }
+        if let Some(info) = self.sessions.get_mut(&session) {
+            info.connected = true;
+        }
+        let t = self.call_time(now);
+        let joined: Vec<Arc<str>> = self
+            .participants
+            .iter()
+            .filter(|p| p.active == Some(session))
+            .map(|p| p.id.clone())
+            .collect();
+        for id in joined {
+            self.consent.handle_join(&id, t);
+        }
+        self.pump_consent();
+    }
+
+    /// A received audio m-line of `session` becomes a speaker. The participant
+    /// id is `stream_id` (the m-line's msid) or else `{session}-{mid}`. A
+    /// participant who comes back (same id, no longer sending) continues their
+    /// own track.
+    pub fn handle_speaker_added(
+        &mut self,
+        session: SessionKey,
+        mid: &str,
+        stream_id: Option<&str>,
+        now: Instant,
+    ) -> ParticipantIdx {
+        let public_id = self
+            .sessions
+            .get(&session)
+            .map(|s| s.public_id.clone())
+            .unwrap_or_else(|| format!("session{}", session.0));
+        let fallback = format!("{public_id}-{mid}");
+        let wanted = stream_id.unwrap_or(&fallback);
+
+        let existing = self.participants.iter().position(|p| &*p.id == wanted);
+        let idx = match existing {
+            Some(i) if self.participants[i].active.is_none() => i,
+            // The stream id is already sending on another m-line or session:
+            // keep the two apart rather than interleave them in one file.
+            Some(_) => self.find_or_create(&fallback),
+            None => self.find_or_create(wanted),
+        };
+        let p = &mut self.participants[idx];
+        p.active = Some(session);
+        p.timeline.reset();
+        if !p.sessions.contains(&public_id) {
+            p.sessions.push(public_id);
+        }
+        // A speaker that appears on a session already connected joins now;
+        // the others join when their session connects.
+        if self.sessions.get(&session).is_some_and(|s| s.connected) {
+            let id = self.participants[idx].id.clone();
+            let t = self.call_time(now);
+            self.consent.handle_join(&id, t);
+            self.pump_consent();
+        }
+        ParticipantIdx(idx as u32)
+    }
+
+    fn find_or_create(&mut self, id: &str) -> usize {
+        if let Some(i) = self.participants.iter().position(|p| &*p.id == id) {
+            return i;
+        }
+        let mut stem = participant_file_stem(id);
+        // Two ids can only share a stem if one was already safe and equals the
+        // other's cleaned form with its hash; keep files distinct regardless.
+        let mut n = 1;
+        while self.participants.iter().any(|p| *p.file_stem == *stem) {
+            n += 1;
+            stem = format!("{}-{n}", participant_file_stem(id));
+        }
+        self.participants.push(Participant {
+            id: id.into(),
+            file_stem: stem.into(),
+            sessions: Vec::new(),
+            active: None,
+            timeline: SpeakerTimeline::new(TimelineConfig::default()),
+            highest_seq: None,
+            gate_cache: GateCache::default(),
+            packets_received: 0,
+            packets_lost: 0,
+            bytes_received: 0,
+            first_packet: None,
+            last_packet: None,
+            frames_withheld: 0,
+        });
+        self.participants.len() - 1
+    }
+
+    /// Places one received Opus frame of `participant` on the call timeline
+    /// and queues it for the sinks.
+    pub fn handle_audio(&mut self, participant: ParticipantIdx, frame: AudioFrame) -> FrameStats {
+        let Some(start) = self.start else {
+            // No session has connected yet, so no media can be flowing.
+            return FrameStats::default();
+        };
+        let Some(p) = self.participants.get_mut(participant.0 as usize) else {
+            return FrameStats::default();
+        };
+        let mut stats = FrameStats {
+            packets: frame.seq_last.saturating_sub(frame.seq_first) + 1,
+            ..FrameStats::default()
+        };
+        if let Some(highest) = p.highest_seq
+            && frame.seq_first > highest + 1
+        {
+            stats.lost = frame.seq_first - highest - 1;
+        }
+        p.highest_seq = Some(
+            p.highest_seq
+                .map_or(frame.seq_last, |h| h.max(frame.seq_last)),
+        );
+        p.packets_received += stats.packets;
+        p.packets_lost += stats.lost;
+        p.bytes_received += frame.payload.len() as u64;
+        p.first_packet.get_or_insert(frame.arrival);
+        p.last_packet = Some(frame.arrival);
+
+        let arrival = samples_between(start.instant, frame.arrival);
+        let placement = p.timeline.handle_frame(frame.rtp_time, arrival);
+        if placement
+            .reanchored
+            .is_some_and(|r| r != ReanchorReason::FirstFrame)
+        {
+            stats.reanchored = 1;
+        }
+        let verdict = self
+            .consent
+            .allows_cached(&p.id, placement.position, &mut p.gate_cache);
+        if !verdict.allowed {
+            p.frames_withheld += 1;
+            stats.withheld = Some(verdict.reason);
+            return stats;
+        }
+        self.outputs
+            .push_back(ConferenceOutput::Frame(SpeakerFrame {
+                participant,
+                participant_id: p.id.clone(),
+                file_stem: p.file_stem.clone(),
+                position: placement.position,
+                payload: frame.payload,
+                arrival: frame.arrival,
+                voice: frame.voice,
+            }));
+        stats
+    }
+
+    /// A session ended. Its speakers stop being active; their tracks are
+    /// padded to now. Returns the number of sessions left.
+    pub fn handle_session_removed(&mut self, session: SessionKey, now: Instant) -> usize {
+        self.sessions.remove(&session);
+        let position = self
+            .start
+            .map(|s| samples_between(s.instant, now))
+            .unwrap_or(0);
+        for (i, p) in self.participants.iter_mut().enumerate() {
+            if p.active == Some(session) {
+                p.active = None;
+                self.consent.handle_leave(&p.id, position);
+                if self.start.is_some() {
+                    self.outputs.push_back(ConferenceOutput::ParticipantLeft {
+                        participant: ParticipantIdx(i as u32),
+                        participant_id: p.id.clone(),
+                        file_stem: p.file_stem.clone(),
+                        position,
+                    });
+                }
+            }
+        }
+        self.pump_consent();
+        self.sessions.len()
+    }
+
+    /// Ends the call. Every remaining session must be removed by the caller
+    /// first (so each leave is recorded).
+    pub fn handle_end(&mut self, now_utc: DateTime<Utc>, reason: EndReason) {
+        if self.ended.is_none() {
+            self.ended = Some((now_utc, reason));
+        }
+    }
+
+    /// Whether [`Self::handle_end`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Call time of `now` in 48 kHz samples (0 before the call started).
+    pub fn call_time(&self, now: Instant) -> u64 {
+        self.start
+            .map(|s| samples_between(s.instant, now))
+            .unwrap_or(0)
+    }
+
+    /// Next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<ConferenceOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The facts for `call.json` (recorded durations are left at zero: the
+    /// recorder knows them).
+    pub fn summary(&self) -> CallSummary {
+        let to_utc = |t: Option<Instant>| -> Option<DateTime<Utc>> {
+            let (start, t) = (self.start?, t?);
+            let offset = t.saturating_duration_since(start.instant);
+            chrono::Duration::from_std(offset)
+                .ok()
+                .map(|d| start.utc + d)
+        };
+        CallSummary {
+            call_id: self.call_id.to_string(),
+            started_at: self.start.map(|s| s.utc),
+            ended_at: self.ended.map(|(t, _)| t),
+            end_reason: self.ended.map(|(_, r)| r),
+            active_sessions: self.sessions.len(),
+            consent_mode: self.consent.mode(),
+            participants: self
+                .participants
+                .iter()
+                .map(|p| ParticipantSummary {
+                    id: p.id.to_string(),
+                    file: format!("audio/{}.opus", p.file_stem),
+                    sessions: p.sessions.clone(),
+                    first_packet_at: to_utc(p.first_packet),
+                    last_packet_at: to_utc(p.last_packet),
+                    packets_received: p.packets_received,
+                    packets_lost: p.packets_lost,
+                    bytes_received: p.bytes_received,
+                    recorded_seconds: 0.0,
+                    consent: self.consent.state(&p.id),
+                    frames_withheld: p.frames_withheld,
+                    transcription: None,
+                })
+                .collect(),
+            failed_sessions: self.failed_sessions.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Whole 48 kHz samples from `from` to `to` (0 if `to` is earlier).
+pub fn samples_between(from: Instant, to: Instant) -> u64 {
+    duration_to_samples(to.saturating_duration_since(from))
+}
+
+/// A duration in whole 48 kHz samples.
+pub fn duration_to_samples(d: Duration) -> u64 {
+    (d.as_nanos() * u128::from(SAMPLE_RATE) / 1_000_000_000) as u64
+}
+
+// Tests pick a real Instant (and UTC time) to start simulated time from;
+// the code under test never reads a clock.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+    use crate::consent::engine::{DeclinePolicy, EngineConfig};
+    use crate::consent::rules::{Policy, Rules};
+
+    /// A conference whose consent is given as soon as the notice was shown
+    /// (grace 0): these tests are about the timeline, not consent.
+    fn conference() -> Conference {
+        let engine = ConsentEngine::new(
+            Arc::new(Rules::builtin()),
+            EngineConfig {
+                policy: Policy::default(),
+                recorder_location: None,
+                grace: 0,
+                decline_policy: DeclinePolicy::Stop,
+                keys: Default::default(),
+            },
+        );
+        Conference::new(CallId::parse("c").unwrap(), engine)
+    }
+
+    /// Plays every requested prompt instantly, as for a client that cannot
+    /// hear the bot.
+    fn show_prompts(c: &mut Conference, now: Instant) {
+        let mut prompts = Vec::new();
+        for o in std::mem::take(&mut c.outputs) {
+            match o {
+                ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, to }) => {
+                    prompts.push((prompt, to))
+                }
+                other => c.outputs.push_back(other),
+            }
+        }
+        for (prompt, to) in prompts {
+            c.handle_prompt_played(prompt, &to, false, now, now);
+        }
+        c.handle_timeout(now);
+    }
+
+    fn frame(at: Instant, ms: u64, seq: u64) -> AudioFrame {
+        AudioFrame {
+            rtp_time: 10_000 + ms * 48,
+            seq_first: seq,
+            seq_last: seq,
+            arrival: at + Duration::from_millis(ms),
+            payload: Arc::from(&[0xFCu8, 0xFF, 0xFE][..]),
+            voice: VoiceHint::default(),
+        }
+    }
+
+    fn frames(c: &mut Conference) -> Vec<SpeakerFrame> {
+        let mut out = Vec::new();
+        while let Some(o) = c.poll_output() {
+            if let ConferenceOutput::Frame(f) = o {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn participant_ids_come_from_msid_or_session_and_mid() {
+        let mut c = conference();
+        c.handle_session_added(SessionKey(1), "s1");
+        let a = c.handle_speaker_added(SessionKey(1), "0", Some("alice"), Instant::now());
+        let b = c.handle_speaker_added(SessionKey(1), "1", None, Instant::now());
+        let s = c.summary();
+        assert_eq!(s.participants[a.0 as usize].id, "alice");
+        assert_eq!(s.participants[b.0 as usize].id, "s1-1");
+        assert_eq!(s.participants[b.0 as usize].file, "audio/s1-1.opus");
+        // Same stream id on a second m-line while the first is sending: kept apart.
+        let c2 = c.handle_speaker_added(SessionKey(1), "2", Some("alice"), Instant::now());
+        assert_ne!(a, c2);
+        assert_eq!(c.summary().participants[c2.0 as usize].id, "s1-2");
+    }
+
+    #[test]
+    fn hostile_msid_gets_a_safe_file_name() {
+        let mut c = conference();
+        c.handle_session_added(SessionKey(1), "s1");
+        let p =
+            c.handle_speaker_added(SessionKey(1), "0", Some("../../etc/passwd"), Instant::now());
+        let s = c.summary();
+        let file = &s.participants[p.0 as usize].file;
+        assert!(!file.contains(".."), "{file}");
+        assert_eq!(file.matches('/').count(), 1, "{file}");
+    }
+
+    #[test]
+    fn call_time_starts_at_first_connect_and_rejoin_continues_track() {
+        let t0 = Instant::now();
+        let mut c = conference();
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", Some("bob"), Instant::now());
+        c.handle_session_connected(SessionKey(1), t0, Utc::now());
+        show_prompts(&mut c, t0);
+        c.handle_audio(p, frame(t0, 1000, 1));
+        let st = c.handle_audio(p, frame(t0, 1040, 3));
+        assert_eq!(st.lost, 1);
+        let f = frames(&mut c);
+        assert_eq!(f[0].position, 48_000);
+        assert_eq!(f[1].position, 48_000 + 40 * 48);
+
+        assert_eq!(
+            c.handle_session_removed(SessionKey(1), t0 + Duration::from_secs(2)),
+            0
+        );
+        let left: Vec<_> = std::iter::from_fn(|| c.poll_output())
+            .filter(|o| matches!(o, ConferenceOutput::ParticipantLeft { .. }))
+            .collect();
+        assert!(matches!(
+            left[..],
+            [ConferenceOutput::ParticipantLeft {
+                position: 96_000,
+                ..
+            }]
+        ));
+
+        // Bob comes back on a new session with a new RTP clock.
+        c.handle_session_added(SessionKey(2), "s2");
+        let p2 = c.handle_speaker_added(SessionKey(2), "0", Some("bob"), Instant::now());
+        assert_eq!(p, p2, "same participant, same track");
+        c.handle_session_connected(SessionKey(2), t0 + Duration::from_secs(5), Utc::now());
+        let mut again = frame(t0, 5000, 900);
+        again.rtp_time = 7;
+        c.handle_audio(p2, again);
+        let f = frames(&mut c);
+        assert_eq!(f[0].position, 5 * 48_000);
+        let s = c.summary();
+        assert_eq!(s.participants.len(), 1);
+        assert_eq!(s.participants[0].sessions, vec!["s1", "s2"]);
+        assert_eq!(s.participants[0].packets_received, 3);
+    }
+
+    #[test]
+    fn frames_before_start_are_ignored() {
+        let t0 = Instant::now();
+        let mut c = conference();
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", None, Instant::now());
+        assert_eq!(c.handle_audio(p, frame(t0, 0, 1)).packets, 0);
+        assert!(c.poll_output().is_none());
+    }
+}

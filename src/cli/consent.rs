@@ -1,0 +1,551 @@
+//! `hearken consent explain`: which consent mode a call needs and why.
+//!
+//! Reads a participants file (and optionally a rules file), resolves every
+//! participant and the recorder with [`hearken_core::consent::rules`], and
+//! prints one line per participant, the call's mode, gate scope and reasons,
+//! the rules version and the disclaimer. The binary's edge: errors are
+//! `anyhow`, and each names the file and the field.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::ConsentConfig;
+use hearken_core::consent::rules::{
+    CallDecision, ConsentMode, Location, LocationError, ParticipantInput, Policy, Rules, decide,
+};
+
+/// Arguments of `hearken consent explain`. Options left out fall back to the
+/// `[consent]` config section.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// Participants (JSON): {"participants": [{"id": "alice", "location":
+    /// {"country": "US", "subdivision": "US-CA"}, "internal": false}]};
+    /// location is optional (unknown locations get the rules' default).
+    #[arg(long, value_name = "FILE.json")]
+    pub participants: PathBuf,
+    /// Consent rules (YAML) [default: consent.rules_file, else the rules built
+    /// into the binary].
+    #[arg(long, value_name = "FILE.yaml")]
+    pub rules: Option<PathBuf>,
+    /// Where the recorder runs, as an ISO 3166-1 or 3166-2 code (US, US-CA,
+    /// DE) [default: consent.recorder_location].
+    #[arg(long, value_name = "CODE")]
+    pub recorder_location: Option<String>,
+    /// Company minimum mode: none, notify, notify_and_allow_opt_out or
+    /// explicit [default: consent.min_mode].
+    #[arg(long, value_name = "MODE")]
+    pub min_mode: Option<ConsentMode>,
+    /// Print the decision as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `consent explain`; returns the text to print (ending in a newline).
+pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> anyhow::Result<String> {
+    let rules = load_rules(args.rules.as_deref(), config)?;
+    let recorder = recorder_location(args.recorder_location.as_deref(), config)?;
+    let min_mode = args.min_mode.unwrap_or(config.min_mode);
+    let participants = read_participants(&args.participants)?;
+    let policy = Policy {
+        min_mode,
+        overrides: BTreeMap::new(),
+    };
+    let decision = decide(&rules, &policy, recorder.as_ref(), &participants);
+    if args.json {
+        json(&rules, &decision)
+    } else {
+        Ok(text(&rules, &decision))
+    }
+}
+
+/// The rules named by `--rules`, else by `consent.rules_file`, else builtin.
+fn load_rules(arg: Option<&Path>, config: &ConsentConfig) -> anyhow::Result<Rules> {
+    let path = match arg {
+        Some(path) => path.to_owned(),
+        None => match &config.rules_file {
+            Some(path) => path.clone(),
+            None => return Ok(Rules::builtin()),
+        },
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read rules file {}", path.display()))?;
+    Rules::parse(&text).map_err(|e| anyhow!("rules file {}: {e}", path.display()))
+}
+
+/// The recorder's location from `--recorder-location`, else the config; an
+/// empty code means unknown.
+fn recorder_location(
+    arg: Option<&str>,
+    config: &ConsentConfig,
+) -> anyhow::Result<Option<Location>> {
+    let (code, source) = match arg {
+        Some(code) => (code, "--recorder-location"),
+        None => (
+            config.recorder_location.as_str(),
+            "consent.recorder_location",
+        ),
+    };
+    if code.trim().is_empty() {
+        return Ok(None);
+    }
+    Location::from_code(code)
+        .map(Some)
+        .map_err(|e| anyhow!("{source}: {e}"))
+}
+
+/// Reads and checks the participants file; errors name the file and field.
+fn read_participants(path: &Path) -> anyhow::Result<Vec<ParticipantInput>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read participants file {}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("participants file {}: not valid JSON: {e}", path.display()))?;
+    parse_participants(&value).map_err(|e| anyhow!("participants file {}: {e}", path.display()))
+}
+
+/// What a JSON value is, in words.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Rejects keys outside `allowed`.
+fn known_keys(place: &str, object: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => {
+            let at = if place.is_empty() {
+                key.clone()
+            } else {
+                format!("{place}.{key}")
+            };
+            Err(format!(
+                "{at}: unknown field (expected one of {})",
+                allowed.join(", ")
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Fields a participant may carry; `display_name`, `email` and `capture`
+/// (from the participants API) are accepted and not used here.
+const PARTICIPANT_FIELDS: &[&str] = &[
+    "id",
+    "location",
+    "internal",
+    "display_name",
+    "email",
+    "capture",
+];
+
+fn parse_participants(value: &Value) -> Result<Vec<ParticipantInput>, String> {
+    let Value::Object(top) = value else {
+        return Err(format!(
+            "expected an object with a \"participants\" list, found {}",
+            kind(value)
+        ));
+    };
+    known_keys("", top, &["participants"])?;
+    let list = match top.get("participants") {
+        None => return Err("participants: missing (expected a list of participants)".to_owned()),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(format!(
+                "participants: expected a list, found {}",
+                kind(other)
+            ));
+        }
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let place = format!("participants[{i}]");
+        let Value::Object(object) = item else {
+            return Err(format!("{place}: expected an object, found {}", kind(item)));
+        };
+        known_keys(&place, object, PARTICIPANT_FIELDS)?;
+        let id = match object.get("id") {
+            None => return Err(format!("{place}.id: missing")),
+            Some(Value::String(id)) if id.trim().is_empty() => {
+                return Err(format!("{place}.id: must not be empty"));
+            }
+            Some(Value::String(id)) => id.clone(),
+            Some(other) => {
+                return Err(format!(
+                    "{place}.id: expected a string, found {}",
+                    kind(other)
+                ));
+            }
+        };
+        if let Some(first) = seen.insert(id.clone(), i) {
+            return Err(format!(
+                "{place}.id: duplicate id \"{id}\" (also participants[{first}].id)"
+            ));
+        }
+        let location = match object.get("location") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(location)) => {
+                Some(parse_location(&format!("{place}.location"), location)?)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{place}.location: expected an object, found {}",
+                    kind(other)
+                ));
+            }
+        };
+        let internal = match object.get("internal") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(format!(
+                    "{place}.internal: expected true or false, found {}",
+                    kind(other)
+                ));
+            }
+        };
+        out.push(ParticipantInput {
+            id,
+            location,
+            internal,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_location(place: &str, object: &Map<String, Value>) -> Result<Location, String> {
+    known_keys(place, object, &["country", "subdivision"])?;
+    let country = match object.get("country") {
+        None => return Err(format!("{place}.country: missing")),
+        Some(Value::String(c)) => c.clone(),
+        Some(other) => {
+            return Err(format!(
+                "{place}.country: expected a string, found {}",
+                kind(other)
+            ));
+        }
+    };
+    let subdivision = match object.get("subdivision") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(format!(
+                "{place}.subdivision: expected a string or null, found {}",
+                kind(other)
+            ));
+        }
+    };
+    let location = Location {
+        country,
+        subdivision,
+    };
+    location.validate().map_err(|e| match &e {
+        LocationError::Country { .. } => format!("{place}.country: {e}"),
+        _ => format!("{place}.subdivision: {e}"),
+    })?;
+    Ok(location)
+}
+
+/// The human-readable explanation.
+fn text(rules: &Rules, decision: &CallDecision) -> String {
+    let recorder = ("(recorder)".to_owned(), decision.recorder.clone());
+    let rows: Vec<&(String, _)> = decision.per_participant.iter().chain([&recorder]).collect();
+    let id_width = rows
+        .iter()
+        .map(|(id, _)| id.chars().count())
+        .chain(["participant".len()])
+        .max()
+        .unwrap_or(0);
+    let code_width = rows
+        .iter()
+        .map(|(_, r)| r.matched.len())
+        .chain(["matched".len()])
+        .max()
+        .unwrap_or(0);
+    let mode_width = "notify_and_allow_opt_out".len();
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored.
+    let _ = writeln!(
+        out,
+        "{:id_width$}  {:code_width$}  {:mode_width$}  why",
+        "participant", "matched", "mode"
+    );
+    for (id, r) in rows {
+        let _ = writeln!(
+            out,
+            "{id:id_width$}  {:code_width$}  {:mode_width$}  {}",
+            r.matched,
+            r.mode.as_str(),
+            r.why
+        );
+    }
+    let _ = writeln!(out, "call mode: {}", decision.mode);
+    let _ = writeln!(out, "gate scope: {}", decision.scope);
+    let _ = writeln!(out, "reasons:");
+    for reason in &decision.reasons {
+        let _ = writeln!(out, "  - {reason}");
+    }
+    let _ = writeln!(out, "rules version: {}", rules.version());
+    let _ = writeln!(out, "{}", rules.disclaimer());
+    out
+}
+
+/// The decision as one JSON object, with the rules version and disclaimer.
+fn json(rules: &Rules, decision: &CallDecision) -> anyhow::Result<String> {
+    #[derive(Serialize)]
+    struct Explained<'a> {
+        rules_version: &'a str,
+        disclaimer: &'a str,
+        #[serde(flatten)]
+        decision: &'a CallDecision,
+    }
+    let mut out = serde_json::to_string(&Explained {
+        rules_version: rules.version(),
+        disclaimer: rules.disclaimer(),
+        decision,
+    })
+    .context("cannot encode the decision as JSON")?;
+    out.push('\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("consent/examples/participants.json")
+    }
+
+    fn args(participants: PathBuf) -> ExplainArgs {
+        ExplainArgs {
+            participants,
+            rules: None,
+            recorder_location: None,
+            min_mode: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn explains_the_example_with_builtin_rules() {
+        let out = explain(args(example()), &ConsentConfig::default()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("participant"), "{out}");
+        let row = |id: &str| {
+            lines
+                .iter()
+                .find(|l| l.starts_with(&format!("{id} ")))
+                .unwrap_or_else(|| panic!("no line for {id}:\n{out}"))
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(row("alice"), ["alice", "US-CA", "notify_and_allow_opt_out"]);
+        assert_eq!(row("bob"), ["bob", "DE", "explicit"]);
+        assert_eq!(
+            row("carol"),
+            ["carol", "default_unknown", "notify_and_allow_opt_out"]
+        );
+        assert_eq!(row("dave"), ["dave", "US-NY", "notify"]);
+        assert_eq!(row("erin"), ["erin", "EEA", "notify_and_allow_opt_out"]);
+        assert_eq!(row("(recorder)"), ["(recorder)", "US", "notify"]);
+        assert!(out.contains("\ncall mode: explicit\n"), "{out}");
+        assert!(out.contains("\ngate scope: call_wide\n"), "{out}");
+        assert!(
+            out.contains("  - strictest: bob in DE (all-party) requires explicit\n"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("rules version: {}\n", Rules::builtin().version())));
+        assert!(
+            out.trim_end().ends_with(Rules::builtin().disclaimer()),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn json_output_is_one_object() {
+        let mut a = args(example());
+        a.json = true;
+        a.min_mode = Some(ConsentMode::Notify);
+        a.recorder_location = Some("us-ca".to_owned());
+        let out = explain(a, &ConsentConfig::default()).unwrap();
+        assert_eq!(out.lines().count(), 1);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["mode"], "explicit");
+        assert_eq!(v["scope"], "call_wide");
+        assert_eq!(v["recorder"]["matched"], "US-CA");
+        assert_eq!(v["participants"][3]["id"], "dave");
+        assert_eq!(v["participants"][3]["mode"], "notify");
+        assert_eq!(v["rules_version"], Rules::builtin().version());
+        assert!(
+            v["disclaimer"]
+                .as_str()
+                .unwrap()
+                .starts_with("Not legal advice")
+        );
+        assert!(v["reasons"].as_array().unwrap().len() >= 2);
+    }
+
+    #[test]
+    fn config_supplies_the_fallbacks() {
+        let config = ConsentConfig {
+            recorder_location: "DE".to_owned(),
+            min_mode: ConsentMode::Explicit,
+            ..ConsentConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        std::fs::write(
+            &file,
+            r#"{"participants": [{"id": "x", "location": {"country": "US"}}]}"#,
+        )
+        .unwrap();
+        let out = explain(args(file.clone()), &config).unwrap();
+        let words = |first: &str| {
+            out.lines()
+                .find(|l| l.starts_with(first))
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            words("(recorder)"),
+            Some(vec!["(recorder)", "DE", "explicit"])
+        );
+        assert_eq!(words("x "), Some(vec!["x", "US", "explicit"]));
+
+        let bad_place = ConsentConfig {
+            recorder_location: "USA".to_owned(),
+            ..ConsentConfig::default()
+        };
+        let err = explain(args(file.clone()), &bad_place)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("consent.recorder_location: \"USA\""),
+            "{err}"
+        );
+
+        let mut a = args(file);
+        a.recorder_location = Some("U".to_owned());
+        let err = explain(a, &ConsentConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--recorder-location: \"U\""), "{err}");
+    }
+
+    #[test]
+    fn participant_errors_name_the_file_and_field() {
+        let cases = [
+            (
+                "[]",
+                "expected an object with a \"participants\" list, found a list",
+            ),
+            ("{}", "participants: missing"),
+            (r#"{"people": []}"#, "people: unknown field"),
+            (
+                r#"{"participants": {}}"#,
+                "participants: expected a list, found an object",
+            ),
+            (
+                r#"{"participants": [1]}"#,
+                "participants[0]: expected an object, found a number",
+            ),
+            (r#"{"participants": [{}]}"#, "participants[0].id: missing"),
+            (
+                r#"{"participants": [{"id": 7}]}"#,
+                "participants[0].id: expected a string, found a number",
+            ),
+            (
+                r#"{"participants": [{"id": ""}]}"#,
+                "participants[0].id: must not be empty",
+            ),
+            (
+                r#"{"participants": [{"id": "a"}, {"id": "a"}]}"#,
+                "participants[1].id: duplicate id \"a\" (also participants[0].id)",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "locaton": {}}]}"#,
+                "participants[0].locaton: unknown field",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "location": "US"}]}"#,
+                "participants[0].location: expected an object, found a string",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "location": {}}]}"#,
+                "participants[0].location.country: missing",
+            ),
+            (
+                r#"{"participants": [{"id": "a"}, {"id": "b"}, {"id": "c", "location": {"country": 1}}]}"#,
+                "participants[2].location.country: expected a string, found a number",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "location": {"country": "USA"}}]}"#,
+                "participants[0].location.country: \"USA\" is not a 2-letter ISO 3166-1 country code",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "location": {"country": "US", "subdivision": "DE-BY"}}]}"#,
+                "participants[0].location.subdivision: subdivision DE-BY is not in country US",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "location": {"country": "US", "subdivision": "CALIF"}}]}"#,
+                "participants[0].location.subdivision: \"CALIF\" is not an ISO 3166-2",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "internal": "yes"}]}"#,
+                "participants[0].internal: expected true or false, found a string",
+            ),
+            ("{\"participants\": [", "not valid JSON"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("participants.json");
+        for (json, expected) in cases {
+            std::fs::write(&file, json).unwrap();
+            let err = explain(args(file.clone()), &ConsentConfig::default())
+                .unwrap_err()
+                .to_string();
+            let prefix = format!("participants file {}: ", file.display());
+            assert!(err.starts_with(&prefix), "{json}: {err}");
+            assert!(
+                err[prefix.len()..].starts_with(expected) || err.contains(expected),
+                "{json}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_fields_are_accepted_and_ids_kept_in_order() {
+        let value: Value = serde_json::from_str(
+            r#"{"participants": [{"id": "b", "display_name": "B", "email": "b@x", "capture": "default"}, {"id": "a", "location": null, "internal": null}]}"#,
+        )
+        .unwrap();
+        let parsed = parse_participants(&value).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].id, "b");
+        assert_eq!(parsed[1].location, None);
+        assert!(!parsed[1].internal);
+    }
+
+    #[test]
+    fn missing_participants_file_is_named() {
+        let err = explain(
+            args(PathBuf::from("/nonexistent/p.json")),
+            &ConsentConfig::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read participants file /nonexistent/p.json"
+        );
+    }
+}

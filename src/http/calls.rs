@@ -1,0 +1,176 @@
+//! `GET /v1/calls`, `GET /v1/calls/{id}`, `POST /v1/calls/{id}/end`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use hearken_core::conference::{CallSummary, EndReason};
+use hearken_core::ids::CallId;
+use serde::Serialize;
+
+use super::ask_call_worker;
+use super::extract::CallPath;
+use super::problem::Problem;
+use crate::media::{Command, Reply};
+use crate::server::AppState;
+
+/// How long `POST /v1/calls/{id}/end` waits for the call's files to be final.
+const END_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a snapshot of a call in progress may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// In progress on a worker.
+    Active,
+    /// Ended; its files are final.
+    Ended,
+    /// A meeting kept as metadata only (no media).
+    MetadataOnly,
+}
+
+/// One line of `GET /v1/calls`.
+#[derive(Debug, Serialize)]
+pub struct CallListItem {
+    /// The call id.
+    pub call_id: String,
+    /// Where it is in its life.
+    pub state: CallState,
+    /// Call time zero (UTC).
+    pub started_at: Option<DateTime<Utc>>,
+    /// End (UTC).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Participants seen (for a meeting: its organizer and attendees).
+    pub participants: usize,
+}
+
+/// What `GET /v1/calls` reads of a stored `meeting.json`.
+#[derive(Debug, serde::Deserialize)]
+struct StoredMeeting {
+    call_id: String,
+    meeting: hearken_policy::Meeting,
+}
+
+/// The summary of a call in progress, if a worker carries it.
+async fn snapshot(state: &AppState, call_id: &CallId) -> Result<Option<CallSummary>, Problem> {
+    let command = Command::Snapshot {
+        call_id: call_id.clone(),
+    };
+    match ask_call_worker(state, call_id, command, SNAPSHOT_TIMEOUT).await? {
+        Some(Reply::Snapshot(s)) => Ok(s.map(|s| *s)),
+        _ => Ok(None),
+    }
+}
+
+/// `GET /v1/calls`: calls in progress, ended calls and metadata-only
+/// meetings, by start.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, Problem> {
+    let mut calls = Vec::new();
+    for id in state.registry.call_ids() {
+        if let Some(s) = snapshot(&state, &id).await? {
+            calls.push(CallListItem {
+                call_id: s.call_id,
+                state: CallState::Active,
+                started_at: s.started_at,
+                ended_at: None,
+                participants: s.participants.len(),
+            });
+        }
+    }
+    let store = state.store.clone();
+    let (ended, meetings) = tokio::task::spawn_blocking(move || {
+        (store.ended_calls(), store.meetings::<StoredMeeting>())
+    })
+    .await
+    .map_err(Problem::internal)?;
+    for s in ended {
+        calls.push(CallListItem {
+            call_id: s.call_id,
+            state: CallState::Ended,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            participants: s.participants.len(),
+        });
+    }
+    // Meetings imported as metadata only are part of the call index too
+    // (kept as `meeting.json`, so they survive a restart).
+    for m in meetings {
+        calls.push(CallListItem {
+            call_id: m.call_id,
+            state: CallState::MetadataOnly,
+            started_at: Some(m.meeting.start),
+            ended_at: Some(m.meeting.end),
+            participants: m.meeting.attendees.len() + usize::from(m.meeting.organizer.is_some()),
+        });
+    }
+    calls.sort_by(|a, b| {
+        a.started_at
+            .cmp(&b.started_at)
+            .then(a.call_id.cmp(&b.call_id))
+    });
+    Ok(Json(serde_json::json!({ "calls": calls })))
+}
+
+/// The `call.json` of a call that is not in progress; for a call that never
+/// started, the sessions that failed to connect; else 404.
+async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, Problem> {
+    let store = state.store.clone();
+    let id = call_id.clone();
+    let stored = tokio::task::spawn_blocking(move || store.read_call(&id))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    if let Some(summary) = stored {
+        return Ok(summary);
+    }
+    let failed_sessions = state.registry.failed_sessions(call_id);
+    if failed_sessions.is_empty() {
+        return Err(Problem::not_found(format!("no call {call_id}")));
+    }
+    Ok(CallSummary {
+        call_id: call_id.to_string(),
+        started_at: None,
+        ended_at: None,
+        end_reason: None,
+        active_sessions: 0,
+        consent_mode: None,
+        participants: Vec::new(),
+        failed_sessions,
+    })
+}
+
+/// `GET /v1/calls/{id}`: the call in progress, else its `call.json`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    CallPath(call_id): CallPath,
+) -> Result<Json<CallSummary>, Problem> {
+    if let Some(s) = snapshot(&state, &call_id).await? {
+        return Ok(Json(s));
+    }
+    stored_call(&state, &call_id).await.map(Json)
+}
+
+/// `POST /v1/calls/{id}/end`: ends the call; answers with its final summary
+/// once every file is final. Ending an ended call shows its result.
+pub async fn end(
+    State(state): State<Arc<AppState>>,
+    CallPath(call_id): CallPath,
+) -> Result<Json<CallSummary>, Problem> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let command = Command::EndCall {
+        call_id: call_id.clone(),
+        reason: EndReason::Api,
+        done: Some(done),
+    };
+    let ended = ask_call_worker(&state, &call_id, command, END_TIMEOUT).await?;
+    if matches!(ended, Some(Reply::Found(true)))
+        && let Ok(Ok(summary)) = tokio::time::timeout(END_TIMEOUT, finished).await
+    {
+        return Ok(Json(summary));
+    }
+    stored_call(&state, &call_id).await.map(Json)
+}

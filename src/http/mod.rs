@@ -1,0 +1,201 @@
+//! The HTTP surface: WHIP signaling, the `/v1` API, metrics and health.
+//!
+//! One module per resource; what they share is here and in [`auth`] (one
+//! bearer-token layer over every API route), [`extract`] (typed path and
+//! body extractors) and [`problem`] (every error as problem+json).
+
+pub mod auth;
+pub mod calls;
+pub mod consent;
+pub mod extract;
+pub mod meetings;
+pub mod ops;
+pub mod problem;
+pub mod transcripts;
+pub mod whip;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use hearken_core::ids::CallId;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::media::{AskError, Command, Reply};
+use crate::server::AppState;
+pub use problem::Problem;
+
+/// Largest request body accepted (an SDP offer with many m-lines fits easily).
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/whip/{call_id}", post(whip::create).options(whip::options))
+        .route(
+            "/whip/{call_id}/{session}",
+            axum::routing::delete(whip::delete).patch(whip::patch),
+        )
+        .route("/v1/calls", get(calls::list))
+        .route("/v1/calls/{call_id}", get(calls::get))
+        .route("/v1/calls/{call_id}/end", post(calls::end))
+        .route(
+            "/v1/calls/{call_id}/participants/{participant_id}",
+            put(consent::put_participant),
+        )
+        .route(
+            "/v1/calls/{call_id}/participants/{participant_id}/consent",
+            post(consent::post_consent),
+        )
+        .route("/v1/calls/{call_id}/consent", get(consent::get_log))
+        .route("/v1/calls/{call_id}/transcript", get(transcripts::get))
+        .route(
+            "/v1/calls/{call_id}/transcript/live",
+            get(transcripts::live),
+        )
+        .route("/v1/meetings", post(meetings::post).get(meetings::list))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    let mut router = api
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ));
+    if let Some(cors) = cors_layer(&state.config.http.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
+    // Outermost, so CORS preflight answers (which never reach the router)
+    // still advertise what a WHIP POST takes.
+    router
+        .layer(middleware::from_fn(advertise_accept_post))
+        .with_state(state)
+}
+
+/// Sends `command` to the worker that carries `call_id` and waits at most
+/// `limit` for its reply. `Ok(None)`: no worker carries the call.
+pub(crate) async fn ask_call_worker(
+    state: &AppState,
+    call_id: &CallId,
+    command: Command,
+    limit: Duration,
+) -> Result<Option<Reply>, Problem> {
+    let Some(worker) = state.registry.call_worker(call_id) else {
+        return Ok(None);
+    };
+    ask_worker(state, worker, command, limit).await.map(Some)
+}
+
+/// Sends `command` to worker `worker`; a worker that is gone, overloaded or
+/// silent is a 503, never a "not found".
+pub(crate) async fn ask_worker(
+    state: &AppState,
+    worker: usize,
+    command: Command,
+    limit: Duration,
+) -> Result<Reply, Problem> {
+    let Some(handle) = state.workers.get(worker) else {
+        return Err(Problem::internal(format!("no media worker {worker}")));
+    };
+    handle.ask(command, limit).await.map_err(|e| {
+        let retry = state.config.limits.retry_after_secs;
+        match e {
+            AskError::Gone => Problem::unavailable(
+                "worker-unavailable",
+                "the media worker carrying this call has stopped",
+                retry,
+            ),
+            AskError::Busy | AskError::TimedOut => Problem::unavailable(
+                "worker-busy",
+                format!("the media worker did not answer: {e}"),
+                retry,
+            ),
+        }
+    })
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::DELETE,
+                Method::PATCH,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::ETAG,
+                header::HeaderName::from_static("accept-post"),
+                header::LINK,
+            ]),
+    )
+}
+
+/// Adds `Accept-Post: application/sdp` to `OPTIONS /whip/{call_id}`
+/// (RFC 9725 §4.2), whoever answered it.
+async fn advertise_accept_post(request: Request, next: Next) -> Response {
+    let is_whip_endpoint = request.method() == Method::OPTIONS
+        && request
+            .uri()
+            .path()
+            .strip_prefix("/whip/")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let mut response = next.run(request).await;
+    if is_whip_endpoint {
+        response
+            .headers_mut()
+            .insert("accept-post", HeaderValue::from_static("application/sdp"));
+    }
+    response
+}
+
+/// Counts every answered request by route template, method and status.
+async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let method = match method.as_str() {
+        "GET" | "POST" | "DELETE" | "PATCH" | "OPTIONS" | "HEAD" | "PUT" => method,
+        _ => "other".to_owned(),
+    };
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
+}

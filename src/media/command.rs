@@ -1,0 +1,137 @@
+//! What the control plane asks of a media engine, what it answers, and what
+//! the engine reports back on its own.
+//!
+//! These types carry no channels: the engine is sans-IO. The worker pairs a
+//! [`Command`] with the channel its [`Reply`] goes back on.
+
+use hearken_core::conference::{CallSummary, EndReason, SessionEndReason};
+pub use hearken_core::conference::{FailureCause, SessionFailure};
+use hearken_core::consent::engine::{ConsentMethod, Decision, ParticipantDetails};
+use hearken_core::ids::CallId;
+use hearken_core::offer::OfferSummary;
+
+use crate::sinks::CallDone;
+
+/// A request to the engine. Every command is answered with one [`Reply`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Answer a WHIP offer with a new session: [`Reply::Answer`].
+    CreateSession(Box<CreateSession>),
+    /// End a session (WHIP `DELETE`): [`Reply::Found`]. When it was the
+    /// call's last session, the call ends and `done` gets its summary once
+    /// every file of the call is final.
+    DeleteSession {
+        /// The session's call.
+        call_id: CallId,
+        /// The secret from the session's URL.
+        secret: String,
+        /// Told when the call's files are final, if this ended the call.
+        done: Option<CallDone>,
+    },
+    /// End a call now: [`Reply::Found`]; `done` as for `DeleteSession`.
+    EndCall {
+        /// The call to end.
+        call_id: CallId,
+        /// Recorded in `call.json`.
+        reason: EndReason,
+        /// Told when the call's files are final.
+        done: Option<CallDone>,
+    },
+    /// A participant's location and capture setting: [`Reply::Found`].
+    ParticipantDetails {
+        /// The call.
+        call_id: CallId,
+        /// Whom the details describe.
+        participant_id: String,
+        /// What the provider knows of them.
+        details: ParticipantDetails,
+    },
+    /// A consent decision reported by the provider: [`Reply::Found`].
+    ConsentSignal {
+        /// The call.
+        call_id: CallId,
+        /// Who decided.
+        participant_id: String,
+        /// Granted or declined.
+        decision: Decision,
+        /// How it was given.
+        method: ConsentMethod,
+    },
+    /// The current summary of a call in progress: [`Reply::Snapshot`].
+    Snapshot {
+        /// The call.
+        call_id: CallId,
+    },
+    /// Test hook: the next datagram handled for this call panics inside
+    /// the call's handling, as a bug would: [`Reply::Found`].
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectPanic {
+        /// The call whose handling is to panic.
+        call_id: CallId,
+    },
+}
+
+/// The engine's answer to a [`Command`].
+#[derive(Debug)]
+pub enum Reply {
+    /// The SDP answer of a new session, or why there is none.
+    Answer(Result<String, CreateSessionError>),
+    /// Whether the engine had the call or session the command named.
+    Found(bool),
+    /// The summary of a call in progress, if the engine has it.
+    Snapshot(Option<Box<CallSummary>>),
+}
+
+/// A WHIP offer to answer.
+#[derive(Debug)]
+pub struct CreateSession {
+    /// The call to join.
+    pub call_id: CallId,
+    /// Unguessable id that names the session in its URL.
+    pub secret: String,
+    /// Short public id (logs, `call.json`, default participant ids).
+    pub public_id: String,
+    /// The offer, as received.
+    pub offer_sdp: String,
+    /// What the control plane read of the offer.
+    pub summary: OfferSummary,
+    /// Participant details the provider gave before the call reached this
+    /// engine (applied when the call is created here; ignored otherwise).
+    pub early_details: Vec<(String, ParticipantDetails)>,
+}
+
+/// Why an offer got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateSessionError {
+    /// str0m could not parse or negotiate the offer.
+    #[error("the offer could not be negotiated: {0}")]
+    BadOffer(#[source] str0m::RtcError),
+    /// The engine's own address cannot be a host candidate.
+    #[error("no usable local ICE candidate for {0}")]
+    NoLocalCandidate(std::net::SocketAddr),
+    /// Negotiation left no audio m-line that Hearken receives.
+    #[error("no usable audio: no audio m-line with Opus could be received")]
+    NoUsableAudio,
+    /// The worker is stopping.
+    #[error("the media worker is shutting down")]
+    ShuttingDown,
+}
+
+/// What an engine reports to the control plane without being asked.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// A session ended, for any reason.
+    SessionEnded {
+        /// Its call.
+        call_id: CallId,
+        /// Its secret (the registry's key).
+        secret: String,
+        /// Why it ended.
+        reason: SessionEndReason,
+        /// Set when it failed.
+        failure: Option<SessionFailure>,
+    },
+}

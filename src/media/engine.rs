@@ -1,0 +1,1224 @@
+//! The media engine: every session and call of one media worker, as a
+//! sans-IO state machine.
+//!
+//! This is the quinn-proto half of the quinn-proto/quinn split. The engine
+//! owns the str0m [`Rtc`]s, the routing of datagrams to them, one timer
+//! heap, prompt playback and the life of each call; it reads no clock and
+//! touches no socket or file. Input goes in with
+//! [`Engine::handle_datagram`], [`Engine::handle_command`] and
+//! [`Engine::handle_timeout`], each given the current time; what the engine
+//! wants done comes out of [`Engine::poll_output`] (datagrams to send,
+//! messages for the sinks, events for the control plane) and
+//! [`Engine::poll_timeout`] (when to call `handle_timeout` next). The media
+//! worker (`worker.rs`) is a short loop around a socket and a clock that
+//! does exactly that; tests and benches drive the same engine in simulated
+//! time.
+//!
+//! # Routing
+//!
+//! A datagram from a known address goes to the session that owns it (an
+//! address enters the cache only after that session's `Rtc` accepted a STUN
+//! request from it, i.e. after an authenticated connectivity check). A STUN
+//! request from a new address names our ICE username fragment first in its
+//! USERNAME, so it is routed by an index from ufrag to session: one lookup
+//! and one MESSAGE-INTEGRITY check, whatever the number of sessions.
+//! Anything else from an unknown address is dropped and counted.
+//!
+//! # Panics
+//!
+//! Handling that belongs to one call runs inside `catch_unwind`. A panic
+//! there (a bug) ends that call: its sessions are dropped, its files are
+//! finished as far as the sinks can, and the rest of the worker goes on.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hearken_core::conference::{
+    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause,
+    SessionEndReason, SessionKey,
+};
+use hearken_core::consent::engine::{AuditEvent, ConsentEngine, ConsentOutput, PromptKind};
+use hearken_core::dtmf::{DtmfAssembler, DtmfConfig};
+use hearken_core::ids::CallId;
+use hearken_core::voice::VoiceHint;
+use rustc_hash::FxHashMap;
+use str0m::format::{Codec, CodecExtra};
+use str0m::ice::StunMessage;
+use str0m::media::MediaKind;
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Event, IceConnectionState, Input, Output as RtcOutput};
+use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
+
+use super::command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};
+use super::playback::{Playback, Progress};
+use super::session::{Due, Session, Speaker};
+use crate::metrics::{DropReason, GateState, Label, MediaMetrics};
+use crate::setup::consent::ConsentSetup;
+use crate::sinks::{CallDone, SinkMsg};
+
+/// What an engine needs to know about its place in the world.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The address clients send to: the host candidate of every answer, and
+    /// the destination str0m checks STUN requests against.
+    pub local_addr: SocketAddr,
+    /// Sessions that do not connect (ICE and DTLS) in this time are ended.
+    pub connect_timeout: Duration,
+    /// Connected sessions from which nothing arrives this long are ended.
+    pub inactivity_timeout: Duration,
+}
+
+/// Something the engine wants done.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a datagram.
+    Transmit(Transmit),
+    /// Hand a message to the sinks (the recorder first), in order.
+    Sink(SinkMsg),
+    /// Tell the control plane.
+    Event(EngineEvent),
+}
+
+/// How often the consent census (participants by state) is published.
+const CENSUS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One call: its conference and the sessions that carry it.
+struct Call {
+    conference: Conference,
+    sessions: Vec<SessionKey>,
+    span: Span,
+    /// The time of this call's live entry in the timer heap.
+    scheduled: Option<Instant>,
+    /// Per participant: call time (s) of the last gate change and whether
+    /// it opened, for the gate-time metric.
+    gate_since: HashMap<String, (f64, bool)>,
+    /// Test hook: panic while handling the next frame.
+    #[cfg(any(test, feature = "fault-injection"))]
+    panic_on_next_frame: bool,
+}
+
+/// What a timer heap entry wakes.
+#[derive(Debug, Clone)]
+enum Timer {
+    Session(SessionKey),
+    Call(CallId),
+}
+
+/// A timer heap entry, ordered by time (earliest first), then by insertion.
+#[derive(Debug)]
+struct TimerEntry {
+    at: Instant,
+    seq: u64,
+    timer: Timer,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        // BinaryHeap is a max-heap: reverse so the earliest comes first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One heap of deadlines. Each session and call keeps at most one live
+/// entry (its `scheduled` time): a deadline that moves later, as str0m's
+/// does with every packet, costs no heap traffic; an entry whose time no
+/// longer matches its owner's `scheduled` is stale and skipped.
+#[derive(Debug, Default)]
+struct Timers {
+    heap: BinaryHeap<TimerEntry>,
+    seq: u64,
+}
+
+impl Timers {
+    fn push(&mut self, at: Instant, timer: Timer) {
+        self.seq += 1;
+        self.heap.push(TimerEntry {
+            at,
+            seq: self.seq,
+            timer,
+        });
+    }
+
+    /// Schedules `deadline` for an owner whose live entry is `scheduled`,
+    /// unless that entry comes first anyway.
+    fn schedule(&mut self, scheduled: &mut Option<Instant>, deadline: Instant, timer: Timer) {
+        if scheduled.is_none_or(|s| deadline < s) {
+            *scheduled = Some(deadline);
+            self.push(deadline, timer);
+        }
+    }
+
+    fn peek(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+        if self.heap.peek().is_some_and(|e| e.at <= now) {
+            self.heap.pop().map(|e| (e.at, e.timer))
+        } else {
+            None
+        }
+    }
+}
+
+/// Where datagrams go: addresses and ICE ufrags to sessions, and the
+/// sessions' URL secrets.
+#[derive(Debug, Default)]
+struct Routes {
+    // Looked up for every datagram, so hashed with Fx rather than SipHash.
+    // None is open to hash flooding: an address enters `by_addr` only after
+    // an authenticated STUN check, and ufrags and secrets are our own.
+    by_addr: FxHashMap<SocketAddr, SessionKey>,
+    by_ufrag: FxHashMap<Box<str>, SessionKey>,
+    by_secret: FxHashMap<Box<str>, SessionKey>,
+}
+
+/// Packet counts gathered per batch and added to the shared counters once,
+/// so the packet path does not touch cache lines all workers write.
+#[derive(Debug, Default)]
+struct PacketCounts {
+    packets: u64,
+    bytes: u64,
+    lost: u64,
+    reanchored: u64,
+    dtmf: u64,
+    unrouted: u64,
+}
+
+/// Wall-clock time derived from the engine's `Instant`s: one anchor taken
+/// when the engine was made (and moved by [`Engine::set_wall_clock`]), so
+/// `call.json` gets UTC times without the engine reading a clock.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    instant: Instant,
+    utc: DateTime<Utc>,
+}
+
+impl WallClock {
+    fn utc(&self, at: Instant) -> DateTime<Utc> {
+        let after = at.saturating_duration_since(self.instant);
+        let before = self.instant.saturating_duration_since(at);
+        let to = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+        self.utc + to(after) - to(before)
+    }
+}
+
+/// Everything the engine uses besides its sessions and calls (split off so
+/// a session and a call can be borrowed alongside it).
+struct Shared {
+    settings: EngineSettings,
+    consent: Arc<ConsentSetup>,
+    metrics: MediaMetrics,
+    timers: Timers,
+    out: VecDeque<Output>,
+    counts: PacketCounts,
+    clock: WallClock,
+}
+
+/// The sans-IO media engine of one worker. See the module docs.
+pub struct Engine {
+    shared: Shared,
+    sessions: FxHashMap<SessionKey, Session>,
+    routes: Routes,
+    calls: HashMap<CallId, Call>,
+    next_key: u64,
+    next_census: Instant,
+    /// Participants by consent state last published (see `publish_census`).
+    census: [i64; 5],
+    shut_down: bool,
+}
+
+impl Engine {
+    /// An engine with no session, whose clock reads `now_utc` at `now`.
+    pub fn new(
+        settings: EngineSettings,
+        consent: Arc<ConsentSetup>,
+        metrics: MediaMetrics,
+        now: Instant,
+        now_utc: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            shared: Shared {
+                settings,
+                consent,
+                metrics,
+                timers: Timers::default(),
+                out: VecDeque::new(),
+                counts: PacketCounts::default(),
+                clock: WallClock {
+                    instant: now,
+                    utc: now_utc,
+                },
+            },
+            sessions: FxHashMap::default(),
+            routes: Routes::default(),
+            calls: HashMap::new(),
+            next_key: 1,
+            next_census: now + CENSUS_INTERVAL,
+            census: [0; 5],
+            shut_down: false,
+        }
+    }
+
+    /// Re-anchors the wall clock (`now` reads `now_utc`), so UTC times stay
+    /// right over a long uptime.
+    pub fn set_wall_clock(&mut self, now: Instant, now_utc: DateTime<Utc>) {
+        self.shared.clock = WallClock {
+            instant: now,
+            utc: now_utc,
+        };
+    }
+
+    /// Sessions this engine carries.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Calls this engine carries.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// A datagram arrived from `source` at `now`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let destination = self.shared.settings.local_addr;
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+            self.shared.counts.unrouted += 1;
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let known = self
+            .routes
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|k| self.sessions.get(k).is_some_and(|s| s.rtc.accepts(&input)));
+        // Only STUN (RFC 7983: first byte 0 or 1) can introduce a new
+        // address, and only for the session whose ufrag it names.
+        let key = known.or_else(|| {
+            if data.first().is_none_or(|&b| b > 1) {
+                return None;
+            }
+            let stun = StunMessage::parse(data).ok()?;
+            let (local_ufrag, _) = stun.split_username()?;
+            let key = *self.routes.by_ufrag.get(local_ufrag)?;
+            self.sessions
+                .get(&key)
+                .is_some_and(|s| s.rtc.accepts(&input))
+                .then_some(key)
+        });
+        let Some(key) = key else {
+            trace!(%source, "datagram for no session");
+            self.shared.counts.unrouted += 1;
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if known.is_none() && self.routes.by_addr.insert(source, key) != Some(key) {
+            session.remote_addrs.push(source);
+        }
+        session.last_input = now;
+        let call_id = session.call_id.clone();
+        self.contained(&call_id, now, |engine| {
+            if let Some(session) = engine.sessions.get_mut(&key)
+                && let Err(e) = session.rtc.handle_input(input)
+            {
+                debug!(parent: &session.span, error = %e, "rtc rejected input");
+                session.fail(&e);
+            }
+            engine.drive(key, now);
+        });
+    }
+
+    /// Time passed: handles every deadline up to `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((at, timer)) = self.shared.timers.pop_due(now) {
+            match timer {
+                Timer::Session(key) => self.handle_session_timer(key, at, now),
+                Timer::Call(call_id) => self.handle_call_timer(call_id, at, now),
+            }
+        }
+        if now >= self.next_census {
+            self.next_census = now + CENSUS_INTERVAL;
+            self.publish_census();
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        self.shared
+            .timers
+            .peek()
+            .map_or(self.next_census, |t| t.min(self.next_census))
+    }
+
+    /// The next thing to do, until `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        let out = self.shared.out.pop_front();
+        if out.is_none() {
+            self.flush_counts();
+        }
+        out
+    }
+
+    /// Handles a request from the control plane.
+    pub fn handle_command(&mut self, now: Instant, command: Command) -> Reply {
+        match command {
+            Command::CreateSession(create) => Reply::Answer(self.create_session(*create, now)),
+            Command::DeleteSession {
+                call_id,
+                secret,
+                done,
+            } => {
+                let key = self
+                    .routes
+                    .by_secret
+                    .get(secret.as_str())
+                    .copied()
+                    .filter(|k| self.sessions.get(k).is_some_and(|s| s.call_id == call_id));
+                let Some(key) = key else {
+                    return Reply::Found(false);
+                };
+                let last = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.sessions.len() == 1);
+                if last {
+                    self.end_call(&call_id, EndReason::LastSessionLeft, done, now);
+                } else {
+                    self.contained(&call_id, now, |e| {
+                        e.remove_session(key, SessionEndReason::Deleted, None, now)
+                    });
+                }
+                Reply::Found(true)
+            }
+            Command::EndCall {
+                call_id,
+                reason,
+                done,
+            } => {
+                let exists = self.calls.contains_key(&call_id);
+                if exists {
+                    self.end_call(&call_id, reason, done, now);
+                }
+                Reply::Found(exists)
+            }
+            Command::ParticipantDetails {
+                call_id,
+                participant_id,
+                details,
+            } => Reply::Found(self.with_conference(&call_id, now, |c| {
+                c.handle_details(&participant_id, details, now)
+            })),
+            Command::ConsentSignal {
+                call_id,
+                participant_id,
+                decision,
+                method,
+            } => Reply::Found(self.with_conference(&call_id, now, |c| {
+                c.handle_signal(&participant_id, decision, method, now)
+            })),
+            Command::Snapshot { call_id } => Reply::Snapshot(
+                self.calls
+                    .get(&call_id)
+                    .map(|c| Box::new(c.conference.summary())),
+            ),
+            #[cfg(any(test, feature = "fault-injection"))]
+            Command::InjectPanic { call_id } => match self.calls.get_mut(&call_id) {
+                Some(call) => {
+                    call.panic_on_next_frame = true;
+                    Reply::Found(true)
+                }
+                None => Reply::Found(false),
+            },
+        }
+    }
+
+    /// Ends every call (the worker is stopping). Afterwards every offer is
+    /// refused.
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<CallId> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, EndReason::Shutdown, None, now);
+        }
+        self.publish_census();
+        self.shut_down = true;
+    }
+
+    /// Runs `f`, which handles something of `call_id`; a panic in it ends
+    /// that call (see the module docs) instead of unwinding further.
+    fn contained(&mut self, call_id: &CallId, now: Instant, f: impl FnOnce(&mut Self)) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            let message = panic_message(panic.as_ref());
+            self.abandon_call(call_id, &message, now);
+        }
+    }
+
+    /// Ends a call whose handling panicked: drops its sessions and asks the
+    /// sinks to finish its files with whatever summary can still be had.
+    fn abandon_call(&mut self, call_id: &CallId, message: &str, now: Instant) {
+        error!(call = %call_id, panic = message, "handling a call panicked; ending that call");
+        self.shared.metrics.call_panics.inc();
+        let keys: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| &s.call_id == call_id)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in keys {
+            let Some(session) = self.sessions.remove(&key) else {
+                continue;
+            };
+            self.forget_routes(key, &session);
+            let failure = hearken_core::conference::SessionFailure {
+                session: session.public_id.to_string(),
+                cause: FailureCause::Internal,
+                detail: format!("handling the call panicked: {message}"),
+            };
+            self.count_session_end(SessionEndReason::Failed, Some(failure.cause), &session);
+            self.shared
+                .out
+                .push_back(Output::Event(EngineEvent::SessionEnded {
+                    call_id: call_id.clone(),
+                    secret: session.secret.to_string(),
+                    reason: SessionEndReason::Failed,
+                    failure: Some(failure),
+                }));
+            // The Rtc may be in any state: dropped without a goodbye.
+        }
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        self.shared.metrics.calls_active.dec();
+        self.shared
+            .metrics
+            .calls_ended
+            .get(EndReason::Internal)
+            .inc();
+        let started = call.conference.has_started();
+        let now_utc = self.shared.clock.utc(now);
+        // The conference itself may be what broke.
+        let summary = catch_unwind(AssertUnwindSafe(|| {
+            let mut conference = call.conference;
+            conference.handle_end(now_utc, EndReason::Internal);
+            conference.summary()
+        }))
+        .unwrap_or_else(|_| CallSummary::ended_without_state(call_id, now_utc));
+        if started {
+            self.shared.out.push_back(Output::Sink(SinkMsg::CallEnded {
+                summary: Box::new(summary),
+                done: None,
+            }));
+        }
+    }
+
+    fn create_session(
+        &mut self,
+        create: CreateSession,
+        now: Instant,
+    ) -> Result<String, CreateSessionError> {
+        if self.shut_down {
+            return Err(CreateSessionError::ShuttingDown);
+        }
+        let key = SessionKey(self.next_key);
+        self.next_key += 1;
+        let Shared {
+            settings,
+            consent,
+            metrics,
+            ..
+        } = &mut self.shared;
+        let call = self.calls.entry(create.call_id.clone()).or_insert_with(|| {
+            let engine = ConsentEngine::new(consent.rules.clone(), consent.engine.clone());
+            let mut conference = Conference::new(create.call_id.clone(), engine);
+            for (id, details) in &create.early_details {
+                conference.handle_details(id, details.clone(), now);
+            }
+            metrics.calls_active.inc();
+            Call {
+                conference,
+                sessions: Vec::new(),
+                span: info_span!("call", id = %create.call_id),
+                scheduled: None,
+                gate_since: HashMap::new(),
+                #[cfg(any(test, feature = "fault-injection"))]
+                panic_on_next_frame: false,
+            }
+        });
+        let span = info_span!(parent: &call.span, "session", id = %create.public_id);
+        let accepted = Session::accept(
+            &create,
+            settings.local_addr,
+            settings.connect_timeout,
+            now,
+            span,
+        );
+        let (session, answer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                if call.sessions.is_empty() {
+                    // The call was made for this offer only.
+                    self.calls.remove(&create.call_id);
+                    metrics.calls_active.dec();
+                }
+                return Err(e);
+            }
+        };
+        call.conference.handle_session_added(key, &create.public_id);
+        call.sessions.push(key);
+        debug!(parent: &session.span, "session created");
+        self.routes
+            .by_ufrag
+            .insert(session.local_ufrag.clone(), key);
+        self.routes.by_secret.insert(session.secret.clone(), key);
+        self.sessions.insert(key, session);
+        metrics.sessions_active.inc();
+        let call_id = create.call_id.clone();
+        self.contained(&call_id, now, |e| e.drive(key, now));
+        Ok(answer)
+    }
+
+    /// Polls a session's `Rtc` until it returns a timeout, acting on every
+    /// transmit and event; then acts on what its call asked for, schedules
+    /// the session's next deadline, and removes it if it must end.
+    fn drive(&mut self, key: SessionKey, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&session.call_id) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        loop {
+            match session.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(t)) => {
+                    session.rtc_deadline = t;
+                    break;
+                }
+                Ok(RtcOutput::Transmit(t)) => shared.out.push_back(Output::Transmit(t)),
+                Ok(RtcOutput::Event(event)) => {
+                    handle_event(key, session, call, event, shared, now);
+                }
+                Err(e) => {
+                    debug!(parent: &session.span, error = %e, "rtc failed");
+                    session.fail(&e);
+                    break;
+                }
+            }
+        }
+        let deadline = session.next_deadline(shared.settings.inactivity_timeout);
+        shared
+            .timers
+            .schedule(&mut session.scheduled, deadline, Timer::Session(key));
+        let ending = session.ending.is_some();
+        let call_id = session.call_id.clone();
+        self.flush_call(&call_id, now);
+        if ending
+            && let Some((reason, failure)) =
+                self.sessions.get_mut(&key).and_then(|s| s.ending.take())
+        {
+            self.remove_session(key, reason, failure, now);
+        }
+    }
+
+    fn handle_session_timer(&mut self, key: SessionKey, at: Instant, now: Instant) {
+        let inactivity = self.shared.settings.inactivity_timeout;
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if session.scheduled != Some(at) {
+            return; // A stale entry: a replaced or already handled deadline.
+        }
+        session.scheduled = None;
+        let call_id = session.call_id.clone();
+        self.contained(&call_id, now, |engine| {
+            engine.session_due(key, now, inactivity);
+        });
+    }
+
+    fn session_due(&mut self, key: SessionKey, now: Instant, inactivity: Duration) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        match session.due(now, inactivity) {
+            Due::ConnectTimeout => {
+                let failure = session.connect_timeout_failure();
+                info!(parent: &session.span, cause = failure.0.as_label(), detail = %failure.1, "session did not connect");
+                session.end(SessionEndReason::ConnectTimeout, Some(failure));
+            }
+            Due::Inactive => session.end(SessionEndReason::Disconnected, None),
+            Due::Nothing => {}
+            Due::Work => {
+                if now >= session.rtc_deadline
+                    && let Err(e) = session.rtc.handle_input(Input::Timeout(now))
+                {
+                    debug!(parent: &session.span, error = %e, "rtc timeout failed");
+                    session.fail(&e);
+                }
+                self.dtmf_timeouts(key, now);
+                self.play_due(key, now);
+            }
+        }
+        self.drive(key, now);
+    }
+
+    /// Reports DTMF events whose end packets were lost.
+    fn dtmf_timeouts(&mut self, key: SessionKey, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&session.call_id) else {
+            return;
+        };
+        for speaker in session.speakers.values_mut() {
+            if let Some(digit) = speaker.dtmf.as_mut().and_then(|d| d.handle_timeout(now)) {
+                signal_digit(call, speaker, digit.key, now);
+            }
+        }
+    }
+
+    /// Writes the due packets of the prompts playing into a session; tells
+    /// the conference about each prompt that finished.
+    fn play_due(&mut self, key: SessionKey, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&session.call_id) else {
+            return;
+        };
+        let prompts = &self.shared.consent.prompts;
+        let mut i = 0;
+        while i < session.playbacks.len() {
+            match session.playbacks[i].write_due(&mut session.rtc, prompts, now) {
+                Progress::Playing => i += 1,
+                Progress::Finished | Progress::Stopped => {
+                    let pb = session.playbacks.swap_remove(i);
+                    call.conference.handle_prompt_played(
+                        pb.kind,
+                        std::slice::from_ref(&pb.to),
+                        true,
+                        pb.started,
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    fn handle_call_timer(&mut self, call_id: CallId, at: Instant, now: Instant) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        if call.scheduled != Some(at) {
+            return;
+        }
+        call.scheduled = None;
+        self.contained(&call_id, now, |engine| {
+            if let Some(call) = engine.calls.get_mut(&call_id)
+                && call.conference.poll_timeout().is_some_and(|t| t <= now)
+            {
+                call.conference.handle_timeout(now);
+            }
+            engine.flush_call(&call_id, now);
+        });
+    }
+
+    /// Runs `f` on a call's conference and acts on what it asked for;
+    /// returns whether the engine has the call.
+    fn with_conference(
+        &mut self,
+        call_id: &CallId,
+        now: Instant,
+        f: impl FnOnce(&mut Conference),
+    ) -> bool {
+        if !self.calls.contains_key(call_id) {
+            return false;
+        }
+        self.contained(call_id, now, |engine| {
+            if let Some(call) = engine.calls.get_mut(call_id) {
+                f(&mut call.conference);
+            }
+            engine.flush_call(call_id, now);
+        });
+        true
+    }
+
+    /// Acts on everything the call's conference asked for: sink messages
+    /// out, prompts started, its next deadline scheduled.
+    fn flush_call(&mut self, call_id: &CallId, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        while let Some(output) = call.conference.poll_output() {
+            match output {
+                ConferenceOutput::Frame(frame) => {
+                    shared.out.push_back(Output::Sink(SinkMsg::Frame {
+                        call_id: call_id.clone(),
+                        frame,
+                    }));
+                }
+                ConferenceOutput::Consent(ConsentOutput::Audit(event)) => {
+                    count_audit(call, &event, &shared.metrics);
+                    debug!(parent: &call.span, event = ?event, "consent");
+                    let call_start = call.conference.utc_at(0);
+                    shared.out.push_back(Output::Sink(SinkMsg::Audit {
+                        call_id: call_id.clone(),
+                        event,
+                        call_start,
+                    }));
+                }
+                ConferenceOutput::Consent(ConsentOutput::DiscardAll) => {
+                    shared.out.push_back(Output::Sink(SinkMsg::DiscardAll {
+                        call_id: call_id.clone(),
+                    }));
+                }
+                ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, to }) => {
+                    start_prompt(call, &mut self.sessions, shared, prompt, to, now);
+                }
+                ConferenceOutput::Started { .. } => {
+                    info!(parent: &call.span, "call started");
+                    shared.out.push_back(Output::Sink(SinkMsg::CallStarted {
+                        call_id: call_id.clone(),
+                        summary: Box::new(call.conference.summary()),
+                    }));
+                }
+                ConferenceOutput::ParticipantLeft {
+                    participant_id,
+                    file_stem,
+                    position,
+                    ..
+                } => {
+                    shared.out.push_back(Output::Sink(SinkMsg::ParticipantLeft {
+                        call_id: call_id.clone(),
+                        participant_id,
+                        file_stem,
+                        position,
+                    }));
+                }
+            }
+        }
+        if let Some(t) = call.conference.poll_timeout() {
+            shared
+                .timers
+                .schedule(&mut call.scheduled, t, Timer::Call(call_id.clone()));
+        }
+    }
+
+    fn remove_session(
+        &mut self,
+        key: SessionKey,
+        reason: SessionEndReason,
+        failure: Option<hearken_core::conference::SessionFailure>,
+        now: Instant,
+    ) {
+        let Some(mut session) = self.sessions.remove(&key) else {
+            return;
+        };
+        // Say goodbye (RTCP BYE, DTLS close_notify) when the peer is there.
+        if session.connected && session.rtc.close().is_ok() {
+            while let Ok(out) = session.rtc.poll_output() {
+                match out {
+                    RtcOutput::Transmit(t) => self.shared.out.push_back(Output::Transmit(t)),
+                    RtcOutput::Timeout(_) => break,
+                    RtcOutput::Event(_) => {}
+                }
+            }
+        }
+        self.forget_routes(key, &session);
+        self.count_session_end(reason, failure.as_ref().map(|f| f.cause), &session);
+        match &failure {
+            Some(f) => warn!(
+                parent: &session.span,
+                reason = reason.as_label(),
+                cause = f.cause.as_label(),
+                detail = %f.detail,
+                "session failed"
+            ),
+            None => info!(parent: &session.span, reason = reason.as_label(), "session ended"),
+        }
+        self.shared
+            .out
+            .push_back(Output::Event(EngineEvent::SessionEnded {
+                call_id: session.call_id.clone(),
+                secret: session.secret.to_string(),
+                reason,
+                failure: failure.clone(),
+            }));
+        let call_id = session.call_id.clone();
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        call.sessions.retain(|&k| k != key);
+        if let Some(failure) = failure {
+            call.conference.handle_session_failed(failure);
+        }
+        // A client that vanished left when we last heard from it, not when
+        // we noticed; its track is not padded with time it was gone.
+        let left_at = match reason {
+            SessionEndReason::Disconnected | SessionEndReason::Failed => session.last_input,
+            _ => now,
+        };
+        let left = call.conference.handle_session_removed(key, left_at);
+        self.flush_call(&call_id, now);
+        if left == 0 && reason != SessionEndReason::CallEnded {
+            self.end_call(&call_id, EndReason::LastSessionLeft, None, now);
+        }
+    }
+
+    fn forget_routes(&mut self, key: SessionKey, session: &Session) {
+        for addr in &session.remote_addrs {
+            if self.routes.by_addr.get(addr) == Some(&key) {
+                self.routes.by_addr.remove(addr);
+            }
+        }
+        self.routes.by_ufrag.remove(&session.local_ufrag);
+        self.routes.by_secret.remove(&session.secret);
+    }
+
+    fn count_session_end(
+        &mut self,
+        reason: SessionEndReason,
+        cause: Option<FailureCause>,
+        session: &Session,
+    ) {
+        let m = &self.shared.metrics;
+        m.sessions_active.dec();
+        m.sessions_ended.get(reason).inc();
+        if let Some(cause) = cause {
+            m.sessions_failed.get(cause).inc();
+        }
+        m.speakers_active.sub(session.speakers.len() as i64);
+    }
+
+    fn end_call(
+        &mut self,
+        call_id: &CallId,
+        reason: EndReason,
+        done: Option<CallDone>,
+        now: Instant,
+    ) {
+        let mut done = Some(done);
+        self.contained(call_id, now, |engine| {
+            let keys = engine
+                .calls
+                .get(call_id)
+                .map(|c| c.sessions.clone())
+                .unwrap_or_default();
+            for key in keys {
+                engine.remove_session(key, SessionEndReason::CallEnded, None, now);
+            }
+            let now_utc = engine.shared.clock.utc(now);
+            let Some(call) = engine.calls.get_mut(call_id) else {
+                return;
+            };
+            call.conference.handle_end(now_utc, reason);
+            engine.flush_call(call_id, now);
+            let Some(call) = engine.calls.remove(call_id) else {
+                return;
+            };
+            let summary = call.conference.summary();
+            let m = &engine.shared.metrics;
+            m.calls_active.dec();
+            m.calls_ended.get(reason).inc();
+            info!(parent: &call.span, reason = reason.as_label(), "call ended");
+            let done = done.take().flatten();
+            if call.conference.has_started() {
+                engine
+                    .shared
+                    .out
+                    .push_back(Output::Sink(SinkMsg::CallEnded {
+                        summary: Box::new(summary),
+                        done,
+                    }));
+            } else if let Some(done) = done {
+                // Nothing was recorded: no sink has anything to finish.
+                let _ = done.send(summary);
+            }
+        });
+    }
+
+    /// Sets `hearken_consent_participants` to this engine's share. Each
+    /// engine owns a disjoint set of calls and reports its counts as a delta
+    /// against what it reported last, so engines add up.
+    fn publish_census(&mut self) {
+        let mut counts = [0i64; 5];
+        for call in self.calls.values() {
+            for state in call.conference.consent_states() {
+                counts[state.index()] += 1;
+            }
+        }
+        let gauges = &self.shared.metrics.consent_participants;
+        for (i, gauge) in gauges.iter().enumerate() {
+            let delta = counts[i] - self.census[i];
+            if delta != 0 {
+                gauge.add(delta);
+            }
+        }
+        self.census = counts;
+    }
+
+    fn flush_counts(&mut self) {
+        let c = std::mem::take(&mut self.shared.counts);
+        let m = &self.shared.metrics;
+        if c.packets > 0 {
+            m.rtp_packets_received.inc_by(c.packets);
+            m.rtp_bytes_received.inc_by(c.bytes);
+        }
+        if c.lost > 0 {
+            m.rtp_packets_lost.inc_by(c.lost);
+        }
+        if c.reanchored > 0 {
+            m.timeline_reanchors.inc_by(c.reanchored);
+        }
+        if c.dtmf > 0 {
+            m.dtmf_packets_received.inc_by(c.dtmf);
+        }
+        if c.unrouted > 0 {
+            m.udp_unrouted_datagrams.inc_by(c.unrouted);
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.flush_counts();
+    }
+}
+
+/// Acts on one str0m event of a session.
+fn handle_event(
+    key: SessionKey,
+    session: &mut Session,
+    call: &mut Call,
+    event: Event,
+    shared: &mut Shared,
+    now: Instant,
+) {
+    match event {
+        Event::Connected => {
+            session.connected = true;
+            info!(parent: &session.span, "session connected");
+            call.conference
+                .handle_session_connected(key, now, shared.clock.utc(now));
+        }
+        Event::IceConnectionStateChange(state) => match state {
+            IceConnectionState::Connected | IceConnectionState::Completed => {
+                session.ice_connected = true;
+            }
+            IceConnectionState::Disconnected => {
+                session.end(SessionEndReason::Disconnected, None);
+            }
+            _ => {}
+        },
+        Event::MediaAdded(added) => {
+            if added.kind != MediaKind::Audio || !added.direction.is_receiving() {
+                return;
+            }
+            let mid_text = added.mid.to_string();
+            let Some(offered) = session.offer.by_mid(&mid_text) else {
+                return;
+            };
+            if !offered.offers_opus {
+                return;
+            }
+            let stream_id = offered.stream_id().map(str::to_owned);
+            let participant =
+                call.conference
+                    .handle_speaker_added(key, &mid_text, stream_id.as_deref(), now);
+            let span = debug_span!(parent: &session.span, "participant", mid = %mid_text);
+            debug!(parent: &span, participant = participant.0, "speaker added");
+            let speaker = Speaker {
+                participant,
+                span,
+                dtmf: None,
+            };
+            if session.speakers.insert(added.mid, speaker).is_none() {
+                shared.metrics.speakers_active.inc();
+            }
+        }
+        Event::MediaData(data) => {
+            let Some(speaker) = session.speakers.get_mut(&data.mid) else {
+                return;
+            };
+            if let CodecExtra::Tele(ev) = &data.codec_extra {
+                shared.counts.dtmf += 1;
+                trace!(parent: &speaker.span, event = ev.event, end = ev.end, "telephone-event");
+                let digit = speaker
+                    .dtmf
+                    .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
+                    .handle_packet(data.time.numer(), ev.event, ev.end, ev.duration, now);
+                if let Some(digit) = digit {
+                    signal_digit(call, speaker, digit.key, now);
+                }
+                return;
+            }
+            #[cfg(any(test, feature = "fault-injection"))]
+            if std::mem::take(&mut call.panic_on_next_frame) {
+                panic!("injected fault: a bug while handling a frame");
+            }
+            if data.params.spec().codec != Codec::Opus {
+                shared.metrics.frames_dropped.get(DropReason::NotOpus).inc();
+                return;
+            }
+            let frame = AudioFrame {
+                rtp_time: data.time.numer(),
+                seq_first: **data.seq_range.start(),
+                seq_last: **data.seq_range.end(),
+                arrival: data.network_time,
+                payload: data.data,
+                voice: VoiceHint::from_extension(
+                    data.ext_vals.audio_level,
+                    data.ext_vals.voice_activity,
+                ),
+            };
+            let bytes = frame.payload.len() as u64;
+            let stats = call.conference.handle_audio(speaker.participant, frame);
+            let counts = &mut shared.counts;
+            counts.packets += stats.packets;
+            counts.bytes += bytes;
+            counts.lost += stats.lost;
+            counts.reanchored += stats.reanchored;
+            if let Some(reason) = stats.withheld {
+                shared.metrics.frames_withheld.get(reason).inc();
+            }
+            trace!(parent: &speaker.span, bytes, "frame");
+        }
+        _ => {}
+    }
+}
+
+/// Passes a pressed key to the conference, which knows the consent digits.
+fn signal_digit(
+    call: &mut Call,
+    speaker: &Speaker,
+    key: hearken_core::dtmf::DtmfKey,
+    now: Instant,
+) {
+    if call.conference.handle_digit(speaker.participant, key, now) {
+        debug!(parent: &speaker.span, key = %key.as_char(), "dtmf consent signal");
+    } else {
+        debug!(parent: &speaker.span, key = %key.as_char(), "dtmf key is not a consent digit");
+    }
+}
+
+/// Starts playing `prompt` to each of `to`: into every sendrecv m-line that
+/// carries one of them. Those without such an m-line cannot hear the bot;
+/// the prompt counts as shown by the provider and the audit says so.
+fn start_prompt(
+    call: &mut Call,
+    sessions: &mut FxHashMap<SessionKey, Session>,
+    shared: &mut Shared,
+    prompt: PromptKind,
+    to: Vec<String>,
+    now: Instant,
+) {
+    let mut audible_to = Vec::new();
+    for key in &call.sessions {
+        let Some(session) = sessions.get_mut(key) else {
+            continue;
+        };
+        if !session.connected {
+            continue;
+        }
+        let mut started = false;
+        for (mid, speaker) in &session.speakers {
+            let Some(id) = call.conference.participant_id(speaker.participant) else {
+                continue;
+            };
+            if !to.iter().any(|t| t == id) {
+                continue;
+            }
+            let sends = session
+                .rtc
+                .media(*mid)
+                .is_some_and(|m| m.direction().is_sending());
+            if !sends {
+                continue;
+            }
+            audible_to.push(id.to_owned());
+            session
+                .playbacks
+                .push(Playback::new(*mid, prompt, id.to_owned(), now));
+            started = true;
+        }
+        if started {
+            shared
+                .timers
+                .schedule(&mut session.scheduled, now, Timer::Session(*key));
+        }
+    }
+    shared.metrics.prompts_played.get(prompt).inc();
+    let silent: Vec<String> = to
+        .into_iter()
+        .filter(|id| !audible_to.contains(id))
+        .collect();
+    if !silent.is_empty() {
+        // Nothing to play for them: the provider shows its own notice, so
+        // it counts as given now (and the audit says it was not audible).
+        call.conference
+            .handle_prompt_played(prompt, &silent, false, now, now);
+    }
+}
+
+/// Counts an audit event in the consent metrics.
+fn count_audit(call: &mut Call, event: &AuditEvent, metrics: &MediaMetrics) {
+    metrics.consent_events.get(event.kind()).inc();
+    match event {
+        AuditEvent::StateChanged { to, .. } => {
+            metrics.consent_transitions.get(*to).inc();
+        }
+        AuditEvent::GateChanged {
+            open,
+            participant,
+            t,
+            ..
+        } => {
+            metrics
+                .consent_gate_changes
+                .get(GateState::from(*open))
+                .inc();
+            if let Some((since, was_open)) =
+                call.gate_since.insert(participant.clone(), (*t, *open))
+            {
+                metrics
+                    .consent_gate_seconds
+                    .get(GateState::from(was_open))
+                    .inc_by((t - since).max(0.0));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

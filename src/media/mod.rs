@@ -1,0 +1,22 @@
+//! The media plane: WebRTC sessions (str0m), the calls they carry, and the
+//! worker threads that run them.
+//!
+//! - [`engine`]: the sans-IO [`Engine`](engine::Engine) of one worker:
+//!   routing, sessions, timers, prompts, call lifecycle. Tests and benches
+//!   drive it in simulated time.
+//! - [`worker`]: the thread around an engine: a UDP socket, a waker, the
+//!   clock, and the recorder it feeds.
+//! - [`command`]: what the control plane asks of an engine and what it says
+//!   back.
+//! - [`session`], [`playback`]: one WHIP session, and a prompt playing into
+//!   it.
+
+pub mod command;
+pub mod engine;
+pub mod playback;
+pub mod session;
+pub mod worker;
+
+pub use command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};
+pub use engine::{Engine, EngineSettings, Output};
+pub use worker::{AskError, WorkerHandle, WorkerSettings};

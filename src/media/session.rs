@@ -1,0 +1,376 @@
+//! One WHIP session: its str0m [`Rtc`], the speakers its audio m-lines carry,
+//! the prompts being played into it, and every deadline it has.
+//!
+//! A session has one entry in the engine's timer heap, at the earliest of
+//! its deadlines (str0m's next timeout, the connect or inactivity timeout,
+//! a DTMF event whose end was lost, the next prompt packet). When it fires,
+//! [`Session::due`] says what is due.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hearken_core::conference::{ParticipantIdx, SessionEndReason};
+use hearken_core::dtmf::DtmfAssembler;
+use hearken_core::ids::CallId;
+use hearken_core::offer::OfferSummary;
+use rustc_hash::FxHashMap;
+use str0m::change::SdpOffer;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, MediaKind, Mid, Pt};
+use str0m::rtp::Extension;
+use str0m::{Candidate, Rtc, RtcConfig, RtcError};
+use tracing::Span;
+
+use super::command::{CreateSession, CreateSessionError, FailureCause, SessionFailure};
+use super::playback::Playback;
+
+/// The engine's number for a session (never reused within an engine).
+pub use hearken_core::conference::SessionKey;
+
+/// A received audio m-line: whose voice it carries.
+pub(crate) struct Speaker {
+    /// The participant in the call's conference.
+    pub participant: ParticipantIdx,
+    /// `participant` span, child of the session's.
+    pub span: Span,
+    /// RFC 4733 events on this m-line, once the first one arrived.
+    pub dtmf: Option<DtmfAssembler>,
+}
+
+/// A session and everything the engine tracks about it.
+pub(crate) struct Session {
+    pub call_id: CallId,
+    pub secret: Box<str>,
+    pub public_id: Box<str>,
+    /// Our ICE username fragment: a STUN request names it first in USERNAME.
+    pub local_ufrag: Box<str>,
+    pub rtc: Rtc,
+    pub offer: OfferSummary,
+    pub speakers: FxHashMap<Mid, Speaker>,
+    pub playbacks: Vec<Playback>,
+    /// Addresses this session accepted datagrams from (the routing cache
+    /// entries to forget when it ends).
+    pub remote_addrs: Vec<SocketAddr>,
+    /// The time of this session's live entry in the timer heap.
+    pub scheduled: Option<Instant>,
+    /// When str0m next wants `Input::Timeout`.
+    pub rtc_deadline: Instant,
+    /// When anything last arrived from the client.
+    pub last_input: Instant,
+    /// ICE reached connected (so a connect timeout is DTLS's fault).
+    pub ice_connected: bool,
+    /// ICE and DTLS completed.
+    pub connected: bool,
+    pub connect_deadline: Instant,
+    /// Set when something decided the session must end.
+    pub ending: Option<(SessionEndReason, Option<SessionFailure>)>,
+    pub span: Span,
+}
+
+/// What a session's timer found due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Nothing yet (a stale or early wake-up).
+    Nothing,
+    /// The connect timeout passed before ICE and DTLS completed.
+    ConnectTimeout,
+    /// Nothing arrived from a connected client for the inactivity timeout.
+    Inactive,
+    /// str0m, DTMF or a prompt has work.
+    Work,
+}
+
+impl Session {
+    /// Answers `create`'s offer with a new ICE-lite `Rtc` whose only
+    /// candidate is `advertised`. Returns the session and its SDP answer.
+    pub fn accept(
+        create: &CreateSession,
+        advertised: SocketAddr,
+        connect_timeout: Duration,
+        now: Instant,
+        span: Span,
+    ) -> Result<(Session, String), CreateSessionError> {
+        let mut rtc = new_rtc(now);
+        let candidate = Candidate::host(advertised, "udp")
+            .map_err(|_| CreateSessionError::NoLocalCandidate(advertised))?;
+        rtc.add_local_candidate(candidate);
+        let offer = SdpOffer::from_sdp_string(&create.offer_sdp)
+            .map_err(|e| CreateSessionError::BadOffer(RtcError::RemoteSdp(e.to_string())))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(CreateSessionError::BadOffer)?;
+        let receives_audio = create.summary.speaker_media().any(|m| {
+            rtc.media(Mid::from(m.mid.as_str())).is_some_and(|media| {
+                media.kind() == MediaKind::Audio
+                    && !media.disabled()
+                    && media.direction().is_receiving()
+            })
+        });
+        if !receives_audio {
+            return Err(CreateSessionError::NoUsableAudio);
+        }
+        let local_ufrag = rtc
+            .direct_api()
+            .local_ice_credentials()
+            .ufrag
+            .into_boxed_str();
+        let session = Session {
+            call_id: create.call_id.clone(),
+            secret: create.secret.clone().into_boxed_str(),
+            public_id: create.public_id.clone().into_boxed_str(),
+            local_ufrag,
+            rtc,
+            offer: create.summary.clone(),
+            speakers: FxHashMap::default(),
+            playbacks: Vec::new(),
+            remote_addrs: Vec::new(),
+            scheduled: None,
+            rtc_deadline: now,
+            last_input: now,
+            ice_connected: false,
+            connected: false,
+            connect_deadline: now + connect_timeout,
+            ending: None,
+            span,
+        };
+        Ok((
+            session,
+            candidates_in_every_section(&answer.to_sdp_string()),
+        ))
+    }
+
+    /// Marks the session for removal (the first reason wins).
+    pub fn end(&mut self, reason: SessionEndReason, failure: Option<(FailureCause, String)>) {
+        if self.ending.is_none() {
+            let failure = failure.map(|(cause, detail)| SessionFailure {
+                session: self.public_id.to_string(),
+                cause,
+                detail,
+            });
+            self.ending = Some((reason, failure));
+        }
+    }
+
+    /// Marks the session failed by a str0m error.
+    pub fn fail(&mut self, error: &RtcError) {
+        let cause = failure_cause(error);
+        self.end(SessionEndReason::Failed, Some((cause, error.to_string())));
+    }
+
+    /// The earliest of this session's deadlines.
+    pub fn next_deadline(&self, inactivity_timeout: Duration) -> Instant {
+        let mut next = self.rtc_deadline;
+        if self.connected {
+            next = next.min(self.last_input + inactivity_timeout);
+        } else {
+            next = next.min(self.connect_deadline);
+        }
+        for speaker in self.speakers.values() {
+            if let Some(t) = speaker.dtmf.as_ref().and_then(DtmfAssembler::poll_timeout) {
+                next = next.min(t);
+            }
+        }
+        for playback in &self.playbacks {
+            next = next.min(playback.next_at);
+        }
+        next
+    }
+
+    /// What is due at `now`.
+    pub fn due(&self, now: Instant, inactivity_timeout: Duration) -> Due {
+        if !self.connected && now >= self.connect_deadline {
+            return Due::ConnectTimeout;
+        }
+        if self.connected && now.saturating_duration_since(self.last_input) >= inactivity_timeout {
+            return Due::Inactive;
+        }
+        if now >= self.next_deadline(inactivity_timeout) {
+            Due::Work
+        } else {
+            Due::Nothing
+        }
+    }
+
+    /// Why a connect timeout happened: ICE never completed, or DTLS did not.
+    pub fn connect_timeout_failure(&self) -> (FailureCause, String) {
+        if self.ice_connected {
+            (
+                FailureCause::DtlsTimeout,
+                "ICE connected but the DTLS handshake did not complete".to_owned(),
+            )
+        } else if self.remote_addrs.is_empty() {
+            (
+                FailureCause::IceTimeout,
+                "no ICE connectivity check arrived from the client".to_owned(),
+            )
+        } else {
+            (
+                FailureCause::IceTimeout,
+                "ICE connectivity checks arrived but ICE did not complete".to_owned(),
+            )
+        }
+    }
+}
+
+/// The failure cause of a str0m error.
+pub(crate) fn failure_cause(error: &RtcError) -> FailureCause {
+    match error {
+        RtcError::Dtls(e) if e.to_string().to_ascii_lowercase().contains("srtp") => {
+            FailureCause::Srtp
+        }
+        RtcError::Dtls(_) => FailureCause::Dtls,
+        _ => FailureCause::Rtc,
+    }
+}
+
+/// A new `Rtc` for one WHIP session: ICE-lite (the server never trickles),
+/// Opus only, telephone-event when offered.
+///
+/// Only two RTP header extensions are answered: the audio level (it says
+/// when a speaker talks) and the MID (BUNDLE demultiplexing). Hearken only
+/// receives and sends no bandwidth-adaptive media, so transport-wide
+/// congestion control would be pure cost: with it negotiated, str0m sends a
+/// TWCC feedback packet every 50 ms per session.
+pub fn new_rtc(now: Instant) -> Rtc {
+    let mut config = RtcConfig::new()
+        .set_ice_lite(true)
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(4, Extension::RtpMid)
+        .clear_codecs()
+        .enable_opus(true, false);
+    add_telephone_event(&mut config);
+    config.build(now)
+}
+
+/// Adds telephone-event at the Opus clock (Chrome offers it as PT 110) and
+/// at 8 kHz (what SIP gateways send, usually PT 101 or 126). Shared with the
+/// test and load clients, so both ends negotiate the same codecs.
+pub fn add_telephone_event(config: &mut RtcConfig) {
+    let codecs = config.codec_config();
+    codecs.add_config(
+        Pt::new_with_value(110),
+        None,
+        Codec::Tele,
+        Frequency::FORTY_EIGHT_KHZ,
+        None,
+        FormatParams::parse_line("0-16"),
+    );
+    codecs.add_config(
+        Pt::new_with_value(126),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::parse_line("0-16"),
+    );
+}
+
+/// Repeats the answer's ICE candidates in every accepted m-section and ends
+/// each with `a=end-of-candidates`.
+///
+/// RFC 8843 puts candidates only in the BUNDLE-tagged m-section, which is
+/// what str0m writes. Some stacks read them elsewhere: aiortc takes the
+/// remote candidates of the *last* bundled m-section, finds none and waits
+/// forever. Hearken is ICE-lite and has every candidate at answer time, so
+/// repeating them (and saying there are no more) is harmless and lets every
+/// stack connect. Checked with Chromium, Firefox, werift and GStreamer.
+pub fn candidates_in_every_section(answer: &str) -> String {
+    let eol = if answer.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let lines: Vec<&str> = answer.lines().collect();
+    let candidates: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .fold(Vec::new(), |mut unique, l| {
+            if !unique.contains(&l) {
+                unique.push(l);
+            }
+            unique
+        });
+    if candidates.is_empty() {
+        return answer.to_owned();
+    }
+    // Split into the session part and one block per m-section.
+    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in &lines {
+        if line.starts_with("m=") {
+            blocks.push(Vec::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push(line);
+        }
+    }
+    let mut out = String::with_capacity(answer.len() + 256);
+    for (i, block) in blocks.iter().enumerate() {
+        let is_media = i > 0;
+        // A rejected m-section (port 0) carries no candidates.
+        let rejected = block
+            .first()
+            .and_then(|m| m.split_whitespace().nth(1))
+            .is_some_and(|port| port == "0");
+        for line in block {
+            if is_media && (line.starts_with("a=candidate:") || *line == "a=end-of-candidates") {
+                continue;
+            }
+            out.push_str(line);
+            out.push_str(eol);
+        }
+        if is_media && !rejected {
+            for candidate in &candidates {
+                out.push_str(candidate);
+                out.push_str(eol);
+            }
+            out.push_str("a=end-of-candidates");
+            out.push_str(eol);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0 1 2\r\na=ice-lite\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
+a=candidate:1 1 udp 2130706175 127.0.0.1 40000 typ host\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=recvonly\r\n\
+m=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=inactive\r\n";
+
+    fn sections(sdp: &str) -> Vec<String> {
+        sdp.split("m=").skip(1).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_accepted_section_carries_the_candidates_and_their_end() {
+        let out = candidates_in_every_section(ANSWER);
+        let s = sections(&out);
+        assert_eq!(s.len(), 3);
+        for audio in &s[..2] {
+            assert_eq!(audio.matches("a=candidate:1 1 udp").count(), 1, "{audio}");
+            assert!(audio.ends_with("a=candidate:1 1 udp 2130706175 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n"), "{audio}");
+        }
+        // The rejected video section stays without candidates.
+        assert!(!s[2].contains("a=candidate"), "{}", s[2]);
+        // Everything else is kept, in order.
+        assert!(out.starts_with(
+            "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n"
+        ));
+        assert!(out.contains("a=mid:2\r\na=inactive\r\n"));
+    }
+
+    #[test]
+    fn idempotent_and_without_candidates_unchanged() {
+        let once = candidates_in_every_section(ANSWER);
+        assert_eq!(candidates_in_every_section(&once), once);
+        let none = "v=0\r\ns=-\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n";
+        assert_eq!(candidates_in_every_section(none), none);
+    }
+}

@@ -1,0 +1,389 @@
+//! A media worker: one OS thread, one UDP socket, a waker for commands, the
+//! clock, and the [`Engine`] that does the rest.
+//!
+//! Each turn of the loop waits (mio) for a datagram, a command or the
+//! engine's next deadline; hands commands, then up to [`READ_BUDGET`]
+//! datagrams, then the time to the engine; and carries out what the engine
+//! asked for: datagrams sent, sink messages queued with `try_send` (a full
+//! queue drops the frame and counts it), events to the control plane.
+//! Nothing here waits on disk, a lock or `.await`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, error, info, warn};
+
+use super::command::{Command, EngineEvent, Reply};
+use super::engine::{Engine, EngineSettings, Output};
+use crate::metrics::{DropReason, MediaMetrics, Metrics};
+use crate::setup::consent::ConsentSetup;
+use crate::sinks::{SinkMsg, SinkSender};
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Datagrams read per loop turn before commands and timers get a look in
+/// (quinn's `IO_LOOP_BOUND` is 160 for the same reason).
+const READ_BUDGET: usize = 256;
+/// Largest datagram we accept (above any sane MTU).
+const MAX_DATAGRAM: usize = 2048;
+/// Commands waiting for a worker beyond this are refused (the worker is
+/// overloaded or stuck, and the caller answers 503).
+const COMMAND_QUEUE: usize = 1024;
+/// How often the engine's wall clock is re-anchored.
+const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
+
+/// What travels to a worker thread.
+enum WorkerMsg {
+    /// A command and where its reply goes.
+    Ask(Command, tokio::sync::oneshot::Sender<Reply>),
+    /// End every call, wait for the recorder to finish, stop the thread.
+    Shutdown,
+}
+
+/// What a worker needs to start.
+pub struct WorkerSettings {
+    /// Worker number (names the thread and its metrics).
+    pub index: usize,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Address advertised in the ICE candidate (its port is replaced by the
+    /// bound port).
+    pub advertised: SocketAddr,
+    /// Kernel receive buffer to ask for.
+    pub recv_buffer_bytes: usize,
+    /// Sessions that do not connect in this time are ended.
+    pub connect_timeout: Duration,
+    /// Connected sessions silent this long are ended as disconnected.
+    pub inactivity_timeout: Duration,
+    /// Consent rules, prompts and settings.
+    pub consent: Arc<ConsentSetup>,
+}
+
+/// The control plane's handle on one worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    /// Worker number.
+    pub index: usize,
+    /// UDP port of its socket.
+    pub port: u16,
+    commands: Sender<WorkerMsg>,
+    waker: Arc<Waker>,
+    sessions: Arc<AtomicUsize>,
+    alive: Arc<AtomicBool>,
+}
+
+/// Why a worker did not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The worker thread has stopped.
+    #[error("media worker stopped")]
+    Gone,
+    /// The worker has too many commands waiting.
+    #[error("media worker is overloaded")]
+    Busy,
+    /// The worker did not answer in time.
+    #[error("media worker did not answer in time")]
+    TimedOut,
+}
+
+impl WorkerHandle {
+    /// Sends a command and waits at most `limit` for its reply.
+    pub async fn ask(&self, command: Command, limit: Duration) -> Result<Reply, AskError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(WorkerMsg::Ask(command, reply))?;
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(AskError::Gone),
+            Err(_) => Err(AskError::TimedOut),
+        }
+    }
+
+    /// Asks the worker to end every call and stop.
+    pub fn shutdown(&self) {
+        let _ = self.send(WorkerMsg::Shutdown);
+    }
+
+    fn send(&self, msg: WorkerMsg) -> Result<(), AskError> {
+        if !self.is_alive() {
+            return Err(AskError::Gone);
+        }
+        self.commands.try_send(msg).map_err(|e| match e {
+            TrySendError::Full(_) => AskError::Busy,
+            TrySendError::Disconnected(_) => AskError::Gone,
+        })?;
+        self.waker.wake().map_err(|_| AskError::Gone)
+    }
+
+    /// Sessions on this worker (for least-loaded placement).
+    pub fn load(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker thread runs (a worker whose thread died takes no
+    /// new calls).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+}
+
+/// Binds the socket and starts the worker thread. The recorder (with its
+/// thread) belongs to the worker from now on: the worker stops it last.
+pub fn spawn(
+    settings: WorkerSettings,
+    recorder: SinkSender,
+    recorder_join: thread::JoinHandle<()>,
+    events: tokio::sync::mpsc::Sender<EngineEvent>,
+    metrics: &Metrics,
+) -> io::Result<(WorkerHandle, thread::JoinHandle<()>)> {
+    let std_socket = bind_udp(settings.bind, settings.recv_buffer_bytes)?;
+    let port = std_socket.local_addr()?.port();
+    let mut socket = UdpSocket::from_std(std_socket);
+    let poll = Poll::new()?;
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
+    let sessions = Arc::new(AtomicUsize::new(0));
+    let alive = Arc::new(AtomicBool::new(true));
+    let local_addr = SocketAddr::new(settings.advertised.ip(), port);
+    let media = metrics.media();
+    let now = Instant::now();
+    let engine = Engine::new(
+        EngineSettings {
+            local_addr,
+            connect_timeout: settings.connect_timeout,
+            inactivity_timeout: settings.inactivity_timeout,
+        },
+        settings.consent,
+        media.clone(),
+        now,
+        Utc::now(),
+    );
+    let worker = Worker {
+        index: settings.index,
+        socket,
+        poll,
+        engine,
+        commands: cmd_rx,
+        events,
+        recorder,
+        recorder_join: Some(recorder_join),
+        metrics: media,
+        busy: metrics
+            .worker_busy_seconds
+            .with_label_values(&[&settings.index.to_string()]),
+        load: sessions.clone(),
+        wall_clock_at: now,
+    };
+    let guard = AliveGuard {
+        alive: alive.clone(),
+        index: settings.index,
+        failed: metrics.workers_failed.clone(),
+    };
+    let join = thread::Builder::new()
+        .name(format!("media-{}", settings.index))
+        .spawn(move || {
+            let _guard = guard;
+            worker.run();
+        })?;
+    info!(worker = settings.index, addr = %local_addr, "media worker started");
+    Ok((
+        WorkerHandle {
+            index: settings.index,
+            port,
+            commands: cmd_tx,
+            waker,
+            sessions,
+            alive,
+        },
+        join,
+    ))
+}
+
+/// Marks the worker dead when its thread ends by a panic.
+struct AliveGuard {
+    alive: Arc<AtomicBool>,
+    index: usize,
+    failed: prometheus::IntGauge,
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+        if thread::panicking() {
+            error!(
+                worker = self.index,
+                "media worker died; its calls are lost and it takes no new ones"
+            );
+            self.failed.inc();
+        }
+    }
+}
+
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    // Bursts from thousands of speakers must not overflow the default buffer;
+    // the kernel may grant less than asked, which is fine.
+    let _ = socket.set_recv_buffer_size(recv_buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+struct Worker {
+    index: usize,
+    socket: UdpSocket,
+    poll: Poll,
+    engine: Engine,
+    commands: Receiver<WorkerMsg>,
+    events: tokio::sync::mpsc::Sender<EngineEvent>,
+    recorder: SinkSender,
+    recorder_join: Option<thread::JoinHandle<()>>,
+    metrics: MediaMetrics,
+    busy: prometheus::Counter,
+    load: Arc<AtomicUsize>,
+    wall_clock_at: Instant,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut socket_backlog = false;
+        loop {
+            let timeout = if socket_backlog {
+                Duration::ZERO
+            } else {
+                self.engine
+                    .poll_timeout()
+                    .saturating_duration_since(Instant::now())
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                warn!(error = %e, "poll failed");
+            }
+            let woke = Instant::now();
+            socket_backlog |= events.iter().any(|ev| ev.token() == SOCKET);
+            if woke.duration_since(self.wall_clock_at) >= WALL_CLOCK_EVERY {
+                self.engine.set_wall_clock(woke, Utc::now());
+                self.wall_clock_at = woke;
+            }
+            while let Ok(msg) = self.commands.try_recv() {
+                match msg {
+                    WorkerMsg::Ask(command, reply) => {
+                        let answer = self.engine.handle_command(Instant::now(), command);
+                        let _ = reply.send(answer);
+                    }
+                    WorkerMsg::Shutdown => {
+                        self.finish();
+                        return;
+                    }
+                }
+            }
+            if socket_backlog {
+                socket_backlog = self.read_socket(&mut buf);
+            }
+            self.engine.handle_timeout(Instant::now());
+            self.carry_out();
+            self.load
+                .store(self.engine.session_count(), Ordering::Relaxed);
+            self.busy.inc_by(woke.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Reads up to [`READ_BUDGET`] datagrams; returns whether more may wait.
+    fn read_socket(&mut self, buf: &mut [u8]) -> bool {
+        for _ in 0..READ_BUDGET {
+            match self.socket.recv_from(buf) {
+                Ok((len, source)) => {
+                    self.engine
+                        .handle_datagram(Instant::now(), source, &buf[..len]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // e.g. ICMP port unreachable surfacing on Linux: not fatal.
+                    debug!(error = %e, "udp receive error");
+                }
+            }
+        }
+        true
+    }
+
+    /// Does what the engine asked for.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Transmit(t) => {
+                    if self.socket.send_to(&t.contents, t.destination).is_err() {
+                        self.metrics.udp_send_errors.inc();
+                    }
+                }
+                Output::Sink(msg) => self.send_to_recorder(msg),
+                Output::Event(event) => {
+                    if self.events.try_send(event).is_err() {
+                        // Only if the control plane is stuck or gone.
+                        warn!(
+                            worker = self.index,
+                            "control plane event queue full; event dropped"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_to_recorder(&mut self, msg: SinkMsg) {
+        if let SinkMsg::Frame { frame, .. } = &msg {
+            self.metrics
+                .datagram_to_sink_seconds
+                .observe(frame.arrival.elapsed().as_secs_f64());
+            if self.recorder.try_send_frame(msg).is_err() {
+                self.metrics
+                    .frames_dropped
+                    .get(DropReason::RecorderQueueFull)
+                    .inc();
+            }
+            return;
+        }
+        let what = msg.label();
+        if self.recorder.try_send_control(msg).is_err() {
+            self.metrics.sink_messages_dropped.inc();
+            error!(
+                worker = self.index,
+                message = what,
+                "recorder queue full: control message dropped"
+            );
+        }
+    }
+
+    /// Ends every call, lets the recorder finish them, stops.
+    fn finish(&mut self) {
+        self.engine.shutdown(Instant::now());
+        self.carry_out();
+        // The recorder handles messages in order: every call ended above is
+        // on disk once it has handled Shutdown.
+        let _ = self.recorder.try_send_control(SinkMsg::Shutdown);
+        if let Some(join) = self.recorder_join.take() {
+            let _ = join.join();
+        }
+        while let Ok(msg) = self.commands.try_recv() {
+            if let WorkerMsg::Ask(command, reply) = msg {
+                let _ = reply.send(self.engine.handle_command(Instant::now(), command));
+            }
+        }
+        self.load.store(0, Ordering::Relaxed);
+        info!(worker = self.index, "media worker stopped");
+    }
+}

@@ -1,0 +1,134 @@
+//! All-party consent (the recorder is in California): a late joiner pauses
+//! capture of everyone until they consent. The late joiner hears the notice
+//! on their own session only; the others are not interrupted. When capture
+//! resumes, the notice is played again to everyone.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, speech};
+use str0m::media::Direction;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_pauses_everyone_until_they_consent() {
+    let server = TestServer::start_with(|c| {
+        c.consent.recorder_location = "US-CA".into();
+        c.consent.grace_period_ms = 500;
+    })
+    .await;
+    let call = "all-party";
+    let mut talk = speech("speaker-a.opus");
+    talk.extend(speech("speaker-b.opus"));
+    talk.extend(speech("speaker-a.opus"));
+    talk.extend(speech("speaker-b.opus"));
+
+    let kim = WhipClient::connect_dir(&server, call, &["kim"], Direction::SendRecv, |s| s).await;
+    let kim = tokio::task::spawn_blocking(move || {
+        kim.run(
+            vec![Outgoing {
+                stream_id: "kim".into(),
+                packets: talk,
+                start_after: Duration::ZERO,
+            }],
+            Duration::from_millis(200),
+        )
+    });
+    let call_start = Instant::now();
+    // Kim hears the notice (~5.8 s) and consents implicitly 0.5 s later.
+    tokio::time::sleep(Duration::from_millis(7500)).await;
+    let leo = WhipClient::connect_dir(&server, call, &["leo"], Direction::SendRecv, |s| s).await;
+    let leo = tokio::task::spawn_blocking(move || {
+        leo.run(
+            vec![Outgoing {
+                stream_id: "leo".into(),
+                packets: speech("speaker-b.opus"),
+                start_after: Duration::ZERO,
+            }],
+            Duration::from_millis(3000),
+        )
+    });
+    // Leo agrees in the provider's UI a second after joining.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = server
+        .client
+        .post(server.url(&format!("/v1/calls/{call}/participants/leo/consent")))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"decision": "granted", "method": "ui"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (kim, leo) = (kim.await.unwrap(), leo.await.unwrap());
+    println!("call ran {:.1} s", call_start.elapsed().as_secs_f64());
+    server.delete(&leo.location).await;
+    server.delete(&kim.location).await;
+
+    let log = crate::common::consent_log(&server, call).await;
+    let events = log["events"].as_array().unwrap();
+    for e in events {
+        println!("{e}");
+    }
+    let all = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<serde_json::Value> {
+        events.iter().filter(|e| pred(e)).cloned().collect()
+    };
+    let modes = all(&|e| e["event"] == "mode_evaluated");
+    assert_eq!(modes[0]["scope"], "call_wide", "{modes:?}");
+    let notices = all(&|e| e["event"] == "prompt_scheduled" && e["prompt"] == "notice");
+    assert_eq!(notices[0]["to"], serde_json::json!(["kim"]));
+    assert_eq!(
+        notices[1]["to"],
+        serde_json::json!(["leo"]),
+        "late joiner only"
+    );
+    assert_eq!(
+        notices[2]["to"],
+        serde_json::json!(["kim", "leo"]),
+        "again on resume"
+    );
+    let kim_gate = all(&|e| e["event"] == "gate_changed" && e["participant"] == "kim");
+    // closed (start), open (implicit), closed (leo joined), open (leo agreed), closed (left)
+    let open_at: Vec<f64> = kim_gate
+        .iter()
+        .filter(|e| e["open"] == true)
+        .map(|e| e["t"].as_f64().unwrap())
+        .collect();
+    let paused = kim_gate
+        .iter()
+        .find(|e| e["reason"] == "awaiting_others")
+        .expect("kim paused for leo");
+    let t_pause = paused["t"].as_f64().unwrap();
+    let t_resume = open_at[1];
+    println!("kim open at {open_at:?}, paused at {t_pause:.2}");
+
+    // Kim heard nothing while Leo's notice played: her prompts are the first
+    // notice and the resume notice.
+    let heard_during_pause = kim
+        .received
+        .iter()
+        .filter(|(at, _)| at.as_secs_f64() > 6.2 && at.as_secs_f64() < t_resume - 0.1)
+        .count();
+    assert_eq!(
+        heard_during_pause, 0,
+        "kim was not interrupted by leo's notice"
+    );
+    assert!(leo.received.len() > 250, "leo heard his notice");
+
+    let rec = decode_ogg_opus(&server.call_dir(call).join("audio/kim.opus"));
+    println!(
+        "kim: before consent {:.0}, consented {:.0}, paused {:.0}, resumed {:.0}",
+        rec.rms(0.0, open_at[0] - 0.1),
+        rec.rms(open_at[0] + 0.1, t_pause - 0.1),
+        rec.rms(t_pause + 0.1, t_resume - 0.1),
+        rec.rms(t_resume + 0.1, t_resume + 1.0)
+    );
+    assert!(rec.rms(0.0, open_at[0] - 0.1) < 50.0);
+    assert!(rec.rms(open_at[0] + 0.1, t_pause - 0.1) > 300.0);
+    assert!(
+        rec.rms(t_pause + 0.1, t_resume - 0.1) < 50.0,
+        "paused while leo had not consented"
+    );
+    assert!(
+        rec.rms(t_resume + 0.1, t_resume + 1.0) > 300.0,
+        "resumed once he did"
+    );
+    server.shutdown().await;
+}

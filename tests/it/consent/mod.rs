@@ -1,0 +1,9 @@
+//! Consent end to end: notices, DTMF, late joiners, declines, the rules
+//! file and `hearken consent explain`.
+
+mod decline_policies;
+mod explain;
+mod explicit_dtmf;
+mod late_joiner_all_party;
+mod notify_implicit;
+mod rules_errors;

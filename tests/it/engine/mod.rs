@@ -1,0 +1,54 @@
+//! The media engine in simulated time (see `crate::sim`): whole calls with
+//! real str0m clients, without sockets or waiting.
+
+mod failures;
+mod panic_ends_one_call;
+mod routing;
+mod two_minute_call;
+
+use std::path::Path;
+
+use hearken::config::ConsentConfig;
+use hearken_core::consent::engine::ParticipantDetails;
+use hearken_core::consent::rules::Location;
+use hearken_core::ids::CallId;
+
+use crate::sim::Sim;
+
+/// The test speech clips, one after another, `times` over.
+pub fn speech(times: usize) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("media/test");
+    let a = hearken_testkit::read_opus_packets(&dir.join("speaker-a.opus")).expect("speech a");
+    let b = hearken_testkit::read_opus_packets(&dir.join("speaker-b.opus")).expect("speech b");
+    let mut out = Vec::new();
+    for _ in 0..times {
+        out.extend(a.iter().cloned());
+        out.extend(b.iter().cloned());
+    }
+    out
+}
+
+/// Gives a participant's location to the engine.
+pub fn located(sim: &mut Sim, call: &str, participant: &str, code: &str) {
+    let reply = sim.command(hearken::media::Command::ParticipantDetails {
+        call_id: CallId::parse(call).expect("call id"),
+        participant_id: participant.to_owned(),
+        details: ParticipantDetails {
+            location: Some(Location::from_code(code).expect("location")),
+            ..ParticipantDetails::default()
+        },
+    });
+    assert!(
+        matches!(reply, hearken::media::Reply::Found(true)),
+        "{reply:?}"
+    );
+}
+
+/// Consent with the recorder in the US and a grace of `grace_ms`.
+pub fn consent(grace_ms: u64) -> ConsentConfig {
+    ConsentConfig {
+        recorder_location: "US".into(),
+        grace_period_ms: grace_ms,
+        ..ConsentConfig::default()
+    }
+}

@@ -1,0 +1,20 @@
+//! Hearken's integration tests, one binary (one link of the server, str0m,
+//! aws-lc and libopus instead of one per file), a module per behaviour:
+//!
+//! - `whip`: sessions over real sockets: answers, errors, gateways, bad
+//!   input, admission control, real independent WebRTC stacks.
+//! - `engine`: the media engine driven in simulated time (`sim`).
+//! - `consent`, `transcribe`, `policy`, `ops`: the behaviours of those
+//!   areas, end to end.
+//!
+//! `common` is the shared kit: a server in this process, a WHIP client on a
+//! real socket, Ogg Opus decoding, HTTP helpers.
+
+mod common;
+mod consent;
+mod engine;
+mod ops;
+mod policy;
+mod sim;
+mod transcribe;
+mod whip;

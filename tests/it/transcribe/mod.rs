@@ -1,0 +1,9 @@
+//! Transcription through a fake Deepgram that speaks the real protocol:
+//! start-up, reconnects, shutdown, consent, backpressure, silence.
+
+mod backpressure;
+mod consent;
+mod reconnects;
+mod shutdown;
+mod skips_silence;
+mod startup;
