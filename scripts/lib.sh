@@ -19,10 +19,13 @@ install_debian_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# The packages every build needs (libopus is built from source with cmake),
-# appended to the array named by $1 when missing.
+# The packages every build needs (libopus is built from source with cmake;
+# DTLS links the system OpenSSL), appended to the array named by $1 when
+# missing.
 add_missing_build_tools() {
   local -n into=$1
   command -v cmake >/dev/null || into+=(cmake)
   command -v cc >/dev/null || into+=(build-essential)
+  command -v pkg-config >/dev/null || into+=(pkg-config)
+  { command -v pkg-config >/dev/null && pkg-config --exists openssl; } || into+=(libssl-dev)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of Hearken, installing what the tests need first
-# (Debian packages: cmake for libopus, chromium for the end-to-end test,
-# iproute2 for the loopback-only network namespace).
+# (Debian packages: cmake for libopus, iproute2 for the loopback-only network
+# namespace; tests/peers/install.sh for the real WebRTC peers).
 #
 # Tests run inside a private network namespace with only `lo`, so nothing a
 # test starts (the server, Chromium) can reach or be reached from any other
@@ -13,10 +13,12 @@ require_cargo
 
 missing=()
 add_missing_build_tools missing
-[ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 install_debian_packages "${missing[@]}"
+# The real WebRTC peers of the interop tests: Chromium, Firefox ESR and
+# GStreamer from Debian, aiortc from PyPI (in a venv), werift from npm.
+tests/peers/install.sh
 
 echo "==> format"
 cargo fmt --all -- --check

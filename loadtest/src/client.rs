@@ -12,11 +12,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use hearken_testkit::{ClientError as TestkitError, Track, WhipOffer};
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::audio::{Audio, SAMPLE_RATE};
 use crate::schedule::{Pacer, Payload};
@@ -120,11 +120,9 @@ pub struct SendCounters {
 
 /// A speaker whose offer is out, waiting for the answer.
 pub struct PendingSpeaker {
-    rtc: Rtc,
+    offer: WhipOffer,
     socket: std::net::UdpSocket,
     local: SocketAddr,
-    mid: Mid,
-    pending: SdpPendingOffer,
 }
 
 impl PendingSpeaker {
@@ -134,37 +132,17 @@ impl PendingSpeaker {
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let mut config = Rtc::builder();
-        // telephone-event at the Opus clock, as Chrome offers it.
-        config.codec_config().add_config(
-            Pt::new_with_value(110),
-            None,
-            Codec::Tele,
-            Frequency::FORTY_EIGHT_KHZ,
-            None,
-            FormatParams::parse_line("0-16"),
-        );
-        let mut rtc = config.build(Instant::now());
-        let candidate =
-            Candidate::host(local, "udp").map_err(|e| ClientError::Candidate(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
-        let mut api = rtc.sdp_api();
-        let mid = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(stream_id.to_owned()),
-            Some(format!("{stream_id}-audio")),
-            None,
-        );
-        let (offer, pending) = api.apply().ok_or(ClientError::NoOffer)?;
-        let sdp = offer.to_sdp_string();
+        // The offer every Hearken test and bench makes (the test kit's).
+        let (offer, sdp) = WhipOffer::new(local, &[Track::send_only(stream_id)], Instant::now())
+            .map_err(|e| match e {
+                TestkitError::Candidate(_) => ClientError::Candidate(e.to_string()),
+                _ => ClientError::NoOffer,
+            })?;
         Ok((
             Self {
-                rtc,
+                offer,
                 socket,
                 local,
-                mid,
-                pending,
             },
             sdp,
         ))
@@ -173,24 +151,23 @@ impl PendingSpeaker {
     /// Applies the server's answer. `session` is the coordinator's index of
     /// this session, `post_started` when its POST was sent.
     pub fn accept(
-        mut self,
+        self,
         answer: &str,
         session: usize,
         post_started: Instant,
         pacer: Pacer,
     ) -> Result<Speaker, ClientError> {
-        let answer = SdpAnswer::from_sdp_string(answer)
-            .map_err(|e| ClientError::AnswerSdp(e.to_string()))?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(self.pending, answer)
-            .map_err(|e| ClientError::AnswerRefused(e.to_string()))?;
+        let client = self.offer.accept(answer).map_err(|e| match e {
+            TestkitError::AnswerSdp(why) => ClientError::AnswerSdp(why),
+            other => ClientError::AnswerRefused(other.to_string()),
+        })?;
+        let mid = client.mids[0];
         Ok(Speaker {
             session,
-            rtc: self.rtc,
+            rtc: client.rtc,
             socket: mio::net::UdpSocket::from_std(self.socket),
             local: self.local,
-            mid: self.mid,
+            mid,
             pt: None,
             post_started,
             started: None,

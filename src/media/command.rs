@@ -70,6 +70,10 @@ pub enum Command {
         /// The call whose handling is to panic.
         call_id: CallId,
     },
+    /// Test hook: the engine panics outside any call's handling (as a bug
+    /// in routing would), so the worker thread dies. No reply.
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectWorkerPanic,
 }
 
 /// The engine's answer to a [`Command`].

@@ -84,6 +84,16 @@ pub enum Output {
     Event(EngineEvent),
 }
 
+/// Where [`Engine::route`] sends a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// The session.
+    pub session: SessionKey,
+    /// The datagram came from an address the session had not used yet (an
+    /// authenticated STUN request, routed by ufrag).
+    pub new_address: bool,
+}
+
 /// How often the consent census (participants by state) is published.
 const CENSUS_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -303,35 +313,16 @@ impl Engine {
             return;
         };
         let input = Input::Receive(now, receive);
-        let known = self
-            .routes
-            .by_addr
-            .get(&source)
-            .copied()
-            .filter(|k| self.sessions.get(k).is_some_and(|s| s.rtc.accepts(&input)));
-        // Only STUN (RFC 7983: first byte 0 or 1) can introduce a new
-        // address, and only for the session whose ufrag it names.
-        let key = known.or_else(|| {
-            if data.first().is_none_or(|&b| b > 1) {
-                return None;
-            }
-            let stun = StunMessage::parse(data).ok()?;
-            let (local_ufrag, _) = stun.split_username()?;
-            let key = *self.routes.by_ufrag.get(local_ufrag)?;
-            self.sessions
-                .get(&key)
-                .is_some_and(|s| s.rtc.accepts(&input))
-                .then_some(key)
-        });
-        let Some(key) = key else {
+        let Some(routed) = self.route_input(source, data, &input) else {
             trace!(%source, "datagram for no session");
             self.shared.counts.unrouted += 1;
             return;
         };
+        let key = routed.session;
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
-        if known.is_none() && self.routes.by_addr.insert(source, key) != Some(key) {
+        if routed.new_address && self.routes.by_addr.insert(source, key) != Some(key) {
             session.remote_addrs.push(source);
         }
         session.last_input = now;
@@ -345,6 +336,45 @@ impl Engine {
             }
             engine.drive(key, now);
         });
+    }
+
+    /// The session a datagram from `source` belongs to, if any, without
+    /// handling it (the routing half of [`Self::handle_datagram`], for
+    /// benches and diagnostics).
+    pub fn route(&self, now: Instant, source: SocketAddr, data: &[u8]) -> Option<Routed> {
+        let receive =
+            Receive::new(Protocol::Udp, source, self.shared.settings.local_addr, data).ok()?;
+        self.route_input(source, data, &Input::Receive(now, receive))
+    }
+
+    fn route_input(&self, source: SocketAddr, data: &[u8], input: &Input) -> Option<Routed> {
+        let known = self
+            .routes
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|k| self.sessions.get(k).is_some_and(|s| s.rtc.accepts(input)));
+        if let Some(session) = known {
+            return Some(Routed {
+                session,
+                new_address: false,
+            });
+        }
+        // Only STUN (RFC 7983: first byte 0 or 1) can introduce a new
+        // address, and only for the session whose ufrag it names.
+        if data.first().is_none_or(|&b| b > 1) {
+            return None;
+        }
+        let stun = StunMessage::parse(data).ok()?;
+        let (local_ufrag, _) = stun.split_username()?;
+        let session = *self.routes.by_ufrag.get(local_ufrag)?;
+        self.sessions
+            .get(&session)
+            .is_some_and(|s| s.rtc.accepts(input))
+            .then_some(Routed {
+                session,
+                new_address: true,
+            })
     }
 
     /// Time passed: handles every deadline up to `now`.
@@ -448,6 +478,8 @@ impl Engine {
                 }
                 None => Reply::Found(false),
             },
+            #[cfg(any(test, feature = "fault-injection"))]
+            Command::InjectWorkerPanic => panic!("injected fault: a bug outside any call"),
         }
     }
 

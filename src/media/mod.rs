@@ -10,13 +10,16 @@
 //!   back.
 //! - [`session`], [`playback`]: one WHIP session, and a prompt playing into
 //!   it.
+//! - [`dtls`]: DTLS through OpenSSL, so clients with RSA certificates
+//!   connect too.
 
 pub mod command;
+pub mod dtls;
 pub mod engine;
 pub mod playback;
 pub mod session;
 pub mod worker;
 
 pub use command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};
-pub use engine::{Engine, EngineSettings, Output};
+pub use engine::{Engine, EngineSettings, Output, Routed};
 pub use worker::{AskError, WorkerHandle, WorkerSettings};

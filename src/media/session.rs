@@ -7,6 +7,7 @@
 //! [`Session::due`] says what is due.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use hearken_core::conference::{ParticipantIdx, SessionEndReason};
@@ -15,6 +16,7 @@ use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 use rustc_hash::FxHashMap;
 use str0m::change::SdpOffer;
+use str0m::crypto::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid, Pt};
 use str0m::rtp::Extension;
@@ -152,10 +154,16 @@ impl Session {
         }
     }
 
-    /// Marks the session failed by a str0m error.
+    /// Marks the session failed by a str0m error (for a DTLS failure, in
+    /// OpenSSL's words when it gave any).
     pub fn fail(&mut self, error: &RtcError) {
         let cause = failure_cause(error);
-        self.end(SessionEndReason::Failed, Some((cause, error.to_string())));
+        let detail = match error {
+            RtcError::Dtls(_) => super::dtls::take_failure(),
+            _ => None,
+        }
+        .unwrap_or_else(|| error.to_string());
+        self.end(SessionEndReason::Failed, Some((cause, detail)));
     }
 
     /// The earliest of this session's deadlines.
@@ -233,7 +241,11 @@ pub(crate) fn failure_cause(error: &RtcError) -> FailureCause {
 /// congestion control would be pure cost: with it negotiated, str0m sends a
 /// TWCC feedback packet every 50 ms per session.
 pub fn new_rtc(now: Instant) -> Rtc {
+    // One provider for every session: DTLS through OpenSSL (see `dtls.rs`).
+    static CRYPTO: LazyLock<Arc<CryptoProvider>> =
+        LazyLock::new(|| Arc::new(super::dtls::provider()));
     let mut config = RtcConfig::new()
+        .set_crypto_provider(CRYPTO.clone())
         .set_ice_lite(true)
         .clear_extension_map()
         .set_extension(1, Extension::AudioLevel)

@@ -20,6 +20,7 @@ use hearken::sinks::SinkMsg;
 use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 use hearken_testkit::{ClientOutput, Track, WhipClient, WhipOffer};
+use str0m::RtcConfig;
 
 /// The engine's address.
 pub const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40_000);
@@ -178,12 +179,22 @@ impl Sim {
 
     /// A client joins `call` with `tracks`; returns its index.
     pub fn join(&mut self, call: &str, tracks: &[Track]) -> usize {
+        self.join_with(hearken_testkit::client_config(), call, tracks)
+    }
+
+    /// Like [`Self::join`], with the client's own `Rtc` settings.
+    pub fn join_with(&mut self, config: RtcConfig, call: &str, tracks: &[Track]) -> usize {
         let index = self.clients.len();
         let addr = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1 + index as u8)),
+            IpAddr::V4(Ipv4Addr::new(
+                10,
+                0,
+                1 + (index / 250) as u8,
+                1 + (index % 250) as u8,
+            )),
             50_000 + index as u16,
         );
-        let (offer, sdp) = WhipOffer::new(addr, tracks, self.now).expect("offer");
+        let (offer, sdp) = WhipOffer::with_config(config, addr, tracks, self.now).expect("offer");
         let call_id = CallId::parse(call).expect("call id");
         let secret = format!("secret-{index}");
         let reply = self.engine.handle_command(

@@ -168,6 +168,9 @@ def extra_args(p):
     p.add_argument("--browser-path", default=None,
                    help="browser executable (default: firefox-esr or chromium on PATH)")
     p.add_argument("--keep-profile", action="store_true", help="keep the temporary browser profile")
+    p.add_argument("--rsa-cert", action="store_true",
+                   help="give the RTCPeerConnection an RSA-2048 DTLS certificate "
+                        "(RTCPeerConnection.generateCertificate) instead of the browser's default ECDSA one")
 
 
 class Runner:
@@ -209,7 +212,7 @@ class Runner:
                 elif path == "/config":
                     a = runner.args
                     cfg = {"whip": a.whip, "token": a.token, "mode": a.mode, "seconds": a.seconds,
-                           "timeout": a.timeout}
+                           "timeout": a.timeout, "rsa_cert": a.rsa_cert}
                     self.reply(200, json.dumps(cfg).encode(), "application/json")
                 elif path.startswith("/audio/"):
                     i = int(path.rsplit("/", 1)[1])
@@ -406,6 +409,7 @@ class Runner:
             d["error"] = d["error"] or pr["error"]
         d["timings"].update(pr.get("timings", {}))
         d["user_agent"] = pr.get("user_agent")
+        d["dtls_certificate"] = pr.get("dtls_certificate")
         page_tracks = {t.get("mid"): t for t in pr.get("tracks", [])}
         mids = [m["mid"] for m in self.mlines] or list(page_tracks)
         for i, mid in enumerate(mids):

@@ -22,6 +22,7 @@ import random
 import re
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -166,6 +167,25 @@ class Client:
         tr.set_property("codec-preferences", Gst.Caps.from_string(rtp_caps))
         t.appsrc, t.pad, t.transceiver = src, pad, tr
 
+    def own_certificate(self):
+        """The key of the certificate webrtcbin's DTLS presented, as the
+        openssl CLI describes it (e.g. "rsaEncryption 2048 bit")."""
+        it = self.wb.iterate_recurse()
+        while True:
+            ok, element = it.next()
+            if ok != Gst.IteratorResult.OK:
+                return None
+            f = element.get_factory()
+            if f is None or f.get_name() != "dtlssrtpdec":
+                continue
+            pem = element.get_property("pem") or ""
+            cert = pem[pem.find("-----BEGIN CERTIFICATE-----"):]
+            text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=cert,
+                                  capture_output=True, text=True).stdout
+            alg = re.search(r"Public Key Algorithm: (\S+)", text)
+            bits = re.search(r"Public-Key: \((\d+) bit\)", text)
+            return " ".join(m.group(1) for m in (alg, bits) if m) + (" bit" if bits else "")
+
     def on_deep_element_added(self, _bin, _sub, element):
         f = element.get_factory()
         if f is not None and f.get_name() == "dtlssrtpdec":
@@ -223,9 +243,11 @@ class Client:
         self._posting = True
         try:
             offer = desc.sdp.as_text()
-            # webrtcbin 1.22 puts the pad's msid only on a=ssrc lines; write a=msid too
-            # (the stream id the server takes as the participant id)
-            sdp = peerlib.set_stream_ids(offer, [t.stream_id for t in self.tracks])
+            # webrtcbin 1.22 puts the pad's msid only on a=ssrc lines, and the server
+            # reads the participant id from there. --add-msid also writes a=msid.
+            sdp = offer
+            if self.args.add_msid:
+                sdp = peerlib.set_stream_ids(offer, [t.stream_id for t in self.tracks])
             if self.args.ecdsa_cert:
                 # webrtcbin computed a=fingerprint from its RSA certificate before the
                 # ECDSA one replaced it on dtlssrtpdec: announce the one DTLS will present
@@ -265,6 +287,7 @@ class Client:
             return False
         self.connected = True
         self.result.d["connected"] = True
+        self.result.d["dtls_certificate"] = self.own_certificate()
         self.result.mark("connected")
         log("connected; sending for", self.args.seconds, "s")
         self.t_start = time.monotonic()
@@ -394,6 +417,8 @@ class Client:
 
 def main():
     def extra(p):
+        p.add_argument("--add-msid", action="store_true",
+                       help="also write a=msid lines (webrtcbin 1.22 writes the stream id only on a=ssrc lines)")
         p.add_argument("--ecdsa-cert", action="store_true",
                        help="give webrtcbin an ECDSA P-256 DTLS certificate instead of its default RSA one "
                             "(a workaround for DTLS peers that accept only ECDSA, e.g. str0m 0.25)")

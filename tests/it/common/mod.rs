@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use hearken::config::{Config, TranscriptionBackend};
 use hearken::server::{RunningServer, Secrets, start_with_secrets};
-use str0m::change::{SdpAnswer, SdpOffer};
+
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Event, Input, Output, Rtc};
 
 /// The development token the default config accepts.
 pub const TOKEN: &str = "hearken-dev";
@@ -274,47 +274,26 @@ pub struct WhipClient {
     pub audio_levels: Vec<Option<Vec<i8>>>,
 }
 
-/// Builds an offer with one sendonly audio m-line per stream id.
-pub fn client_offer(
+/// An offer with one audio m-line per stream id (the test kit's client, at
+/// a throwaway address): for tests that only POST it.
+pub fn offer_sdp(stream_ids: &[&str], direction: Direction) -> String {
+    let (_offer, sdp) = whip_offer(stream_ids, direction, "127.0.0.1:9".parse().expect("addr"));
+    sdp
+}
+
+fn whip_offer(
     stream_ids: &[&str],
     direction: Direction,
-) -> (
-    Rtc,
-    UdpSocket,
-    SocketAddr,
-    Vec<Mid>,
-    SdpOffer,
-    str0m::change::SdpPendingOffer,
-) {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let local = socket.local_addr().expect("addr");
-    // telephone-event at the Opus clock, as Chrome offers it.
-    let mut config = Rtc::builder();
-    config.codec_config().add_config(
-        str0m::media::Pt::new_with_value(110),
-        None,
-        Codec::Tele,
-        Frequency::FORTY_EIGHT_KHZ,
-        None,
-        str0m::format::FormatParams::parse_line("0-16"),
-    );
-    let mut rtc = config.build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
-    let mut api = rtc.sdp_api();
-    let mids = stream_ids
+    local: SocketAddr,
+) -> (hearken_testkit::WhipOffer, String) {
+    let tracks: Vec<hearken_testkit::Track> = stream_ids
         .iter()
-        .map(|id| {
-            api.add_media(
-                MediaKind::Audio,
-                direction,
-                Some(id.to_string()),
-                Some(format!("{id}-track")),
-                None,
-            )
+        .map(|id| hearken_testkit::Track {
+            stream_id: (*id).to_owned(),
+            direction,
         })
         .collect();
-    let (offer, pending) = api.apply().expect("offer");
-    (rtc, socket, local, mids, offer, pending)
+    hearken_testkit::WhipOffer::new(local, &tracks, Instant::now()).expect("offer")
 }
 
 impl WhipClient {
@@ -342,10 +321,10 @@ impl WhipClient {
         direction: Direction,
         rewrite: impl FnOnce(String) -> String,
     ) -> Self {
-        let (mut rtc, socket, local, mids, offer, pending) = client_offer(stream_ids, direction);
-        let response = server
-            .post_offer(call_id, &rewrite(offer.to_sdp_string()))
-            .await;
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let local = socket.local_addr().expect("addr");
+        let (offer, sdp) = whip_offer(stream_ids, direction, local);
+        let response = server.post_offer(call_id, &rewrite(sdp)).await;
         assert_eq!(response.status(), 201, "WHIP POST answered");
         let location = response
             .headers()
@@ -359,10 +338,8 @@ impl WhipClient {
             .get("etag")
             .map(|v| v.to_str().expect("ascii").to_owned());
         let answer = response.text().await.expect("answer");
-        let answer = SdpAnswer::from_sdp_string(&answer).expect("valid answer SDP");
-        rtc.sdp_api()
-            .accept_answer(pending, answer)
-            .expect("answer accepted");
+        let client = offer.accept(&answer).expect("answer accepted");
+        let (rtc, mids) = (client.rtc, client.mids);
         socket
             .set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");

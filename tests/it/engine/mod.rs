@@ -4,6 +4,7 @@
 mod failures;
 mod panic_ends_one_call;
 mod routing;
+mod rsa_client;
 mod two_minute_call;
 
 use std::path::Path;

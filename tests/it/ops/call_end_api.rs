@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{
-    Outgoing, TOKEN, TestServer, WhipClient, client_offer, decode_ogg_opus, speech,
-};
+use crate::common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, offer_sdp, speech};
 use str0m::media::Direction;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,9 +55,7 @@ async fn ending_a_call_by_api() {
     assert_eq!(listed["calls"][0]["state"], "ended", "{listed}");
 
     // The recordings are final: the id is not reused.
-    let offer = client_offer(&["late"], Direction::SendOnly)
-        .4
-        .to_sdp_string();
+    let offer = offer_sdp(&["late"], Direction::SendOnly);
     assert_eq!(server.post_offer(call, &offer).await.status(), 409);
     // Ending it again is harmless and shows the same result.
     let again: serde_json::Value =

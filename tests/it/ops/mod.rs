@@ -3,4 +3,5 @@
 
 mod call_end_api;
 mod grafana_dashboard;
+mod panic_containment;
 mod sigterm_drain;

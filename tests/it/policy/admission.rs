@@ -3,7 +3,7 @@
 //! decided `record` is answered; one decided `skip` (or unknown, when the
 //! policy refuses unknown calls) gets 403 with the reason.
 
-use crate::common::{TOKEN, TestServer, client_offer};
+use crate::common::{TOKEN, TestServer, offer_sdp};
 use str0m::media::Direction;
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn whip_admission_follows_the_meeting_decision() {
         .unwrap();
     assert_eq!(dry_run["decision"], "skip", "{dry_run}");
 
-    let offer = || client_offer(&["x"], Direction::SendOnly).4.to_sdp_string();
+    let offer = || offer_sdp(&["x"], Direction::SendOnly);
     assert_eq!(server.post_offer("renewal", &offer()).await.status(), 201);
     let refused = server.post_offer("dry-run", &offer()).await;
     assert_eq!(refused.status(), 403);

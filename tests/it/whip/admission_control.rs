@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::common::{
-    Outgoing, TestServer, WhipClient, client_offer, decode_ogg_opus, metric_sum, speech,
+    Outgoing, TestServer, WhipClient, decode_ogg_opus, metric_sum, offer_sdp, speech,
 };
 use str0m::media::Direction;
 
@@ -39,9 +39,7 @@ async fn a_full_node_refuses_new_calls_and_keeps_the_ones_it_has() {
         } else {
             call.to_owned()
         };
-        let sdp = client_offer(&["late"], Direction::SendOnly)
-            .4
-            .to_sdp_string();
+        let sdp = offer_sdp(&["late"], Direction::SendOnly);
         let server = &server;
         async move { server.post_offer(&target, &sdp).await }
     });

@@ -2,7 +2,7 @@
 //! Hearken's extension (a sendrecv audio m-line is answered sendrecv, so the
 //! bot can speak into the call), with telephone-event negotiated when offered.
 
-use crate::common::{TestServer, client_offer};
+use crate::common::{TestServer, offer_sdp};
 use str0m::media::Direction;
 
 fn answer_attrs(answer: &str) -> Vec<String> {
@@ -22,8 +22,8 @@ fn answer_attrs(answer: &str) -> Vec<String> {
 async fn sendonly_is_answered_recvonly_and_sendrecv_sendrecv() {
     let server = TestServer::start().await;
 
-    let (_rtc, _s, _a, _m, offer, _p) = client_offer(&["x"], Direction::SendOnly);
-    let response = server.post_offer("dir-1", &offer.to_sdp_string()).await;
+    let offer = offer_sdp(&["x"], Direction::SendOnly);
+    let response = server.post_offer("dir-1", &offer).await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["content-type"], "application/sdp");
     assert!(response.headers().contains_key("etag"));
@@ -36,8 +36,8 @@ async fn sendonly_is_answered_recvonly_and_sendrecv_sendrecv() {
         "all candidates are in the answer"
     );
 
-    let (_rtc, _s, _a, _m, offer, _p) = client_offer(&["y"], Direction::SendRecv);
-    let response = server.post_offer("dir-2", &offer.to_sdp_string()).await;
+    let offer = offer_sdp(&["y"], Direction::SendRecv);
+    let response = server.post_offer("dir-2", &offer).await;
     assert_eq!(response.status(), 201);
     let answer = response.text().await.unwrap();
     assert_eq!(answer_attrs(&answer), ["a=sendrecv"], "{answer}");

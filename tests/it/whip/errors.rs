@@ -1,6 +1,6 @@
 //! Every WHIP error is answered as specified, as `application/problem+json`.
 
-use crate::common::{TOKEN, TestServer, client_offer};
+use crate::common::{TOKEN, TestServer, offer_sdp};
 use std::io::{Read, Write};
 use str0m::media::Direction;
 
@@ -17,7 +17,7 @@ async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json:
 }
 
 fn offer() -> String {
-    client_offer(&["p"], Direction::SendOnly).4.to_sdp_string()
+    offer_sdp(&["p"], Direction::SendOnly)
 }
 
 /// Sends a request with a raw path (HTTP clients normalize `..` away).

@@ -7,6 +7,7 @@ mod bad_input_during_call;
 mod e2e_chromium;
 mod errors;
 mod gateway_speakers;
+mod interop;
 mod sdp_fixtures;
 mod session_timeouts;
 mod two_participants;

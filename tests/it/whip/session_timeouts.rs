@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Outgoing, TestServer, WhipClient, client_offer, decode_ogg_opus, metric_sum, speech,
+    Outgoing, TestServer, WhipClient, decode_ogg_opus, metric_sum, offer_sdp, speech,
 };
 use str0m::media::Direction;
 
@@ -19,9 +19,7 @@ async fn vanished_clients_are_timed_out() {
     .await;
 
     // Never connects: answered, then dropped after the connect timeout.
-    let offer = client_offer(&["ghost"], Direction::SendOnly)
-        .4
-        .to_sdp_string();
+    let offer = offer_sdp(&["ghost"], Direction::SendOnly);
     assert_eq!(
         server.post_offer("never-connected", &offer).await.status(),
         201
