@@ -4,9 +4,16 @@
 # pinned to CPU 1, both on loopback; the generator's JSON report is the last
 # line of the output.
 #
-#   loadtest/measure.sh [--transcribe linear16|ogg-opus] [--server-env K=V]... -- LOADTEST_ARGS...
+#   loadtest/measure.sh [--transcribe linear16|ogg-opus] [--server-env K=V]...
+#                       [--server-bin PATH] [--stun-flood PPS:SECONDS] -- LOADTEST_ARGS...
 #
 # e.g. loadtest/measure.sh -- --calls 200 --speakers-per-call 5 --duration 60 --ramp 100
+#
+# --server-bin runs another hearken binary (an A/B comparison with an older
+# build); --stun-flood also sends PPS forged STUN binding requests per
+# second to the server's media port for SECONDS from the start (use the
+# ramp plus the hold; hearken-stun-flood, on the generator's core); its
+# report goes to stderr.
 #
 # The server's data goes to a temporary directory that is removed afterwards.
 # Run `cargo build --release -p hearken -p hearken-loadtest` first.
@@ -15,10 +22,15 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}/release"
 transcribe=""
 server_env=()
+server_bin=""
+flood_pps=""
+flood_seconds=""
 while (($#)); do
   case "$1" in
     --transcribe) transcribe="$2"; shift 2 ;;
     --server-env) server_env+=("$2"); shift 2 ;;
+    --server-bin) server_bin="$2"; shift 2 ;;
+    --stun-flood) flood_pps="${2%%:*}"; flood_seconds="${2##*:}"; shift 2 ;;
     --) shift; break ;;
     *) echo "error: unknown option $1 (loadtest arguments go after --)" >&2; exit 2 ;;
   esac
@@ -48,7 +60,8 @@ if [ -n "$transcribe" ]; then
   loadtest_extra+=(--fake-deepgram-port "$fake_port")
 fi
 env_list+=("${server_env[@]}")
-env "${env_list[@]}" taskset -c 0 "$target/hearken" serve >"$data/server.log" 2>&1 &
+server_bin="${server_bin:-$target/hearken}"
+env "${env_list[@]}" taskset -c 0 "$server_bin" serve >"$data/server.log" 2>&1 &
 server=$!
 cleanup() {
   kill -TERM "$server" 2>/dev/null || true
@@ -64,6 +77,17 @@ done
 # work runs on the machine (best effort: needs the privilege).
 rt=()
 chrt -r 10 true 2>/dev/null && rt=(chrt -r 10)
+flood=""
+if [ -n "$flood_pps" ]; then
+  taskset -c 1 "$target/hearken-stun-flood" --to 127.0.0.1:41000 --pps "$flood_pps" \
+    --seconds "$flood_seconds" >"$data/flood.json" &
+  flood=$!
+fi
 "${rt[@]}" taskset -c 1 "$target/hearken-loadtest" \
   --url "http://127.0.0.1:$port" --token hearken-dev --server-pid "$server" \
-  "${loadtest_extra[@]}" "$@"
+  "${loadtest_extra[@]}" "$@" || status=$?
+if [ -n "$flood" ]; then
+  wait "$flood" || true
+  echo "stun flood: $(cat "$data/flood.json")" >&2
+fi
+exit "${status:-0}"

@@ -599,7 +599,7 @@ impl Metrics {
             )),
             sink_messages_dropped: reg!(counter(
                 "hearken_sink_control_dropped_total",
-                "Sink control messages (call start and end, audit lines) dropped because a sink queue was full."
+                "Control messages (call start and end, audit lines, session events) dropped because a bounded queue was full."
             )),
             registry,
         };

@@ -3,17 +3,17 @@
 //! Reads a participants file (and optionally a rules file), resolves every
 //! participant and the recorder with [`hearken_core::consent::rules`], and
 //! prints one line per participant, the call's mode, gate scope and reasons,
-//! the rules version and the disclaimer. The binary's edge: errors are
-//! `anyhow`, and each names the file and the field.
+//! the rules version and the disclaimer. Errors ([`CliError`]) name the
+//! file and the field.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::{CliError, invalid, read_file};
 use crate::config::ConsentConfig;
 use hearken_core::consent::rules::{
     CallDecision, ConsentMode, Location, LocationError, ParticipantInput, Policy, Rules, decide,
@@ -46,7 +46,7 @@ pub struct ExplainArgs {
 }
 
 /// Runs `consent explain`; returns the text to print (ending in a newline).
-pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> anyhow::Result<String> {
+pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> Result<String, CliError> {
     let rules = load_rules(args.rules.as_deref(), config)?;
     let recorder = recorder_location(args.recorder_location.as_deref(), config)?;
     let min_mode = args.min_mode.unwrap_or(config.min_mode);
@@ -64,7 +64,7 @@ pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> anyhow::Result<Stri
 }
 
 /// The rules named by `--rules`, else by `consent.rules_file`, else builtin.
-fn load_rules(arg: Option<&Path>, config: &ConsentConfig) -> anyhow::Result<Rules> {
+fn load_rules(arg: Option<&Path>, config: &ConsentConfig) -> Result<Rules, CliError> {
     let path = match arg {
         Some(path) => path.to_owned(),
         None => match &config.rules_file {
@@ -72,9 +72,8 @@ fn load_rules(arg: Option<&Path>, config: &ConsentConfig) -> anyhow::Result<Rule
             None => return Ok(Rules::builtin()),
         },
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read rules file {}", path.display()))?;
-    Rules::parse(&text).map_err(|e| anyhow!("rules file {}: {e}", path.display()))
+    let text = read_file("rules", &path)?;
+    Rules::parse(&text).map_err(|e| invalid("rules", &path, e))
 }
 
 /// The recorder's location from `--recorder-location`, else the config; an
@@ -82,7 +81,7 @@ fn load_rules(arg: Option<&Path>, config: &ConsentConfig) -> anyhow::Result<Rule
 fn recorder_location(
     arg: Option<&str>,
     config: &ConsentConfig,
-) -> anyhow::Result<Option<Location>> {
+) -> Result<Option<Location>, CliError> {
     let (code, source) = match arg {
         Some(code) => (code, "--recorder-location"),
         None => (
@@ -95,16 +94,18 @@ fn recorder_location(
     }
     Location::from_code(code)
         .map(Some)
-        .map_err(|e| anyhow!("{source}: {e}"))
+        .map_err(|e| CliError::Value {
+            name: source,
+            message: e.to_string(),
+        })
 }
 
 /// Reads and checks the participants file; errors name the file and field.
-fn read_participants(path: &Path) -> anyhow::Result<Vec<ParticipantInput>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read participants file {}", path.display()))?;
+fn read_participants(path: &Path) -> Result<Vec<ParticipantInput>, CliError> {
+    let text = read_file("participants", path)?;
     let value: Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("participants file {}: not valid JSON: {e}", path.display()))?;
-    parse_participants(&value).map_err(|e| anyhow!("participants file {}: {e}", path.display()))
+        .map_err(|e| invalid("participants", path, format!("not valid JSON: {e}")))?;
+    parse_participants(&value).map_err(|e| invalid("participants", path, e))
 }
 
 /// What a JSON value is, in words.
@@ -301,7 +302,7 @@ fn text(rules: &Rules, decision: &CallDecision) -> String {
 }
 
 /// The decision as one JSON object, with the rules version and disclaimer.
-fn json(rules: &Rules, decision: &CallDecision) -> anyhow::Result<String> {
+fn json(rules: &Rules, decision: &CallDecision) -> Result<String, CliError> {
     #[derive(Serialize)]
     struct Explained<'a> {
         rules_version: &'a str,
@@ -313,8 +314,7 @@ fn json(rules: &Rules, decision: &CallDecision) -> anyhow::Result<String> {
         rules_version: rules.version(),
         disclaimer: rules.disclaimer(),
         decision,
-    })
-    .context("cannot encode the decision as JSON")?;
+    })?;
     out.push('\n');
     Ok(out)
 }
@@ -543,9 +543,10 @@ mod tests {
             &ConsentConfig::default(),
         )
         .unwrap_err();
+        // The file and what the OS said (ENOENT is error 2 on Linux).
         assert_eq!(
             err.to_string(),
-            "cannot read participants file /nonexistent/p.json"
+            "cannot read participants file /nonexistent/p.json: No such file or directory (os error 2)"
         );
     }
 }

@@ -6,16 +6,16 @@
 //! meeting over a window with [`hearken_policy`], decides each
 //! occurrence and prints one line per occurrence (start, title, decision,
 //! method, reasons) or, with `--json`, the JSON array of the interface
-//! contract. This is the binary's edge: files are read here, errors are
-//! `anyhow` naming the file, and a broken event is reported (naming it)
-//! without stopping the others.
+//! contract. Files are read here; errors ([`CliError`]) name the file, and
+//! a broken event is reported (naming it) without stopping the others.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
+
+use super::{CliError, invalid, read_file};
 
 use hearken_policy::calendar::rfc3339;
 use hearken_policy::{
@@ -128,15 +128,14 @@ pub struct Report {
 /// Runs `policy explain`; returns the text to print (ending in a newline).
 /// With `--json` import errors are written to stderr so that stdout stays a
 /// JSON array; without it they follow the table as `error:` lines.
-pub fn explain(args: PolicyExplainArgs) -> anyhow::Result<String> {
+pub fn explain(args: PolicyExplainArgs) -> Result<String, CliError> {
     let json = args.json;
     let report = report(&args)?;
     if json {
         for e in &report.errors {
             eprintln!("error: {e}");
         }
-        let mut out = serde_json::to_string_pretty(&report.occurrences)
-            .context("cannot write the JSON output")?;
+        let mut out = serde_json::to_string_pretty(&report.occurrences)?;
         out.push('\n');
         Ok(out)
     } else {
@@ -145,7 +144,7 @@ pub fn explain(args: PolicyExplainArgs) -> anyhow::Result<String> {
 }
 
 /// Reads the files, expands the calendars and decides every occurrence.
-pub fn report(args: &PolicyExplainArgs) -> anyhow::Result<Report> {
+pub fn report(args: &PolicyExplainArgs) -> Result<Report, CliError> {
     let settings = read_settings(&args.settings)?;
     let mut sources = Vec::new();
     for path in &args.calendar {
@@ -167,11 +166,14 @@ pub fn report(args: &PolicyExplainArgs) -> anyhow::Result<Report> {
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
     };
     if to <= from {
-        bail!(
-            "the window is empty: --to ({}) must be after --from ({})",
-            rfc3339(to),
-            rfc3339(from)
-        );
+        return Err(CliError::Value {
+            name: "--to",
+            message: format!(
+                "the window is empty: --to ({}) must be after --from ({})",
+                rfc3339(to),
+                rfc3339(from)
+            ),
+        });
     }
     let window = Window { from, to };
 
@@ -286,9 +288,8 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
-fn read_settings(path: &Path) -> anyhow::Result<Settings> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read settings file {}", path.display()))?;
+fn read_settings(path: &Path) -> Result<Settings, CliError> {
+    let text = read_file("settings", path)?;
     let format = if has_extension(path, "toml") {
         SettingsFormat::Toml
     } else if has_extension(path, "json") || text.trim_start().starts_with('{') {
@@ -296,12 +297,11 @@ fn read_settings(path: &Path) -> anyhow::Result<Settings> {
     } else {
         SettingsFormat::Toml
     };
-    Settings::parse(&text, format).map_err(|e| anyhow!("settings file {}: {e}", path.display()))
+    Settings::parse(&text, format).map_err(|e| invalid("settings", path, e))
 }
 
-fn read_calendar(path: &Path) -> anyhow::Result<Source> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read calendar file {}", path.display()))?;
+fn read_calendar(path: &Path) -> Result<Source, CliError> {
+    let text = read_file("calendar", path)?;
     let content = if has_extension(path, "json") {
         let (meetings, errors) = meetings_from_json(&text);
         Content::Json(meetings, errors)

@@ -11,7 +11,7 @@ use hearken_core::consent::rules::Location;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{CallPath, JsonBody, ParticipantPath};
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::{ask_call_worker, ask_worker};
 use crate::control::registry::{DetailsRoute, PendingError};
 use crate::media::{Command, Reply};
@@ -65,7 +65,7 @@ pub async fn put_participant(
     if let Some(location) = &body.location {
         location
             .validate()
-            .map_err(|e| Problem::bad_request("bad-location", format!("location: {e}")))?;
+            .map_err(|e| Problem::new(ProblemType::BadLocation, format!("location: {e}")))?;
     }
     let details = ParticipantDetails {
         location: body.location.clone(),
@@ -82,12 +82,12 @@ pub async fn put_participant(
         .route_details(&call_id, &participant_id, &details)
         .map_err(|e| match e {
             PendingError::TooManyCalls => Problem::unavailable(
-                "too-many-pending-calls",
+                ProblemType::TooManyPendingCalls,
                 format!("{e}; start some of them or retry later"),
                 state.config.limits.retry_after_secs,
             ),
             PendingError::TooManyParticipants => {
-                Problem::unprocessable("too-many-participants", e.to_string())
+                Problem::new(ProblemType::TooManyParticipants, e.to_string())
             }
         })?;
     let applied = match route {
@@ -141,8 +141,8 @@ pub async fn post_consent(
         method,
         ConsentMethod::Implicit | ConsentMethod::Dtmf | ConsentMethod::NotRequired
     ) {
-        return Err(Problem::bad_request(
-            "bad-method",
+        return Err(Problem::new(
+            ProblemType::BadMethod,
             "method: implicit, dtmf and not_required are what the server observes, not what a provider reports; use ui, verbal or api",
         ));
     }

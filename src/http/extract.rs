@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, header};
 use hearken_core::ids::CallId;
 use serde::de::DeserializeOwned;
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 
 /// Longest participant id accepted in a URL.
 pub const MAX_PARTICIPANT_ID: usize = 256;
@@ -23,7 +23,7 @@ async fn params<S: Send + Sync>(
     Path::<HashMap<String, String>>::from_request_parts(parts, state)
         .await
         .map(|Path(p)| p)
-        .map_err(|e| Problem::bad_request("bad-path", e.body_text()))
+        .map_err(|e| Problem::new(ProblemType::BadPath, e.body_text()))
 }
 
 fn call_id(params: &HashMap<String, String>) -> Result<CallId, Problem> {
@@ -31,7 +31,7 @@ fn call_id(params: &HashMap<String, String>) -> Result<CallId, Problem> {
         .get("call_id")
         .map(String::as_str)
         .unwrap_or_default();
-    CallId::parse(text).map_err(|e| Problem::bad_request("bad-call-id", e.to_string()))
+    CallId::parse(text).map_err(|e| Problem::new(ProblemType::BadCallId, e.to_string()))
 }
 
 /// `{call_id}` of the path.
@@ -86,8 +86,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ParticipantPath {
             || participant_id.len() > MAX_PARTICIPANT_ID
             || participant_id.chars().any(char::is_control)
         {
-            return Err(Problem::bad_request(
-                "bad-participant-id",
+            return Err(Problem::new(
+                ProblemType::BadParticipantId,
                 format!(
                     "participant id must be 1-{MAX_PARTICIPANT_ID} characters without control characters"
                 ),
@@ -105,7 +105,7 @@ fn body_rejected(e: axum::extract::rejection::BytesRejection) -> Problem {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         Problem::too_large(e.body_text())
     } else {
-        Problem::bad_request("bad-body", e.body_text())
+        Problem::new(ProblemType::BadBody, e.body_text())
     }
 }
 
@@ -135,7 +135,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map_err(body_rejected)?;
         serde_json::from_slice(&body)
             .map(Self)
-            .map_err(|e| Problem::bad_request("bad-json", e.to_string()))
+            .map_err(|e| Problem::new(ProblemType::BadJson, e.to_string()))
     }
 }
 
@@ -155,6 +155,6 @@ impl<S: Send + Sync> FromRequest<S> for SdpBody {
             .map_err(body_rejected)?;
         String::from_utf8(body.to_vec())
             .map(Self)
-            .map_err(|_| Problem::bad_request("malformed-sdp", "the offer is not UTF-8 text"))
+            .map_err(|_| Problem::new(ProblemType::MalformedSdp, "the offer is not UTF-8 text"))
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::extract::content_type_is;
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use crate::server::AppState;
 
 /// Query of `POST /v1/meetings`.
@@ -33,21 +33,21 @@ pub async fn post(
         return Err(Problem::unsupported_media_type("application/json"));
     }
     let text = std::str::from_utf8(&body)
-        .map_err(|_| Problem::bad_request("bad-json", "the body is not UTF-8"))?;
+        .map_err(|_| Problem::new(ProblemType::BadJson, "the body is not UTF-8"))?;
     serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map_err(|e| Problem::bad_request("bad-json", e.to_string()))?;
+        .map_err(|e| Problem::new(ProblemType::BadJson, e.to_string()))?;
     let meeting = hearken_policy::meeting_from_json(text)
-        .map_err(|e| Problem::bad_request("bad-meeting", e.to_string()))?;
+        .map_err(|e| Problem::new(ProblemType::BadMeeting, e.to_string()))?;
     if !state.meetings.has_settings() {
-        return Err(Problem::conflict(
-            "no-policy-settings",
+        return Err(Problem::new(
+            ProblemType::NoPolicySettings,
             "no company settings are configured (policy.settings_file)",
         ));
     }
     let known = state
         .meetings
         .add(meeting, query.call_id.as_deref())
-        .map_err(|e| Problem::bad_request("bad-meeting", e))?;
+        .map_err(|e| Problem::new(ProblemType::BadMeeting, e))?;
     Ok((StatusCode::CREATED, Json(known)).into_response())
 }
 
@@ -70,7 +70,7 @@ pub async fn list(
             .map(|t| {
                 DateTime::parse_from_rfc3339(t)
                     .map(|d| d.with_timezone(&Utc))
-                    .map_err(|e| Problem::bad_request("bad-window", format!("{name}: {e}")))
+                    .map_err(|e| Problem::new(ProblemType::BadWindow, format!("{name}: {e}")))
             })
             .transpose()
     };

@@ -28,7 +28,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::media::{AskError, Command, Reply};
 use crate::server::AppState;
-pub use problem::Problem;
+pub use problem::{Problem, ProblemType};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -111,12 +111,12 @@ pub(crate) async fn ask_worker(
         let retry = state.config.limits.retry_after_secs;
         match e {
             AskError::Gone => Problem::unavailable(
-                "worker-unavailable",
+                ProblemType::WorkerUnavailable,
                 "the media worker carrying this call has stopped",
                 retry,
             ),
             AskError::Busy | AskError::TimedOut => Problem::unavailable(
-                "worker-busy",
+                ProblemType::WorkerBusy,
                 format!("the media worker did not answer: {e}"),
                 retry,
             ),

@@ -5,6 +5,110 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// Every problem type a client can get besides the generic ones (401, 404,
+/// 412, 413, 415, 428, 500): its `type` URN is `urn:hearken:problem:{slug}`
+/// and its status is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// The URL path is not valid (400).
+    BadPath,
+    /// The call id is not valid (400).
+    BadCallId,
+    /// The participant id is not valid (400).
+    BadParticipantId,
+    /// The body could not be read (400).
+    BadBody,
+    /// The body is not the JSON expected (400).
+    BadJson,
+    /// The SDP offer cannot be used (400).
+    MalformedSdp,
+    /// The meeting is not valid (400).
+    BadMeeting,
+    /// The time window is not valid (400).
+    BadWindow,
+    /// The location is not an ISO 3166 code (400).
+    BadLocation,
+    /// The consent method cannot be reported (400).
+    BadMethod,
+    /// The recording policy refuses this call (403).
+    NotRecorded,
+    /// The call has ended (409).
+    CallEnded,
+    /// No recording policy is configured (409).
+    NoPolicySettings,
+    /// The offer has no audio Hearken can receive (422).
+    NoUsableAudio,
+    /// ICE restarts are not supported (422).
+    IceRestartUnsupported,
+    /// Too many participants wait for this call (422).
+    TooManyParticipants,
+    /// The node is shutting down (503).
+    ShuttingDown,
+    /// The node is full (503).
+    NodeFull,
+    /// Too many calls wait to start (503).
+    TooManyPendingCalls,
+    /// The media worker did not answer (503).
+    WorkerBusy,
+    /// The media worker has stopped (503).
+    WorkerUnavailable,
+}
+
+impl ProblemType {
+    /// The last part of the `type` URN.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::BadPath => "bad-path",
+            Self::BadCallId => "bad-call-id",
+            Self::BadParticipantId => "bad-participant-id",
+            Self::BadBody => "bad-body",
+            Self::BadJson => "bad-json",
+            Self::MalformedSdp => "malformed-sdp",
+            Self::BadMeeting => "bad-meeting",
+            Self::BadWindow => "bad-window",
+            Self::BadLocation => "bad-location",
+            Self::BadMethod => "bad-method",
+            Self::NotRecorded => "not-recorded",
+            Self::CallEnded => "call-ended",
+            Self::NoPolicySettings => "no-policy-settings",
+            Self::NoUsableAudio => "no-usable-audio",
+            Self::IceRestartUnsupported => "ice-restart-unsupported",
+            Self::TooManyParticipants => "too-many-participants",
+            Self::ShuttingDown => "shutting-down",
+            Self::NodeFull => "node-full",
+            Self::TooManyPendingCalls => "too-many-pending-calls",
+            Self::WorkerBusy => "worker-busy",
+            Self::WorkerUnavailable => "worker-unavailable",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadPath
+            | Self::BadCallId
+            | Self::BadParticipantId
+            | Self::BadBody
+            | Self::BadJson
+            | Self::MalformedSdp
+            | Self::BadMeeting
+            | Self::BadWindow
+            | Self::BadLocation
+            | Self::BadMethod => StatusCode::BAD_REQUEST,
+            Self::NotRecorded => StatusCode::FORBIDDEN,
+            Self::CallEnded | Self::NoPolicySettings => StatusCode::CONFLICT,
+            Self::NoUsableAudio | Self::IceRestartUnsupported | Self::TooManyParticipants => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::ShuttingDown
+            | Self::NodeFull
+            | Self::TooManyPendingCalls
+            | Self::WorkerBusy
+            | Self::WorkerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 /// An HTTP error response.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -26,7 +130,12 @@ struct Body<'a> {
 }
 
 impl Problem {
-    fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: String) -> Self {
+    fn with_status(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: String,
+    ) -> Self {
         Self {
             status,
             slug,
@@ -37,14 +146,9 @@ impl Problem {
         }
     }
 
-    /// 400: the request cannot be understood.
-    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, slug, "Bad request", detail.into())
-    }
-
     /// 401: missing or unknown bearer token.
     pub fn unauthorized() -> Self {
-        let mut p = Self::new(
+        let mut p = Self::with_status(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Unauthorized",
@@ -54,14 +158,9 @@ impl Problem {
         p
     }
 
-    /// 403: the request is understood and refused (e.g. by recording policy).
-    pub fn forbidden(slug: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, slug, "Forbidden", detail.into())
-    }
-
     /// 404: no such resource.
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(
+        Self::with_status(
             StatusCode::NOT_FOUND,
             "not-found",
             "Not found",
@@ -69,14 +168,9 @@ impl Problem {
         )
     }
 
-    /// 409: conflicts with the resource's state.
-    pub fn conflict(slug: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, slug, "Conflict", detail.into())
-    }
-
     /// 412: `If-Match` does not match.
     pub fn precondition_failed(detail: impl Into<String>) -> Self {
-        Self::new(
+        Self::with_status(
             StatusCode::PRECONDITION_FAILED,
             "precondition-failed",
             "Precondition failed",
@@ -86,7 +180,7 @@ impl Problem {
 
     /// 413: the body is larger than the server takes.
     pub fn too_large(detail: impl Into<String>) -> Self {
-        Self::new(
+        Self::with_status(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
             "Content too large",
@@ -96,7 +190,7 @@ impl Problem {
 
     /// 415: wrong `Content-Type`.
     pub fn unsupported_media_type(expected: &str) -> Self {
-        Self::new(
+        Self::with_status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "Unsupported media type",
@@ -104,19 +198,9 @@ impl Problem {
         )
     }
 
-    /// 422: understood but unusable.
-    pub fn unprocessable(slug: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            slug,
-            "Unprocessable content",
-            detail.into(),
-        )
-    }
-
     /// 428: a conditional request header is required.
     pub fn precondition_required(detail: impl Into<String>) -> Self {
-        Self::new(
+        Self::with_status(
             StatusCode::PRECONDITION_REQUIRED,
             "precondition-required",
             "Precondition required",
@@ -124,18 +208,24 @@ impl Problem {
         )
     }
 
-    /// 503 with `Retry-After`.
+    /// A problem of type `kind` (its status comes with the type).
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+        let status = kind.status();
+        Self::with_status(
+            status,
+            kind.slug(),
+            status.canonical_reason().unwrap_or("Error"),
+            detail.into(),
+        )
+    }
+
+    /// A 503 problem with `Retry-After`.
     pub fn unavailable(
-        slug: &'static str,
+        kind: ProblemType,
         detail: impl Into<String>,
         retry_after_secs: u64,
     ) -> Self {
-        let mut p = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            slug,
-            "Service unavailable",
-            detail.into(),
-        );
+        let mut p = Self::new(kind, detail);
         p.retry_after_secs = Some(retry_after_secs);
         p
     }
@@ -143,7 +233,7 @@ impl Problem {
     /// 500: logs `internal` once; the client sees only a generic detail.
     pub fn internal(internal: impl std::fmt::Display) -> Self {
         tracing::error!(error = %internal, "internal error answering a request");
-        Self::new(
+        Self::with_status(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal server error",

@@ -17,7 +17,7 @@ use rand::RngCore;
 use tracing::{debug, info};
 
 use super::extract::{CallPath, SdpBody, SessionPath, content_type_is};
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::{ask_call_worker, ask_worker};
 use crate::control::meetings::Admission;
 use crate::media::{Command, CreateSession, CreateSessionError, Reply};
@@ -51,24 +51,24 @@ pub async fn create(
             .with_label_values(&["shutting_down"])
             .inc();
         return Err(Problem::unavailable(
-            "shutting-down",
+            ProblemType::ShuttingDown,
             "this node is shutting down",
             retry_after,
         ));
     }
     let summary = OfferSummary::scan(&sdp).map_err(|e| match e {
-        OfferError::NoUsableAudio => Problem::unprocessable("no-usable-audio", e.to_string()),
-        _ => Problem::bad_request("malformed-sdp", e.to_string()),
+        OfferError::NoUsableAudio => Problem::new(ProblemType::NoUsableAudio, e.to_string()),
+        _ => Problem::new(ProblemType::MalformedSdp, e.to_string()),
     })?;
     summary
         .require_audio()
-        .map_err(|e| Problem::unprocessable("no-usable-audio", e.to_string()))?;
+        .map_err(|e| Problem::new(ProblemType::NoUsableAudio, e.to_string()))?;
     if let Admission::Refuse(reason) = state.meetings.admit(&call_id) {
-        return Err(Problem::forbidden("not-recorded", reason));
+        return Err(Problem::new(ProblemType::NotRecorded, reason));
     }
     if state.store.call_has_ended(&call_id) {
-        return Err(Problem::conflict(
-            "call-ended",
+        return Err(Problem::new(
+            ProblemType::CallEnded,
             format!("call {call_id} has ended; its recordings are final. Use a new call id."),
         ));
     }
@@ -94,7 +94,11 @@ pub async fn create(
         } else {
             format!("this node carries its maximum of {max_sessions} sessions")
         };
-        return Err(Problem::unavailable("node-full", detail, retry_after));
+        return Err(Problem::unavailable(
+            ProblemType::NodeFull,
+            detail,
+            retry_after,
+        ));
     };
     let worker = placement.worker;
     let command = Command::CreateSession(Box::new(CreateSession {
@@ -111,14 +115,16 @@ pub async fn create(
             state.registry.remove_session(&secret);
             return Err(match outcome {
                 Ok(Reply::Answer(Err(e @ CreateSessionError::BadOffer(_)))) => {
-                    Problem::bad_request("malformed-sdp", e.to_string())
+                    Problem::new(ProblemType::MalformedSdp, e.to_string())
                 }
                 Ok(Reply::Answer(Err(e @ CreateSessionError::NoUsableAudio))) => {
-                    Problem::unprocessable("no-usable-audio", e.to_string())
+                    Problem::new(ProblemType::NoUsableAudio, e.to_string())
                 }
-                Ok(Reply::Answer(Err(CreateSessionError::ShuttingDown))) => {
-                    Problem::unavailable("shutting-down", "this node is shutting down", retry_after)
-                }
+                Ok(Reply::Answer(Err(CreateSessionError::ShuttingDown))) => Problem::unavailable(
+                    ProblemType::ShuttingDown,
+                    "this node is shutting down",
+                    retry_after,
+                ),
                 Ok(Reply::Answer(Err(e))) => Problem::internal(e),
                 Ok(other) => Problem::internal(format!("unexpected worker reply {other:?}")),
                 Err(problem) => problem,
@@ -209,8 +215,8 @@ pub async fn patch(
         ));
     };
     if if_match.trim() == "*" {
-        return Err(Problem::unprocessable(
-            "ice-restart-unsupported",
+        return Err(Problem::new(
+            ProblemType::IceRestartUnsupported,
             "ICE restart is not supported; start a new session instead",
         ));
     }

@@ -334,6 +334,7 @@ impl Worker {
                 Output::Event(event) => {
                     if self.events.try_send(event).is_err() {
                         // Only if the control plane is stuck or gone.
+                        self.metrics.sink_messages_dropped.inc();
                         warn!(
                             worker = self.index,
                             "control plane event queue full; event dropped"

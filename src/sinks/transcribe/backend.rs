@@ -11,22 +11,56 @@ use hearken_core::transcript::{Chunk, StreamWord};
 /// A boxed future, for object-safe async methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Why a backend call failed. `reason` is a fixed label for metrics.
+/// Why a backend connection was lost or refused: a fixed set, a metric
+/// label (`hearken_transcription_reconnects_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The connection could not be opened.
+    Connect,
+    /// The backend answered 429.
+    RateLimited,
+    /// The backend answered 5xx.
+    ServerError,
+    /// The backend closed the stream.
+    Closed,
+    /// Opening the connection took longer than the connect timeout.
+    Timeout,
+    /// Sending audio failed.
+    Send,
+    /// The backend broke the protocol, or we would have.
+    Protocol,
+}
+
+impl Failure {
+    /// The metric label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::Closed => "closed",
+            Self::Timeout => "timeout",
+            Self::Send => "send",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// Why a backend call failed.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{reason}: {detail}")]
+#[error("{}: {detail}", failure.as_label())]
 pub struct BackendError {
-    /// One of a fixed set: `connect`, `rate_limited`, `server_error`,
-    /// `closed`, `timeout`, `send`, `protocol`.
-    pub reason: &'static str,
+    /// The kind of failure.
+    pub failure: Failure,
     /// What happened (never contains the API key).
     pub detail: String,
 }
 
 impl BackendError {
-    /// An error with a fixed reason label.
-    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    /// A failure with what happened.
+    pub fn new(failure: Failure, detail: impl Into<String>) -> Self {
         Self {
-            reason,
+            failure,
             detail: detail.into(),
         }
     }

@@ -11,7 +11,9 @@ use deepgram::common::options::{Language, Model, Options};
 use deepgram::common::stream_response::StreamResponse;
 use deepgram::listen::websocket::WebsocketHandle;
 
-use super::backend::{AudioInput, Backend, BackendError, BackendEvent, BoxFuture, Connection};
+use super::backend::{
+    AudioInput, Backend, BackendError, BackendEvent, BoxFuture, Connection, Failure,
+};
 use crate::config::{DeepgramConfig, DeepgramEncoding};
 use hearken_core::ogg::{OggOpusWriter, OpusHead};
 use hearken_core::transcript::{Chunk, ChunkAudio, StreamWord, extend_linear16};
@@ -50,11 +52,11 @@ impl DeepgramBackend {
 fn classify(e: &deepgram::DeepgramError) -> BackendError {
     let text = e.to_string();
     let reason = if text.contains("429") {
-        "rate_limited"
+        Failure::RateLimited
     } else if text.contains(" 5") && text.contains("HTTP") || text.contains("50") {
-        "server_error"
+        Failure::ServerError
     } else {
-        "connect"
+        Failure::Connect
     };
     BackendError::new(reason, text)
 }
@@ -144,14 +146,15 @@ impl DeepgramConnection {
         match (&chunk.audio, self.ogg.as_mut()) {
             (ChunkAudio::Pcm16k(pcm), None) => extend_linear16(&mut self.pcm, pcm),
             (ChunkAudio::Opus(packet), Some(ogg)) => {
-                let samples = u32::try_from(chunk.samples)
-                    .map_err(|_| BackendError::new("protocol", "an Opus chunk is too long"))?;
+                let samples = u32::try_from(chunk.samples).map_err(|_| {
+                    BackendError::new(Failure::Protocol, "an Opus chunk is too long")
+                })?;
                 ogg.push_packet(packet, samples)
-                    .map_err(|e| BackendError::new("protocol", e.to_string()))?;
+                    .map_err(|e| BackendError::new(Failure::Protocol, e.to_string()))?;
             }
             _ => {
                 return Err(BackendError::new(
-                    "protocol",
+                    Failure::Protocol,
                     "audio in a form this connection was not opened for",
                 ));
             }
@@ -181,7 +184,7 @@ impl DeepgramConnection {
         self.handle
             .send_data(bytes)
             .await
-            .map_err(|e| BackendError::new("send", e.to_string()))
+            .map_err(|e| BackendError::new(Failure::Send, e.to_string()))
     }
 }
 
@@ -227,7 +230,7 @@ impl Connection for DeepgramConnection {
             self.handle
                 .finalize()
                 .await
-                .map_err(|e| BackendError::new("send", e.to_string()))
+                .map_err(|e| BackendError::new(Failure::Send, e.to_string()))
         })
     }
 
@@ -237,7 +240,7 @@ impl Connection for DeepgramConnection {
             self.handle
                 .close_stream()
                 .await
-                .map_err(|e| BackendError::new("send", e.to_string()))
+                .map_err(|e| BackendError::new(Failure::Send, e.to_string()))
         })
     }
 
@@ -271,7 +274,7 @@ impl Connection for DeepgramConnection {
                     Ok(_) => continue,
                     Err(deepgram::DeepgramError::WebsocketClose { code, reason }) => {
                         return Some(Err(BackendError::new(
-                            "closed",
+                            Failure::Closed,
                             format!("closed by the server ({code}): {reason}"),
                         )));
                     }
@@ -282,7 +285,7 @@ impl Connection for DeepgramConnection {
                             tracing::warn!(error = %text, "unreadable message from deepgram");
                             continue;
                         }
-                        return Some(Err(BackendError::new("closed", text)));
+                        return Some(Err(BackendError::new(Failure::Closed, text)));
                     }
                 }
             }

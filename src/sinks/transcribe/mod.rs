@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use crate::metrics::{DropReason, Metrics};
 use crate::sinks::{CONTROL_RESERVE, Completion, Downstream, SinkFull};
 use crate::store::Store;
-use backend::{AudioInput, Backend, BackendEvent, Connection};
+use backend::{AudioInput, Backend, BackendEvent, Connection, Failure};
 use hearken_core::conference::{CallSummary, SpeakerFrame};
 use hearken_core::ids::CallId;
 use hearken_core::transcript::{CallWord, Chunk, Coverage, SpeakerStream};
@@ -372,6 +372,7 @@ impl Dispatcher {
                         .and_then(|c| c.get(&participant_id))
                         && s.tx.try_send(SpeakerMsg::Leave).is_err()
                     {
+                        self.metrics.sink_messages_dropped.inc();
                         debug!(call = %call_id, "speaker queue full: leave not signalled");
                     }
                 }
@@ -571,7 +572,7 @@ impl SpeakerTask {
                 {
                     Ok(result) => result,
                     Err(_) => Err(backend::BackendError::new(
-                        "timeout",
+                        Failure::Timeout,
                         "no connection within the connect timeout",
                     )),
                 };
@@ -587,7 +588,7 @@ impl SpeakerTask {
                     Err(e) => {
                         self.metrics
                             .transcription_reconnects
-                            .with_label_values(&[e.reason])
+                            .with_label_values(&[e.failure.as_label()])
                             .inc();
                         warn!(call = %self.call_id, error = %e, "transcription backend unavailable; retrying");
                         let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
@@ -625,7 +626,7 @@ impl SpeakerTask {
                     let _ = c.close().await;
                 }
                 if failed {
-                    self.lose_connection(&mut conn, &mut stream, "send");
+                    self.lose_connection(&mut conn, &mut stream, Some(Failure::Send));
                 }
             }
             let wake = ending
@@ -673,12 +674,13 @@ impl SpeakerTask {
                         self.publish(ResultKind::Interim, text, words);
                     }
                     Some(Ok(BackendEvent::Closed { .. })) | None => {
-                        let reason = if closed_sent { "end" } else { "closed" };
-                        self.lose_connection(&mut conn, &mut stream, reason);
+                        // After our CloseStream, the close is the end we asked for.
+                        let failure = (!closed_sent).then_some(Failure::Closed);
+                        self.lose_connection(&mut conn, &mut stream, failure);
                     }
                     Some(Err(e)) => {
                         debug!(error = %e, "transcription connection lost");
-                        self.lose_connection(&mut conn, &mut stream, e.reason);
+                        self.lose_connection(&mut conn, &mut stream, Some(e.failure));
                     }
                 },
                 _ = tokio::time::sleep_until(wake) => {}
@@ -758,16 +760,20 @@ impl SpeakerTask {
         }
     }
 
+    /// The connection is gone: counted as a reconnect unless it ended as
+    /// asked (`failure` is `None`).
     fn lose_connection(
         &self,
         conn: &mut Option<Box<dyn Connection>>,
         stream: &mut SpeakerStream,
-        reason: &'static str,
+        failure: Option<Failure>,
     ) {
-        if conn.take().is_some() && reason != "end" {
+        if conn.take().is_some()
+            && let Some(failure) = failure
+        {
             self.metrics
                 .transcription_reconnects
-                .with_label_values(&[reason])
+                .with_label_values(&[failure.as_label()])
                 .inc();
         }
         stream.handle_disconnected();
