@@ -378,6 +378,10 @@ impl Engine {
     }
 
     /// Time passed: handles every deadline up to `now`.
+    ///
+    /// The packet counters of the datagrams handled since the last call are
+    /// added to the shared metrics here, once per turn of the worker's loop
+    /// rather than once per packet.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((at, timer)) = self.shared.timers.pop_due(now) {
             match timer {
@@ -385,6 +389,7 @@ impl Engine {
                 Timer::Call(call_id) => self.handle_call_timer(call_id, at, now),
             }
         }
+        self.flush_counts();
         if now >= self.next_census {
             self.next_census = now + CENSUS_INTERVAL;
             self.publish_census();
@@ -401,11 +406,7 @@ impl Engine {
 
     /// The next thing to do, until `None`.
     pub fn poll_output(&mut self) -> Option<Output> {
-        let out = self.shared.out.pop_front();
-        if out.is_none() {
-            self.flush_counts();
-        }
-        out
+        self.shared.out.pop_front()
     }
 
     /// Handles a request from the control plane.

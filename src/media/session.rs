@@ -16,6 +16,7 @@ use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 use rustc_hash::FxHashMap;
 use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
 use str0m::crypto::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid, Pt};
@@ -244,8 +245,17 @@ pub fn new_rtc(now: Instant) -> Rtc {
     // One provider for every session: DTLS through OpenSSL (see `dtls.rs`).
     static CRYPTO: LazyLock<Arc<CryptoProvider>> =
         LazyLock::new(|| Arc::new(super::dtls::provider()));
-    let mut config = RtcConfig::new()
-        .set_crypto_provider(CRYPTO.clone())
+    // One DTLS certificate for every session of the process, as SFUs such
+    // as Janus do: generating one per session cost most of the 0.8 ms of an
+    // answer, and lets each worker keep one OpenSSL context for all its
+    // sessions. Clients pin it per session by the answer's a=fingerprint.
+    static CERT: LazyLock<Option<DtlsCert>> =
+        LazyLock::new(|| CRYPTO.dtls_provider.generate_certificate());
+    let mut config = RtcConfig::new().set_crypto_provider(CRYPTO.clone());
+    if let Some(cert) = CERT.as_ref() {
+        config = config.set_dtls_cert(cert.clone());
+    }
+    let mut config = config
         .set_ice_lite(true)
         .clear_extension_map()
         .set_extension(1, Extension::AudioLevel)

@@ -309,6 +309,8 @@ impl Worker {
                 Ok((len, source)) => {
                     self.engine
                         .handle_datagram(Instant::now(), source, &buf[..len]);
+                    // Right away: a frame waits for no other datagram.
+                    self.carry_out();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -1,6 +1,7 @@
 //! The media engine in simulated time (see `crate::sim`): whole calls with
 //! real str0m clients, without sockets or waiting.
 
+mod dtls_loss;
 mod failures;
 mod panic_ends_one_call;
 mod routing;
