@@ -1,0 +1,127 @@
+//! The test speech, and decoding what was recorded (the `ogg` crate and
+//! libopus: independent of the server's own muxer).
+
+use std::path::Path;
+
+/// The Opus packets of an Ogg Opus file (headers skipped).
+pub fn read_opus_packets(path: &Path) -> Vec<Vec<u8>> {
+    let file = std::fs::File::open(path).expect("open ogg");
+    let mut reader = ogg::PacketReader::new(std::io::BufReader::new(file));
+    let mut packets = Vec::new();
+    let mut index = 0;
+    while let Ok(Some(p)) = reader.read_packet() {
+        if index >= 2 {
+            packets.push(p.data);
+        }
+        index += 1;
+    }
+    packets
+}
+
+/// The repository's test speech clips.
+pub fn speech(name: &str) -> Vec<Vec<u8>> {
+    read_opus_packets(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("media/test")
+            .join(name),
+    )
+}
+
+/// A decoded recording: mono 48 kHz samples after pre-skip, plus facts.
+pub struct Decoded {
+    pub samples: Vec<i16>,
+    pub pre_skip: usize,
+    pub pages_with_eos: usize,
+}
+
+impl Decoded {
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / 48_000.0
+    }
+
+    /// RMS of `[from, to)` seconds.
+    pub fn rms(&self, from: f64, to: f64) -> f64 {
+        let a = ((from * 48_000.0) as usize).min(self.samples.len());
+        let b = ((to * 48_000.0) as usize).min(self.samples.len());
+        if b <= a {
+            return 0.0;
+        }
+        let sum: f64 = self.samples[a..b]
+            .iter()
+            .map(|&s| f64::from(s).powi(2))
+            .sum();
+        (sum / (b - a) as f64).sqrt()
+    }
+
+    /// Seconds of 20 ms windows louder than `threshold` RMS.
+    pub fn voiced_seconds(&self, threshold: f64) -> f64 {
+        self.samples
+            .chunks(960)
+            .filter(|c| {
+                let sum: f64 = c.iter().map(|&s| f64::from(s).powi(2)).sum();
+                (sum / c.len() as f64).sqrt() > threshold
+            })
+            .count() as f64
+            * 0.02
+    }
+
+    /// Time of the first 20 ms window louder than `threshold` RMS.
+    pub fn onset(&self, threshold: f64) -> Option<f64> {
+        self.samples
+            .chunks(960)
+            .position(|c| {
+                let sum: f64 = c.iter().map(|&s| f64::from(s).powi(2)).sum();
+                (sum / c.len() as f64).sqrt() > threshold
+            })
+            .map(|i| i as f64 * 0.02)
+    }
+}
+
+/// Number of Ogg pages with the EOS flag, walking page headers (RFC 3533 §6).
+pub fn eos_pages(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut eos = 0;
+    while at + 27 <= bytes.len() && &bytes[at..at + 4] == b"OggS" {
+        let segments = usize::from(bytes[at + 26]);
+        let lacing = &bytes[at + 27..(at + 27 + segments).min(bytes.len())];
+        let body: usize = lacing.iter().map(|&l| usize::from(l)).sum();
+        if bytes[at + 5] & 0x04 != 0 {
+            eos += 1;
+        }
+        at += 27 + segments + body;
+    }
+    assert_eq!(at, bytes.len(), "the file is a sequence of whole pages");
+    eos
+}
+
+/// Decodes an Ogg Opus file with the `ogg` crate and libopus.
+pub fn decode_ogg_opus(path: &Path) -> Decoded {
+    let file = std::fs::File::open(path).expect("open recording");
+    let mut reader = ogg::PacketReader::new(std::io::BufReader::new(file));
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
+    let mut pcm = Vec::new();
+    let mut buf = vec![0i16; 5760];
+    let mut pre_skip = 0;
+    let mut index = 0;
+    let mut eos = 0;
+    while let Ok(Some(p)) = reader.read_packet() {
+        if p.last_in_stream() {
+            eos += 1;
+        }
+        if index == 0 {
+            assert_eq!(&p.data[..8], b"OpusHead");
+            pre_skip = usize::from(u16::from_le_bytes([p.data[10], p.data[11]]));
+        } else if index >= 2 {
+            let n = decoder.decode(&p.data, &mut buf, false).expect("decode");
+            pcm.extend_from_slice(&buf[..n]);
+        }
+        index += 1;
+    }
+    let samples = pcm.split_off(pre_skip.min(pcm.len()));
+    let _ = eos;
+    Decoded {
+        samples,
+        pre_skip,
+        pages_with_eos: eos_pages(&std::fs::read(path).expect("read recording")),
+    }
+}
