@@ -57,6 +57,7 @@ use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
 use super::command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};
 use super::playback::{Playback, Progress};
 use super::session::{Due, Session, Speaker};
+use super::stun_filter::UfragPrefix;
 use crate::metrics::{DropReason, GateState, Label, MediaMetrics};
 use crate::setup::consent::ConsentSetup;
 use crate::sinks::{CallDone, SinkMsg};
@@ -71,6 +72,9 @@ pub struct EngineSettings {
     pub connect_timeout: Duration,
     /// Connected sessions from which nothing arrives this long are ended.
     pub inactivity_timeout: Duration,
+    /// Every local ICE ufrag starts with this (what the worker's socket
+    /// filter lets through); `None`: str0m's own random ufrags.
+    pub ufrag_prefix: Option<UfragPrefix>,
 }
 
 /// Something the engine wants done.
@@ -596,13 +600,7 @@ impl Engine {
             }
         });
         let span = info_span!(parent: &call.span, "session", id = %create.public_id);
-        let accepted = Session::accept(
-            &create,
-            settings.local_addr,
-            settings.connect_timeout,
-            now,
-            span,
-        );
+        let accepted = Session::accept(&create, settings, now, span);
         let (session, answer) = match accepted {
             Ok(a) => a,
             Err(e) => {

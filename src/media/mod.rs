@@ -12,12 +12,15 @@
 //!   it.
 //! - [`dtls`]: DTLS through OpenSSL, so clients with RSA certificates
 //!   connect too.
+//! - [`stun_filter`]: a kernel filter that drops forged STUN checks before
+//!   they reach the worker.
 
 pub mod command;
 pub mod dtls;
 pub mod engine;
 pub mod playback;
 pub mod session;
+pub mod stun_filter;
 pub mod worker;
 
 pub use command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};

@@ -21,10 +21,11 @@ use str0m::crypto::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid, Pt};
 use str0m::rtp::Extension;
-use str0m::{Candidate, Rtc, RtcConfig, RtcError};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig, RtcError};
 use tracing::Span;
 
 use super::command::{CreateSession, CreateSessionError, FailureCause, SessionFailure};
+use super::engine::EngineSettings;
 use super::playback::Playback;
 
 /// The engine's number for a session (never reused within an engine).
@@ -88,12 +89,17 @@ impl Session {
     /// candidate is `advertised`. Returns the session and its SDP answer.
     pub fn accept(
         create: &CreateSession,
-        advertised: SocketAddr,
-        connect_timeout: Duration,
+        settings: &EngineSettings,
         now: Instant,
         span: Span,
     ) -> Result<(Session, String), CreateSessionError> {
+        let advertised = settings.local_addr;
         let mut rtc = new_rtc(now);
+        if let Some(prefix) = settings.ufrag_prefix {
+            let mut creds = IceCreds::new();
+            creds.ufrag = prefix.apply(&creds.ufrag);
+            rtc.direct_api().set_local_ice_credentials(creds);
+        }
         let candidate = Candidate::host(advertised, "udp")
             .map_err(|_| CreateSessionError::NoLocalCandidate(advertised))?;
         rtc.add_local_candidate(candidate);
@@ -133,7 +139,7 @@ impl Session {
             last_input: now,
             ice_connected: false,
             connected: false,
-            connect_deadline: now + connect_timeout,
+            connect_deadline: now + settings.connect_timeout,
             ending: None,
             span,
         };

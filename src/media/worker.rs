@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use super::command::{Command, EngineEvent, Reply};
 use super::engine::{Engine, EngineSettings, Output};
+use super::stun_filter::{self, UfragPrefix};
 use crate::metrics::{DropReason, MediaMetrics, Metrics};
 use crate::setup::consent::ConsentSetup;
 use crate::sinks::{SinkMsg, SinkSender};
@@ -144,7 +145,7 @@ pub fn spawn(
     events: tokio::sync::mpsc::Sender<EngineEvent>,
     metrics: &Metrics,
 ) -> io::Result<(WorkerHandle, thread::JoinHandle<()>)> {
-    let std_socket = bind_udp(settings.bind, settings.recv_buffer_bytes)?;
+    let (std_socket, ufrag_prefix) = bind_udp(settings.bind, settings.recv_buffer_bytes)?;
     let port = std_socket.local_addr()?.port();
     let mut socket = UdpSocket::from_std(std_socket);
     let poll = Poll::new()?;
@@ -162,6 +163,7 @@ pub fn spawn(
             local_addr,
             connect_timeout: settings.connect_timeout,
             inactivity_timeout: settings.inactivity_timeout,
+            ufrag_prefix,
         },
         settings.consent,
         media.clone(),
@@ -229,7 +231,12 @@ impl Drop for AliveGuard {
     }
 }
 
-fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<std::net::UdpSocket> {
+/// Binds the worker's socket. With the STUN filter attached, returns the
+/// ufrag prefix it lets through.
+fn bind_udp(
+    addr: SocketAddr,
+    recv_buffer: usize,
+) -> io::Result<(std::net::UdpSocket, Option<UfragPrefix>)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
     // Bursts from thousands of speakers must not overflow the default buffer;
@@ -237,7 +244,15 @@ fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<std::net::UdpSoc
     let _ = socket.set_recv_buffer_size(recv_buffer);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    let prefix = UfragPrefix::random();
+    let filtered = match stun_filter::attach(&socket, prefix) {
+        Ok(()) => Some(prefix),
+        Err(e) => {
+            warn!(error = %e, "no STUN socket filter: forged checks reach the worker");
+            None
+        }
+    };
+    Ok((socket.into(), filtered))
 }
 
 struct Worker {
