@@ -172,7 +172,7 @@ fn routing(c: &mut Criterion) {
         let order: Vec<usize> = (0..n).map(|i| (i * 2_654_435_761) % n).collect();
         // A check naming a ufrag no session has: session 0's, one byte off.
         let mut forged = node.stun[0].clone();
-        let at = username_at(&forged).expect("USERNAME");
+        let at = hearken_testkit::stun_username_at(&forged).expect("USERNAME");
         forged[at] ^= 0x20;
 
         // What is measured is what we claim.
@@ -213,21 +213,6 @@ fn routing(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// Offset of the USERNAME attribute's value (RFC 8489 §14.3) in a STUN
-/// message.
-fn username_at(stun: &[u8]) -> Option<usize> {
-    let mut at = 20;
-    while at + 4 <= stun.len() {
-        let kind = u16::from_be_bytes([stun[at], stun[at + 1]]);
-        let len = usize::from(u16::from_be_bytes([stun[at + 2], stun[at + 3]]));
-        if kind == 0x0006 {
-            return Some(at + 4);
-        }
-        at += 4 + len.div_ceil(4) * 4;
-    }
-    None
 }
 
 criterion_group! {

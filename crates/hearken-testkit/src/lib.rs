@@ -245,6 +245,19 @@ impl WhipClient {
         }
     }
 
+    /// The m-line of `track` and its negotiated Opus payload type, while it
+    /// sends.
+    fn opus_of(&mut self, track: usize) -> Option<(Mid, Pt)> {
+        let mid = *self.mids.get(track)?;
+        let pt = self
+            .rtc
+            .writer(mid)?
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())?;
+        Some((mid, pt))
+    }
+
     /// Sends one Opus packet of `samples` (48 kHz) on track `track`, with an
     /// RFC 6464 audio level (-dBov) when given. Returns `false` when the
     /// track no longer sends (the server ended the session).
@@ -256,17 +269,10 @@ impl WhipClient {
         samples: u64,
         audio_level: Option<i8>,
     ) -> Result<bool, ClientError> {
-        let Some(&mid) = self.mids.get(track) else {
+        let Some((mid, pt)) = self.opus_of(track) else {
             return Ok(false);
         };
         let Some(mut writer) = self.rtc.writer(mid) else {
-            return Ok(false);
-        };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
             return Ok(false);
         };
         if let Some(level) = audio_level {
@@ -287,17 +293,10 @@ impl WhipClient {
         event: u8,
         duration: Duration,
     ) -> Result<bool, ClientError> {
-        let Some(&mid) = self.mids.get(track) else {
+        let Some((mid, pt)) = self.opus_of(track) else {
             return Ok(false);
         };
         let Some(writer) = self.rtc.writer(mid) else {
-            return Ok(false);
-        };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
             return Ok(false);
         };
         let at = MediaTime::new(self.rtp_time[track], Frequency::FORTY_EIGHT_KHZ);
@@ -327,4 +326,19 @@ pub fn read_opus_packets(path: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>
     }
     // OpusHead and OpusTags.
     Ok(packets.split_off(2.min(packets.len())))
+}
+
+/// Offset of the USERNAME attribute's value (RFC 8489 §14.3) in a STUN
+/// message, for tests that forge or alter a connectivity check.
+pub fn stun_username_at(stun: &[u8]) -> Option<usize> {
+    let mut at = 20;
+    while at + 4 <= stun.len() {
+        let kind = u16::from_be_bytes([stun[at], stun[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([stun[at + 2], stun[at + 3]]));
+        if kind == 0x0006 {
+            return Some(at + 4);
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
 }

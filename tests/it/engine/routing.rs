@@ -59,7 +59,7 @@ fn stun_from_a_new_address_finds_its_session_by_ufrag() {
     // The same check with another ufrag in USERNAME: no session is named
     // (MESSAGE-INTEGRITY is not even looked at). Dropped and counted.
     let mut forged = check.clone();
-    let at = find_username(&forged).expect("USERNAME attribute");
+    let at = hearken_testkit::stun_username_at(&forged).expect("USERNAME attribute");
     forged[at] ^= 0x20; // flip the case of the first ufrag character
     let stranger: SocketAddr = "10.9.9.10:61001".parse().unwrap();
     sim.engine.handle_datagram(sim.now, stranger, &forged);
@@ -75,19 +75,4 @@ fn stun_from_a_new_address_finds_its_session_by_ufrag() {
     sim.engine.handle_timeout(sim.now);
     assert_eq!(unrouted(), before + 2.0);
     assert_eq!(sim.engine.session_count(), 40, "no session was hurt");
-}
-
-/// Offset of the first byte of the USERNAME attribute's value (RFC 8489
-/// §14.3, type 0x0006) in a STUN message.
-fn find_username(stun: &[u8]) -> Option<usize> {
-    let mut at = 20;
-    while at + 4 <= stun.len() {
-        let kind = u16::from_be_bytes([stun[at], stun[at + 1]]);
-        let len = usize::from(u16::from_be_bytes([stun[at + 2], stun[at + 3]]));
-        if kind == 0x0006 {
-            return Some(at + 4);
-        }
-        at += 4 + len.div_ceil(4) * 4;
-    }
-    None
 }
