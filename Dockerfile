@@ -1,14 +1,19 @@
 # Multi-stage build of the hearken release binary on Debian.
 FROM rust:1-bookworm AS build
-# libopus (opus crate) builds with cmake; DTLS links OpenSSL.
-RUN apt-get update && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev && rm -rf /var/lib/apt/lists/*
+# libopus (opus crate) builds with cmake; DTLS links OpenSSL; the verbal-consent
+# recogniser (crates/hearken-verbal) links Debian's pocketsphinx.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev \
+      libpocketsphinx-dev libsphinxbase-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin hearken
 
 FROM debian:bookworm-slim
+# libpocketsphinx3 and the English model: verbal consent (without the model the
+# server starts without it and logs why).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+      libpocketsphinx3 libsphinxbase3 pocketsphinx-en-us \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/hearken --create-home --uid 10001 hearken
 COPY --from=build /src/target/release/hearken /usr/local/bin/hearken

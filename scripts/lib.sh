@@ -20,12 +20,14 @@ install_debian_packages() {
 }
 
 # The packages every build needs (libopus is built from source with cmake;
-# DTLS links the system OpenSSL), appended to the array named by $1 when
-# missing.
+# DTLS links the system OpenSSL; hearken-verbal links Debian's pocketsphinx
+# through pkg-config), appended to the array named by $1 when missing.
 add_missing_build_tools() {
   local -n into=$1
   command -v cmake >/dev/null || into+=(cmake)
   command -v cc >/dev/null || into+=(build-essential)
   command -v pkg-config >/dev/null || into+=(pkg-config)
   { command -v pkg-config >/dev/null && pkg-config --exists openssl; } || into+=(libssl-dev)
+  { command -v pkg-config >/dev/null && pkg-config --exists pocketsphinx; } ||
+    into+=(libpocketsphinx-dev libsphinxbase-dev)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of Hearken, installing what the tests need first
-# (Debian packages: cmake for libopus, iproute2 for the loopback-only network
-# namespace; tests/peers/install.sh for the real WebRTC peers).
+# (Debian packages: cmake for libopus, pocketsphinx for hearken-verbal,
+# iproute2 for the loopback-only network namespace; tests/peers/install.sh
+# for the real WebRTC peers and for the speech the verbal-consent tests hear).
 #
 # Tests run inside a private network namespace with only `lo`, so nothing a
 # test starts (the server, Chromium) can reach or be reached from any other
@@ -17,8 +18,10 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 install_debian_packages "${missing[@]}"
 # The real WebRTC peers of the interop tests: Chromium, Firefox ESR and
-# GStreamer from Debian, aiortc from PyPI (in a venv), werift from npm.
-tests/peers/install.sh
+# GStreamer from Debian, aiortc from PyPI (in a venv), werift from npm. Then
+# `speech`: the English pocketsphinx model, espeak-ng and sox (Debian), for
+# crates/hearken-verbal's tests.
+tests/peers/install.sh all speech
 
 echo "==> format"
 cargo fmt --all -- --check

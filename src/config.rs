@@ -124,8 +124,10 @@ pub struct TranscriptionConfig {
     /// Frames waiting for the transcriber at most (shared by all calls);
     /// beyond it frames are dropped and counted.
     pub queue_frames: usize,
-    /// Frames waiting for one speaker's backend connection at most (3,000
-    /// frames is a minute of 20 ms packets).
+    /// Frames waiting for one speaker's backend connection at most (6,000
+    /// frames is two minutes of 20 ms packets: a consent hold's commit, at
+    /// most a minute of one speaker, fits beside a minute of live audio).
+    /// At least [`MIN_SPEAKER_QUEUE_FRAMES`].
     pub speaker_queue_frames: usize,
     /// Bound on opening a backend connection; a slower one counts as a
     /// failed attempt and is retried.
@@ -148,6 +150,11 @@ pub struct TranscriptionConfig {
     /// Deepgram live streaming.
     pub deepgram: DeepgramConfig,
 }
+
+/// The smallest `transcription.speaker_queue_frames`: one commit of a
+/// consent hold for one speaker (60 s of 20 ms packets), which the speaker's
+/// queue takes whole or not at all.
+pub const MIN_SPEAKER_QUEUE_FRAMES: usize = 3_000;
 
 /// Deepgram settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +179,11 @@ pub struct DeepgramConfig {
     /// `ogg-opus` (the speakers' Opus packets as they arrived, in an Ogg
     /// container: no decoding, a tenth of the bandwidth).
     pub encoding: DeepgramEncoding,
+    /// Send `mip_opt_out=true`: Deepgram keeps neither the audio nor the
+    /// transcript to improve its models (the Model Improvement Program).
+    /// Without it Deepgram may keep them, which consent given for a
+    /// recording does not cover.
+    pub mip_opt_out: bool,
 }
 
 /// The audio format sent to Deepgram.
@@ -189,7 +201,7 @@ impl Default for TranscriptionConfig {
         Self {
             backend: TranscriptionBackend::None,
             queue_frames: 20_000,
-            speaker_queue_frames: 3_000,
+            speaker_queue_frames: 6_000,
             connect_timeout_ms: 10_000,
             buffer_seconds: 120,
             finish_timeout_ms: 10_000,
@@ -212,6 +224,7 @@ impl Default for DeepgramConfig {
             endpointing_ms: 300,
             interim_results: true,
             encoding: DeepgramEncoding::Linear16,
+            mip_opt_out: true,
         }
     }
 }
@@ -536,6 +549,14 @@ impl Config {
                 });
             }
         }
+        if self.transcription.speaker_queue_frames < MIN_SPEAKER_QUEUE_FRAMES {
+            return Err(ConfigError::Invalid {
+                key: "transcription.speaker_queue_frames",
+                message: format!(
+                    "must be at least {MIN_SPEAKER_QUEUE_FRAMES} (one consent hold's commit: 60 s of 20 ms packets)"
+                ),
+            });
+        }
         if self.transcription.buffer_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "transcription.buffer_seconds",
@@ -854,6 +875,39 @@ mod tests {
         assert!(
             text.contains("decline_policy") && text.contains("shrug"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_vendor_keeps_nothing_unless_told_otherwise() {
+        assert!(Config::default().transcription.deepgram.mip_opt_out);
+        let c = Config::load(
+            None,
+            env(&[("HEARKEN_TRANSCRIPTION_DEEPGRAM_MIP_OPT_OUT", "false")]),
+        )
+        .unwrap();
+        assert!(c.unknown_env.is_empty(), "{:?}", c.unknown_env);
+        assert!(!c.config.transcription.deepgram.mip_opt_out);
+    }
+
+    #[test]
+    fn a_speaker_queue_must_hold_a_whole_commit() {
+        let text = Config::load(
+            None,
+            env(&[("HEARKEN_TRANSCRIPTION_SPEAKER_QUEUE_FRAMES", "2999")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("transcription.speaker_queue_frames") && text.contains("3000"),
+            "{text}"
+        );
+        assert!(
+            Config::load(
+                None,
+                env(&[("HEARKEN_TRANSCRIPTION_SPEAKER_QUEUE_FRAMES", "3000")])
+            )
+            .is_ok()
         );
     }
 

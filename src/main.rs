@@ -52,6 +52,9 @@ enum Command {
 enum ConsentCmd {
     /// Print the consent mode of a call and why, per participant.
     Explain(hearken::cli::consent::ExplainArgs),
+    /// Check a call's consent audit log (hash chain, and the head call.json
+    /// records); exits non-zero naming the first bad line.
+    Verify(hearken::cli::consent::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +94,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             let consent = load(config.as_deref())?.config.consent;
             print!("{}", hearken::cli::consent::explain(args, &consent)?);
+            Ok(())
+        }
+        Command::Consent {
+            cmd: ConsentCmd::Verify(args),
+            ..
+        } => {
+            print!("{}", hearken::cli::consent::verify(args)?);
             Ok(())
         }
     }

@@ -101,6 +101,7 @@ label_enum!(DropReason {
     DropReason::NotOpus => "not_opus",
     DropReason::Discarded => "discarded",
     DropReason::TranscriberQueueFull => "transcriber_queue_full",
+    DropReason::AuditLogFailed => "audit_log_failed",
 } all: [
     DropReason::TranscriberQueueFull,
     DropReason::RecorderQueueFull,
@@ -108,6 +109,7 @@ label_enum!(DropReason {
     DropReason::Malformed,
     DropReason::NotOpus,
     DropReason::Discarded,
+    DropReason::AuditLogFailed,
 ]);
 
 label_enum!(SessionEndReason {
@@ -215,6 +217,9 @@ pub enum DropReason {
     Discarded,
     /// The transcription sink was too far behind.
     TranscriberQueueFull,
+    /// The call's consent audit log could not be written: its capture
+    /// stopped (fail closed).
+    AuditLogFailed,
 }
 
 /// The metrics of one server.
@@ -255,6 +260,9 @@ pub struct Metrics {
     pub recorder_frames_written: IntCounter,
     /// Recording write failures.
     pub recorder_write_errors: IntCounter,
+    /// Consent audit lines that could not be written and synced (each stops
+    /// its call's capture).
+    pub consent_audit_write_errors: IntCounter,
     /// Time from WHIP offer received to answer ready.
     pub whip_answer_seconds: Histogram,
     /// WHIP offers turned away with 503, by reason (`node_full`,
@@ -416,6 +424,10 @@ impl Metrics {
             recorder_write_errors: reg!(counter(
                 "hearken_recorder_write_errors_total",
                 "Failed writes to recordings or call metadata."
+            )),
+            consent_audit_write_errors: reg!(counter(
+                "hearken_consent_audit_write_errors_total",
+                "Consent audit lines that could not be written and synced; each stops its call's capture."
             )),
             whip_answer_seconds: reg!(
                 Histogram::with_opts(

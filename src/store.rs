@@ -5,7 +5,8 @@
 //! {data_dir}/calls/{call_id}/
 //!   call.json          the call's summary: in progress from call time zero,
 //!                      final (with `ended_at`) once every sink finished
-//!   consent.jsonl      the consent audit log, one synced line per event
+//!   consent.jsonl      the consent audit log, one synced line per event,
+//!                      hash-chained (see [`hearken_core::audit`])
 //!   audio/{stem}.opus  one aligned Ogg Opus track per participant
 //!                      ({stem}.{n}.opus when a call id is reused)
 //!   transcript.json    segments, words and coverage (with a backend)
@@ -23,9 +24,10 @@
 //! the conference.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use hearken_core::audit::{self, ChainError, VerifiedLog};
 use hearken_core::conference::CallSummary;
 use hearken_core::ids::CallId;
 use serde::Serialize;
@@ -38,6 +40,38 @@ const MAX_TRACK_FILES: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct Store {
     data_dir: PathBuf,
+    #[cfg(any(test, feature = "fault-injection"))]
+    faults: std::sync::Arc<Faults>,
+}
+
+/// Test hooks: failures injected where the store writes (see
+/// [`Store::fail_audit_appends_after`]).
+#[cfg(any(test, feature = "fault-injection"))]
+#[derive(Debug)]
+struct Faults {
+    /// Audit appends that still succeed before every later one fails;
+    /// `u64::MAX`: none fails.
+    audit_appends_left: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            audit_appends_left: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+/// A call's audit log as read back: the events, and whether the chain
+/// holds.
+#[derive(Debug)]
+pub struct AuditLogRead {
+    /// Every line that is a JSON value, in file order (a line that is not
+    /// is left out here and named by `chain`).
+    pub events: Vec<serde_json::Value>,
+    /// The log verified as a whole, or its first fault.
+    pub chain: Result<VerifiedLog, ChainError>,
 }
 
 impl Store {
@@ -46,7 +80,36 @@ impl Store {
         fs::create_dir_all(data_dir.join("calls"))?;
         Ok(Self {
             data_dir: data_dir.to_owned(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            faults: Default::default(),
         })
+    }
+
+    /// Test hook: after `ok` more audit lines were appended through this
+    /// store (and its clones), every later append fails as a full disk
+    /// would, with nothing written; `None` lets every append through again.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn fail_audit_appends_after(&self, ok: Option<u64>) {
+        let left = match ok {
+            // u64::MAX means "never".
+            Some(n) => n.min(u64::MAX - 1),
+            None => u64::MAX,
+        };
+        self.faults
+            .audit_appends_left
+            .store(left, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the test hook says this append fails (and counts it).
+    #[cfg(any(test, feature = "fault-injection"))]
+    fn injected_append_failure(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let left = &self.faults.audit_appends_left;
+        left.fetch_update(SeqCst, SeqCst, |n| match n {
+            u64::MAX | 0 => None,
+            n => Some(n - 1),
+        })
+        .is_err_and(|n| n == 0)
     }
 
     /// The root.
@@ -89,25 +152,79 @@ impl Store {
 
     // ---- consent.jsonl ----
 
-    /// Opens the call's audit log for appending (creating the directory).
-    pub fn open_audit_log(&self, call_id: &CallId) -> io::Result<File> {
+    /// Opens the call's audit log for appending, creating it (and the
+    /// call's directory) if needed, and returns what it already holds (a
+    /// call id used again after an attempt that never started). Creating
+    /// either syncs the directory that holds it, so the new entry survives a
+    /// crash as the synced lines do.
+    pub fn open_audit_log(&self, call_id: &CallId) -> io::Result<(File, Vec<u8>)> {
         let dir = self.call_dir(call_id);
-        fs::create_dir_all(&dir)?;
-        OpenOptions::new()
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            sync_dir(&self.data_dir.join("calls"))?;
+        }
+        let path = dir.join("consent.jsonl");
+        let existed = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => true,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a regular file", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("consent.jsonl"))
+            .read(true)
+            .open(&path)?;
+        let mut existing = Vec::new();
+        if existed {
+            file.read_to_end(&mut existing)?;
+        } else {
+            sync_dir(&dir)?;
+        }
+        Ok((file, existing))
     }
 
-    /// The call's audit log, if there is one. A line cut by a crash
-    /// mid-write is skipped.
-    pub fn read_audit_log(&self, call_id: &CallId) -> io::Result<Option<Vec<serde_json::Value>>> {
-        match fs::read_to_string(self.call_dir(call_id).join("consent.jsonl")) {
-            Ok(text) => Ok(Some(
-                text.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
+    /// Appends `line` and a newline to an audit log opened with
+    /// [`Self::open_audit_log`], and syncs it. When that fails, the file is
+    /// cut back to its length before (best effort), so no partial line is
+    /// left for the next reader.
+    pub fn append_audit_line(&self, file: &mut File, line: &str) -> io::Result<()> {
+        let before = file.metadata()?.len();
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self.injected_append_failure() {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device (injected by a test)",
+            ));
+        }
+        let written = file.write_all(&bytes).and_then(|()| file.sync_data());
+        if written.is_err() {
+            let _ = file.set_len(before).and_then(|()| file.sync_data());
+        }
+        written
+    }
+
+    /// The call's audit log, if there is one: its events and whether its
+    /// hash chain holds (a line that is not JSON, a gap, an edit or a line
+    /// cut by a crash is named there, never skipped silently).
+    pub fn read_audit_log(&self, call_id: &CallId) -> io::Result<Option<AuditLogRead>> {
+        match fs::read(self.call_dir(call_id).join("consent.jsonl")) {
+            Ok(bytes) => Ok(Some(AuditLogRead {
+                events: bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .filter_map(|l| serde_json::from_slice(l).ok())
                     .collect(),
-            )),
+                chain: audit::verify(&bytes),
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -139,10 +256,29 @@ impl Store {
         }
     }
 
-    /// Deletes every recording of the call. Returns whether there were any.
+    /// Deletes every recording of the call and syncs the call's directory,
+    /// so the deletion survives a crash. Returns whether there were any.
     pub fn remove_audio(&self, call_id: &CallId) -> io::Result<bool> {
-        match fs::remove_dir_all(self.call_dir(call_id).join("audio")) {
-            Ok(()) => Ok(true),
+        let dir = self.call_dir(call_id);
+        match fs::remove_dir_all(dir.join("audio")) {
+            Ok(()) => {
+                sync_dir(&dir)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes one track file (`name` as [`Self::create_track`] returned
+    /// it) and syncs `audio/`. Returns whether it was there.
+    pub fn remove_track(&self, call_id: &CallId, name: &str) -> io::Result<bool> {
+        let audio = self.call_dir(call_id).join("audio");
+        match fs::remove_file(audio.join(name)) {
+            Ok(()) => {
+                sync_dir(&audio)?;
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
@@ -191,6 +327,12 @@ impl Store {
     }
 }
 
+/// Syncs a directory, so entries created, renamed or removed in it are
+/// durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 fn write_json_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -228,6 +370,7 @@ mod tests {
             consent_mode: None,
             participants: Vec::new(),
             failed_sessions: Vec::new(),
+            consent_log: None,
         }
     }
 
@@ -264,15 +407,78 @@ mod tests {
     }
 
     #[test]
-    fn a_line_cut_by_a_crash_is_skipped() {
+    fn a_line_cut_by_a_crash_is_reported_not_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let c = CallId::parse("c").unwrap();
         assert!(store.read_audit_log(&c).unwrap().is_none());
-        let mut f = store.open_audit_log(&c).unwrap();
-        f.write_all(b"{\"event\":\"a\"}\n{\"event\":\"b\"}\n{\"eve")
-            .unwrap();
-        let events = store.read_audit_log(&c).unwrap().unwrap();
-        assert_eq!(events.len(), 2);
+        let (mut f, existing) = store.open_audit_log(&c).unwrap();
+        assert!(existing.is_empty());
+        let mut chain = hearken_core::audit::AuditChain::new();
+        let at = chrono::DateTime::UNIX_EPOCH;
+        for event in ["a", "b"] {
+            let mut fields = serde_json::Map::new();
+            fields.insert("event".into(), event.into());
+            let line = chain.append(at, &fields).unwrap();
+            store.append_audit_line(&mut f, &line.text).unwrap();
+        }
+        f.write_all(b"{\"seq\":3,\"eve").unwrap();
+        let log = store.read_audit_log(&c).unwrap().unwrap();
+        assert_eq!(log.events.len(), 2);
+        let e = log.chain.unwrap_err();
+        assert_eq!(
+            (e.line, e.fault),
+            (3, hearken_core::audit::ChainFault::Torn)
+        );
+        // Reopening hands back what is there, to resume from.
+        let (_, existing) = store.open_audit_log(&c).unwrap();
+        assert!(existing.ends_with(b"{\"seq\":3,\"eve"));
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_partial_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        let (mut f, _) = store.open_audit_log(&c).unwrap();
+        store.append_audit_line(&mut f, "{\"one\":1}").unwrap();
+        store.fail_audit_appends_after(Some(1));
+        store.append_audit_line(&mut f, "{\"two\":2}").unwrap();
+        let e = store
+            .append_audit_line(&mut f, "{\"three\":3}")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        assert!(store.append_audit_line(&mut f, "{\"four\":4}").is_err());
+        store.fail_audit_appends_after(None);
+        store.append_audit_line(&mut f, "{\"five\":5}").unwrap();
+        let text = fs::read_to_string(store.call_dir(&c).join("consent.jsonl")).unwrap();
+        assert_eq!(text, "{\"one\":1}\n{\"two\":2}\n{\"five\":5}\n");
+    }
+
+    #[test]
+    fn an_audit_log_that_is_not_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        fs::create_dir_all(store.call_dir(&c).join("consent.jsonl")).unwrap();
+        let e = store.open_audit_log(&c).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn one_track_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        let (_, alice) = store.create_track(&c, "alice").unwrap();
+        let (_, bob) = store.create_track(&c, "bob").unwrap();
+        assert!(store.remove_track(&c, &alice).unwrap());
+        assert!(!store.remove_track(&c, &alice).unwrap());
+        let audio = store.call_dir(&c).join("audio");
+        assert!(!audio.join(&alice).exists());
+        assert!(audio.join(&bob).exists());
+        // The name is free again for a fresh track.
+        let (_, again) = store.create_track(&c, "alice").unwrap();
+        assert_eq!(again, "alice.opus");
     }
 }

@@ -5,6 +5,9 @@
 //! prints one line per participant, the call's mode, gate scope and reasons,
 //! the rules version and the disclaimer. Errors ([`CliError`]) name the
 //! file and the field.
+//!
+//! `hearken consent verify CALL_DIR`: whether a call's consent audit log is
+//! the one the recorder wrote ([`verify`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +18,8 @@ use serde_json::{Map, Value};
 
 use super::{CliError, invalid, read_file};
 use crate::config::ConsentConfig;
+use hearken_core::audit::{self, VerifiedLog};
+use hearken_core::conference::CallSummary;
 use hearken_core::consent::rules::{
     CallDecision, ConsentMode, Location, LocationError, ParticipantInput, Policy, Rules, decide,
 };
@@ -60,6 +65,117 @@ pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> Result<String, CliE
         json(&rules, &decision)
     } else {
         Ok(text(&rules, &decision))
+    }
+}
+
+/// Arguments of `hearken consent verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// A call's directory (`{data_dir}/calls/{call_id}`), holding
+    /// `consent.jsonl` and, once the call started, `call.json`.
+    #[arg(value_name = "CALL_DIR")]
+    pub call_dir: PathBuf,
+}
+
+/// Runs `consent verify`: checks the hash chain of the call's
+/// `consent.jsonl` (every line complete, numbered in order, chained to the
+/// one before, timed) and, when `call.json` records a chain head, that the
+/// log still ends there (or, for a call in progress, passes through it).
+/// Returns a one-paragraph report; any fault is an error that names the
+/// line.
+pub fn verify(args: VerifyArgs) -> Result<String, CliError> {
+    let log_path = args.call_dir.join("consent.jsonl");
+    let bytes = std::fs::read(&log_path).map_err(|source| CliError::Read {
+        what: "consent log",
+        path: log_path.clone(),
+        source,
+    })?;
+    let log = audit::verify(&bytes).map_err(|e| invalid("consent log", &log_path, e))?;
+    let call_path = args.call_dir.join("call.json");
+    let call = if call_path.exists() {
+        let text = read_file("call", &call_path)?;
+        let summary: CallSummary = serde_json::from_str(&text)
+            .map_err(|e| invalid("call", &call_path, format!("not a call summary: {e}")))?;
+        Some(summary)
+    } else {
+        None
+    };
+    let anchor = match &call {
+        None => {
+            "There is no call.json (the call never started): only the chain was checked.".to_owned()
+        }
+        Some(summary) => {
+            check_head(&log, summary).map_err(|m| invalid("consent log", &log_path, m))?
+        }
+    };
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let mut out = format!(
+        "{}: {} lines, numbered 1 to {} with no gap, each chained to the one before; \
+         first at {}, last at {}; head sha256 {}. {anchor}",
+        log_path.display(),
+        log.lines,
+        log.lines,
+        time(log.first_at),
+        time(log.last_at),
+        log.head_sha256,
+    );
+    if let Some(error) = call
+        .as_ref()
+        .and_then(|c| c.consent_log.as_ref())
+        .and_then(|l| l.error.as_deref())
+    {
+        let _ = write!(
+            out,
+            " call.json says the log could not be written past that point, so capture \
+             of the call stopped there: {error}."
+        );
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Compares the log with the head `call.json` records; the sentence to add
+/// to the report, or what does not match.
+fn check_head(log: &VerifiedLog, call: &CallSummary) -> Result<String, String> {
+    let Some(recorded) = &call.consent_log else {
+        return Ok(
+            "call.json records no chain head (written before the log had a line, or by an \
+             older version): only the chain was checked."
+                .to_owned(),
+        );
+    };
+    let n = recorded.lines;
+    let Some(head) = log.head_after(n) else {
+        return Err(format!(
+            "call.json records {n} lines, the log has {}: lines at its end were removed",
+            log.lines
+        ));
+    };
+    if head != recorded.head_sha256 {
+        return Err(format!(
+            "line {n} does not hash to the head call.json records ({}): line {n} was changed, \
+             or the log was rewritten",
+            recorded.head_sha256
+        ));
+    }
+    if call.ended_at.is_some() {
+        if log.lines != n {
+            return Err(format!(
+                "call.json (final) records {n} lines, the log has {}: lines were added after \
+                 the call ended",
+                log.lines
+            ));
+        }
+        Ok(format!(
+            "It ends at the head the final call.json records ({n} lines)."
+        ))
+    } else {
+        Ok(format!(
+            "It passes through the head the in-progress call.json recorded after line {n}."
+        ))
     }
 }
 

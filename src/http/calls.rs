@@ -140,6 +140,7 @@ async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, 
         consent_mode: None,
         participants: Vec::new(),
         failed_sessions,
+        consent_log: None,
     })
 }
 

@@ -17,7 +17,8 @@ use crate::control::registry::{DetailsRoute, PendingError};
 use crate::media::{Command, Reply};
 use crate::server::AppState;
 
-/// How long a worker may take to apply details or a signal.
+/// How long a worker may take to apply details or a signal (for a signal,
+/// until its audit line is on disk).
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Body of `PUT /v1/calls/{call_id}/participants/{participant_id}`.
@@ -126,7 +127,10 @@ pub struct ConsentBody {
 }
 
 /// `POST …/participants/{participant_id}/consent`: a consent decision the
-/// provider collected.
+/// provider collected. Answered once the decision is applied and its audit
+/// line is synced (the recorder answers a barrier queued behind it); a 503
+/// `audit-log-failed` when the line could not be written (the call's
+/// capture stopped) or was not confirmed within the timeout.
 pub async fn post_consent(
     State(state): State<Arc<AppState>>,
     path: ParticipantPath,
@@ -146,15 +150,46 @@ pub async fn post_consent(
             "method: implicit, dtmf and not_required are what the server observes, not what a provider reports; use ui, verbal or api",
         ));
     }
+    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+    let (audited, on_disk) = tokio::sync::oneshot::channel();
     let command = Command::ConsentSignal {
         call_id: call_id.clone(),
         participant_id: participant_id.clone(),
         decision: body.decision,
         method,
+        audited: Some(audited),
     };
     match ask_call_worker(&state, &call_id, command, APPLY_TIMEOUT).await? {
         Some(Reply::Found(true)) => {}
         _ => return Err(Problem::not_found(format!("no call {call_id} in progress"))),
+    }
+    let unconfirmed = |why: String| {
+        Problem::new(
+            ProblemType::AuditLogFailed,
+            format!("the decision was applied, but {why}"),
+        )
+    };
+    match tokio::time::timeout_at(deadline, on_disk).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(failed))) => {
+            return Err(unconfirmed(format!(
+                "its audit line could not be written, so capture of this call has stopped: {}",
+                failed.reason
+            )));
+        }
+        // The recorder's queue was full (the barrier was dropped) or it
+        // stopped.
+        Ok(Err(_)) => {
+            return Err(unconfirmed(
+                "the recorder did not confirm its audit line".into(),
+            ));
+        }
+        Err(_) => {
+            return Err(unconfirmed(format!(
+                "its audit line was not confirmed on disk within {} s",
+                APPLY_TIMEOUT.as_secs()
+            )));
+        }
     }
     Ok(Json(serde_json::json!({
         "call_id": call_id.as_str(),
@@ -164,19 +199,35 @@ pub async fn post_consent(
     })))
 }
 
-/// `GET /v1/calls/{call_id}/consent`: the call's consent audit log.
+/// `GET /v1/calls/{call_id}/consent`: the call's consent audit log, its
+/// events and whether its hash chain holds (`chain`: `ok`, `lines`,
+/// `head_sha256`; or `ok: false` with the first bad `line` and the `fault`).
 pub async fn get_log(
     State(state): State<Arc<AppState>>,
     CallPath(call_id): CallPath,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let store = state.store.clone();
     let id = call_id.clone();
-    let events = tokio::task::spawn_blocking(move || store.read_audit_log(&id))
+    let log = tokio::task::spawn_blocking(move || store.read_audit_log(&id))
         .await
         .map_err(Problem::internal)?
         .map_err(Problem::internal)?
         .ok_or_else(|| Problem::not_found(format!("no consent log for call {call_id}")))?;
-    Ok(Json(
-        serde_json::json!({ "call_id": call_id.as_str(), "events": events }),
-    ))
+    let chain = match &log.chain {
+        Ok(v) => serde_json::json!({
+            "ok": true,
+            "lines": v.lines,
+            "head_sha256": v.head_sha256,
+        }),
+        Err(e) => serde_json::json!({
+            "ok": false,
+            "line": e.line,
+            "fault": e.fault.to_string(),
+        }),
+    };
+    Ok(Json(serde_json::json!({
+        "call_id": call_id.as_str(),
+        "events": log.events,
+        "chain": chain,
+    })))
 }

@@ -52,6 +52,10 @@ pub enum ProblemType {
     WorkerBusy,
     /// The media worker has stopped (503).
     WorkerUnavailable,
+    /// A consent decision was applied, but its audit line is not confirmed
+    /// on disk: it could not be written (the call's capture has stopped) or
+    /// was not written in time (503).
+    AuditLogFailed,
 }
 
 impl ProblemType {
@@ -79,6 +83,7 @@ impl ProblemType {
             Self::TooManyPendingCalls => "too-many-pending-calls",
             Self::WorkerBusy => "worker-busy",
             Self::WorkerUnavailable => "worker-unavailable",
+            Self::AuditLogFailed => "audit-log-failed",
         }
     }
 
@@ -104,7 +109,8 @@ impl ProblemType {
             | Self::NodeFull
             | Self::TooManyPendingCalls
             | Self::WorkerBusy
-            | Self::WorkerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::WorkerUnavailable
+            | Self::AuditLogFailed => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

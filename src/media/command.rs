@@ -10,7 +10,7 @@ use hearken_core::consent::engine::{ConsentMethod, Decision, ParticipantDetails}
 use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 
-use crate::sinks::CallDone;
+use crate::sinks::{AuditBarrier, CallDone};
 
 /// A request to the engine. Every command is answered with one [`Reply`].
 #[derive(Debug)]
@@ -57,6 +57,10 @@ pub enum Command {
         decision: Decision,
         /// How it was given.
         method: ConsentMethod,
+        /// Told once the signal's audit lines are on disk (or could not be
+        /// written): the engine queues a [`crate::sinks::SinkMsg::Barrier`]
+        /// behind them.
+        audited: Option<AuditBarrier>,
     },
     /// The current summary of a call in progress: [`Reply::Snapshot`].
     Snapshot {

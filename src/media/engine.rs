@@ -467,9 +467,18 @@ impl Engine {
                 participant_id,
                 decision,
                 method,
-            } => Reply::Found(self.with_conference(&call_id, now, |c| {
-                c.handle_signal(&participant_id, decision, method, now)
-            })),
+                audited,
+            } => {
+                let found = self.with_conference(&call_id, now, |c| {
+                    c.handle_signal(&participant_id, decision, method, now)
+                });
+                // Behind the signal's audit lines on the recorder's queue.
+                if let (true, Some(done)) = (found, audited) {
+                    let barrier = SinkMsg::Barrier { call_id, done };
+                    self.shared.out.push_back(Output::Sink(barrier));
+                }
+                Reply::Found(found)
+            }
             Command::Snapshot { call_id } => Reply::Snapshot(
                 self.calls
                     .get(&call_id)
@@ -809,11 +818,18 @@ impl Engine {
                 ConferenceOutput::Consent(ConsentOutput::Audit(event)) => {
                     count_audit(call, &event, &shared.metrics);
                     debug!(parent: &call.span, event = ?event, "consent");
-                    let call_start = call.conference.utc_at(0);
+                    // Wall clock of the event's call time; before call time
+                    // zero, of now.
+                    let rate = hearken_core::conference::SAMPLE_RATE as f64;
+                    let t = (event.time().max(0.0) * rate).round() as u64;
+                    let at = call
+                        .conference
+                        .utc_at(t)
+                        .unwrap_or_else(|| shared.clock.utc(now));
                     shared.out.push_back(Output::Sink(SinkMsg::Audit {
                         call_id: call_id.clone(),
                         event,
-                        call_start,
+                        at,
                     }));
                 }
                 ConferenceOutput::Consent(ConsentOutput::DiscardAll) => {

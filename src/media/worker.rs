@@ -375,6 +375,8 @@ impl Worker {
             }
             return;
         }
+        // Everything else is a control message, a commit of frames
+        // (`SinkMsg::Frames`) included: one message, taken whole.
         let what = msg.label();
         if self.recorder.try_send_control(msg).is_err() {
             self.metrics.sink_messages_dropped.inc();

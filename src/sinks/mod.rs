@@ -8,6 +8,10 @@
 //! synced, then frame written, then frame transcribed" holds by
 //! construction.
 //!
+//! The recorder fails closed: once a call's audit line cannot be written
+//! and synced, no later frame of that call is written or passed on, and a
+//! [`SinkMsg::Barrier`] of that call is answered with [`AuditLogFailed`].
+//!
 //! The end of a call travels the same way: the recorder finishes its tracks
 //! and passes the call's summary down; the last stage hands it to the
 //! call's [`Completion`], which writes the final `call.json` (through the
@@ -31,6 +35,20 @@ use crate::store::Store;
 /// Told the final summary of a call once every file of it is final.
 pub type CallDone = tokio::sync::oneshot::Sender<CallSummary>;
 
+/// Told, by the recorder, that everything queued before a
+/// [`SinkMsg::Barrier`] was handled: `Ok` while the call's audit log is
+/// healthy (every audit line queued before is synced), `Err` once it failed.
+pub type AuditBarrier = tokio::sync::oneshot::Sender<Result<(), AuditLogFailed>>;
+
+/// A call's consent audit log could not be written and synced: capture of
+/// the call stopped there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the consent audit log could not be written: {reason}")]
+pub struct AuditLogFailed {
+    /// What went wrong (the OS's words).
+    pub reason: String,
+}
+
 /// Room kept in a sink queue for control messages beyond its frame budget,
 /// so a queue full of frames never loses a call's start, end or audit line.
 pub const CONTROL_RESERVE: usize = 4096;
@@ -46,6 +64,18 @@ pub enum SinkMsg {
         /// The frame.
         frame: SpeakerFrame,
     },
+    /// Frames committed at once (a consent hold released: up to 60 s of one
+    /// or more speakers' audio, in call-time order). Written like
+    /// [`SinkMsg::Frame`]s and handed down as one unit
+    /// ([`Downstream::frames`]), so no part of a commit is lost to a queue
+    /// that is full for a moment. One message: the worker queues it as a
+    /// control message.
+    Frames {
+        /// Their call.
+        call_id: CallId,
+        /// The frames, in call-time order.
+        frames: Vec<SpeakerFrame>,
+    },
     /// Call time zero: the call's directory and an in-progress `call.json`.
     CallStarted {
         /// The call.
@@ -60,8 +90,38 @@ pub enum SinkMsg {
         call_id: CallId,
         /// The event, typed; the recorder formats it.
         event: AuditEvent,
-        /// Wall-clock time of call time zero, once the call started.
-        call_start: Option<DateTime<Utc>>,
+        /// Wall-clock time of the event (`at` in the log).
+        at: DateTime<Utc>,
+    },
+    /// Answer `done` once everything queued before is handled (see
+    /// [`AuditBarrier`]): a consent signal's API answer waits for its audit
+    /// line this way.
+    Barrier {
+        /// The call whose audit log is asked about.
+        call_id: CallId,
+        /// Told the result.
+        done: AuditBarrier,
+    },
+    /// A participant declined: the sinks drop audio of theirs they hold and
+    /// have not passed on (the transcriber's unsent buffer and its resend
+    /// queue). What is already written, and final transcript text, stay.
+    PurgeParticipant {
+        /// The call.
+        call_id: CallId,
+        /// Who declined.
+        participant_id: Arc<str>,
+    },
+    /// Delete everything captured of one participant so far: their track
+    /// file (later frames of theirs start a fresh, aligned one under the
+    /// same name), their part of the transcript, and audio of theirs not yet
+    /// passed on.
+    DiscardParticipant {
+        /// The call.
+        call_id: CallId,
+        /// Whose audio.
+        participant_id: Arc<str>,
+        /// Their file stem.
+        file_stem: Arc<str>,
     },
     /// A participant's session ended: pad their track to `position`.
     ParticipantLeft {
@@ -96,8 +156,12 @@ impl SinkMsg {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Frame { .. } => "frame",
+            Self::Frames { .. } => "frames",
             Self::CallStarted { .. } => "call_started",
             Self::Audit { .. } => "audit",
+            Self::Barrier { .. } => "barrier",
+            Self::PurgeParticipant { .. } => "purge_participant",
+            Self::DiscardParticipant { .. } => "discard_participant",
             Self::ParticipantLeft { .. } => "participant_left",
             Self::DiscardAll { .. } => "discard_all",
             Self::CallEnded { .. } => "call_ended",
@@ -147,8 +211,18 @@ pub trait Downstream: Send {
     /// A frame the recorder wrote. `Err` when this stage has no room; the
     /// recorder counts the drop.
     fn frame(&mut self, call_id: &CallId, frame: &SpeakerFrame) -> Result<(), SinkFull>;
+    /// Frames the recorder wrote from one commit ([`SinkMsg::Frames`]),
+    /// taken whole or not at all: `Err` when this stage has no room for all
+    /// of them (the recorder counts every one as dropped).
+    fn frames(&mut self, call_id: &CallId, frames: &[SpeakerFrame]) -> Result<(), SinkFull>;
     /// A participant's session ended.
     fn participant_left(&mut self, call_id: &CallId, participant_id: &Arc<str>);
+    /// A participant declined: drop their audio this stage holds and has
+    /// not passed on, and pass on nothing more of what it holds.
+    fn purge_participant(&mut self, call_id: &CallId, participant_id: &Arc<str>);
+    /// Delete what this stage captured of one participant (their part of
+    /// the transcript), and their audio it holds.
+    fn discard_participant(&mut self, call_id: &CallId, participant_id: &Arc<str>);
     /// The call's captured audio is to be deleted.
     fn discard(&mut self, call_id: &CallId);
     /// The call ended; `summary` holds what the recorder added. This stage

@@ -6,7 +6,8 @@
 #   tests/peers/install.sh firefox werift  # only some stacks
 #
 # Stacks: firefox chromium gstreamer aiortc werift (and `wav`: opus-tools, to
-# make speech WAVs with opusdec; optional, not part of `all`).
+# make speech WAVs with opusdec; `speech`: the English pocketsphinx model,
+# espeak-ng and sox for crates/hearken-verbal's tests; neither is part of `all`).
 #
 # Sources: Debian packages (apt-get), PyPI (pip, into a venv) and npm
 # (`npm ci` from the committed package-lock.json). Nothing else is downloaded,
@@ -149,6 +150,13 @@ install_wav() {
   apt_install opus-tools
 }
 
+# The verbal-consent recogniser's tests: the model it loads (pocketsphinx-en-us),
+# the voice that says the answers (espeak-ng) and the resampler to 48 kHz (sox).
+install_speech() {
+  apt_install pocketsphinx-en-us espeak-ng sox
+  log "$(espeak-ng --version 2>/dev/null | head -1 || echo 'espeak-ng: version unknown')"
+}
+
 stacks=("$@")
 [ ${#stacks[@]} = 0 ] && stacks=(all)
 for s in "${stacks[@]}"; do
@@ -160,6 +168,7 @@ for s in "${stacks[@]}"; do
     aiortc) install_aiortc ;;
     werift) install_werift ;;
     wav | opus-tools) install_wav ;;
-    *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav all)"; exit 2 ;;
+    speech) install_speech ;;
+    *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav speech all)"; exit 2 ;;
   esac
 done

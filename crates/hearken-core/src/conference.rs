@@ -8,14 +8,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::consent::engine::{
-    ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, GateCache, GateReason,
-    ParticipantDetails, PromptKind,
+    AuditEvent, ConsentEngine, ConsentMethod, Delivery, ConsentOutput, ConsentState, Decision, Fate,
+    GateCache, GateReason, HoldDiscard, HoldTicket, Judgement, ParticipantDetails, PromptKind,
+    SignalEvidence,
 };
 use super::dtmf::DtmfKey;
 use super::ids::{CallId, participant_file_stem};
@@ -80,6 +82,23 @@ pub enum ConferenceOutput {
     },
     /// A participant's frame for the sinks.
     Frame(SpeakerFrame),
+    /// Held frames that consent now covers, in call-time order per
+    /// participant: one message, so no part of a commit is lost to a full
+    /// queue.
+    Frames(Vec<SpeakerFrame>),
+    /// Delete everything captured of one participant so far (files and
+    /// transcript); their later audio starts a fresh track.
+    DiscardParticipant {
+        /// Their participant id.
+        participant_id: Arc<str>,
+        /// Their file stem.
+        file_stem: Arc<str>,
+    },
+    /// A participant declined: drop whatever of theirs waits to be sent.
+    PurgeParticipant {
+        /// Their participant id.
+        participant_id: Arc<str>,
+    },
     /// Something the consent engine asks for (persist an audit event, play a
     /// prompt, discard recordings).
     Consent(ConsentOutput),
@@ -197,6 +216,18 @@ impl SessionEndReason {
     }
 }
 
+/// A participant's consent, as `call.json` states it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantConsent {
+    /// Their state, and (`method`) how they consented.
+    #[serde(flatten)]
+    pub state: ConsentState,
+    /// The rules entry their consent follows (`US-NY`, `DE`,
+    /// `default_unknown`), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<String>,
+}
+
 /// Per-participant facts kept in `call.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParticipantSummary {
@@ -219,10 +250,17 @@ pub struct ParticipantSummary {
     /// Seconds of call timeline covered by the recording (filled by the
     /// recorder).
     pub recorded_seconds: f64,
-    /// Consent state.
-    pub consent: Option<ConsentState>,
+    /// Consent state and jurisdiction.
+    pub consent: Option<ParticipantConsent>,
     /// Frames withheld by the consent gate.
     pub frames_withheld: u64,
+    /// Seconds of their audio held in memory awaiting consent, then
+    /// committed to the recording.
+    #[serde(default)]
+    pub held_seconds_committed: f64,
+    /// Seconds of their audio held awaiting consent, then discarded unheard.
+    #[serde(default)]
+    pub held_seconds_discarded: f64,
     /// Transcription coverage (set at the end of the call when a backend
     /// runs): seconds captured vs acknowledged by final results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,6 +289,9 @@ pub struct CallSummary {
     /// connected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_sessions: Vec<SessionFailure>,
+    /// The consent audit log's chain head (filled in by the recorder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_log: Option<super::audit::ConsentLogSummary>,
 }
 
 /// Failed sessions a call remembers.
@@ -269,6 +310,7 @@ impl CallSummary {
             consent_mode: None,
             participants: Vec::new(),
             failed_sessions: Vec::new(),
+            consent_log: None,
         }
     }
 }
@@ -289,6 +331,93 @@ struct Participant {
     first_packet: Option<Instant>,
     last_packet: Option<Instant>,
     frames_withheld: u64,
+    hold: Hold,
+    /// Their session ended while audio of theirs was held: the leave is
+    /// passed on once the hold is empty, so the track is not padded past
+    /// frames still to be committed.
+    left_pending: Option<u64>,
+}
+
+/// One participant's frames waiting for consent.
+#[derive(Debug, Default)]
+struct Hold {
+    frames: VecDeque<HeldFrame>,
+    bytes: u64,
+    samples: u64,
+    committed: u64,
+    discarded: u64,
+    /// Discarded samples not yet written to the audit log, by reason.
+    unreported: BTreeMap<&'static str, (HoldDiscard, u64)>,
+}
+
+#[derive(Debug)]
+struct HeldFrame {
+    frame: SpeakerFrame,
+    samples: u32,
+    /// The call time it was judged at (when it was spoken).
+    spoken: u64,
+    ticket: HoldTicket,
+}
+
+/// The node's memory for held audio, shared by every call on every worker
+/// (an atomic, not a lock: the packet path never waits on it).
+#[derive(Debug)]
+pub struct HoldBudget {
+    limit_bytes: u64,
+    bytes: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl HoldBudget {
+    /// A budget of `limit_bytes` of held Opus payload.
+    pub fn new(limit_bytes: u64) -> Self {
+        Self {
+            limit_bytes,
+            bytes: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+        }
+    }
+
+    /// The most bytes the node holds.
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Seconds of audio held now.
+    pub fn held_seconds(&self) -> f64 {
+        self.samples.load(Ordering::Relaxed) as f64 / SAMPLE_RATE as f64
+    }
+
+    fn try_take(&self, bytes: u64, samples: u64) -> bool {
+        let taken = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                let after = held.checked_add(bytes)?;
+                (after <= self.limit_bytes).then_some(after)
+            })
+            .is_ok();
+        if taken {
+            self.samples.fetch_add(samples, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    fn give_back(&self, bytes: u64, samples: u64) {
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.samples.fetch_sub(samples, Ordering::Relaxed);
+    }
+}
+
+impl Default for HoldBudget {
+    /// 256 MiB: 60 s of 32 kbit/s Opus for about 1,000 speakers at once.
+    fn default() -> Self {
+        Self::new(256 * 1024 * 1024)
+    }
 }
 
 #[derive(Debug)]
@@ -314,6 +443,8 @@ pub struct FrameStats {
     pub reanchored: u64,
     /// Set when the consent gate withheld the frame, with why.
     pub withheld: Option<GateReason>,
+    /// The frame went into the consent hold.
+    pub held: bool,
 }
 
 /// One call.
@@ -327,10 +458,28 @@ pub struct Conference {
     ended: Option<(DateTime<Utc>, EndReason)>,
     consent: ConsentEngine,
     failed_sessions: VecDeque<SessionFailure>,
+    budget: Arc<HoldBudget>,
+    /// The engine's wait resolutions already acted on.
+    settled: u64,
+    /// The engine's widenings already acted on.
+    widened: u64,
+    /// The latest call time handled (for the audit lines of holds).
+    latest: u64,
+}
+
+impl Drop for Conference {
+    fn drop(&mut self) {
+        // A call abandoned with audio held (after a bug) gives its memory
+        // back to the node.
+        for p in &self.participants {
+            self.budget.give_back(p.hold.bytes, p.hold.samples);
+        }
+    }
 }
 
 impl Conference {
-    /// A call with no session yet, whose frames pass `consent`'s gate.
+    /// A call with no session yet, whose frames pass `consent`'s gate, with
+    /// a hold budget of its own (see [`Self::with_hold_budget`]).
     pub fn new(call_id: CallId, consent: ConsentEngine) -> Self {
         Self {
             call_id,
@@ -341,7 +490,17 @@ impl Conference {
             ended: None,
             consent,
             failed_sessions: VecDeque::new(),
+            budget: Arc::new(HoldBudget::default()),
+            settled: 0,
+            widened: 0,
+            latest: 0,
         }
+    }
+
+    /// Holds audio within the node's shared `budget`.
+    pub fn with_hold_budget(mut self, budget: Arc<HoldBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Wall-clock time of call time `t` (48 kHz samples), once started.
@@ -363,8 +522,202 @@ impl Conference {
 
     fn pump_consent(&mut self) {
         while let Some(o) = self.consent.poll_output() {
-            self.outputs.push_back(ConferenceOutput::Consent(o));
+            match o {
+                ConsentOutput::DiscardParticipant { participant } => {
+                    if let Some(i) = self.participants.iter().position(|p| *p.id == *participant)
+                    {
+                        self.purge_hold(i, HoldDiscard::ModeRaised);
+                        let p = &self.participants[i];
+                        self.outputs
+                            .push_back(ConferenceOutput::DiscardParticipant {
+                                participant_id: p.id.clone(),
+                                file_stem: p.file_stem.clone(),
+                            });
+                    }
+                }
+                ConsentOutput::Withdrawn { participant } => {
+                    // Nothing of a decliner that is still held is ever
+                    // committed, whatever it waited for.
+                    if let Some(i) = self.participants.iter().position(|p| *p.id == *participant)
+                    {
+                        self.purge_hold(i, HoldDiscard::Declined);
+                        self.outputs.push_back(ConferenceOutput::PurgeParticipant {
+                            participant_id: self.participants[i].id.clone(),
+                        });
+                    }
+                }
+                other => self.outputs.push_back(ConferenceOutput::Consent(other)),
+            }
         }
+        self.settle_holds();
+    }
+
+    /// Commits or discards held frames whose waits ended.
+    fn settle_holds(&mut self) {
+        let widened = self.consent.widenings() != self.widened;
+        if self.consent.resolutions() == self.settled && !widened {
+            self.report_discards();
+            return;
+        }
+        self.settled = self.consent.resolutions();
+        self.widened = self.consent.widenings();
+        for i in 0..self.participants.len() {
+            if self.participants[i].hold.frames.is_empty() {
+                continue;
+            }
+            let mut held = std::mem::take(&mut self.participants[i].hold.frames);
+            let mut rejected = Vec::new();
+            if widened {
+                let rejudge = self.consent.rejudger();
+                held.retain_mut(|h| match rejudge.rejudge(h.spoken, &h.ticket) {
+                    Ok(ticket) => {
+                        h.ticket = ticket;
+                        true
+                    }
+                    Err(reason) => {
+                        rejected.push((h.frame.payload.len() as u64, u64::from(h.samples), reason));
+                        false
+                    }
+                });
+            }
+            for (bytes, samples, reason) in rejected {
+                self.release_counts(i, bytes, samples, Some(reason));
+            }
+            let mut commit = Vec::new();
+            let mut keep = VecDeque::new();
+            for h in held {
+                match self.consent.fate(h.spoken, &h.ticket) {
+                    Fate::Wait => keep.push_back(h),
+                    Fate::Commit => commit.push(h),
+                    Fate::Discard(reason) => {
+                        self.release(i, &h, Some(reason));
+                    }
+                }
+            }
+            self.participants[i].hold.frames = keep;
+            if !commit.is_empty() {
+                let samples: u64 = commit.iter().map(|h| u64::from(h.samples)).sum();
+                let from = commit.first().map_or(0, |h| h.frame.position);
+                let to = commit
+                    .last()
+                    .map_or(0, |h| h.frame.position + u64::from(h.samples));
+                for h in &commit {
+                    self.release(i, h, None);
+                }
+                self.participants[i].hold.committed += samples;
+                let event = AuditEvent::HoldCommitted {
+                    t: secs(self.latest),
+                    participant: self.participants[i].id.to_string(),
+                    seconds: secs(samples),
+                    from: secs(from),
+                    to: secs(to),
+                };
+                self.outputs
+                    .push_back(ConferenceOutput::Consent(ConsentOutput::Audit(event)));
+                self.report_discards_of(i);
+                self.outputs.push_back(ConferenceOutput::Frames(
+                    commit.into_iter().map(|h| h.frame).collect(),
+                ));
+            }
+        }
+        self.report_discards();
+    }
+
+    /// Gives a held frame's memory back; counts it as discarded with
+    /// `reason` (or as committed when `None`).
+    fn release(&mut self, i: usize, h: &HeldFrame, reason: Option<HoldDiscard>) {
+        self.release_counts(i, h.frame.payload.len() as u64, u64::from(h.samples), reason);
+    }
+
+    fn release_counts(&mut self, i: usize, bytes: u64, samples: u64, reason: Option<HoldDiscard>) {
+        self.budget.give_back(bytes, samples);
+        let hold = &mut self.participants[i].hold;
+        hold.bytes -= bytes;
+        hold.samples -= samples;
+        if let Some(reason) = reason {
+            hold.discarded += samples;
+            hold.unreported.entry(reason.as_str()).or_insert((reason, 0)).1 += samples;
+        }
+    }
+
+    /// Throws away everything a participant has held.
+    fn purge_hold(&mut self, i: usize, reason: HoldDiscard) {
+        let held = std::mem::take(&mut self.participants[i].hold.frames);
+        for h in &held {
+            self.release(i, h, Some(reason));
+        }
+    }
+
+    /// Writes down, one line per participant and reason, the held audio
+    /// thrown away since the last report; then passes on leaves that
+    /// waited for a hold to empty.
+    fn report_discards(&mut self) {
+        for i in 0..self.participants.len() {
+            self.report_discards_of(i);
+            let p = &mut self.participants[i];
+            if p.hold.frames.is_empty()
+                && let Some(position) = p.left_pending.take()
+            {
+                self.outputs.push_back(ConferenceOutput::ParticipantLeft {
+                    participant: ParticipantIdx(i as u32),
+                    participant_id: p.id.clone(),
+                    file_stem: p.file_stem.clone(),
+                    position,
+                });
+            }
+        }
+    }
+
+    fn report_discards_of(&mut self, i: usize) {
+        let p = &mut self.participants[i];
+        if p.hold.unreported.is_empty() {
+            return;
+        }
+        for (_, (reason, samples)) in std::mem::take(&mut p.hold.unreported) {
+            let event = AuditEvent::HoldDiscarded {
+                t: secs(self.latest),
+                participant: p.id.to_string(),
+                seconds: secs(samples),
+                reason,
+            };
+            self.outputs
+                .push_back(ConferenceOutput::Consent(ConsentOutput::Audit(event)));
+        }
+    }
+
+    /// Puts a frame in its participant's hold, within the participant's
+    /// span limit and the node's budget.
+    fn hold_frame(&mut self, i: usize, frame: SpeakerFrame, spoken: u64, ticket: HoldTicket) {
+        let samples = super::opus::packet_samples(&frame.payload).unwrap_or(960);
+        let bytes = frame.payload.len() as u64;
+        let max_span = self.consent.config().hold.max_span;
+        // The oldest audio goes first once the hold spans too much.
+        while let Some(oldest) = self.participants[i].hold.frames.front() {
+            if frame.position.saturating_sub(oldest.frame.position) < max_span {
+                break;
+            }
+            if let Some(h) = self.participants[i].hold.frames.pop_front() {
+                self.release(i, &h, Some(HoldDiscard::Limit));
+            }
+        }
+        if !self.budget.try_take(bytes, u64::from(samples)) {
+            let hold = &mut self.participants[i].hold;
+            hold.discarded += u64::from(samples);
+            hold.unreported
+                .entry(HoldDiscard::NodeLimit.as_str())
+                .or_insert((HoldDiscard::NodeLimit, 0))
+                .1 += u64::from(samples);
+            return;
+        }
+        let hold = &mut self.participants[i].hold;
+        hold.bytes += bytes;
+        hold.samples += u64::from(samples);
+        hold.frames.push_back(HeldFrame {
+            frame,
+            samples,
+            spoken,
+            ticket,
+        });
     }
 
     /// Participant details from the provider.
@@ -374,23 +727,61 @@ impl Conference {
         details: ParticipantDetails,
         now: Instant,
     ) {
-        let t = self.call_time(now);
+        let t = self.tick(now);
         self.consent.handle_details(participant_id, details, t);
         self.pump_consent();
     }
 
-    /// A consent signal (DTMF or API).
+    /// The provider's roster: a participant is (or is no longer) on the
+    /// call, with or without audio.
+    pub fn handle_roster(&mut self, participant_id: &str, present: bool, now: Instant) {
+        let t = self.tick(now);
+        self.consent.handle_roster(participant_id, present, t);
+        self.pump_consent();
+    }
+
+    /// The provider showed its own notice to a participant at `shown_at`
+    /// (wall clock; before the call counts as its start).
+    pub fn handle_notice(
+        &mut self,
+        participant_id: &str,
+        shown_at: DateTime<Utc>,
+        how: &str,
+        now: Instant,
+    ) {
+        let t = self.tick(now);
+        let shown = match self.start {
+            Some(start) => (shown_at - start.utc)
+                .to_std()
+                .map(duration_to_samples)
+                .unwrap_or(0)
+                .min(t),
+            None => 0,
+        };
+        self.consent.handle_notice(participant_id, shown, how, t);
+        self.pump_consent();
+    }
+
+    /// A consent signal (API or the local recogniser).
     pub fn handle_signal(
         &mut self,
         participant_id: &str,
         decision: Decision,
         method: ConsentMethod,
+        evidence: SignalEvidence,
         now: Instant,
     ) {
-        let t = self.call_time(now);
+        let t = self.tick(now);
         self.consent
-            .handle_signal(participant_id, decision, method, t);
+            .handle_signal(participant_id, decision, method, t, evidence);
         self.pump_consent();
+    }
+
+    /// Call time of `now`, noted as the latest handled.
+    fn tick(&mut self, now: Instant) -> u64 {
+        let t = self.call_time(now);
+        self.latest = self.latest.max(t);
+        t
     }
 
     /// A key pressed by `participant` (RFC 4733). The consent digits (see
@@ -402,19 +793,13 @@ impl Conference {
         key: DtmfKey,
         now: Instant,
     ) -> bool {
-        let keys = self.consent.keys();
-        let decision = if key == keys.agree {
-            Decision::Granted
-        } else if key == keys.decline {
-            Decision::Declined
-        } else {
-            return false;
-        };
         let Some(id) = self.participant_id(participant).map(str::to_owned) else {
             return false;
         };
-        self.handle_signal(&id, decision, ConsentMethod::Dtmf, now);
-        true
+        let t = self.tick(now);
+        let consent_key = self.consent.handle_key(&id, key, t);
+        self.pump_consent();
+        consent_key
     }
 
     /// A session of the call failed; the summary lists it.
@@ -430,18 +815,20 @@ impl Conference {
         &mut self,
         prompt: PromptKind,
         to: &[String],
-        audible: bool,
+        delivery: Delivery,
         start: Instant,
         end: Instant,
     ) {
-        let (s, e) = (self.call_time(start), self.call_time(end));
-        self.consent.handle_prompt_played(prompt, to, audible, s, e);
+        let s = self.call_time(start);
+        let e = self.tick(end);
+        self.consent.handle_prompt_played(prompt, to, delivery, s, e);
         self.pump_consent();
     }
 
-    /// Time passed (implicit consent after the grace period).
+    /// Time passed (details waits, implicit consent after the grace
+    /// period).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let t = self.call_time(now);
+        let t = self.tick(now);
         self.consent.handle_timeout(t);
         self.pump_consent();
     }
@@ -451,11 +838,12 @@ impl Conference {
         self.instant_at(self.consent.poll_timeout()?)
     }
 
-    /// The consent state of every participant seen on the call (with audio).
+    /// The consent state of every participant the call knows (with audio
+    /// or on the roster).
     pub fn consent_states(&self) -> impl Iterator<Item = ConsentState> + '_ {
-        self.participants
-            .iter()
-            .filter_map(|p| self.consent.state(&p.id))
+        self.consent
+            .participant_ids()
+            .filter_map(|id| self.consent.state(id))
     }
 
     /// A participant's id by index.
@@ -553,11 +941,17 @@ impl Conference {
         let existing = self.participants.iter().position(|p| &*p.id == wanted);
         let idx = match existing {
             Some(i) if self.participants[i].active.is_none() => i,
-            // The stream id is already sending on another m-line or session:
-            // keep the two apart rather than interleave them in one file.
+            // The same stream id on a new session while the old one has not
+            // timed out yet: the participant reconnected. The new session
+            // takes over (their consent and track go on; the old session's
+            // frames are ignored from now on).
+            Some(i) if self.participants[i].active != Some(session) => i,
+            // The stream id is already sending on another m-line of this
+            // session: keep the two apart rather than interleave them.
             Some(_) => self.find_or_create(&fallback),
             None => self.find_or_create(wanted),
         };
+        self.participants[idx].left_pending = None;
         let p = &mut self.participants[idx];
         p.active = Some(session);
         p.timeline.reset();
@@ -601,20 +995,33 @@ impl Conference {
             first_packet: None,
             last_packet: None,
             frames_withheld: 0,
+            hold: Hold::default(),
+            left_pending: None,
         });
         self.participants.len() - 1
     }
 
-    /// Places one received Opus frame of `participant` on the call timeline
-    /// and queues it for the sinks.
-    pub fn handle_audio(&mut self, participant: ParticipantIdx, frame: AudioFrame) -> FrameStats {
+    /// Places one received Opus frame of `participant`, received on
+    /// `session`, on the call timeline and passes it through the consent
+    /// gate: to the sinks, into the hold, or nowhere.
+    pub fn handle_audio(
+        &mut self,
+        session: SessionKey,
+        participant: ParticipantIdx,
+        frame: AudioFrame,
+    ) -> FrameStats {
         let Some(start) = self.start else {
             // No session has connected yet, so no media can be flowing.
             return FrameStats::default();
         };
-        let Some(p) = self.participants.get_mut(participant.0 as usize) else {
+        let i = participant.0 as usize;
+        let Some(p) = self.participants.get_mut(i) else {
             return FrameStats::default();
         };
+        if p.active != Some(session) {
+            // A session the participant has left for a newer one.
+            return FrameStats::default();
+        }
         let mut stats = FrameStats {
             packets: frame.seq_last.saturating_sub(frame.seq_first) + 1,
             ..FrameStats::default()
@@ -642,24 +1049,46 @@ impl Conference {
         {
             stats.reanchored = 1;
         }
-        let verdict = self
+        // Judged by the earliest time it may have been spoken: a frame
+        // placed late (a late anchor, a burst after a stall) cannot slip
+        // past the moment a gate opened.
+        let judgement = self
             .consent
-            .allows_cached(&p.id, placement.position, &mut p.gate_cache);
-        if !verdict.allowed {
-            p.frames_withheld += 1;
-            stats.withheld = Some(verdict.reason);
-            return stats;
+            .judge(&p.id, placement.spoken, &mut p.gate_cache);
+        let speaker_frame = SpeakerFrame {
+            participant,
+            participant_id: p.id.clone(),
+            file_stem: p.file_stem.clone(),
+            position: placement.position,
+            payload: frame.payload,
+            arrival: frame.arrival,
+            voice: frame.voice,
+        };
+        match judgement {
+            Judgement::Allow => {
+                self.outputs
+                    .push_back(ConferenceOutput::Frame(speaker_frame));
+            }
+            Judgement::Withhold(reason) => {
+                p.frames_withheld += 1;
+                stats.withheld = Some(reason);
+            }
+            Judgement::Hold(ticket) => match self.consent.fate(placement.spoken, &ticket) {
+                // A late frame whose wait already ended.
+                Fate::Commit => {
+                    self.outputs
+                        .push_back(ConferenceOutput::Frame(speaker_frame));
+                }
+                Fate::Discard(_) => {
+                    p.frames_withheld += 1;
+                    stats.withheld = Some(GateReason::AwaitingOwnConsent);
+                }
+                Fate::Wait => {
+                    stats.held = true;
+                    self.hold_frame(i, speaker_frame, placement.spoken, ticket);
+                }
+            },
         }
-        self.outputs
-            .push_back(ConferenceOutput::Frame(SpeakerFrame {
-                participant,
-                participant_id: p.id.clone(),
-                file_stem: p.file_stem.clone(),
-                position: placement.position,
-                payload: frame.payload,
-                arrival: frame.arrival,
-                voice: frame.voice,
-            }));
         stats
     }
 
@@ -671,17 +1100,23 @@ impl Conference {
             .start
             .map(|s| samples_between(s.instant, now))
             .unwrap_or(0);
+        self.latest = self.latest.max(position);
         for (i, p) in self.participants.iter_mut().enumerate() {
             if p.active == Some(session) {
                 p.active = None;
                 self.consent.handle_leave(&p.id, position);
-                if self.start.is_some() {
+                if self.start.is_none() {
+                    continue;
+                }
+                if p.hold.frames.is_empty() {
                     self.outputs.push_back(ConferenceOutput::ParticipantLeft {
                         participant: ParticipantIdx(i as u32),
                         participant_id: p.id.clone(),
                         file_stem: p.file_stem.clone(),
                         position,
                     });
+                } else {
+                    p.left_pending = Some(position);
                 }
             }
         }
@@ -689,10 +1124,14 @@ impl Conference {
         self.sessions.len()
     }
 
-    /// Ends the call. Every remaining session must be removed by the caller
-    /// first (so each leave is recorded).
-    pub fn handle_end(&mut self, now_utc: DateTime<Utc>, reason: EndReason) {
+    /// Ends the call at `now`: whatever is still held is discarded (the
+    /// consent it waited for never came). Every remaining session must be
+    /// removed by the caller first (so each leave is recorded).
+    pub fn handle_end(&mut self, now: Instant, now_utc: DateTime<Utc>, reason: EndReason) {
         if self.ended.is_none() {
+            let t = self.tick(now);
+            self.consent.handle_end(t);
+            self.pump_consent();
             self.ended = Some((now_utc, reason));
         }
     }
@@ -714,8 +1153,17 @@ impl Conference {
         self.outputs.pop_front()
     }
 
+    /// A participant's consent for `call.json`.
+    fn consent_summary(&self, id: &str) -> Option<ParticipantConsent> {
+        Some(ParticipantConsent {
+            state: self.consent.state(id)?,
+            jurisdiction: self.consent.jurisdiction(id).map(str::to_owned),
+        })
+    }
+
     /// The facts for `call.json` (recorded durations are left at zero: the
-    /// recorder knows them).
+    /// recorder knows them). Participants the provider's roster named but
+    /// who never sent audio are listed without a file.
     pub fn summary(&self) -> CallSummary {
         let to_utc = |t: Option<Instant>| -> Option<DateTime<Utc>> {
             let (start, t) = (self.start?, t?);
@@ -744,14 +1192,32 @@ impl Conference {
                     packets_lost: p.packets_lost,
                     bytes_received: p.bytes_received,
                     recorded_seconds: 0.0,
-                    consent: self.consent.state(&p.id),
+                    consent: self.consent_summary(&p.id),
                     frames_withheld: p.frames_withheld,
+                    held_seconds_committed: secs(p.hold.committed),
+                    held_seconds_discarded: secs(p.hold.discarded),
                     transcription: None,
                 })
+                .chain(
+                    self.consent
+                        .participant_ids()
+                        .filter(|id| !self.participants.iter().any(|p| &*p.id == *id))
+                        .map(|id| ParticipantSummary {
+                            id: id.to_owned(),
+                            consent: self.consent_summary(id),
+                            ..ParticipantSummary::default()
+                        }),
+                )
                 .collect(),
             failed_sessions: self.failed_sessions.iter().cloned().collect(),
+            consent_log: None,
         }
     }
+}
+
+/// Seconds of 48 kHz samples.
+fn secs(samples: u64) -> f64 {
+    samples as f64 / SAMPLE_RATE as f64
 }
 
 /// Whole 48 kHz samples from `from` to `to` (0 if `to` is earlier).
@@ -770,23 +1236,30 @@ pub fn duration_to_samples(d: Duration) -> u64 {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
-    use crate::consent::engine::{DeclinePolicy, EngineConfig};
-    use crate::consent::rules::{Policy, Rules};
+    use crate::consent::engine::EngineConfig;
+    use crate::consent::rules::{Location, Rules};
 
-    /// A conference whose consent is given as soon as the notice was shown
-    /// (grace 0): these tests are about the timeline, not consent.
+    /// A conference in which participants said to be in New York (one-party
+    /// consent, mode `notify`) are captured from their first frame: these
+    /// tests are about the timeline, not consent.
     fn conference() -> Conference {
         let engine = ConsentEngine::new(
             Arc::new(Rules::builtin()),
             EngineConfig {
-                policy: Policy::default(),
-                recorder_location: None,
+                recorder_location: Location::from_code("US-NY").ok(),
                 grace: 0,
-                decline_policy: DeclinePolicy::Stop,
-                keys: Default::default(),
+                ..EngineConfig::default()
             },
         );
         Conference::new(CallId::parse("c").unwrap(), engine)
+    }
+
+    fn in_new_york(c: &mut Conference, id: &str) {
+        let details = ParticipantDetails {
+            location: Location::from_code("US-NY").ok(),
+            ..ParticipantDetails::default()
+        };
+        c.handle_details(id, details, Instant::now());
     }
 
     /// Plays every requested prompt instantly, as for a client that cannot
@@ -802,7 +1275,7 @@ mod tests {
             }
         }
         for (prompt, to) in prompts {
-            c.handle_prompt_played(prompt, &to, false, now, now);
+            c.handle_prompt_played(prompt, &to, Delivery::Inaudible, now, now);
         }
         c.handle_timeout(now);
     }
@@ -860,12 +1333,13 @@ mod tests {
     fn call_time_starts_at_first_connect_and_rejoin_continues_track() {
         let t0 = Instant::now();
         let mut c = conference();
+        in_new_york(&mut c, "bob");
         c.handle_session_added(SessionKey(1), "s1");
         let p = c.handle_speaker_added(SessionKey(1), "0", Some("bob"), Instant::now());
         c.handle_session_connected(SessionKey(1), t0, Utc::now());
         show_prompts(&mut c, t0);
-        c.handle_audio(p, frame(t0, 1000, 1));
-        let st = c.handle_audio(p, frame(t0, 1040, 3));
+        c.handle_audio(SessionKey(1), p, frame(t0, 1000, 1));
+        let st = c.handle_audio(SessionKey(1), p, frame(t0, 1040, 3));
         assert_eq!(st.lost, 1);
         let f = frames(&mut c);
         assert_eq!(f[0].position, 48_000);
@@ -893,7 +1367,7 @@ mod tests {
         c.handle_session_connected(SessionKey(2), t0 + Duration::from_secs(5), Utc::now());
         let mut again = frame(t0, 5000, 900);
         again.rtp_time = 7;
-        c.handle_audio(p2, again);
+        c.handle_audio(SessionKey(2), p2, again);
         let f = frames(&mut c);
         assert_eq!(f[0].position, 5 * 48_000);
         let s = c.summary();
@@ -908,7 +1382,7 @@ mod tests {
         let mut c = conference();
         c.handle_session_added(SessionKey(1), "s1");
         let p = c.handle_speaker_added(SessionKey(1), "0", None, Instant::now());
-        assert_eq!(c.handle_audio(p, frame(t0, 0, 1)).packets, 0);
+        assert_eq!(c.handle_audio(SessionKey(1), p, frame(t0, 0, 1)).packets, 0);
         assert!(c.poll_output().is_none());
     }
 }

@@ -18,11 +18,14 @@
 //! - [`ogg`], [`track`], [`opus`]: aligned Ogg Opus tracks, byte for byte.
 //! - [`voice`], [`transcript`]: what to transcribe, and the bookkeeping of a
 //!   speaker's transcription stream.
+//! - [`audit`]: the consent audit log as a hash chain (formatting a line,
+//!   verifying a log).
 //! - [`offer`], [`ids`]: what the server reads of an SDP offer, and ids that
 //!   are safe path components.
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod conference;
 pub mod consent;
 pub mod dtmf;

@@ -62,7 +62,24 @@ pub struct Placement {
     pub position: u64,
     /// Set when this frame (re)anchored the timeline, with the reason.
     pub reanchored: Option<ReanchorReason>,
+    /// The earliest call time at which the frame may have been spoken: never
+    /// after `position` or its arrival. After a network stall the burst is
+    /// re-anchored at its arrival, but its RTP time still says when it was
+    /// spoken; the consent gate judges a frame by this time, so a stall can
+    /// never move speech past the moment a gate opened.
+    pub spoken: u64,
 }
+
+/// How fast the estimate of the fastest transit may grow (samples of call
+/// time per sample of arrival time): 1 ms a second. Sender clocks drift by
+/// 50 ppm or so, twenty times less, while a stall of seconds moves arrival
+/// by whole seconds: the estimate follows the drift and ignores the stall.
+const TRANSIT_RISE_PER_SAMPLE: f64 = 0.001;
+
+/// RTP time and arrival time that disagree by more than this (48 kHz
+/// samples, 30 s) between two frames are a new source or a timestamp reset,
+/// not a stall: the spoken-time estimate starts over.
+const MAX_STALL: u64 = 30 * 48_000;
 
 /// One speaker's RTP-time to call-time mapping.
 #[derive(Debug, Clone)]
@@ -70,6 +87,12 @@ pub struct SpeakerTimeline {
     config: TimelineConfig,
     /// Call time minus RTP time; i128 holds any difference of two u64.
     offset: Option<i128>,
+    /// The smallest `arrival - rtp` seen on this source (the fastest
+    /// transit), allowed to rise slowly: `rtp + fastest` estimates when a
+    /// frame was spoken.
+    fastest: Option<f64>,
+    /// RTP time and arrival of the previous frame.
+    last: Option<(u64, u64)>,
 }
 
 impl SpeakerTimeline {
@@ -78,6 +101,8 @@ impl SpeakerTimeline {
         Self {
             config,
             offset: None,
+            fastest: None,
+            last: None,
         }
     }
 
@@ -111,9 +136,38 @@ impl SpeakerTimeline {
             _ => now - rtp,
         };
         self.offset = Some(offset);
+        let position = saturate(rtp + offset);
+        let spoken = self.spoken(rtp_time, arrival).min(position);
         Placement {
-            position: saturate(rtp + offset),
+            position,
             reanchored,
+            spoken,
+        }
+    }
+
+    /// Updates the fastest-transit estimate with a frame and returns the
+    /// earliest call time it may have been spoken at (never after arrival).
+    fn spoken(&mut self, rtp_time: u64, arrival: u64) -> u64 {
+        let transit = arrival as f64 - rtp_time as f64;
+        let continuous = self.last.is_some_and(|(last_rtp, last_arrival)| {
+            let rtp_step = rtp_time as f64 - last_rtp as f64;
+            let arrival_step = arrival as f64 - last_arrival as f64;
+            (rtp_step - arrival_step).abs() <= MAX_STALL as f64
+        });
+        let fastest = match (self.fastest, self.last) {
+            (Some(fastest), Some((_, last_arrival))) if continuous => {
+                let elapsed = arrival.saturating_sub(last_arrival) as f64;
+                (fastest + elapsed * TRANSIT_RISE_PER_SAMPLE).min(transit)
+            }
+            _ => transit,
+        };
+        self.fastest = Some(fastest);
+        self.last = Some((rtp_time, arrival));
+        let estimate = (rtp_time as f64 + fastest).floor();
+        if estimate <= 0.0 {
+            0
+        } else {
+            (estimate as u64).min(arrival)
         }
     }
 
@@ -121,6 +175,8 @@ impl SpeakerTimeline {
     /// participant came back on a new session).
     pub fn reset(&mut self) {
         self.offset = None;
+        self.fastest = None;
+        self.last = None;
     }
 
     /// Whether a frame has anchored the timeline since creation or reset.
@@ -161,13 +217,7 @@ mod tests {
         t.handle_frame(1000, 100);
         // Jitter: arrives 30 ms late, still placed by its timestamp.
         let p = t.handle_frame(1960, 100 + 960 + 1440);
-        assert_eq!(
-            p,
-            Placement {
-                position: 1060,
-                reanchored: None
-            }
-        );
+        assert_eq!((p.position, p.reanchored), (1060, None));
         // A DTX gap of 2 s keeps its length.
         let p = t.handle_frame(1960 + 2 * SECOND, 1060 + 2 * SECOND + 500);
         assert_eq!(p.position, 1060 + 2 * SECOND);
@@ -256,7 +306,81 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_burst_after_a_stall_is_judged_by_when_it_was_spoken() {
+        // 20 ms frames arrive 10 ms after they are spoken until a 4 s stall
+        // at 57 s; the 200 frames sent during it arrive at once at 61 s.
+        let mut t = timeline();
+        let frame = 960;
+        let mut rtp = 1_000_000;
+        let mut spoken_at = 0;
+        while spoken_at < 57 * SECOND {
+            let p = t.handle_frame(rtp, spoken_at + 480);
+            assert_eq!(p.spoken, spoken_at + 480, "on time: spoken = arrival");
+            rtp += frame;
+            spoken_at += frame;
+        }
+        let burst_arrival = 61 * SECOND;
+        let first = t.handle_frame(rtp, burst_arrival);
+        assert!(matches!(first.reanchored, Some(ReanchorReason::RtpBehind { .. })));
+        assert_eq!(first.position, burst_arrival, "re-anchored at its arrival");
+        // Spoken at 57 s (plus the 10 ms transit, plus at most the 1 ms a
+        // second the estimate may rise over 4 s).
+        assert!(
+            first.spoken >= 57 * SECOND && first.spoken <= 57 * SECOND + 480 + 4 * 48,
+            "{}",
+            first.spoken
+        );
+        for i in 1..200u64 {
+            let p = t.handle_frame(rtp + i * frame, burst_arrival + i);
+            assert!(p.position >= burst_arrival, "placed after the stall");
+            assert!(
+                p.spoken <= 57 * SECOND + i * frame + 480 + 4 * 48,
+                "frame {i} judged at {} but spoken at {}",
+                p.spoken,
+                57 * SECOND + i * frame
+            );
+        }
+    }
+
+    #[test]
+    fn a_late_anchor_does_not_delay_judgement() {
+        // The anchoring frame arrives 300 ms late; later frames on time are
+        // placed 300 ms after their arrival but judged at their arrival.
+        let mut t = timeline();
+        t.handle_frame(0, 300 * 48);
+        let p = t.handle_frame(960, 960 + 10);
+        assert_eq!(p.position, 300 * 48 + 960);
+        assert_eq!(p.spoken, 960 + 10);
+    }
+
+    #[test]
+    fn a_timestamp_reset_restarts_the_spoken_estimate() {
+        let mut t = timeline();
+        t.handle_frame(5_000_000_000, 0);
+        t.handle_frame(5_000_000_960, 960);
+        // The source restarts its clock: RTP time falls by hours.
+        let p = t.handle_frame(7, 100 * SECOND);
+        assert_eq!(p.spoken, 100 * SECOND);
+        assert_eq!(t.handle_frame(967, 100 * SECOND + 960).spoken, 100 * SECOND + 960);
+    }
+
     proptest! {
+        #[test]
+        fn spoken_is_never_after_position_or_arrival(
+            frames in proptest::collection::vec((any::<u32>(), 0u64..1_000_000_000, any::<bool>()), 1..50)
+        ) {
+            let mut t = timeline();
+            for (rtp, arrival, reset) in frames {
+                if reset {
+                    t.reset();
+                }
+                let p = t.handle_frame(u64::from(rtp), arrival);
+                prop_assert!(p.spoken <= p.position);
+                prop_assert!(p.spoken <= arrival);
+            }
+        }
+
         #[test]
         fn placement_stays_near_arrival(
             frames in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<bool>()), 1..50)

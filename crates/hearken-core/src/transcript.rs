@@ -133,6 +133,10 @@ pub struct Coverage {
     /// talking; see [`crate::voice`]). Not part of `captured_seconds`.
     #[serde(default)]
     pub skipped_silence_seconds: f64,
+    /// Seconds captured but given up unacknowledged because the speaker
+    /// declined (see [`SpeakerStream::purge`]).
+    #[serde(default)]
+    pub purged_seconds: f64,
 }
 
 /// One sent chunk on the current connection.
@@ -160,6 +164,7 @@ pub struct SpeakerStream {
     captured: u64,
     acknowledged: u64,
     lost: u64,
+    purged: u64,
     /// Call time (48 kHz) up to which final words were already reported.
     final_watermark: u64,
 }
@@ -178,6 +183,7 @@ impl SpeakerStream {
             captured: 0,
             acknowledged: 0,
             lost: 0,
+            purged: 0,
             final_watermark: 0,
         }
     }
@@ -331,6 +337,22 @@ impl SpeakerStream {
         fresh
     }
 
+    /// The speaker declined: gives up everything not acknowledged, unsent
+    /// or sent and waiting to be resent after a reconnect, so none of it is
+    /// sent again. Returns the seconds given up. The connection the sent
+    /// part went out on must be dropped too (its spans are forgotten).
+    pub fn purge(&mut self) -> f64 {
+        let purged = self.buffered;
+        self.pending.clear();
+        self.buffered = 0;
+        self.purged += purged;
+        self.sent = 0;
+        self.spans.clear();
+        self.stream_pos = 0;
+        self.connected = false;
+        purged as f64 / CALL_RATE as f64
+    }
+
     /// Whether everything captured has been acknowledged.
     pub fn is_drained(&self) -> bool {
         self.pending.is_empty()
@@ -345,6 +367,7 @@ impl SpeakerStream {
             lost_seconds: s(self.lost),
             buffered_seconds: s(self.buffered),
             skipped_silence_seconds: 0.0,
+            purged_seconds: s(self.purged),
         }
     }
 }
@@ -450,6 +473,30 @@ mod tests {
     }
 
     #[test]
+    fn a_purge_gives_up_unsent_and_unacknowledged_audio_for_good() {
+        let mut s = SpeakerStream::new(60);
+        s.handle_connected();
+        talk(&mut s, 0.0, 100); // 2 s
+        assert_eq!(drain(&mut s), 100);
+        // The first second is final; the second is sent, not acknowledged.
+        s.handle_final(0.0, 1.0, &[word("kept", 0.2, 0.4)]);
+        talk(&mut s, 2.0, 25); // 0.5 s more, unsent
+        assert!((s.purge() - 1.5).abs() < 1e-9);
+        // A reconnect resends nothing.
+        s.handle_connected();
+        assert_eq!(drain(&mut s), 0);
+        assert!(s.is_drained());
+        // Audio after the purge goes out as usual.
+        talk(&mut s, 3.0, 5);
+        assert_eq!(drain(&mut s), 5);
+        let c = s.coverage();
+        assert_eq!(
+            (c.captured_seconds, c.acknowledged_seconds, c.purged_seconds),
+            (2.6, 1.0, 1.5)
+        );
+    }
+
+    #[test]
     fn overflow_gives_up_the_oldest_audio_and_says_what() {
         let mut s = SpeakerStream::new(1);
         talk(&mut s, 0.0, 50);
@@ -513,10 +560,11 @@ mod tests {
                     2 => { s.handle_disconnected(); }
                     3 => { while s.poll_send().is_some() {} }
                     4 => { let _ = s.handle_final(a, b, &[word("x", a, a + b)]); }
+                    6 => { s.purge(); }
                     _ => {}
                 }
                 let c = s.coverage();
-                let sum = c.acknowledged_seconds + c.lost_seconds + c.buffered_seconds;
+                let sum = c.acknowledged_seconds + c.lost_seconds + c.buffered_seconds + c.purged_seconds;
                 proptest::prop_assert!((sum - c.captured_seconds).abs() < 1e-6, "{c:?}");
             }
         }

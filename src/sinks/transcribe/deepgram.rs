@@ -2,7 +2,8 @@
 //! one websocket per speaker: `linear16` at 16 kHz mono (the default), or the
 //! speaker's own Opus packets in an Ogg Opus container (`ogg-opus`, no
 //! decoding at all; Deepgram detects the container, so no `encoding` is
-//! sent).
+//! sent). Requests carry `mip_opt_out=true` unless
+//! `transcription.deepgram.mip_opt_out` is off, so Deepgram keeps nothing.
 
 use std::sync::Arc;
 
@@ -87,6 +88,13 @@ impl Backend for DeepgramBackend {
                 .smart_format(true)
                 .punctuate(true)
                 .keyterms(config.keyterms.iter().map(String::as_str))
+                // Deepgram keeps nothing to train on (the crate has no
+                // setter for it).
+                .query_params(
+                    config
+                        .mip_opt_out
+                        .then(|| ("mip_opt_out".to_owned(), "true".to_owned())),
+                )
                 .build();
             let request = client.transcription().stream_request_with_options(options);
             let request = match config.encoding {

@@ -11,20 +11,31 @@
 //! covered after a reconnect, maps word times back to call time and drops
 //! repeats. At the end of the call the last finals are awaited (bounded), and
 //! `transcript.json` and `transcript.vtt` are written.
+//!
+//! A commit of frames (a consent hold released, [`Downstream::frames`]) is
+//! one message on the dispatcher's queue, and each speaker's part of it is
+//! taken by that speaker's queue whole or not at all (`try_reserve_many`):
+//! a commit is at most 60 s of one speaker, 3,000 frames of 20 ms, so the
+//! speaker queue (`transcription.speaker_queue_frames`, 6,000 by default)
+//! takes one while a minute of live audio waits. A declined speaker is
+//! purged: the speaker's task drops everything it holds unsent or waiting
+//! to be resent, and the connection that may hold some of it back, before
+//! it sends anything else.
 
 pub mod backend;
 pub mod deepgram;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DropReason, Label, Metrics};
 use crate::sinks::{CONTROL_RESERVE, Completion, Downstream, SinkFull};
 use crate::store::Store;
 use backend::{AudioInput, Backend, BackendEvent, Connection, Failure};
@@ -181,6 +192,21 @@ impl TranscriptStore {
         }
     }
 
+    /// Removes a participant's segments from a call in progress; returns
+    /// how many there were.
+    fn remove_participant(&self, call_id: &CallId, participant_id: &str) -> usize {
+        let mut inner = self.lock();
+        let Some(call) = inner.calls.get_mut(call_id) else {
+            return 0;
+        };
+        let before = call.transcript.segments.len();
+        call.transcript
+            .segments
+            .retain(|s| s.participant_id != participant_id);
+        call.transcript.coverage.remove(participant_id);
+        before - call.transcript.segments.len()
+    }
+
     fn remove(&self, call_id: &CallId) -> Option<Transcript> {
         let mut inner = self.lock();
         inner.names.remove(call_id);
@@ -188,19 +214,48 @@ impl TranscriptStore {
     }
 }
 
+/// A consented frame the recorder wrote, as the sink takes it.
+struct FrameIn {
+    participant_id: Arc<str>,
+    /// Call time (48 kHz samples).
+    position: u64,
+    payload: Arc<[u8]>,
+    voice: VoiceHint,
+}
+
+impl From<&SpeakerFrame> for FrameIn {
+    fn from(frame: &SpeakerFrame) -> Self {
+        Self {
+            participant_id: frame.participant_id.clone(),
+            position: frame.position,
+            payload: frame.payload.clone(),
+            voice: frame.voice,
+        }
+    }
+}
+
 /// Messages to the sink.
 enum TranscribeMsg {
     /// A consented frame the recorder wrote.
-    Frame {
+    Frame { call_id: CallId, frame: FrameIn },
+    /// A commit: frames the recorder wrote, in call-time order, to be
+    /// taken whole.
+    Frames {
         call_id: CallId,
-        participant_id: Arc<str>,
-        /// Call time (48 kHz samples).
-        position: u64,
-        payload: Arc<[u8]>,
-        voice: VoiceHint,
+        frames: Vec<FrameIn>,
     },
     /// A speaker left: finalize what they said.
     ParticipantLeft {
+        call_id: CallId,
+        participant_id: Arc<str>,
+    },
+    /// A speaker declined: drop their audio not yet sent or acknowledged.
+    PurgeParticipant {
+        call_id: CallId,
+        participant_id: Arc<str>,
+    },
+    /// Delete a speaker's part of the transcript and their held audio.
+    DiscardParticipant {
         call_id: CallId,
         participant_id: Arc<str>,
     },
@@ -240,16 +295,43 @@ impl Downstream for TranscribeHandle {
         self.tx
             .try_send(TranscribeMsg::Frame {
                 call_id: call_id.clone(),
-                participant_id: frame.participant_id.clone(),
-                position: frame.position,
-                payload: frame.payload.clone(),
-                voice: frame.voice,
+                frame: FrameIn::from(frame),
+            })
+            .map_err(|_| SinkFull)
+    }
+
+    fn frames(&mut self, call_id: &CallId, frames: &[SpeakerFrame]) -> Result<(), SinkFull> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        // One message however long the commit: it takes one frame's room.
+        if self.tx.capacity() <= CONTROL_RESERVE {
+            return Err(SinkFull);
+        }
+        self.tx
+            .try_send(TranscribeMsg::Frames {
+                call_id: call_id.clone(),
+                frames: frames.iter().map(FrameIn::from).collect(),
             })
             .map_err(|_| SinkFull)
     }
 
     fn participant_left(&mut self, call_id: &CallId, participant_id: &Arc<str>) {
         let _ = self.try_send_control(TranscribeMsg::ParticipantLeft {
+            call_id: call_id.clone(),
+            participant_id: participant_id.clone(),
+        });
+    }
+
+    fn purge_participant(&mut self, call_id: &CallId, participant_id: &Arc<str>) {
+        let _ = self.try_send_control(TranscribeMsg::PurgeParticipant {
+            call_id: call_id.clone(),
+            participant_id: participant_id.clone(),
+        });
+    }
+
+    fn discard_participant(&mut self, call_id: &CallId, participant_id: &Arc<str>) {
+        let _ = self.try_send_control(TranscribeMsg::DiscardParticipant {
             call_id: call_id.clone(),
             participant_id: participant_id.clone(),
         });
@@ -281,7 +363,8 @@ pub struct SinkSettings {
     /// Frames waiting for the sink at most (beyond them frames are dropped
     /// and counted).
     pub queue_frames: usize,
-    /// Frames waiting for one speaker's connection at most.
+    /// Frames waiting for one speaker's connection at most (a commit's
+    /// part for one speaker must fit: see the module docs).
     pub speaker_queue_frames: usize,
     /// Bound on connecting to the backend.
     pub connect_timeout: Duration,
@@ -319,12 +402,41 @@ enum SpeakerMsg {
         position: u64,
         payload: Arc<[u8]>,
         voice: VoiceHint,
+        /// The speaker's purge count when the frame was queued: a frame
+        /// queued before a purge is dropped with what the purge drops.
+        purges: u64,
     },
     Leave,
 }
 
+/// How the dispatcher asks a speaker's task to purge: a count the task
+/// compares with the purges it applied, checked before it sends anything,
+/// and a wake-up for a task that waits.
+#[derive(Default)]
+struct PurgeSignal {
+    asked: AtomicU64,
+    /// The purge also deletes the speaker's transcript segments.
+    discard: AtomicBool,
+    wake: Notify,
+}
+
+impl PurgeSignal {
+    fn asked(&self) -> u64 {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    fn ask(&self, discard: bool) {
+        if discard {
+            self.discard.store(true, Ordering::Release);
+        }
+        self.asked.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+}
+
 struct SpeakerHandle {
     tx: mpsc::Sender<SpeakerMsg>,
+    purge: Arc<PurgeSignal>,
     join: tokio::task::JoinHandle<Coverage>,
 }
 
@@ -341,20 +453,16 @@ impl Dispatcher {
     async fn run(mut self, mut rx: mpsc::Receiver<TranscribeMsg>) {
         while let Some(msg) = rx.recv().await {
             match msg {
-                TranscribeMsg::Frame {
-                    call_id,
-                    participant_id,
-                    position,
-                    payload,
-                    voice,
-                } => {
-                    let speaker = self.speaker(&call_id, &participant_id);
+                TranscribeMsg::Frame { call_id, frame } => {
+                    let speaker = self.speaker(&call_id, &frame.participant_id);
+                    let purges = speaker.purge.asked();
                     if speaker
                         .tx
                         .try_send(SpeakerMsg::Frame {
-                            position,
-                            payload,
-                            voice,
+                            position: frame.position,
+                            payload: frame.payload,
+                            voice: frame.voice,
+                            purges,
                         })
                         .is_err()
                     {
@@ -362,6 +470,23 @@ impl Dispatcher {
                         self.metrics.drop_frame(DropReason::TranscriberQueueFull);
                     }
                 }
+                TranscribeMsg::Frames { call_id, frames } => self.commit(&call_id, frames),
+                TranscribeMsg::PurgeParticipant {
+                    call_id,
+                    participant_id,
+                } => {
+                    if let Some(s) = self
+                        .calls
+                        .get(&call_id)
+                        .and_then(|c| c.get(&participant_id))
+                    {
+                        s.purge.ask(false);
+                    }
+                }
+                TranscribeMsg::DiscardParticipant {
+                    call_id,
+                    participant_id,
+                } => self.discard_participant(call_id, participant_id),
                 TranscribeMsg::ParticipantLeft {
                     call_id,
                     participant_id,
@@ -409,6 +534,76 @@ impl Dispatcher {
         }
     }
 
+    /// Queues a commit: each speaker's part whole or, if that speaker's
+    /// queue has no room for all of it, not at all (counted).
+    fn commit(&mut self, call_id: &CallId, frames: Vec<FrameIn>) {
+        // Each speaker's frames, in the order they came.
+        let mut parts: Vec<(Arc<str>, Vec<FrameIn>)> = Vec::new();
+        for frame in frames {
+            match parts.iter_mut().find(|(p, _)| *p == frame.participant_id) {
+                Some((_, part)) => part.push(frame),
+                None => parts.push((frame.participant_id.clone(), vec![frame])),
+            }
+        }
+        for (participant_id, part) in parts {
+            let speaker = self.speaker(call_id, &participant_id);
+            let purges = speaker.purge.asked();
+            let n = part.len();
+            let Ok(permits) = speaker.tx.try_reserve_many(n) else {
+                warn!(call = %call_id, frames = n, "a speaker's queue has no room for a whole commit: dropped");
+                self.metrics
+                    .frames_dropped
+                    .with_label_values(&[DropReason::TranscriberQueueFull.as_label()])
+                    .inc_by(n as u64);
+                continue;
+            };
+            for (permit, frame) in permits.zip(part) {
+                permit.send(SpeakerMsg::Frame {
+                    position: frame.position,
+                    payload: frame.payload,
+                    voice: frame.voice,
+                    purges,
+                });
+            }
+        }
+    }
+
+    /// Deletes a speaker's part of the transcript (live and, if already
+    /// written, on disk) and the audio their task holds. Their next frame
+    /// starts a new task.
+    fn discard_participant(&mut self, call_id: CallId, participant_id: Arc<str>) {
+        if let Some(s) = self
+            .calls
+            .get_mut(&call_id)
+            .and_then(|c| c.remove(&participant_id))
+        {
+            // The task removes the segments it published itself (so none
+            // it publishes meanwhile is left), drops what it holds and,
+            // with its queue closed, ends.
+            s.purge.ask(true);
+        }
+        let removed = self
+            .transcripts
+            .remove_participant(&call_id, &participant_id);
+        info!(call = %call_id, segments = removed, "a participant's transcript discarded");
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(
+            move || match files.read_transcript::<Transcript>(&call_id) {
+                Ok(Some(mut t)) => {
+                    t.segments.retain(|s| *s.participant_id != *participant_id);
+                    t.coverage.remove(participant_id.as_ref());
+                    if let Err(e) = files.write_transcript(&call_id, &t, &to_vtt(&t)) {
+                        warn!(call = %call_id, error = %e, "cannot rewrite the transcript without a discarded participant");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(call = %call_id, error = %e, "cannot read the transcript to discard a participant")
+                }
+            },
+        );
+    }
+
     fn speaker(&mut self, call_id: &CallId, participant_id: &Arc<str>) -> &SpeakerHandle {
         let backend = self.backend.clone();
         let settings = self.settings.clone();
@@ -421,6 +616,7 @@ impl Dispatcher {
             .entry(participant_id.clone())
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(settings.speaker_queue_frames);
+                let purge = Arc::new(PurgeSignal::default());
                 let task = SpeakerTask {
                     call_id: call_id.clone(),
                     participant_id: participant_id.clone(),
@@ -428,9 +624,11 @@ impl Dispatcher {
                     settings,
                     store,
                     metrics,
+                    purge: purge.clone(),
                 };
                 SpeakerHandle {
                     tx,
+                    purge,
                     join: tokio::spawn(task.run(rx)),
                 }
             })
@@ -536,6 +734,7 @@ struct SpeakerTask {
     settings: SinkSettings,
     store: Arc<TranscriptStore>,
     metrics: Metrics,
+    purge: Arc<PurgeSignal>,
 }
 
 impl SpeakerTask {
@@ -554,7 +753,19 @@ impl SpeakerTask {
         // (call time at the end of a chunk, when it arrived): for the
         // audio-to-final latency of each final result.
         let mut arrivals: VecDeque<(u64, Instant)> = VecDeque::new();
+        // Purges applied (see `PurgeSignal`), and the silence skipped by
+        // talk filters a purge replaced.
+        let mut purged = 0;
+        let mut skipped_before = 0.0;
         loop {
+            // Before anything is sent: a purge asked for drops it.
+            self.apply_purge(
+                &mut purged,
+                &mut stream,
+                &mut conn,
+                &mut talk,
+                &mut skipped_before,
+            );
             let now = Instant::now();
             if let Some(deadline) = ending
                 && (now >= deadline || (stream.is_drained() && conn.is_none()))
@@ -605,6 +816,14 @@ impl SpeakerTask {
                         failed = true;
                         break;
                     }
+                    if self.purge.asked() != purged {
+                        break;
+                    }
+                }
+                if self.purge.asked() != purged {
+                    // Purged while sending: apply it before anything else
+                    // (held audio is not flushed).
+                    continue;
                 }
                 // Held audio goes out once it has waited a message's
                 // length, so a speaker who stops is not left unsent.
@@ -638,10 +857,14 @@ impl SpeakerTask {
                 });
             tokio::select! {
                 msg = rx.recv(), if ending.is_none() => match msg {
-                    Some(SpeakerMsg::Frame { position, payload, voice }) => {
-                        let passed = self.filter(talk.as_mut(), position, payload, voice);
-                        for frame in passed {
-                            self.buffer(&mut audio, &mut stream, &mut arrivals, frame);
+                    Some(SpeakerMsg::Frame { position, payload, voice, purges }) => {
+                        self.apply_purge(&mut purged, &mut stream, &mut conn, &mut talk, &mut skipped_before);
+                        // Queued before a purge: dropped with the rest.
+                        if purges >= purged {
+                            let passed = self.filter(talk.as_mut(), position, payload, voice);
+                            for frame in passed {
+                                self.buffer(&mut audio, &mut stream, &mut arrivals, frame);
+                            }
                         }
                     }
                     Some(SpeakerMsg::Leave) => {
@@ -653,7 +876,8 @@ impl SpeakerTask {
                         ending = Some(Instant::now() + self.settings.finish_timeout);
                     }
                 },
-                event = next_event(&mut conn) => match event {
+                () = self.purge.wake.notified() => {}
+                event = next_event(&mut conn), if self.purge.asked() == purged => match event {
                     Some(Ok(BackendEvent::Final { start, duration, text, words })) => {
                         let words = stream.handle_final(start, duration, &words);
                         if let Some(last) = words.last() {
@@ -697,7 +921,7 @@ impl SpeakerTask {
         let mut coverage = stream.coverage();
         if let Some(t) = talk.as_mut() {
             t.finish();
-            coverage.skipped_silence_seconds = t.skipped_seconds();
+            coverage.skipped_silence_seconds = skipped_before + t.skipped_seconds();
             self.metrics
                 .transcription_skipped_silence_seconds
                 .inc_by(coverage.skipped_silence_seconds);
@@ -709,6 +933,40 @@ impl SpeakerTask {
             .transcription_acknowledged_seconds
             .inc_by(coverage.acknowledged_seconds);
         coverage
+    }
+
+    /// Applies a purge the dispatcher asked for since the last one: the
+    /// stream gives up what is unsent or unacknowledged, the connection goes
+    /// (it may hold audio back, and it was sent audio the stream forgot),
+    /// the talk filter's held frames go; for a discard, the speaker's
+    /// published segments too.
+    fn apply_purge(
+        &self,
+        purged: &mut u64,
+        stream: &mut SpeakerStream,
+        conn: &mut Option<Box<dyn Connection>>,
+        talk: &mut Option<TalkFilter>,
+        skipped_before: &mut f64,
+    ) {
+        let asked = self.purge.asked();
+        if asked == *purged {
+            return;
+        }
+        *purged = asked;
+        let seconds = stream.purge();
+        // Dropped, not closed: closing would flush what it holds back.
+        *conn = None;
+        if let Some(t) = talk.as_mut() {
+            *skipped_before += t.skipped_seconds();
+            if let Some(config) = self.settings.talk_filter {
+                *t = TalkFilter::new(config);
+            }
+        }
+        if self.purge.discard.swap(false, Ordering::AcqRel) {
+            self.store
+                .remove_participant(&self.call_id, &self.participant_id);
+        }
+        info!(call = %self.call_id, seconds, "a speaker's held audio purged");
     }
 
     /// The frames to transcribe, of those up to this one.
@@ -849,5 +1107,369 @@ async fn next_event(
     match conn.as_mut() {
         Some(c) => c.next_event().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use hearken_core::conference::{ParticipantIdx, ParticipantSummary};
+    use hearken_core::transcript::{ChunkAudio, StreamWord};
+
+    use super::*;
+    use crate::sinks::Downstream;
+
+    /// What the fake backend was sent: (connection, call time of the chunk).
+    type Sent = Arc<Mutex<Vec<(usize, u64)>>>;
+
+    /// A backend that takes Opus, refuses connections while `accept` is
+    /// off, records every chunk, and (with `finals`) answers each chunk
+    /// with a final result of one word, `w{call time}`.
+    struct FakeBackend {
+        accept: Arc<AtomicBool>,
+        finals: bool,
+        sent: Sent,
+        connections: AtomicUsize,
+    }
+
+    struct FakeConnection {
+        index: usize,
+        finals: bool,
+        sent: Sent,
+        stream_pos: u64,
+        events: VecDeque<BackendEvent>,
+    }
+
+    impl Backend for FakeBackend {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn model(&self) -> String {
+            "fake-model".into()
+        }
+        fn input(&self) -> AudioInput {
+            AudioInput::Opus
+        }
+        fn connect(
+            &self,
+        ) -> backend::BoxFuture<'static, Result<Box<dyn Connection>, backend::BackendError>>
+        {
+            let result = if self.accept.load(Ordering::SeqCst) {
+                Ok(Box::new(FakeConnection {
+                    index: self.connections.fetch_add(1, Ordering::SeqCst),
+                    finals: self.finals,
+                    sent: self.sent.clone(),
+                    stream_pos: 0,
+                    events: VecDeque::new(),
+                }) as Box<dyn Connection>)
+            } else {
+                Err(backend::BackendError::new(Failure::Connect, "refused"))
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    impl Connection for FakeConnection {
+        fn send_audio<'a>(
+            &'a mut self,
+            chunk: &'a Chunk,
+        ) -> backend::BoxFuture<'a, Result<(), backend::BackendError>> {
+            assert!(matches!(chunk.audio, ChunkAudio::Opus(_)));
+            self.sent
+                .lock()
+                .unwrap()
+                .push((self.index, chunk.call_start));
+            let start = self.stream_pos as f64 / 48_000.0;
+            self.stream_pos += chunk.samples;
+            let end = self.stream_pos as f64 / 48_000.0;
+            if self.finals {
+                self.events.push_back(BackendEvent::Final {
+                    start,
+                    duration: end - start,
+                    text: String::new(),
+                    words: vec![StreamWord {
+                        word: format!("w{}", chunk.call_start),
+                        start,
+                        end,
+                        confidence: 1.0,
+                    }],
+                });
+            }
+            Box::pin(async { Ok(()) })
+        }
+        fn finalize(&mut self) -> backend::BoxFuture<'_, Result<(), backend::BackendError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn close(&mut self) -> backend::BoxFuture<'_, Result<(), backend::BackendError>> {
+            self.events.push_back(BackendEvent::Closed { reason: None });
+            Box::pin(async { Ok(()) })
+        }
+        fn next_event(
+            &mut self,
+        ) -> backend::BoxFuture<'_, Option<Result<BackendEvent, backend::BackendError>>> {
+            let event = self.events.pop_front();
+            Box::pin(async move {
+                match event {
+                    Some(e) => Some(Ok(e)),
+                    None => std::future::pending().await,
+                }
+            })
+        }
+    }
+
+    /// 20 ms of Opus (TOC 0x78: hybrid, full band, 20 ms, one frame).
+    const PACKET: [u8; 4] = [0x78, 1, 2, 3];
+    const FRAME: u64 = 960;
+
+    struct Sink {
+        handle: TranscribeHandle,
+        accept: Arc<AtomicBool>,
+        sent: Sent,
+        transcripts: Arc<TranscriptStore>,
+        metrics: Metrics,
+        store: Store,
+        _dir: tempfile::TempDir,
+        call: CallId,
+    }
+
+    fn sink(finals: bool, accept: bool, queue_frames: usize, speaker_queue_frames: usize) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let accept = Arc::new(AtomicBool::new(accept));
+        let sent = Sent::default();
+        let backend = Arc::new(FakeBackend {
+            accept: accept.clone(),
+            finals,
+            sent: sent.clone(),
+            connections: AtomicUsize::new(0),
+        });
+        let transcripts = Arc::new(TranscriptStore::default());
+        let metrics = Metrics::new();
+        let settings = SinkSettings {
+            queue_frames,
+            speaker_queue_frames,
+            connect_timeout: Duration::from_secs(1),
+            buffer_seconds: 120,
+            finish_timeout: Duration::from_millis(500),
+            talk_filter: None,
+        };
+        let handle = spawn(
+            backend,
+            settings,
+            transcripts.clone(),
+            store.clone(),
+            metrics.clone(),
+        );
+        Sink {
+            handle,
+            accept,
+            sent,
+            transcripts,
+            metrics,
+            store,
+            _dir: dir,
+            call: CallId::parse("t1").unwrap(),
+        }
+    }
+
+    fn frame(who: &str, n: u64) -> SpeakerFrame {
+        SpeakerFrame {
+            participant: ParticipantIdx(0),
+            participant_id: who.into(),
+            file_stem: who.into(),
+            position: n * FRAME,
+            payload: Arc::from(&PACKET[..]),
+            arrival: std::time::Instant::now(),
+            voice: VoiceHint::default(),
+        }
+    }
+
+    impl Sink {
+        /// Lets every task run for `ms` of (paused) time.
+        async fn settle(&self, ms: u64) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+
+        fn send(&mut self, who: &str, frames: std::ops::Range<u64>) {
+            for n in frames {
+                self.handle.frame(&self.call, &frame(who, n)).unwrap();
+            }
+        }
+
+        fn sent(&self) -> Vec<(usize, u64)> {
+            self.sent.lock().unwrap().clone()
+        }
+
+        fn dropped(&self) -> u64 {
+            self.metrics
+                .frames_dropped
+                .with_label_values(&[DropReason::TranscriberQueueFull.as_label()])
+                .get()
+        }
+
+        fn words(&self, who: &str) -> Vec<String> {
+            self.transcripts
+                .snapshot(&self.call)
+                .map(|t| t.segments)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s.participant_id == who)
+                .map(|s| s.text)
+                .collect()
+        }
+
+        /// Ends the call; its summary with coverage once the transcript is
+        /// written.
+        async fn end(mut self, who: &[&str]) -> (CallSummary, Self) {
+            let (done, summary) = tokio::sync::oneshot::channel();
+            let mut s = CallSummary::ended_without_state(&self.call, chrono::DateTime::UNIX_EPOCH);
+            s.started_at = Some(chrono::DateTime::UNIX_EPOCH);
+            s.participants = who
+                .iter()
+                .map(|p| ParticipantSummary {
+                    id: (*p).into(),
+                    ..Default::default()
+                })
+                .collect();
+            self.handle
+                .call_ended(s, Completion::new(self.store.clone(), Some(done)));
+            (summary.await.unwrap(), self)
+        }
+    }
+
+    fn coverage(summary: &CallSummary, who: &str) -> Coverage {
+        summary
+            .participants
+            .iter()
+            .find(|p| p.id == who)
+            .and_then(|p| p.transcription)
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_is_taken_whole_by_small_queues() {
+        // Room for 8 single frames on the dispatcher's queue: a minute of
+        // one speaker and half a minute of another, committed at once.
+        let mut s = sink(true, true, 8, 3_000);
+        let commit: Vec<SpeakerFrame> = (0..3_000)
+            .map(|n| frame("alice", n))
+            .chain((0..1_500).map(|n| frame("bob", n)))
+            .collect();
+        s.handle.frames(&s.call, &commit).unwrap();
+        // The same frames one by one do not fit: the queue is that small.
+        let singles = (0..100)
+            .filter(|n| s.handle.frame(&s.call, &frame("carol", *n)).is_err())
+            .count();
+        assert!(singles > 0, "the single frames overflow the queue");
+        s.settle(100).await;
+        assert_eq!(s.dropped(), 0);
+        let (summary, s) = s.end(&["alice", "bob"]).await;
+        let sent = s.sent();
+        for (who, frames) in [("alice", 3_000), ("bob", 1_500)] {
+            let c = coverage(&summary, who);
+            assert_eq!(
+                (c.captured_seconds, c.acknowledged_seconds),
+                (frames as f64 * 0.02, frames as f64 * 0.02),
+                "{who}"
+            );
+        }
+        assert_eq!(sent.len(), 4_500 + (100 - singles));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_a_speaker_queue_cannot_hold_is_dropped_whole() {
+        let s = sink(true, true, 64, 10);
+        let too_long: Vec<SpeakerFrame> = (0..11).map(|n| frame("alice", n)).collect();
+        let fits: Vec<SpeakerFrame> = (20..30).map(|n| frame("bob", n)).collect();
+        let mut s = s;
+        s.handle.frames(&s.call, &too_long).unwrap();
+        s.handle.frames(&s.call, &fits).unwrap();
+        s.settle(100).await;
+        assert_eq!(s.dropped(), 11, "all of alice's part, none of bob's");
+        let positions: Vec<u64> = s.sent().into_iter().map(|(_, t)| t).collect();
+        assert_eq!(positions, (20..30).map(|n| n * FRAME).collect::<Vec<_>>());
+        s.send("alice", 40..41);
+        let (summary, _) = s.end(&["alice", "bob"]).await;
+        assert_eq!(coverage(&summary, "alice").captured_seconds, 0.02);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_drops_unsent_audio() {
+        // The backend refuses connections: alice's first second waits.
+        let mut s = sink(true, false, 64, 3_000);
+        s.send("alice", 0..50);
+        s.settle(50).await;
+        assert!(s.sent().is_empty());
+        s.handle.purge_participant(&s.call, &Arc::from("alice"));
+        s.settle(10).await;
+        s.accept.store(true, Ordering::SeqCst);
+        s.send("alice", 100..105);
+        s.settle(2_000).await;
+        let positions: Vec<u64> = s.sent().into_iter().map(|(_, t)| t).collect();
+        assert_eq!(positions, (100..105).map(|n| n * FRAME).collect::<Vec<_>>());
+        let (summary, _) = s.end(&["alice"]).await;
+        let c = coverage(&summary, "alice");
+        assert_eq!((c.purged_seconds, c.captured_seconds), (1.0, 1.1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_empties_the_resend_queue() {
+        // Sent, never acknowledged: without the purge, a reconnect would
+        // send it all again.
+        let mut s = sink(false, true, 64, 3_000);
+        s.send("alice", 0..50);
+        s.settle(50).await;
+        assert_eq!(s.sent().len(), 50);
+        assert!(s.sent().iter().all(|(c, _)| *c == 0));
+        s.handle.purge_participant(&s.call, &Arc::from("alice"));
+        s.settle(10).await;
+        s.send("alice", 100..105);
+        s.settle(50).await;
+        let second: Vec<u64> = s
+            .sent()
+            .into_iter()
+            .filter(|(c, _)| *c == 1)
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(second, (100..105).map(|n| n * FRAME).collect::<Vec<_>>());
+        assert_eq!(s.sent().len(), 55);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_keeps_final_text() {
+        let mut s = sink(true, true, 64, 3_000);
+        s.send("alice", 0..3);
+        s.settle(50).await;
+        assert_eq!(s.words("alice"), ["w0", "w960", "w1920"]);
+        s.handle.purge_participant(&s.call, &Arc::from("alice"));
+        s.settle(50).await;
+        assert_eq!(s.words("alice"), ["w0", "w960", "w1920"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn discarding_a_participant_removes_their_transcript() {
+        let mut s = sink(true, true, 64, 3_000);
+        s.send("alice", 0..2);
+        s.send("bob", 0..2);
+        s.settle(50).await;
+        assert_eq!(s.words("alice"), ["w0", "w960"]);
+        s.handle.discard_participant(&s.call, &Arc::from("alice"));
+        s.settle(50).await;
+        assert!(s.words("alice").is_empty());
+        assert_eq!(s.words("bob"), ["w0", "w960"]);
+        // Alice again, later: a fresh start.
+        s.send("alice", 10..11);
+        s.settle(50).await;
+        assert_eq!(s.words("alice"), ["w9600"]);
+        let (_, s) = s.end(&["alice", "bob"]).await;
+        let written: Transcript = s.store.read_transcript(&s.call).unwrap().unwrap();
+        let alice: Vec<&str> = written
+            .segments
+            .iter()
+            .filter(|seg| seg.participant_id == "alice")
+            .map(|seg| seg.text.as_str())
+            .collect();
+        assert_eq!(alice, ["w9600"]);
     }
 }

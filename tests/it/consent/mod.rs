@@ -1,6 +1,8 @@
 //! Consent end to end: notices, DTMF, late joiners, declines, the rules
-//! file and `hearken consent explain`.
+//! file, `hearken consent explain`, and the audit log (`hearken consent
+//! verify`, failing closed).
 
+mod audit_log;
 mod decline_policies;
 mod explain;
 mod explicit_dtmf;

@@ -5,6 +5,8 @@
 //! its word times line up with the recordings (a word sits where that
 //! speaker's recording has speech). Both forms of audio the Deepgram
 //! backend can send are covered: `linear16` and Opus passed through in Ogg.
+//! Every request asks Deepgram to keep nothing (`mip_opt_out=true`) unless
+//! `transcription.deepgram.mip_opt_out` is off (the Ogg run turns it off).
 
 use std::time::Duration;
 
@@ -14,15 +16,27 @@ use hearken_fake_deepgram::{Behavior, DropMode, FakeConfig, FakeDeepgram};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_three_drops_full_coverage() {
-    three_drops(DeepgramEncoding::Linear16, "HEARKEN_TEST_DEEPGRAM_KEY_PCM").await;
+    // The default config: Deepgram keeps nothing.
+    three_drops(
+        DeepgramEncoding::Linear16,
+        "HEARKEN_TEST_DEEPGRAM_KEY_PCM",
+        None,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_three_drops_full_coverage_opus_passthrough() {
-    three_drops(DeepgramEncoding::OggOpus, "HEARKEN_TEST_DEEPGRAM_KEY_OGG").await;
+    three_drops(
+        DeepgramEncoding::OggOpus,
+        "HEARKEN_TEST_DEEPGRAM_KEY_OGG",
+        Some(false),
+    )
+    .await;
 }
 
-async fn three_drops(encoding: DeepgramEncoding, key_var: &str) {
+/// `mip_opt_out`: the config value to set, `None` to keep the default.
+async fn three_drops(encoding: DeepgramEncoding, key_var: &str, mip_opt_out: Option<bool>) {
     let fake = FakeDeepgram::start(FakeConfig::default()).await;
     fake.set_behavior(Behavior::default().drop_next(
         3,
@@ -31,6 +45,9 @@ async fn three_drops(encoding: DeepgramEncoding, key_var: &str) {
     ));
     let server = crate::common::transcribing_server(&fake, key_var, |c| {
         c.transcription.deepgram.encoding = encoding;
+        if let Some(on) = mip_opt_out {
+            c.transcription.deepgram.mip_opt_out = on;
+        }
     })
     .await;
     let call = "transcribed";
@@ -85,6 +102,13 @@ async fn three_drops(encoding: DeepgramEncoding, key_var: &str) {
             .sum::<u64>()
     );
     for c in &record.connections {
+        // Deepgram's documented parameter: `mip_opt_out=true` opts a request
+        // out of its Model Improvement Program.
+        let expected_mip = match mip_opt_out {
+            None | Some(true) => Some("true"),
+            Some(false) => None,
+        };
+        assert_eq!(c.query_param("mip_opt_out"), expected_mip, "{:?}", c.query);
         match encoding {
             DeepgramEncoding::Linear16 => {
                 assert_eq!(c.query_param("encoding"), Some("linear16"));

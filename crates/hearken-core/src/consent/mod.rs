@@ -14,4 +14,5 @@
 //! explicit`. Nothing here is legal advice; the rules file says so too.
 
 pub mod engine;
+pub mod events;
 pub mod rules;
