@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hearken_core::conference::{AudioFrame, ConferenceOutput};
+use hearken_core::conference::{AudioFrame, ConferenceOutput, SessionKey};
+use hearken_core::consent::engine::Judgement;
 use hearken_core::ogg::{OggOpusWriter, OpusHead};
 use hearken_core::speaker::{SpeakerTimeline, TimelineConfig};
 use hearken_core::track::{DEFAULT_PRE_SKIP, FrameOutcome, TrackWriter};
@@ -110,14 +111,14 @@ fn gate(c: &mut Criterion) {
         let ids = common::participant_ids(n);
         let (engine, end) = common::consented_engine(&ids, 10);
         for id in &ids {
-            assert!(engine.allows(id, end).allowed, "gate open for {id}");
+            assert_eq!(engine.judge_at(id, end), Judgement::Allow, "gate open for {id}");
         }
         group.bench_with_input(BenchmarkId::new("participants", n), &n, |b, _| {
             let mut i = 0usize;
             b.iter(|| {
                 let id = &ids[i % n];
                 i += 1;
-                black_box(engine.allows(black_box(id), black_box(end + (i as u64) * FRAME)))
+                black_box(engine.judge_at(black_box(id), black_box(end + (i as u64) * FRAME)))
             });
         });
     }
@@ -146,7 +147,7 @@ fn conference(c: &mut Criterion) {
         let ids = common::participant_ids(n);
         let t0 = Instant::now();
         let (mut conf, speakers) = common::consented_conference(&ids, t0);
-        let stats = conf.handle_audio(speakers[0], frame(t0, 0, &payload));
+        let stats = conf.handle_audio(SessionKey(1), speakers[0], frame(t0, 0, &payload));
         assert_eq!(stats.withheld, None, "the gate lets frames through");
         assert!(matches!(
             conf.poll_output(),
@@ -164,7 +165,7 @@ fn conference(c: &mut Criterion) {
                 b.iter(|| {
                     let k = (i % n as u64) as usize;
                     let stats =
-                        conf.handle_audio(speakers[k], frame(t0, i / n as u64 + 1, &payload));
+                        conf.handle_audio(SessionKey(1), speakers[k], frame(t0, i / n as u64 + 1, &payload));
                     i += 1;
                     black_box(stats);
                     black_box(conf.poll_output())
@@ -196,7 +197,7 @@ fn recording_path(c: &mut Criterion) {
             let k = (i % n as u64) as usize;
             let j = i / n as u64;
             let payload = &payloads[(j % payloads.len() as u64) as usize];
-            conf.handle_audio(speakers[k], frame(t0, j, payload));
+            conf.handle_audio(SessionKey(1), speakers[k], frame(t0, j, payload));
             i += 1;
             if let Some(ConferenceOutput::Frame(f)) = conf.poll_output() {
                 let track = &mut tracks[f.participant.0 as usize];

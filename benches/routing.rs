@@ -105,7 +105,7 @@ impl Node {
                     public_id: format!("s{i}"),
                     summary: OfferSummary::scan(&sdp).expect("offer"),
                     offer_sdp: sdp,
-                    early_details: Vec::new(),
+                    early_inputs: Vec::new(),
                 })),
             );
             let Reply::Answer(Ok(answer)) = reply else {

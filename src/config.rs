@@ -37,6 +37,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "policy.webhook_url",
     "consent.rules_file",
     "consent.prompts_dir",
+    "consent.unknown_location_mode",
 ];
 
 /// The whole effective configuration.
@@ -242,6 +243,9 @@ pub struct ConsentConfig {
     /// Company policy floor: the mode is never below this
     /// (`none`, `notify`, `notify_and_allow_opt_out`, `explicit`).
     pub min_mode: ConsentMode,
+    /// Mode for participants whose location is unknown, replacing the
+    /// rules' `default_unknown` (`explicit` as shipped); any mode.
+    pub unknown_location_mode: Option<ConsentMode>,
     /// Under notify modes, staying on the call this long after the notice
     /// ends counts as implicit consent.
     pub grace_period_ms: u64,
@@ -256,6 +260,28 @@ pub struct ConsentConfig {
     /// Directory holding `{language}/{name}.opus` prompts; unset means the
     /// prompts built into the binary (`media/prompts/`: en, es, fr, de).
     pub prompts_dir: Option<PathBuf>,
+    /// Most seconds of one participant's audio held in memory while their
+    /// consent is pending (the oldest goes first beyond it).
+    pub hold_seconds: u64,
+    /// Hold audio also where the law demands explicit prior consent (off:
+    /// it is dropped until consent).
+    pub hold_under_explicit: bool,
+    /// Most MiB of held audio on this node, all calls together; beyond it
+    /// new audio is discarded rather than held.
+    pub hold_node_limit_mb: u64,
+    /// A participant who joins without details holds capture this long for
+    /// them; then the unknown-location mode applies.
+    pub details_wait_ms: u64,
+    /// The provider shows its own recording notice to everyone, so a prompt
+    /// a participant cannot hear (a `sendonly` session) still informs them.
+    pub provider_notifies: bool,
+    /// Under an all-party (call-wide) gate, let `exclude_participant` exclude
+    /// only the decliner instead of stopping the call.
+    pub allow_exclude_under_all_party: bool,
+    /// Listen for a spoken "yes" / "no" during the consent request, on this
+    /// machine (pocketsphinx); without the model the server runs without it
+    /// and says why.
+    pub verbal: bool,
 }
 
 impl Default for ConsentConfig {
@@ -264,12 +290,20 @@ impl Default for ConsentConfig {
             rules_file: None,
             recorder_location: "US".to_owned(),
             min_mode: ConsentMode::None,
+            unknown_location_mode: None,
             grace_period_ms: 5_000,
             decline_policy: DeclinePolicy::Stop,
             agree_digit: "1".to_owned(),
             decline_digit: "9".to_owned(),
             language: "en".to_owned(),
             prompts_dir: None,
+            hold_seconds: 60,
+            hold_under_explicit: false,
+            hold_node_limit_mb: 256,
+            details_wait_ms: 3_000,
+            provider_notifies: false,
+            allow_exclude_under_all_party: false,
+            verbal: true,
         }
     }
 }
@@ -572,6 +606,18 @@ impl Config {
                      the backend would never hear a pause long enough to end an utterance",
                     t.silence_hangover_ms, t.deepgram.endpointing_ms
                 ),
+            });
+        }
+        if self.consent.hold_seconds > 600 {
+            return Err(ConfigError::Invalid {
+                key: "consent.hold_seconds",
+                message: "must be at most 600 (held audio lives in memory)".into(),
+            });
+        }
+        if self.consent.details_wait_ms > 60_000 {
+            return Err(ConfigError::Invalid {
+                key: "consent.details_wait_ms",
+                message: "must be at most 60000".into(),
             });
         }
         if self.media.inactivity_timeout_ms < 100 {

@@ -9,10 +9,14 @@
 //! once, when the worker starts, so counting on the packet path is one
 //! atomic add, never a hash lookup behind a lock.
 
+use std::sync::{Arc, OnceLock};
+
 use hearken_core::conference::{EndReason, FailureCause, SessionEndReason};
 use hearken_core::consent::engine::{
     AuditKind, ConsentMethod, ConsentState, GateReason, PromptKind,
 };
+use hearken_core::conference::HoldBudget;
+use hearken_core::consent::events::HoldDiscard;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -75,6 +79,44 @@ macro_rules! label_enum {
         }
     };
 }
+
+/// A label from a core enum that lists its values (`ALL`) and names them
+/// (`as_str`): the core stays the one place that knows the set.
+macro_rules! core_label_enum {
+    ($($ty:ty),+) => {$(
+        impl Label for $ty {
+            const ALL: &'static [Self] = &<$ty>::ALL;
+            fn as_label(self) -> &'static str {
+                self.as_str()
+            }
+            fn index(self) -> usize {
+                Self::ALL.iter().position(|v| *v == self).unwrap_or(0)
+            }
+        }
+    )+};
+}
+
+core_label_enum!(GateReason, PromptKind, AuditKind, HoldDiscard);
+
+/// What came of a spoken answer to the consent request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerbalResult {
+    /// Recognised as yes: consent given.
+    Yes,
+    /// Recognised as no: declined.
+    No,
+    /// Speech, but neither answer with confidence.
+    Unclear,
+    /// The recogniser was busy; the utterance was not heard.
+    Dropped,
+}
+
+label_enum!(VerbalResult {
+    VerbalResult::Yes => "yes",
+    VerbalResult::No => "no",
+    VerbalResult::Unclear => "unclear",
+    VerbalResult::Dropped => "dropped",
+} all: [VerbalResult::Yes, VerbalResult::No, VerbalResult::Unclear, VerbalResult::Dropped]);
 
 /// Whether a consent gate is open or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,28 +191,7 @@ label_enum!(FailureCause {
     FailureCause::Internal,
 ]);
 
-label_enum!(GateReason {
-    GateReason::Consented => "consented",
-    GateReason::AwaitingOwnConsent => "awaiting_own_consent",
-    GateReason::AwaitingOthers => "awaiting_others",
-    GateReason::NeverCaptureParticipantPresent => "never_capture_participant_present",
-    GateReason::Declined => "declined",
-    GateReason::CallStopped => "call_stopped",
-} all: [
-    GateReason::Consented,
-    GateReason::AwaitingOwnConsent,
-    GateReason::AwaitingOthers,
-    GateReason::NeverCaptureParticipantPresent,
-    GateReason::Declined,
-    GateReason::CallStopped,
-]);
 
-label_enum!(PromptKind {
-    PromptKind::Notice => "notice",
-    PromptKind::ConsentRequest => "consent_request",
-    PromptKind::Thanks => "thanks",
-    PromptKind::Stopped => "stopped",
-} all: [PromptKind::Notice, PromptKind::ConsentRequest, PromptKind::Thanks, PromptKind::Stopped]);
 
 label_enum!(ConsentState {
     ConsentState::Joined => "joined",
@@ -186,21 +207,6 @@ label_enum!(ConsentState {
     ConsentState::Left,
 ]);
 
-label_enum!(AuditKind {
-    AuditKind::ModeEvaluated => "mode_evaluated",
-    AuditKind::PromptScheduled => "prompt_scheduled",
-    AuditKind::PromptPlayed => "prompt_played",
-    AuditKind::StateChanged => "state_changed",
-    AuditKind::GateChanged => "gate_changed",
-    AuditKind::Discarded => "discarded",
-} all: [
-    AuditKind::ModeEvaluated,
-    AuditKind::PromptScheduled,
-    AuditKind::PromptPlayed,
-    AuditKind::StateChanged,
-    AuditKind::GateChanged,
-    AuditKind::Discarded,
-]);
 
 /// Reasons a frame does not reach a sink. A fixed set: used as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +232,21 @@ pub enum DropReason {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The node's consent hold, read when metrics are rendered.
+    hold_budget: Arc<OnceLock<Arc<HoldBudget>>>,
+    /// Seconds of audio held for consent on this node now.
+    pub consent_hold_seconds: prometheus::Gauge,
+    /// Bytes of audio held for consent on this node now.
+    pub consent_hold_bytes: IntGauge,
+    /// The node's limit on held audio (`consent.hold_node_limit_mb`).
+    pub consent_hold_limit_bytes: IntGauge,
+    /// Seconds of held audio committed to the sinks once consent covered it.
+    pub consent_hold_committed_seconds: prometheus::Counter,
+    /// Seconds of held audio discarded unheard, by reason.
+    pub consent_hold_discarded_seconds: prometheus::CounterVec,
+    /// Verbal consent answers, by result (`yes`, `no`, `unclear`,
+    /// `dropped`).
+    pub consent_verbal: IntCounterVec,
     /// Calls in progress.
     pub calls_active: IntGauge,
     /// Calls ended, by reason.
@@ -351,6 +372,47 @@ impl Metrics {
         }
 
         let metrics = Self {
+            hold_budget: Arc::new(OnceLock::new()),
+            consent_hold_seconds: reg!(
+                prometheus::Gauge::new(
+                    "hearken_consent_hold_seconds",
+                    "Seconds of audio held in memory on this node while consent is pending."
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid gauge")
+            ),
+            consent_hold_bytes: reg!(gauge(
+                "hearken_consent_hold_bytes",
+                "Bytes of audio held in memory on this node while consent is pending."
+            )),
+            consent_hold_limit_bytes: reg!(gauge(
+                "hearken_consent_hold_limit_bytes",
+                "The most bytes of audio this node holds for consent (consent.hold_node_limit_mb)."
+            )),
+            consent_hold_committed_seconds: reg!(
+                prometheus::Counter::new(
+                    "hearken_consent_hold_committed_seconds_total",
+                    "Seconds of held audio committed to the sinks once consent covered it."
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid counter")
+            ),
+            consent_hold_discarded_seconds: reg!(
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "hearken_consent_hold_discarded_seconds_total",
+                        "Seconds of held audio discarded unheard, by reason."
+                    ),
+                    &["reason"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid counter vec")
+            ),
+            consent_verbal: reg!(counter_vec(
+                "hearken_consent_verbal_total",
+                "Spoken answers to the consent request, by result.",
+                &["result"]
+            )),
             calls_active: reg!(gauge("hearken_calls_active", "Calls in progress.")),
             calls_ended: reg!(counter_vec(
                 "hearken_calls_ended_total",
@@ -625,6 +687,14 @@ impl Metrics {
         for reason in ["node_full", "shutting_down"] {
             metrics.admission_rejected.with_label_values(&[reason]);
         }
+        for reason in HoldDiscard::ALL {
+            metrics
+                .consent_hold_discarded_seconds
+                .with_label_values(&[reason.as_str()]);
+        }
+        for result in VerbalResult::ALL {
+            metrics.consent_verbal.with_label_values(&[result.as_label()]);
+        }
         // Every labelled child of the media path exists (and shows 0) from
         // the start.
         let _ = metrics.media();
@@ -675,13 +745,30 @@ impl Metrics {
             consent_participants: Labelled::resolve(|l| {
                 self.consent_participants.with_label_values(&[l])
             }),
+            consent_hold_committed_seconds: self.consent_hold_committed_seconds.clone(),
+            consent_hold_discarded_seconds: Labelled::resolve(|l| {
+                self.consent_hold_discarded_seconds.with_label_values(&[l])
+            }),
+            consent_verbal: counters(&self.consent_verbal),
             sink_messages_dropped: self.sink_messages_dropped.clone(),
             datagram_to_sink_seconds: self.datagram_to_sink_seconds.clone(),
         }
     }
 
+    /// Reports `budget` (the node's consent hold) in the hold gauges.
+    pub fn watch_hold_budget(&self, budget: Arc<HoldBudget>) {
+        self.consent_hold_limit_bytes
+            .set(i64::try_from(budget.limit_bytes()).unwrap_or(i64::MAX));
+        let _ = self.hold_budget.set(budget);
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(budget) = self.hold_budget.get() {
+            self.consent_hold_seconds.set(budget.held_seconds());
+            self.consent_hold_bytes
+                .set(i64::try_from(budget.held_bytes()).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
         if TextEncoder::new()
@@ -742,6 +829,12 @@ pub struct MediaMetrics {
     pub consent_gate_seconds: Labelled<GateState, prometheus::Counter>,
     /// Participants of calls in progress, by consent state.
     pub consent_participants: Labelled<ConsentState, IntGauge>,
+    /// Held audio committed (s).
+    pub consent_hold_committed_seconds: prometheus::Counter,
+    /// Held audio discarded (s), by reason.
+    pub consent_hold_discarded_seconds: Labelled<HoldDiscard, prometheus::Counter>,
+    /// Spoken consent answers, by result.
+    pub consent_verbal: Labelled<VerbalResult, IntCounter>,
     /// Sink control messages that found their queue full.
     pub sink_messages_dropped: IntCounter,
     /// Datagram receipt to sink queue.

@@ -209,6 +209,7 @@ pub async fn start_with_secrets(
     })?;
 
     let consent = Arc::new(crate::setup::consent::setup(&config.consent)?);
+    metrics.watch_hold_budget(consent.hold_budget.clone());
     info!(
         rules_version = consent.rules.version(),
         language = %consent.prompts.language,
@@ -416,6 +417,7 @@ async fn track_engine_events(
                     state.registry.session_failed(&call_id, failure);
                 }
             }
+            EngineEvent::CallEnded { call_id } => state.registry.call_ended(&call_id),
         }
     }
 }

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hearken_core::conference::{Conference, ConferenceOutput, ParticipantIdx, SessionKey};
-use hearken_core::consent::engine::{
-    ConsentEngine, ConsentMethod, ConsentOutput, Decision, DeclinePolicy, EngineConfig,
-};
+use hearken_core::consent::engine::{ConsentEngine, ConsentMethod, ConsentOutput, Decision, DeclinePolicy, Delivery, EngineConfig};
 use hearken_core::consent::rules::{Policy, Rules};
 use hearken_core::ids::CallId;
 
@@ -54,7 +52,7 @@ fn engine() -> ConsentEngine {
             recorder_location: None,
             grace: 0,
             decline_policy: DeclinePolicy::ExcludeParticipant,
-            keys: Default::default(),
+            ..EngineConfig::default()
         },
     )
 }
@@ -70,7 +68,7 @@ pub fn consented_engine(ids: &[String], cycles: u64) -> (ConsentEngine, u64) {
     }
     for id in ids {
         t += FRAME;
-        e.handle_signal(id, Decision::Granted, ConsentMethod::Api, t);
+        e.handle_signal(id, Decision::Granted, ConsentMethod::Api, t, Default::default());
     }
     for _ in 0..cycles {
         for id in ids {
@@ -98,7 +96,7 @@ pub fn consented_conference(ids: &[String], t0: Instant) -> (Conference, Vec<Par
     c.handle_session_connected(session, t0, Utc::now());
     let at = t0 + Duration::from_millis(20);
     for id in ids {
-        c.handle_signal(id, Decision::Granted, ConsentMethod::Api, at);
+        c.handle_signal(id, Decision::Granted, ConsentMethod::Api, Default::default(), at);
     }
     // Play the prompts at once (as for a client that cannot hear the bot).
     let mut prompts = Vec::new();
@@ -108,7 +106,7 @@ pub fn consented_conference(ids: &[String], t0: Instant) -> (Conference, Vec<Par
         }
     }
     for (prompt, to) in prompts {
-        c.handle_prompt_played(prompt, &to, false, at, at);
+        c.handle_prompt_played(prompt, &to, Delivery::Inaudible, at, at);
     }
     while c.poll_output().is_some() {}
     (c, speakers)

@@ -1,18 +1,32 @@
-//! Where each call and session lives, and what waits for a call that has
-//! not reached a worker yet. Control plane only: the packet path never
-//! touches it, so a plain mutex (held for a map operation) is enough.
+//! Where each call and session lives, and what the provider said about a
+//! call's participants. Control plane only: the packet path never touches
+//! it, so a plain mutex (held for a map operation) is enough.
+//!
+//! What the provider says about participants (details, presence, its own
+//! notice, consent decisions) is kept per call id until the call ends, not
+//! only until its first session arrives: a first session that fails before
+//! the call starts, or a client that reconnects, gets a new conference, and
+//! that conference is given everything again, in the order it was said.
+//! Bounded (calls, participants per call, one input of each kind per
+//! participant) and forgotten after [`KEPT_FOR`] without news.
 
 use std::collections::{HashMap, VecDeque};
+use std::mem::discriminant;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use hearken_core::conference::SessionFailure;
-use hearken_core::consent::engine::ParticipantDetails;
 use hearken_core::ids::CallId;
 
-/// Calls not started yet for which participant details may wait.
+use crate::media::CallInput;
+
+/// Calls for which the provider's inputs are kept.
 pub const MAX_PENDING_CALLS: usize = 10_000;
 /// Participants of one such call.
 pub const MAX_PENDING_PARTICIPANTS: usize = 1_000;
+/// How long the inputs of a call are kept after the last one arrived, when
+/// the call does not end first (a call that never starts).
+pub const KEPT_FOR: Duration = Duration::from_secs(6 * 3600);
 /// Calls that never started whose failed sessions are remembered (for
 /// `GET /v1/calls/{id}`), oldest forgotten first.
 const MAX_FAILED_CALLS: usize = 1_000;
@@ -39,25 +53,25 @@ pub struct CallEntry {
     pub sessions: usize,
 }
 
-/// Why participant details were not kept.
+/// Why an input was not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PendingError {
-    /// Details already wait for [`MAX_PENDING_CALLS`] calls.
-    #[error("details are held for {MAX_PENDING_CALLS} calls that have not started")]
+    /// Inputs are already kept for [`MAX_PENDING_CALLS`] calls.
+    #[error("participant inputs are kept for {MAX_PENDING_CALLS} calls already")]
     TooManyCalls,
-    /// Details already wait for [`MAX_PENDING_PARTICIPANTS`] participants
-    /// of this call.
-    #[error("at most {MAX_PENDING_PARTICIPANTS} participants per call before it starts")]
+    /// Inputs are already kept for [`MAX_PENDING_PARTICIPANTS`]
+    /// participants of this call.
+    #[error("at most {MAX_PENDING_PARTICIPANTS} participants per call")]
     TooManyParticipants,
 }
 
-/// Where participant details go.
+/// Where an input goes (it is kept either way).
 #[derive(Debug)]
-pub enum DetailsRoute {
-    /// The call is on this worker: send them there.
+pub enum InputRoute {
+    /// The call is on this worker: send it there too.
     Worker(usize),
-    /// Kept until the call's first session is placed.
+    /// The call has no session yet: its first session takes it.
     Pending,
 }
 
@@ -71,9 +85,17 @@ pub struct Registry {
 struct Inner {
     sessions: HashMap<String, SessionEntry>,
     calls: HashMap<CallId, CallEntry>,
-    pending: HashMap<CallId, Vec<(String, ParticipantDetails)>>,
+    kept: HashMap<CallId, Kept>,
     failed: HashMap<CallId, Vec<SessionFailure>>,
     failed_order: VecDeque<CallId>,
+}
+
+/// The inputs kept for one call.
+#[derive(Debug)]
+struct Kept {
+    inputs: Vec<CallInput>,
+    participants: usize,
+    touched: Instant,
 }
 
 /// A session placed by [`Registry::place_session`].
@@ -81,8 +103,9 @@ struct Inner {
 pub struct Placement {
     /// The worker to create the session on.
     pub worker: usize,
-    /// Details that waited for the call (its first session takes them).
-    pub early_details: Vec<(String, ParticipantDetails)>,
+    /// What the provider said about the call's participants so far, when
+    /// this session starts the call on its worker (empty otherwise).
+    pub early_inputs: Vec<CallInput>,
 }
 
 impl Registry {
@@ -131,7 +154,7 @@ impl Registry {
         if inner.sessions.len() >= max_sessions {
             return None;
         }
-        let (worker, early_details) = match inner.calls.get_mut(call_id) {
+        let (worker, early_inputs) = match inner.calls.get_mut(call_id) {
             Some(call) => {
                 call.sessions += 1;
                 (call.worker, Vec::new())
@@ -145,7 +168,8 @@ impl Registry {
                         sessions: 1,
                     },
                 );
-                (worker, inner.pending.remove(call_id).unwrap_or_default())
+                let kept = inner.kept.get(call_id).map(|k| k.inputs.clone());
+                (worker, kept.unwrap_or_default())
             }
         };
         inner.sessions.insert(
@@ -158,7 +182,7 @@ impl Registry {
         );
         Some(Placement {
             worker,
-            early_details,
+            early_inputs,
         })
     }
 
@@ -176,28 +200,54 @@ impl Registry {
         }
     }
 
-    /// Details of a participant: sent to the call's worker when it is on
-    /// one, else kept for the call's first session (bounded).
-    pub fn route_details(
+    /// Keeps what the provider said about a participant (replacing what it
+    /// said before of the same kind) and says where else it goes.
+    pub fn record_input(
         &self,
         call_id: &CallId,
-        participant_id: &str,
-        details: &ParticipantDetails,
-    ) -> Result<DetailsRoute, PendingError> {
+        input: &CallInput,
+        now: Instant,
+    ) -> Result<InputRoute, PendingError> {
         let mut inner = self.lock();
-        if let Some(call) = inner.calls.get(call_id) {
-            return Ok(DetailsRoute::Worker(call.worker));
+        if !inner.kept.contains_key(call_id) && inner.kept.len() >= MAX_PENDING_CALLS {
+            inner
+                .kept
+                .retain(|_, k| now.saturating_duration_since(k.touched) < KEPT_FOR);
+            if inner.kept.len() >= MAX_PENDING_CALLS {
+                return Err(PendingError::TooManyCalls);
+            }
         }
-        if !inner.pending.contains_key(call_id) && inner.pending.len() >= MAX_PENDING_CALLS {
-            return Err(PendingError::TooManyCalls);
-        }
-        let list = inner.pending.entry(call_id.clone()).or_default();
-        list.retain(|(id, _)| id != participant_id);
-        if list.len() >= MAX_PENDING_PARTICIPANTS {
+        let kept = inner.kept.entry(call_id.clone()).or_insert_with(|| Kept {
+            inputs: Vec::new(),
+            participants: 0,
+            touched: now,
+        });
+        let known = kept
+            .inputs
+            .iter()
+            .any(|i| i.participant_id == input.participant_id);
+        if !known && kept.participants >= MAX_PENDING_PARTICIPANTS {
             return Err(PendingError::TooManyParticipants);
         }
-        list.push((participant_id.to_owned(), details.clone()));
-        Ok(DetailsRoute::Pending)
+        // The latest of each kind is what counts; it moves to the end so
+        // the replay keeps the order things were last said in.
+        kept.inputs.retain(|i| {
+            i.participant_id != input.participant_id
+                || discriminant(&i.kind) != discriminant(&input.kind)
+        });
+        kept.inputs.push(input.clone());
+        kept.participants += usize::from(!known);
+        kept.touched = now;
+        Ok(match inner.calls.get(call_id) {
+            Some(call) => InputRoute::Worker(call.worker),
+            None => InputRoute::Pending,
+        })
+    }
+
+    /// The call ended: what was said about its participants is forgotten
+    /// (a later call with the same id starts afresh).
+    pub fn call_ended(&self, call_id: &CallId) {
+        self.lock().kept.remove(call_id);
     }
 
     /// Remembers a failed session of a call (shown while the call has no
@@ -229,38 +279,92 @@ impl Registry {
 mod tests {
     use super::*;
     use hearken_core::conference::FailureCause;
+    use hearken_core::consent::engine::ParticipantDetails;
+
+    use crate::media::InputKind;
 
     fn id(s: &str) -> CallId {
         CallId::parse(s).unwrap()
     }
 
+    fn details(who: &str) -> CallInput {
+        CallInput {
+            participant_id: who.into(),
+            kind: InputKind::Details(ParticipantDetails::default()),
+        }
+    }
+
     #[test]
-    fn sessions_of_a_call_share_its_worker_and_the_first_takes_pending_details() {
+    fn sessions_of_a_call_share_its_worker_and_the_first_takes_kept_inputs() {
         let r = Registry::default();
-        let details = ParticipantDetails::default();
+        let now = Instant::now();
         assert!(matches!(
-            r.route_details(&id("c"), "alice", &details),
-            Ok(DetailsRoute::Pending)
+            r.record_input(&id("c"), &details("alice"), now),
+            Ok(InputRoute::Pending)
         ));
         let first = r
             .place_session(&id("c"), "s1", "e1", 10, || Some(1))
             .unwrap();
         assert_eq!(first.worker, 1);
-        assert_eq!(first.early_details.len(), 1);
+        assert_eq!(first.early_inputs, vec![details("alice")]);
         // The call is placed: a second session goes to its worker, whatever
-        // placement would say, and takes no details.
+        // placement would say, and its conference exists already.
         let second = r
             .place_session(&id("c"), "s2", "e2", 10, || Some(0))
             .unwrap();
-        assert_eq!((second.worker, second.early_details.len()), (1, 0));
+        assert_eq!((second.worker, second.early_inputs.len()), (1, 0));
         assert!(matches!(
-            r.route_details(&id("c"), "bob", &details),
-            Ok(DetailsRoute::Worker(1))
+            r.record_input(&id("c"), &details("bob"), now),
+            Ok(InputRoute::Worker(1))
         ));
         r.remove_session("s1");
         assert_eq!(r.call_worker(&id("c")), Some(1));
         r.remove_session("s2");
         assert_eq!(r.call_worker(&id("c")), None);
+    }
+
+    #[test]
+    fn inputs_survive_a_first_session_that_fails_and_go_when_the_call_ends() {
+        let r = Registry::default();
+        let now = Instant::now();
+        let granted = CallInput {
+            participant_id: "alice".into(),
+            kind: InputKind::Presence(true),
+        };
+        r.record_input(&id("c"), &details("alice"), now).unwrap();
+        r.record_input(&id("c"), &granted, now).unwrap();
+        // The same kind again replaces the first and moves to the end.
+        r.record_input(&id("c"), &details("alice"), now).unwrap();
+        r.place_session(&id("c"), "s1", "e1", 10, || Some(0))
+            .unwrap();
+        r.remove_session("s1");
+        let again = r
+            .place_session(&id("c"), "s2", "e2", 10, || Some(0))
+            .unwrap();
+        assert_eq!(again.early_inputs, vec![granted, details("alice")]);
+        r.call_ended(&id("c"));
+        r.remove_session("s2");
+        let fresh = r
+            .place_session(&id("c"), "s3", "e3", 10, || Some(0))
+            .unwrap();
+        assert!(fresh.early_inputs.is_empty());
+    }
+
+    #[test]
+    fn kept_inputs_are_bounded_per_call() {
+        let r = Registry::default();
+        let now = Instant::now();
+        for n in 0..MAX_PENDING_PARTICIPANTS {
+            r.record_input(&id("c"), &details(&format!("p{n}")), now)
+                .unwrap();
+        }
+        assert_eq!(
+            r.record_input(&id("c"), &details("one-more"), now)
+                .unwrap_err(),
+            PendingError::TooManyParticipants
+        );
+        // A participant already kept may still be updated.
+        assert!(r.record_input(&id("c"), &details("p0"), now).is_ok());
     }
 
     #[test]

@@ -1,27 +1,35 @@
 //! Participants and consent: `PUT …/participants/{id}`,
-//! `POST …/participants/{id}/consent`, `GET …/consent` (the audit log).
+//! `POST …/participants/{id}/notice`, `POST …/participants/{id}/consent`,
+//! `GET …/consent` (the audit log). What the provider says is kept per call
+//! until the call ends (see [`crate::control::registry`]), so it may come
+//! before the call starts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use hearken_core::consent::engine::{CaptureSetting, ConsentMethod, Decision, ParticipantDetails};
+use chrono::{DateTime, Utc};
+use hearken_core::consent::engine::{
+    CaptureSetting, ConsentMethod, Decision, ParticipantDetails, SignalEvidence,
+};
+use hearken_core::ids::CallId;
 use hearken_core::consent::rules::Location;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{CallPath, JsonBody, ParticipantPath};
 use super::problem::{Problem, ProblemType};
-use super::{ask_call_worker, ask_worker};
-use crate::control::registry::{DetailsRoute, PendingError};
-use crate::media::{Command, Reply};
+use super::ask_worker;
+use crate::control::registry::{InputRoute, PendingError};
+use crate::media::{CallInput, Command, InputKind, Reply};
 use crate::server::AppState;
 
 /// How long a worker may take to apply details or a signal (for a signal,
 /// until its audit line is on disk).
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Body of `PUT /v1/calls/{call_id}/participants/{participant_id}`.
+/// Body of `PUT /v1/calls/{call_id}/participants/{participant_id}`: the
+/// whole participant (what is left out takes its default).
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantBody {
@@ -40,20 +48,111 @@ pub struct ParticipantBody {
     /// `default` or `never`.
     #[serde(default)]
     pub capture: CaptureSetting,
+    /// On the call (`true`) or gone (`false`), whether or not they send
+    /// audio: a listener, a muted participant or a phone leg elsewhere
+    /// counts for the consent mode and the call-wide scope. Absent: the
+    /// roster is not changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+    /// The provider's stable id of the person: a decline follows it across
+    /// participant ids, and consent never passes to another person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// This participant is a room or a mixed phone bridge carrying several
+    /// people: treated as the strictest of those it may carry.
+    #[serde(default)]
+    pub mixed: bool,
 }
 
-/// Where the details went.
+/// Where an input went.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Applied {
-    /// To the call in progress.
+    /// To the call in progress (and its audit lines are on disk).
     Live,
-    /// Kept until the call's first session arrives.
+    /// Kept until the call's first session arrives (and for every new
+    /// conference of the call until it ends).
     Pending,
 }
 
+/// Longest `user_id`, notice `how` or method string accepted.
+const MAX_TEXT: usize = 128;
+
+/// Checks a short text field given by the provider.
+fn check_text(field: &str, text: &str, problem: ProblemType) -> Result<(), Problem> {
+    if text.trim().is_empty() || text.chars().count() > MAX_TEXT || text.chars().any(char::is_control)
+    {
+        return Err(Problem::new(
+            problem,
+            format!("{field}: must be 1 to {MAX_TEXT} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps `input` for the call and, when the call is on a worker, applies it
+/// there and waits until its audit lines are on disk.
+async fn deliver(
+    state: &Arc<AppState>,
+    call_id: &CallId,
+    input: CallInput,
+) -> Result<Applied, Problem> {
+    let route = state
+        .registry
+        .record_input(call_id, &input, std::time::Instant::now())
+        .map_err(|e| match e {
+            PendingError::TooManyCalls => Problem::unavailable(
+                ProblemType::TooManyPendingCalls,
+                format!("{e}; start some of them or retry later"),
+                state.config.limits.retry_after_secs,
+            ),
+            PendingError::TooManyParticipants => {
+                Problem::new(ProblemType::TooManyParticipants, e.to_string())
+            }
+        })?;
+    let InputRoute::Worker(worker) = route else {
+        return Ok(Applied::Pending);
+    };
+    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+    let (audited, on_disk) = tokio::sync::oneshot::channel();
+    let command = Command::Input {
+        call_id: call_id.clone(),
+        input,
+        audited: Some(audited),
+    };
+    match ask_worker(state, worker, command, APPLY_TIMEOUT).await? {
+        Reply::Found(true) => {}
+        // The call left the worker between the lookup and the command: the
+        // input is kept for its next conference.
+        _ => return Ok(Applied::Pending),
+    }
+    let unconfirmed = |why: String| {
+        Problem::new(
+            ProblemType::AuditLogFailed,
+            format!("the input was applied, but {why}"),
+        )
+    };
+    match tokio::time::timeout_at(deadline, on_disk).await {
+        Ok(Ok(Ok(()))) => Ok(Applied::Live),
+        Ok(Ok(Err(failed))) => Err(unconfirmed(format!(
+            "its audit line could not be written, so capture of this call has stopped: {}",
+            failed.reason
+        ))),
+        // The recorder's queue was full (the barrier was dropped) or it
+        // stopped.
+        Ok(Err(_)) => Err(unconfirmed(
+            "the recorder did not confirm its audit line".into(),
+        )),
+        Err(_) => Err(unconfirmed(format!(
+            "its audit line was not confirmed on disk within {} s",
+            APPLY_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 /// `PUT …/participants/{participant_id}`: a participant's details, for
-/// consent (and the display name, for transcripts).
+/// consent (and the display name, for transcripts). Accepted before the
+/// call starts.
 pub async fn put_participant(
     State(state): State<Arc<AppState>>,
     path: ParticipantPath,
@@ -68,49 +167,90 @@ pub async fn put_participant(
             .validate()
             .map_err(|e| Problem::new(ProblemType::BadLocation, format!("location: {e}")))?;
     }
+    if let Some(user_id) = &body.user_id {
+        check_text("user_id", user_id, ProblemType::BadJson)?;
+    }
     let details = ParticipantDetails {
         location: body.location.clone(),
         internal: body.internal,
         capture: body.capture,
+        user_id: body.user_id.clone(),
+        mixed: body.mixed,
     };
     if let Some(name) = &body.display_name {
         state
             .transcripts
             .set_display_name(&call_id, &participant_id, name);
     }
-    let route = state
-        .registry
-        .route_details(&call_id, &participant_id, &details)
-        .map_err(|e| match e {
-            PendingError::TooManyCalls => Problem::unavailable(
-                ProblemType::TooManyPendingCalls,
-                format!("{e}; start some of them or retry later"),
-                state.config.limits.retry_after_secs,
-            ),
-            PendingError::TooManyParticipants => {
-                Problem::new(ProblemType::TooManyParticipants, e.to_string())
-            }
-        })?;
-    let applied = match route {
-        DetailsRoute::Pending => Applied::Pending,
-        DetailsRoute::Worker(worker) => {
-            let command = Command::ParticipantDetails {
-                call_id: call_id.clone(),
+    let mut applied = deliver(
+        &state,
+        &call_id,
+        CallInput {
+            participant_id: participant_id.clone(),
+            kind: InputKind::Details(details),
+        },
+    )
+    .await?;
+    if let Some(present) = body.present {
+        applied = deliver(
+            &state,
+            &call_id,
+            CallInput {
                 participant_id: participant_id.clone(),
-                details,
-            };
-            match ask_worker(&state, worker, command, APPLY_TIMEOUT).await? {
-                Reply::Found(true) => Applied::Live,
-                // The call ended between the lookup and the command.
-                _ => return Err(Problem::not_found(format!("no call {call_id} in progress"))),
-            }
-        }
-    };
+                kind: InputKind::Presence(present),
+            },
+        )
+        .await?;
+    }
     Ok(Json(serde_json::json!({
         "call_id": call_id.as_str(),
         "participant_id": participant_id,
         "applied": applied,
         "participant": body,
+    })))
+}
+
+/// Body of `POST …/participants/{participant_id}/notice`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeBody {
+    /// When the provider showed its notice (RFC 3339).
+    pub shown_at: DateTime<Utc>,
+    /// How: `provider_ui`, `banner`, … (kept as given).
+    pub how: String,
+}
+
+/// `POST …/participants/{participant_id}/notice`: the provider showed its
+/// own recording notice to a participant (what makes implicit consent
+/// possible for one who cannot hear the bot). Answered once its audit line
+/// is on disk; accepted before the call starts.
+pub async fn post_notice(
+    State(state): State<Arc<AppState>>,
+    path: ParticipantPath,
+    JsonBody(body): JsonBody<NoticeBody>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let ParticipantPath {
+        call_id,
+        participant_id,
+    } = path;
+    check_text("how", &body.how, ProblemType::BadJson)?;
+    let applied = deliver(
+        &state,
+        &call_id,
+        CallInput {
+            participant_id: participant_id.clone(),
+            kind: InputKind::Notice {
+                shown_at: body.shown_at,
+                how: body.how.clone(),
+            },
+        },
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "call_id": call_id.as_str(),
+        "participant_id": participant_id,
+        "applied": applied,
+        "notice": body,
     })))
 }
 
@@ -120,17 +260,20 @@ pub async fn put_participant(
 pub struct ConsentBody {
     /// `granted` or `declined`.
     pub decision: Decision,
-    /// How it was obtained: `ui` (the provider's own interface), `verbal`
-    /// or `api` (the default).
+    /// How it was obtained: `ui` (the provider's own interface), `verbal`,
+    /// `api` (the default), or the provider's own word for it (recorded as
+    /// given; counts as `api`).
     #[serde(default)]
-    pub method: Option<ConsentMethod>,
+    pub method: Option<String>,
 }
 
 /// `POST …/participants/{participant_id}/consent`: a consent decision the
 /// provider collected. Answered once the decision is applied and its audit
 /// line is synced (the recorder answers a barrier queued behind it); a 503
 /// `audit-log-failed` when the line could not be written (the call's
-/// capture stopped) or was not confirmed within the timeout.
+/// capture stopped) or was not confirmed within the timeout. Before the
+/// call starts it is kept (`"applied": "pending"`) and applied, and logged,
+/// when the call starts.
 pub async fn post_consent(
     State(state): State<Arc<AppState>>,
     path: ParticipantPath,
@@ -140,62 +283,45 @@ pub async fn post_consent(
         call_id,
         participant_id,
     } = path;
-    let method = body.method.unwrap_or(ConsentMethod::Api);
-    if matches!(
-        method,
-        ConsentMethod::Implicit | ConsentMethod::Dtmf | ConsentMethod::NotRequired
-    ) {
-        return Err(Problem::new(
-            ProblemType::BadMethod,
-            "method: implicit, dtmf and not_required are what the server observes, not what a provider reports; use ui, verbal or api",
-        ));
-    }
-    let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
-    let (audited, on_disk) = tokio::sync::oneshot::channel();
-    let command = Command::ConsentSignal {
-        call_id: call_id.clone(),
-        participant_id: participant_id.clone(),
-        decision: body.decision,
-        method,
-        audited: Some(audited),
-    };
-    match ask_call_worker(&state, &call_id, command, APPLY_TIMEOUT).await? {
-        Some(Reply::Found(true)) => {}
-        _ => return Err(Problem::not_found(format!("no call {call_id} in progress"))),
-    }
-    let unconfirmed = |why: String| {
-        Problem::new(
-            ProblemType::AuditLogFailed,
-            format!("the decision was applied, but {why}"),
-        )
-    };
-    match tokio::time::timeout_at(deadline, on_disk).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(failed))) => {
-            return Err(unconfirmed(format!(
-                "its audit line could not be written, so capture of this call has stopped: {}",
-                failed.reason
-            )));
-        }
-        // The recorder's queue was full (the barrier was dropped) or it
-        // stopped.
-        Ok(Err(_)) => {
-            return Err(unconfirmed(
-                "the recorder did not confirm its audit line".into(),
+    let given = body.method.as_deref().map(str::trim);
+    let method = match given {
+        None | Some("api") => ConsentMethod::Api,
+        Some("ui") => ConsentMethod::Ui,
+        Some("verbal") => ConsentMethod::Verbal,
+        Some("implicit" | "dtmf" | "not_required") => {
+            return Err(Problem::new(
+                ProblemType::BadMethod,
+                "method: implicit, dtmf and not_required are what the server observes, not what a provider reports; use ui, verbal, api or your own word for it",
             ));
         }
-        Err(_) => {
-            return Err(unconfirmed(format!(
-                "its audit line was not confirmed on disk within {} s",
-                APPLY_TIMEOUT.as_secs()
-            )));
+        Some(other) => {
+            check_text("method", other, ProblemType::BadMethod)?;
+            ConsentMethod::Api
         }
-    }
+    };
+    let applied = deliver(
+        &state,
+        &call_id,
+        CallInput {
+            participant_id: participant_id.clone(),
+            kind: InputKind::Signal {
+                decision: body.decision,
+                method,
+                evidence: SignalEvidence {
+                    method_given: given.map(str::to_owned),
+                    ..SignalEvidence::default()
+                },
+            },
+        },
+    )
+    .await?;
     Ok(Json(serde_json::json!({
         "call_id": call_id.as_str(),
         "participant_id": participant_id,
         "decision": body.decision,
         "method": method,
+        "method_given": given,
+        "applied": applied,
     })))
 }
 

@@ -52,6 +52,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/calls/{call_id}/participants/{participant_id}/consent",
             post(consent::post_consent),
         )
+        .route(
+            "/v1/calls/{call_id}/participants/{participant_id}/notice",
+            post(consent::post_notice),
+        )
         .route("/v1/calls/{call_id}/consent", get(consent::get_log))
         .route("/v1/calls/{call_id}/transcript", get(transcripts::get))
         .route(

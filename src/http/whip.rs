@@ -107,7 +107,7 @@ pub async fn create(
         public_id: public_id.clone(),
         offer_sdp: sdp,
         summary,
-        early_details: placement.early_details,
+        early_inputs: placement.early_inputs,
     }));
     let answer = match ask_worker(&state, worker, command, ANSWER_TIMEOUT).await {
         Ok(Reply::Answer(Ok(sdp))) => sdp,

@@ -6,7 +6,10 @@
 
 use hearken_core::conference::{CallSummary, EndReason, SessionEndReason};
 pub use hearken_core::conference::{FailureCause, SessionFailure};
-use hearken_core::consent::engine::{ConsentMethod, Decision, ParticipantDetails};
+use chrono::{DateTime, Utc};
+use hearken_core::consent::engine::{
+    ConsentMethod, Decision, ParticipantDetails, SignalEvidence,
+};
 use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 
@@ -38,26 +41,14 @@ pub enum Command {
         /// Told when the call's files are final.
         done: Option<CallDone>,
     },
-    /// A participant's location and capture setting: [`Reply::Found`].
-    ParticipantDetails {
+    /// Something the provider said about a participant (details,
+    /// presence, its own notice, a consent decision): [`Reply::Found`].
+    Input {
         /// The call.
         call_id: CallId,
-        /// Whom the details describe.
-        participant_id: String,
-        /// What the provider knows of them.
-        details: ParticipantDetails,
-    },
-    /// A consent decision reported by the provider: [`Reply::Found`].
-    ConsentSignal {
-        /// The call.
-        call_id: CallId,
-        /// Who decided.
-        participant_id: String,
-        /// Granted or declined.
-        decision: Decision,
-        /// How it was given.
-        method: ConsentMethod,
-        /// Told once the signal's audit lines are on disk (or could not be
+        /// What was said.
+        input: CallInput,
+        /// Told once the input's audit lines are on disk (or could not be
         /// written): the engine queues a [`crate::sinks::SinkMsg::Barrier`]
         /// behind them.
         audited: Option<AuditBarrier>,
@@ -104,9 +95,45 @@ pub struct CreateSession {
     pub offer_sdp: String,
     /// What the control plane read of the offer.
     pub summary: OfferSummary,
-    /// Participant details the provider gave before the call reached this
-    /// engine (applied when the call is created here; ignored otherwise).
-    pub early_details: Vec<(String, ParticipantDetails)>,
+    /// What the provider said about the call's participants before the
+    /// call reached this engine, in the order it was said (applied when the
+    /// call is created here; ignored otherwise).
+    pub early_inputs: Vec<CallInput>,
+}
+
+/// What the provider said about one participant of a call, through the
+/// HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInput {
+    /// Whom it is about.
+    pub participant_id: String,
+    /// What was said.
+    pub kind: InputKind,
+}
+
+/// The kinds of [`CallInput`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputKind {
+    /// Location, capture setting, user id (`PUT …/participants/{id}`).
+    Details(ParticipantDetails),
+    /// On the call or not, with or without media (`"present"`).
+    Presence(bool),
+    /// The provider showed its own recording notice (`POST …/notice`).
+    Notice {
+        /// When it was shown.
+        shown_at: DateTime<Utc>,
+        /// How (`provider_ui`, `banner`, …), as given.
+        how: String,
+    },
+    /// A consent decision the provider collected (`POST …/consent`).
+    Signal {
+        /// Granted or declined.
+        decision: Decision,
+        /// How it was given.
+        method: ConsentMethod,
+        /// The method string as given, for the audit log.
+        evidence: SignalEvidence,
+    },
 }
 
 /// Why an offer got no answer.
@@ -141,5 +168,11 @@ pub enum EngineEvent {
         reason: SessionEndReason,
         /// Set when it failed.
         failure: Option<SessionFailure>,
+    },
+    /// A call that had started ended (what the provider said about its
+    /// participants may be forgotten).
+    CallEnded {
+        /// The call.
+        call_id: CallId,
     },
 }

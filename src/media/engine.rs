@@ -42,7 +42,9 @@ use hearken_core::conference::{
     AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause,
     SessionEndReason, SessionKey,
 };
-use hearken_core::consent::engine::{AuditEvent, ConsentEngine, ConsentOutput, PromptKind};
+use hearken_core::consent::engine::{
+    AuditEvent, ConsentEngine, ConsentOutput, Delivery, PromptKind,
+};
 use hearken_core::dtmf::{DtmfAssembler, DtmfConfig};
 use hearken_core::ids::CallId;
 use hearken_core::voice::VoiceHint;
@@ -54,7 +56,9 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output as RtcOutput};
 use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
 
-use super::command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};
+use super::command::{
+    CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply,
+};
 use super::playback::{Playback, Progress};
 use super::session::{Due, Session, Speaker};
 use super::stun_filter::UfragPrefix;
@@ -455,24 +459,13 @@ impl Engine {
                 }
                 Reply::Found(exists)
             }
-            Command::ParticipantDetails {
+            Command::Input {
                 call_id,
-                participant_id,
-                details,
-            } => Reply::Found(self.with_conference(&call_id, now, |c| {
-                c.handle_details(&participant_id, details, now)
-            })),
-            Command::ConsentSignal {
-                call_id,
-                participant_id,
-                decision,
-                method,
+                input,
                 audited,
             } => {
-                let found = self.with_conference(&call_id, now, |c| {
-                    c.handle_signal(&participant_id, decision, method, now)
-                });
-                // Behind the signal's audit lines on the recorder's queue.
+                let found = self.with_conference(&call_id, now, |c| apply_input(c, input, now));
+                // Behind the input's audit lines on the recorder's queue.
                 if let (true, Some(done)) = (found, audited) {
                     let barrier = SinkMsg::Barrier { call_id, done };
                     self.shared.out.push_back(Output::Sink(barrier));
@@ -563,11 +556,16 @@ impl Engine {
         // The conference itself may be what broke.
         let summary = catch_unwind(AssertUnwindSafe(|| {
             let mut conference = call.conference;
-            conference.handle_end(now_utc, EndReason::Internal);
+            conference.handle_end(now, now_utc, EndReason::Internal);
             conference.summary()
         }))
         .unwrap_or_else(|_| CallSummary::ended_without_state(call_id, now_utc));
         if started {
+            self.shared
+                .out
+                .push_back(Output::Event(EngineEvent::CallEnded {
+                    call_id: call_id.clone(),
+                }));
             self.shared.out.push_back(Output::Sink(SinkMsg::CallEnded {
                 summary: Box::new(summary),
                 done: None,
@@ -593,9 +591,10 @@ impl Engine {
         } = &mut self.shared;
         let call = self.calls.entry(create.call_id.clone()).or_insert_with(|| {
             let engine = ConsentEngine::new(consent.rules.clone(), consent.engine.clone());
-            let mut conference = Conference::new(create.call_id.clone(), engine);
-            for (id, details) in &create.early_details {
-                conference.handle_details(id, details.clone(), now);
+            let mut conference = Conference::new(create.call_id.clone(), engine)
+                .with_hold_budget(consent.hold_budget.clone());
+            for input in &create.early_inputs {
+                apply_input(&mut conference, input.clone(), now);
             }
             metrics.calls_active.inc();
             Call {
@@ -748,12 +747,17 @@ impl Engine {
         while i < session.playbacks.len() {
             match session.playbacks[i].write_due(&mut session.rtc, prompts, now) {
                 Progress::Playing => i += 1,
-                Progress::Finished | Progress::Stopped => {
+                progress @ (Progress::Finished | Progress::Stopped) => {
                     let pb = session.playbacks.swap_remove(i);
+                    let delivery = if progress == Progress::Finished {
+                        Delivery::Whole
+                    } else {
+                        Delivery::Interrupted
+                    };
                     call.conference.handle_prompt_played(
                         pb.kind,
                         std::slice::from_ref(&pb.to),
-                        true,
+                        delivery,
                         pb.started,
                         now,
                     );
@@ -832,6 +836,28 @@ impl Engine {
                         at,
                     }));
                 }
+                ConferenceOutput::Frames(frames) => {
+                    shared.out.push_back(Output::Sink(SinkMsg::Frames {
+                        call_id: call_id.clone(),
+                        frames,
+                    }));
+                }
+                ConferenceOutput::DiscardParticipant {
+                    participant_id,
+                    file_stem,
+                } => {
+                    shared.out.push_back(Output::Sink(SinkMsg::DiscardParticipant {
+                        call_id: call_id.clone(),
+                        participant_id,
+                        file_stem,
+                    }));
+                }
+                ConferenceOutput::PurgeParticipant { participant_id } => {
+                    shared.out.push_back(Output::Sink(SinkMsg::PurgeParticipant {
+                        call_id: call_id.clone(),
+                        participant_id,
+                    }));
+                }
                 ConferenceOutput::Consent(ConsentOutput::DiscardAll) => {
                     shared.out.push_back(Output::Sink(SinkMsg::DiscardAll {
                         call_id: call_id.clone(),
@@ -839,6 +865,11 @@ impl Engine {
                 }
                 ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, to }) => {
                     start_prompt(call, &mut self.sessions, shared, prompt, to, now);
+                }
+                ConferenceOutput::Consent(other) => {
+                    // The conference turns every other consent output into
+                    // its own; a new one must be handled here.
+                    error!(parent: &call.span, output = ?other, "consent output not handled");
                 }
                 ConferenceOutput::Started { .. } => {
                     info!(parent: &call.span, "call started");
@@ -976,7 +1007,7 @@ impl Engine {
             let Some(call) = engine.calls.get_mut(call_id) else {
                 return;
             };
-            call.conference.handle_end(now_utc, reason);
+            call.conference.handle_end(now, now_utc, reason);
             engine.flush_call(call_id, now);
             let Some(call) = engine.calls.remove(call_id) else {
                 return;
@@ -988,6 +1019,12 @@ impl Engine {
             info!(parent: &call.span, reason = reason.as_label(), "call ended");
             let done = done.take().flatten();
             if call.conference.has_started() {
+                engine
+                    .shared
+                    .out
+                    .push_back(Output::Event(EngineEvent::CallEnded {
+                        call_id: call_id.clone(),
+                    }));
                 engine
                     .shared
                     .out
@@ -1137,7 +1174,9 @@ fn handle_event(
                 ),
             };
             let bytes = frame.payload.len() as u64;
-            let stats = call.conference.handle_audio(speaker.participant, frame);
+            let stats = call
+                .conference
+                .handle_audio(key, speaker.participant, frame);
             let counts = &mut shared.counts;
             counts.packets += stats.packets;
             counts.bytes += bytes;
@@ -1169,6 +1208,24 @@ fn signal_digit(
 /// Starts playing `prompt` to each of `to`: into every sendrecv m-line that
 /// carries one of them. Those without such an m-line cannot hear the bot;
 /// the prompt counts as shown by the provider and the audit says so.
+/// Hands what the provider said to the call's conference.
+fn apply_input(conference: &mut Conference, input: CallInput, now: Instant) {
+    let CallInput {
+        participant_id: id,
+        kind,
+    } = input;
+    match kind {
+        InputKind::Details(details) => conference.handle_details(&id, details, now),
+        InputKind::Presence(present) => conference.handle_roster(&id, present, now),
+        InputKind::Notice { shown_at, how } => conference.handle_notice(&id, shown_at, &how, now),
+        InputKind::Signal {
+            decision,
+            method,
+            evidence,
+        } => conference.handle_signal(&id, decision, method, evidence, now),
+    }
+}
+
 fn start_prompt(
     call: &mut Call,
     sessions: &mut FxHashMap<SessionKey, Session>,
@@ -1201,9 +1258,19 @@ fn start_prompt(
                 continue;
             }
             audible_to.push(id.to_owned());
-            session
-                .playbacks
-                .push(Playback::new(*mid, prompt, id.to_owned(), now));
+            let mut line = session.prompt_lines.get(mid).copied();
+            let playback = Playback::queued(
+                *mid,
+                prompt,
+                id.to_owned(),
+                &mut line,
+                &shared.consent.prompts,
+                now,
+            );
+            if let Some(line) = line {
+                session.prompt_lines.insert(*mid, line);
+            }
+            session.playbacks.push(playback);
             started = true;
         }
         if started {
@@ -1218,10 +1285,10 @@ fn start_prompt(
         .filter(|id| !audible_to.contains(id))
         .collect();
     if !silent.is_empty() {
-        // Nothing to play for them: the provider shows its own notice, so
-        // it counts as given now (and the audit says it was not audible).
+        // They cannot hear the bot (no sending m-line): the engine decides
+        // what that means (a notice counts only with the provider's own).
         call.conference
-            .handle_prompt_played(prompt, &silent, false, now, now);
+            .handle_prompt_played(prompt, &silent, Delivery::Inaudible, now, now);
     }
 }
 
@@ -1229,6 +1296,17 @@ fn start_prompt(
 fn count_audit(call: &mut Call, event: &AuditEvent, metrics: &MediaMetrics) {
     metrics.consent_events.get(event.kind()).inc();
     match event {
+        AuditEvent::HoldCommitted { seconds, .. } => {
+            metrics.consent_hold_committed_seconds.inc_by(seconds.max(0.0));
+        }
+        AuditEvent::HoldDiscarded {
+            seconds, reason, ..
+        } => {
+            metrics
+                .consent_hold_discarded_seconds
+                .get(*reason)
+                .inc_by(seconds.max(0.0));
+        }
         AuditEvent::StateChanged { to, .. } => {
             metrics.consent_transitions.get(*to).inc();
         }

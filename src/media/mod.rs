@@ -23,6 +23,8 @@ pub mod session;
 pub mod stun_filter;
 pub mod worker;
 
-pub use command::{Command, CreateSession, CreateSessionError, EngineEvent, Reply};
+pub use command::{
+    CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply,
+};
 pub use engine::{Engine, EngineSettings, Output, Routed};
 pub use worker::{AskError, WorkerHandle, WorkerSettings};

@@ -26,7 +26,7 @@ use tracing::Span;
 
 use super::command::{CreateSession, CreateSessionError, FailureCause, SessionFailure};
 use super::engine::EngineSettings;
-use super::playback::Playback;
+use super::playback::{Playback, PromptLine};
 
 /// The engine's number for a session (never reused within an engine).
 pub use hearken_core::conference::SessionKey;
@@ -52,6 +52,8 @@ pub(crate) struct Session {
     pub offer: OfferSummary,
     pub speakers: FxHashMap<Mid, Speaker>,
     pub playbacks: Vec<Playback>,
+    /// Per m-line: when its last prompt ends (one plays at a time).
+    pub prompt_lines: FxHashMap<Mid, PromptLine>,
     /// Addresses this session accepted datagrams from (the routing cache
     /// entries to forget when it ends).
     pub remote_addrs: Vec<SocketAddr>,
@@ -133,6 +135,7 @@ impl Session {
             offer: create.summary.clone(),
             speakers: FxHashMap::default(),
             playbacks: Vec::new(),
+            prompt_lines: FxHashMap::default(),
             remote_addrs: Vec::new(),
             scheduled: None,
             rtc_deadline: now,

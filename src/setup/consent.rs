@@ -4,8 +4,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hearken_core::consent::engine::{ConsentKeys, EngineConfig};
+use hearken_core::conference::{HoldBudget, duration_to_samples};
+use hearken_core::consent::engine::{ConsentKeys, EngineConfig, HoldConfig};
 use hearken_core::consent::rules::{ConsentMode, Location, Policy, Rules};
 use hearken_core::dtmf::DtmfKey;
 use hearken_core::prompt::PromptSet;
@@ -21,6 +23,8 @@ pub struct ConsentSetup {
     pub engine: EngineConfig,
     /// Prompts in the configured language.
     pub prompts: Arc<PromptSet>,
+    /// Held audio of every call on this node together (`consent.hold_node_limit_mb`).
+    pub hold_budget: Arc<HoldBudget>,
 }
 
 /// Why consent could not be set up.
@@ -139,8 +143,18 @@ pub fn setup(config: &ConsentConfig) -> Result<ConsentSetup, ConsentSetupError> 
             grace: config.grace_period_ms.saturating_mul(48),
             decline_policy,
             keys: ConsentKeys { agree, decline },
+            hold: HoldConfig {
+                max_span: duration_to_samples(Duration::from_secs(config.hold_seconds)),
+                under_explicit: config.hold_under_explicit,
+            },
+            details_wait: duration_to_samples(Duration::from_millis(config.details_wait_ms)),
+            provider_notifies: config.provider_notifies,
+            allow_exclude_under_all_party: config.allow_exclude_under_all_party,
         },
         prompts: Arc::new(prompts),
+        hold_budget: Arc::new(HoldBudget::new(
+            config.hold_node_limit_mb.saturating_mul(1024 * 1024),
+        )),
     })
 }
 

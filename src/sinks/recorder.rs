@@ -772,6 +772,7 @@ mod tests {
                 t,
                 participant: "alice".into(),
                 open: true,
+                held: false,
                 reason: GateReason::Consented,
             },
             at: utc(at),
@@ -1051,6 +1052,7 @@ mod tests {
             event: AuditEvent::Discarded {
                 t: 2.0,
                 what: "all captured audio of the call".into(),
+                participant: None,
             },
             at: utc("2025-03-01T09:30:02Z"),
         });

@@ -206,7 +206,7 @@ impl Sim {
                 public_id: format!("s{index}"),
                 summary: OfferSummary::scan(&sdp).expect("offer summary"),
                 offer_sdp: sdp,
-                early_details: Vec::new(),
+                early_inputs: Vec::new(),
             })),
         );
         let Reply::Answer(Ok(answer)) = reply else {

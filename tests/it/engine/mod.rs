@@ -32,13 +32,16 @@ pub fn speech(times: usize) -> Vec<Vec<u8>> {
 
 /// Gives a participant's location to the engine.
 pub fn located(sim: &mut Sim, call: &str, participant: &str, code: &str) {
-    let reply = sim.command(hearken::media::Command::ParticipantDetails {
+    let reply = sim.command(hearken::media::Command::Input {
         call_id: CallId::parse(call).expect("call id"),
-        participant_id: participant.to_owned(),
-        details: ParticipantDetails {
-            location: Some(Location::from_code(code).expect("location")),
-            ..ParticipantDetails::default()
+        input: hearken::media::CallInput {
+            participant_id: participant.to_owned(),
+            kind: hearken::media::InputKind::Details(ParticipantDetails {
+                location: Some(Location::from_code(code).expect("location")),
+                ..ParticipantDetails::default()
+            }),
         },
+        audited: None,
     });
     assert!(
         matches!(reply, hearken::media::Reply::Found(true)),
