@@ -941,9 +941,16 @@ impl ConsentEngine {
         p.excluded = false;
         p.heard_notice = None;
         p.heard_request = None;
+        // Keys count after the prompts this person heard, not the earlier
+        // person's.
+        p.first_heard = None;
+        p.first_heard_request = None;
         p.provider_notice = None;
         p.prompted = None;
         p.last_key = None;
+        // The earlier person's decline (remembered by their user id) is
+        // theirs: it does nothing to the call when this person comes.
+        p.decline_deferred = false;
         let to = if p.present() {
             ConsentState::Joined
         } else {
@@ -1122,6 +1129,10 @@ impl ConsentEngine {
             Self::set_state(&mut self.outputs, now, p, ConsentState::Notified, at);
         }
         let deferred = p.decline_deferred;
+        // The same person (by user id) decided under another participant id
+        // earlier in the call: with details posted before they came, this
+        // is the first moment they are present to apply it to.
+        self.remembered_decisions(i, t);
         self.evaluate(t);
         if deferred {
             self.apply_decline_policy(i, t);
