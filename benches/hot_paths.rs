@@ -111,7 +111,11 @@ fn gate(c: &mut Criterion) {
         let ids = common::participant_ids(n);
         let (engine, end) = common::consented_engine(&ids, 10);
         for id in &ids {
-            assert_eq!(engine.judge_at(id, end), Judgement::Allow, "gate open for {id}");
+            assert_eq!(
+                engine.judge_at(id, end),
+                Judgement::Allow,
+                "gate open for {id}"
+            );
         }
         group.bench_with_input(BenchmarkId::new("participants", n), &n, |b, _| {
             let mut i = 0usize;
@@ -164,8 +168,11 @@ fn conference(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     let k = (i % n as u64) as usize;
-                    let stats =
-                        conf.handle_audio(SessionKey(1), speakers[k], frame(t0, i / n as u64 + 1, &payload));
+                    let stats = conf.handle_audio(
+                        SessionKey(1),
+                        speakers[k],
+                        frame(t0, i / n as u64 + 1, &payload),
+                    );
                     i += 1;
                     black_box(stats);
                     black_box(conf.poll_output())

@@ -11,11 +11,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use hearken_core::conference::HoldBudget;
 use hearken_core::conference::{EndReason, FailureCause, SessionEndReason};
 use hearken_core::consent::engine::{
     AuditKind, ConsentMethod, ConsentState, GateReason, PromptKind,
 };
-use hearken_core::conference::HoldBudget;
 use hearken_core::consent::events::HoldDiscard;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -191,8 +191,6 @@ label_enum!(FailureCause {
     FailureCause::Internal,
 ]);
 
-
-
 label_enum!(ConsentState {
     ConsentState::Joined => "joined",
     ConsentState::Notified => "notified",
@@ -206,7 +204,6 @@ label_enum!(ConsentState {
     ConsentState::Declined,
     ConsentState::Left,
 ]);
-
 
 /// Reasons a frame does not reach a sink. A fixed set: used as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -693,7 +690,9 @@ impl Metrics {
                 .with_label_values(&[reason.as_str()]);
         }
         for result in VerbalResult::ALL {
-            metrics.consent_verbal.with_label_values(&[result.as_label()]);
+            metrics
+                .consent_verbal
+                .with_label_values(&[result.as_label()]);
         }
         // Every labelled child of the media path exists (and shows 0) from
         // the start.

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hearken_core::conference::{Conference, ConferenceOutput, ParticipantIdx, SessionKey};
-use hearken_core::consent::engine::{ConsentEngine, ConsentMethod, ConsentOutput, Decision, DeclinePolicy, Delivery, EngineConfig};
+use hearken_core::consent::engine::{
+    ConsentEngine, ConsentMethod, ConsentOutput, Decision, DeclinePolicy, Delivery, EngineConfig,
+};
 use hearken_core::consent::rules::{Policy, Rules};
 use hearken_core::ids::CallId;
 
@@ -68,7 +70,13 @@ pub fn consented_engine(ids: &[String], cycles: u64) -> (ConsentEngine, u64) {
     }
     for id in ids {
         t += FRAME;
-        e.handle_signal(id, Decision::Granted, ConsentMethod::Api, t, Default::default());
+        e.handle_signal(
+            id,
+            Decision::Granted,
+            ConsentMethod::Api,
+            t,
+            Default::default(),
+        );
     }
     for _ in 0..cycles {
         for id in ids {
@@ -96,7 +104,13 @@ pub fn consented_conference(ids: &[String], t0: Instant) -> (Conference, Vec<Par
     c.handle_session_connected(session, t0, Utc::now());
     let at = t0 + Duration::from_millis(20);
     for id in ids {
-        c.handle_signal(id, Decision::Granted, ConsentMethod::Api, Default::default(), at);
+        c.handle_signal(
+            id,
+            Decision::Granted,
+            ConsentMethod::Api,
+            Default::default(),
+            at,
+        );
     }
     // Play the prompts at once (as for a client that cannot hear the bot).
     let mut prompts = Vec::new();

@@ -13,13 +13,13 @@ use chrono::{DateTime, Utc};
 use hearken_core::consent::engine::{
     CaptureSetting, ConsentMethod, Decision, ParticipantDetails, SignalEvidence,
 };
-use hearken_core::ids::CallId;
 use hearken_core::consent::rules::Location;
+use hearken_core::ids::CallId;
 use serde::{Deserialize, Serialize};
 
+use super::ask_worker;
 use super::extract::{CallPath, JsonBody, ParticipantPath};
 use super::problem::{Problem, ProblemType};
-use super::ask_worker;
 use crate::control::registry::{InputRoute, PendingError};
 use crate::media::{CallInput, Command, InputKind, Reply};
 use crate::server::AppState;
@@ -80,7 +80,9 @@ const MAX_TEXT: usize = 128;
 
 /// Checks a short text field given by the provider.
 fn check_text(field: &str, text: &str, problem: ProblemType) -> Result<(), Problem> {
-    if text.trim().is_empty() || text.chars().count() > MAX_TEXT || text.chars().any(char::is_control)
+    if text.trim().is_empty()
+        || text.chars().count() > MAX_TEXT
+        || text.chars().any(char::is_control)
     {
         return Err(Problem::new(
             problem,

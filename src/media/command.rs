@@ -4,12 +4,10 @@
 //! These types carry no channels: the engine is sans-IO. The worker pairs a
 //! [`Command`] with the channel its [`Reply`] goes back on.
 
+use chrono::{DateTime, Utc};
 use hearken_core::conference::{CallSummary, EndReason, SessionEndReason};
 pub use hearken_core::conference::{FailureCause, SessionFailure};
-use chrono::{DateTime, Utc};
-use hearken_core::consent::engine::{
-    ConsentMethod, Decision, ParticipantDetails, SignalEvidence,
-};
+use hearken_core::consent::engine::{ConsentMethod, Decision, ParticipantDetails, SignalEvidence};
 use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 

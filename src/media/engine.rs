@@ -846,17 +846,21 @@ impl Engine {
                     participant_id,
                     file_stem,
                 } => {
-                    shared.out.push_back(Output::Sink(SinkMsg::DiscardParticipant {
-                        call_id: call_id.clone(),
-                        participant_id,
-                        file_stem,
-                    }));
+                    shared
+                        .out
+                        .push_back(Output::Sink(SinkMsg::DiscardParticipant {
+                            call_id: call_id.clone(),
+                            participant_id,
+                            file_stem,
+                        }));
                 }
                 ConferenceOutput::PurgeParticipant { participant_id } => {
-                    shared.out.push_back(Output::Sink(SinkMsg::PurgeParticipant {
-                        call_id: call_id.clone(),
-                        participant_id,
-                    }));
+                    shared
+                        .out
+                        .push_back(Output::Sink(SinkMsg::PurgeParticipant {
+                            call_id: call_id.clone(),
+                            participant_id,
+                        }));
                 }
                 ConferenceOutput::Consent(ConsentOutput::DiscardAll) => {
                     shared.out.push_back(Output::Sink(SinkMsg::DiscardAll {
@@ -1297,7 +1301,9 @@ fn count_audit(call: &mut Call, event: &AuditEvent, metrics: &MediaMetrics) {
     metrics.consent_events.get(event.kind()).inc();
     match event {
         AuditEvent::HoldCommitted { seconds, .. } => {
-            metrics.consent_hold_committed_seconds.inc_by(seconds.max(0.0));
+            metrics
+                .consent_hold_committed_seconds
+                .inc_by(seconds.max(0.0));
         }
         AuditEvent::HoldDiscarded {
             seconds, reason, ..

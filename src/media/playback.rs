@@ -156,7 +156,14 @@ mod tests {
         let mid = Mid::from("0");
         let now = Instant::now();
         let mut line = None;
-        let first = Playback::queued(mid, PromptKind::Notice, "a".into(), &mut line, &prompts, now);
+        let first = Playback::queued(
+            mid,
+            PromptKind::Notice,
+            "a".into(),
+            &mut line,
+            &prompts,
+            now,
+        );
         let second = Playback::queued(
             mid,
             PromptKind::ConsentRequest,
@@ -181,7 +188,14 @@ mod tests {
         let mid = Mid::from("0");
         let now = Instant::now();
         let mut line = None;
-        Playback::queued(mid, PromptKind::Thanks, "a".into(), &mut line, &prompts, now);
+        Playback::queued(
+            mid,
+            PromptKind::Thanks,
+            "a".into(),
+            &mut line,
+            &prompts,
+            now,
+        );
         let thanks = samples(&prompts, PromptKind::Thanks);
         let ends = now + Duration::from_micros(thanks * 1_000_000 / 48_000);
         let later = Playback::queued(
