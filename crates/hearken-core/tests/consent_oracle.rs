@@ -227,21 +227,24 @@ fn wild_strategy() -> impl Strategy<Value = Scenario> {
                 prop::collection::vec((0u64..4_000, op_strategy(n)), 2..14),
             )
         })
-        .prop_map(|(recorder, grace, policy, hold_under_explicit, people, ops)| {
-            let mut ops: Vec<(u64, Op)> = ops.into_iter().map(|(ms, op)| (ms * MS, op)).collect();
-            // The call starts with someone joining.
-            ops.insert(0, (0, Op::Join(0)));
-            Scenario {
-                recorder,
-                grace,
-                policy,
-                hold_under_explicit,
-                people,
-                ops,
-                tail: 20 * SECOND,
-                benign: false,
-            }
-        })
+        .prop_map(
+            |(recorder, grace, policy, hold_under_explicit, people, ops)| {
+                let mut ops: Vec<(u64, Op)> =
+                    ops.into_iter().map(|(ms, op)| (ms * MS, op)).collect();
+                // The call starts with someone joining.
+                ops.insert(0, (0, Op::Join(0)));
+                Scenario {
+                    recorder,
+                    grace,
+                    policy,
+                    hold_under_explicit,
+                    people,
+                    ops,
+                    tail: 20 * SECOND,
+                    benign: false,
+                }
+            },
+        )
 }
 
 /// Everyone under a notify mode, told, staying, nobody declining.
@@ -453,8 +456,13 @@ impl Call {
             }
             let now = self.at(self.now);
             for (prompt, target) in std::mem::take(&mut self.silent) {
-                self.conference
-                    .handle_prompt_played(prompt, &[target], Delivery::Inaudible, now, now);
+                self.conference.handle_prompt_played(
+                    prompt,
+                    &[target],
+                    Delivery::Inaudible,
+                    now,
+                    now,
+                );
             }
         }
     }
@@ -603,8 +611,13 @@ impl Call {
                 {
                     live.playing = None;
                     self.log[who].heard.push((kind, start, end));
-                    self.conference
-                        .handle_prompt_played(kind, &[id(who)], Delivery::Whole, self.at(start), now);
+                    self.conference.handle_prompt_played(
+                        kind,
+                        &[id(who)],
+                        Delivery::Whole,
+                        self.at(start),
+                        now,
+                    );
                     self.drain();
                 }
                 let Some(live) = self.live[who].as_mut() else {
@@ -716,9 +729,7 @@ impl<'a> Oracle<'a> {
         match self.call.log[who].details_sent {
             Some((at, never)) if at <= x => Some((p.place, never)),
             _ => {
-                let waited = self
-                    .first_join(who)
-                    .is_some_and(|j| x >= j + DETAILS_WAIT);
+                let waited = self.first_join(who).is_some_and(|j| x >= j + DETAILS_WAIT);
                 waited.then_some((None, false))
             }
         }
@@ -756,7 +767,8 @@ impl<'a> Oracle<'a> {
             }
             // Heard whole at any time in the call before the key.
             let heard = log.heard.iter().any(|&(kind, start, end)| {
-                self.stay_at(who, start).is_some_and(|(_, leave)| end <= leave)
+                self.stay_at(who, start)
+                    .is_some_and(|(_, leave)| end <= leave)
                     && end <= t
                     && (kind == PromptKind::ConsentRequest
                         || (!granted && kind == PromptKind::Notice))
@@ -777,9 +789,7 @@ impl<'a> Oracle<'a> {
     /// When `who` first gave explicit consent not preceded by a decline.
     fn explicit_consent(&self, who: usize) -> Option<u64> {
         let decline = self.first_decline(who).unwrap_or(u64::MAX);
-        self.signals(who, true)
-            .into_iter()
-            .find(|&g| g < decline)
+        self.signals(who, true).into_iter().find(|&g| g < decline)
     }
 
     /// When `who` had been informed and stayed through the grace period in
@@ -826,7 +836,11 @@ impl<'a> Oracle<'a> {
                     || self.explicit_consent(who).is_some_and(|c| c <= s)
             }
             _ => {
-                let by = if self.call.sc.hold_under_explicit { s } else { t };
+                let by = if self.call.sc.hold_under_explicit {
+                    s
+                } else {
+                    t
+                };
                 self.explicit_consent(who).is_some_and(|c| c <= by)
             }
         }
@@ -859,11 +873,7 @@ impl<'a> Oracle<'a> {
             let effective = if self.present(q, d) {
                 Some(d)
             } else {
-                self.call.log[q]
-                    .stays
-                    .iter()
-                    .map(|s| s.0)
-                    .find(|&j| j > d)
+                self.call.log[q].stays.iter().map(|s| s.0).find(|&j| j > d)
             };
             let Some(at) = effective else {
                 continue;
@@ -891,13 +901,33 @@ impl<'a> Oracle<'a> {
             let Some(&(s, commit)) = f.sunk.first() else {
                 continue;
             };
-            let what = format!("frame {n} of p{} spoken at {:.2} s, sunk at {:.2} s", f.who, secs(f.t), secs(s));
-            prop_assert_eq!(commit, f.held, "{}: held frames reach a sink only in a commit, live frames only live", what);
+            let what = format!(
+                "frame {n} of p{} spoken at {:.2} s, sunk at {:.2} s",
+                f.who,
+                secs(f.t),
+                secs(s)
+            );
+            prop_assert_eq!(
+                commit,
+                f.held,
+                "{}: held frames reach a sink only in a commit, live frames only live",
+                what
+            );
             if let Some(d) = self.first_decline(f.who) {
-                prop_assert!(s <= d, "{}: after its speaker declined at {:.2} s", what, secs(d));
+                prop_assert!(
+                    s <= d,
+                    "{}: after its speaker declined at {:.2} s",
+                    what,
+                    secs(d)
+                );
             }
             if let Some(at) = stopped {
-                prop_assert!(s <= at, "{}: after a decline stopped the call at {:.2} s", what, secs(at));
+                prop_assert!(
+                    s <= at,
+                    "{}: after a decline stopped the call at {:.2} s",
+                    what,
+                    secs(at)
+                );
             }
             for q in 0..self.call.sc.people.len() {
                 let Some((join, _)) = self.stay_at(q, f.t).filter(|_| self.there_before(q, f.t))
