@@ -9,9 +9,11 @@
 //! file, read here as plain YAML (not through `hearken_core::consent::rules`):
 //! for each participant, the mode their own location and the recorder's
 //! require (`max(default_mode, legal_floor)` of their entry, as the file's
-//! `decision_model.per_participant_mode` says; `default_unknown` when no
-//! location is known once the details wait is over), whether the call is
-//! all-party, and when each person was informed, consented or declined.
+//! `decision_model.per_participant_mode` says, with a subdivision raised to
+//! its country's floor and all-party when its country is, as
+//! `decision_model.subdivisions` says; `default_unknown` when no location is
+//! known once the details wait is over), whether the call is all-party, and
+//! when each person was informed, consented or declined.
 //! From that alone it checks every frame that reached a sink:
 //!
 //! - **safety**: it was covered by the consent its speaker's mode requires
@@ -91,15 +93,26 @@ impl LawBook {
         assert_eq!(order, MODES, "the oracle's mode order is the file's");
         let default_unknown = rank(doc["decision_model"]["default_unknown"].as_str().unwrap());
         let mut entries = BTreeMap::new();
-        for code in PLACES.iter().chain(RECORDERS.iter()).flatten() {
-            let e = &doc["jurisdictions"][*code];
+        let one_rule = |code: &str, e: &serde_norway::Value| {
             assert!(
                 e.get("legal_floor_by_media").is_none() && e.get("default_mode_by_media").is_none(),
                 "{code}: the oracle's places have one rule for every medium"
             );
-            let mode = rank(e["default_mode"].as_str().unwrap())
-                .max(rank(e["legal_floor"].as_str().unwrap()));
-            let all_party = e["category"].as_str() == Some("all_party");
+        };
+        for code in PLACES.iter().chain(RECORDERS.iter()).flatten() {
+            let e = &doc["jurisdictions"][*code];
+            one_rule(code, e);
+            assert!(e.is_mapping(), "{code}: the oracle's places have entries");
+            let mut floor = rank(e["legal_floor"].as_str().unwrap());
+            let mut all_party = e["category"].as_str() == Some("all_party");
+            // A subdivision never weakens its country's entry.
+            if let Some((country, _)) = code.split_once('-') {
+                let c = &doc["jurisdictions"][country];
+                one_rule(country, c);
+                floor = floor.max(rank(c["legal_floor"].as_str().unwrap()));
+                all_party |= c["category"].as_str() == Some("all_party");
+            }
+            let mode = rank(e["default_mode"].as_str().unwrap()).max(floor);
             entries.insert((*code).to_owned(), (mode, all_party));
         }
         Self {
@@ -115,18 +128,26 @@ impl LawBook {
 }
 
 /// Where the oracle's people can be: one-party notify (New York), all-party
-/// opt-out (California, Illinois), one-party opt-out (UK), all-party
-/// explicit (Germany), unknown.
-const PLACES: [Option<&str>; 6] = [
+/// opt-out (California, Illinois), one-party opt-out (UK), a notify state
+/// under its country's opt-out floor (Victoria), all-party explicit
+/// (Germany), unknown.
+const PLACES: [Option<&str>; 7] = [
     Some("US-NY"),
     Some("US-CA"),
+    Some("AU-VIC"),
     Some("US-IL"),
     Some("GB"),
     Some("DE"),
     None,
 ];
 const RECORDERS: [Option<&str>; 3] = [Some("US-NY"), Some("US-CA"), Some("GB")];
-const BENIGN_PLACES: [Option<&str>; 4] = [Some("US-NY"), Some("US-CA"), Some("US-IL"), Some("GB")];
+const BENIGN_PLACES: [Option<&str>; 5] = [
+    Some("US-NY"),
+    Some("US-CA"),
+    Some("US-IL"),
+    Some("GB"),
+    Some("AU-VIC"),
+];
 
 // ---------------------------------------------------------------------------
 // Scenarios.
