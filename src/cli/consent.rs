@@ -2,9 +2,11 @@
 //!
 //! Reads a participants file (and optionally a rules file), resolves every
 //! participant and the recorder with [`hearken_core::consent::rules`], and
-//! prints one line per participant, the call's mode, gate scope and reasons,
-//! the rules version and the disclaimer. Errors ([`CliError`]) name the
-//! file and the field.
+//! prints one line per participant, the call's mode, gate scope, the mode
+//! for unknown locations and where it comes from, whether the announcement
+//! must be in the recording, the mixed m-lines, the reasons, the rules
+//! version and the disclaimer. Errors ([`CliError`]) name the file and the
+//! field.
 //!
 //! `hearken consent verify CALL_DIR`: whether a call's consent audit log is
 //! the one the recorder wrote ([`verify`]).
@@ -21,7 +23,8 @@ use crate::config::ConsentConfig;
 use hearken_core::audit::{self, VerifiedLog};
 use hearken_core::conference::CallSummary;
 use hearken_core::consent::rules::{
-    CallDecision, ConsentMode, Location, LocationError, ParticipantInput, Policy, Rules, decide,
+    CallDecision, ConsentMode, Location, LocationError, Media, ParticipantInput, Policy, Rules,
+    decide,
 };
 
 /// Arguments of `hearken consent explain`. Options left out fall back to the
@@ -29,8 +32,11 @@ use hearken_core::consent::rules::{
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExplainArgs {
     /// Participants (JSON): {"participants": [{"id": "alice", "location":
-    /// {"country": "US", "subdivision": "US-CA"}, "internal": false}]};
-    /// location is optional (unknown locations get the rules' default).
+    /// {"country": "US", "subdivision": "US-CA"}, "internal": false,
+    /// "media": "phone", "mixed": false}]}; location is optional (unknown
+    /// locations get the unknown-location mode), media (phone, video,
+    /// in_person_room) defaults to phone, mixed (one m-line carrying several
+    /// people) to false.
     #[arg(long, value_name = "FILE.json")]
     pub participants: PathBuf,
     /// Consent rules (YAML) [default: consent.rules_file, else the rules built
@@ -45,6 +51,11 @@ pub struct ExplainArgs {
     /// explicit [default: consent.min_mode].
     #[arg(long, value_name = "MODE")]
     pub min_mode: Option<ConsentMode>,
+    /// Company mode for participants without a location, replacing the
+    /// rules' default_unknown (any mode, even a lower one) [default: the
+    /// rules' default_unknown].
+    #[arg(long, value_name = "MODE")]
+    pub unknown_location_mode: Option<ConsentMode>,
     /// Print the decision as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -59,12 +70,18 @@ pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> Result<String, CliE
     let policy = Policy {
         min_mode,
         overrides: BTreeMap::new(),
+        unknown_location_mode: args.unknown_location_mode,
     };
     let decision = decide(&rules, &policy, recorder.as_ref(), &participants);
+    let mixed: Vec<&str> = participants
+        .iter()
+        .filter(|p| p.mixed)
+        .map(|p| p.id.as_str())
+        .collect();
     if args.json {
-        json(&rules, &decision)
+        json(&rules, &decision, &mixed)
     } else {
-        Ok(text(&rules, &decision))
+        Ok(text(&rules, &decision, &mixed))
     }
 }
 
@@ -260,6 +277,8 @@ const PARTICIPANT_FIELDS: &[&str] = &[
     "id",
     "location",
     "internal",
+    "media",
+    "mixed",
     "display_name",
     "email",
     "capture",
@@ -331,10 +350,41 @@ fn parse_participants(value: &Value) -> Result<Vec<ParticipantInput>, String> {
                 ));
             }
         };
+        let media = match object.get("media") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(
+                Media::ALL
+                    .into_iter()
+                    .find(|m| m.as_str() == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "{place}.media: unknown medium \"{name}\" (expected phone, video or in_person_room)"
+                        )
+                    })?,
+            ),
+            Some(other) => {
+                return Err(format!(
+                    "{place}.media: expected a string, found {}",
+                    kind(other)
+                ));
+            }
+        };
+        let mixed = match object.get("mixed") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(format!(
+                    "{place}.mixed: expected true or false, found {}",
+                    kind(other)
+                ));
+            }
+        };
         out.push(ParticipantInput {
             id,
             location,
             internal,
+            media,
+            mixed,
         });
     }
     Ok(out)
@@ -373,8 +423,8 @@ fn parse_location(place: &str, object: &Map<String, Value>) -> Result<Location, 
     Ok(location)
 }
 
-/// The human-readable explanation.
-fn text(rules: &Rules, decision: &CallDecision) -> String {
+/// The human-readable explanation; `mixed` lists the mixed m-lines' ids.
+fn text(rules: &Rules, decision: &CallDecision, mixed: &[&str]) -> String {
     let recorder = ("(recorder)".to_owned(), decision.recorder.clone());
     let rows: Vec<&(String, _)> = decision.per_participant.iter().chain([&recorder]).collect();
     let id_width = rows
@@ -408,6 +458,25 @@ fn text(rules: &Rules, decision: &CallDecision) -> String {
     }
     let _ = writeln!(out, "call mode: {}", decision.mode);
     let _ = writeln!(out, "gate scope: {}", decision.scope);
+    let _ = writeln!(
+        out,
+        "unknown-location mode: {} (from {})",
+        decision.unknown_location_mode, decision.unknown_location_mode_from
+    );
+    let _ = writeln!(
+        out,
+        "announcement in recording: {}",
+        if decision.announcement_in_recording {
+            "required"
+        } else {
+            "not required"
+        }
+    );
+    if mixed.is_empty() {
+        let _ = writeln!(out, "mixed m-lines: none");
+    } else {
+        let _ = writeln!(out, "mixed m-lines: {}", mixed.join(", "));
+    }
     let _ = writeln!(out, "reasons:");
     for reason in &decision.reasons {
         let _ = writeln!(out, "  - {reason}");
@@ -417,18 +486,21 @@ fn text(rules: &Rules, decision: &CallDecision) -> String {
     out
 }
 
-/// The decision as one JSON object, with the rules version and disclaimer.
-fn json(rules: &Rules, decision: &CallDecision) -> Result<String, CliError> {
+/// The decision as one JSON object, with the rules version, disclaimer and
+/// the mixed m-lines' ids.
+fn json(rules: &Rules, decision: &CallDecision, mixed: &[&str]) -> Result<String, CliError> {
     #[derive(Serialize)]
     struct Explained<'a> {
         rules_version: &'a str,
         disclaimer: &'a str,
+        mixed: &'a [&'a str],
         #[serde(flatten)]
         decision: &'a CallDecision,
     }
     let mut out = serde_json::to_string(&Explained {
         rules_version: rules.version(),
         disclaimer: rules.disclaimer(),
+        mixed,
         decision,
     })?;
     out.push('\n');
@@ -449,6 +521,7 @@ mod tests {
             rules: None,
             recorder_location: None,
             min_mode: None,
+            unknown_location_mode: None,
             json: false,
         }
     }
@@ -469,17 +542,29 @@ mod tests {
         };
         assert_eq!(row("alice"), ["alice", "US-CA", "notify_and_allow_opt_out"]);
         assert_eq!(row("bob"), ["bob", "DE", "explicit"]);
-        assert_eq!(
-            row("carol"),
-            ["carol", "default_unknown", "notify_and_allow_opt_out"]
-        );
+        // Unknown locations fail closed (rules: default_unknown explicit).
+        assert_eq!(row("carol"), ["carol", "default_unknown", "explicit"]);
         assert_eq!(row("dave"), ["dave", "US-NY", "notify"]);
         assert_eq!(row("erin"), ["erin", "EEA", "notify_and_allow_opt_out"]);
-        assert_eq!(row("(recorder)"), ["(recorder)", "US", "notify"]);
+        // The default recorder location is US without a state, and the
+        // rules differ by state: the strictest of US and default_unknown.
+        assert_eq!(row("(recorder)"), ["(recorder)", "US", "explicit"]);
         assert!(out.contains("\ncall mode: explicit\n"), "{out}");
         assert!(out.contains("\ngate scope: call_wide\n"), "{out}");
         assert!(
-            out.contains("  - strictest: bob in DE (all-party) requires explicit\n"),
+            out.contains("\nunknown-location mode: explicit (from rules)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nannouncement in recording: not required\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nmixed m-lines: none\n"), "{out}");
+        assert!(
+            out.contains(
+                "  - strictest: bob in DE (all-party), carol (location unknown or not covered: \
+                 default_unknown), the recorder in US require explicit\n"
+            ),
             "{out}"
         );
         assert!(out.contains(&format!("rules version: {}\n", Rules::builtin().version())));
@@ -504,6 +589,10 @@ mod tests {
         assert_eq!(v["participants"][3]["id"], "dave");
         assert_eq!(v["participants"][3]["mode"], "notify");
         assert_eq!(v["rules_version"], Rules::builtin().version());
+        assert_eq!(v["unknown_location_mode"], "explicit");
+        assert_eq!(v["unknown_location_mode_from"], "rules");
+        assert_eq!(v["announcement_in_recording"], false);
+        assert_eq!(v["mixed"], serde_json::json!([]));
         assert!(
             v["disclaimer"]
                 .as_str()
@@ -650,6 +739,88 @@ mod tests {
         assert_eq!(parsed[0].id, "b");
         assert_eq!(parsed[1].location, None);
         assert!(!parsed[1].internal);
+    }
+
+    #[test]
+    fn explains_the_unknown_location_mode_announcement_and_mixed_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        std::fs::write(
+            &file,
+            r#"{"participants": [
+                {"id": "wa", "location": {"country": "US", "subdivision": "WA"}},
+                {"id": "room", "location": {"country": "US", "subdivision": "NY"}, "mixed": true},
+                {"id": "who"},
+                {"id": "or", "location": {"country": "US", "subdivision": "OR"}, "media": "video"}
+            ]}"#,
+        )
+        .unwrap();
+        let mut a = args(file);
+        a.recorder_location = Some("US-NY".to_owned());
+        a.unknown_location_mode = Some(ConsentMode::Notify);
+        let out = explain(a.clone(), &ConsentConfig::default()).unwrap();
+        // wa: US-WA opt-out; room: US-NY notify; who: the company's notify;
+        // or: US-OR video, floor notify, recommended opt-out.
+        assert!(
+            out.contains("\ncall mode: notify_and_allow_opt_out\n"),
+            "{out}"
+        );
+        assert!(out.contains("\ngate scope: call_wide\n"), "{out}");
+        assert!(
+            out.contains("\nunknown-location mode: notify (from policy)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nannouncement in recording: required\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nmixed m-lines: room\n"), "{out}");
+        let who = out.lines().find(|l| l.starts_with("who ")).unwrap();
+        assert_eq!(
+            who.split_whitespace().take(3).collect::<Vec<_>>(),
+            ["who", "default_unknown", "notify"]
+        );
+        let or = out.lines().find(|l| l.starts_with("or ")).unwrap();
+        assert!(or.contains("by medium (video)"), "{or}");
+
+        a.json = true;
+        let v: Value =
+            serde_json::from_str(&explain(a, &ConsentConfig::default()).unwrap()).unwrap();
+        assert_eq!(v["mixed"], serde_json::json!(["room"]));
+        assert_eq!(v["announcement_in_recording"], true);
+        assert_eq!(v["unknown_location_mode_from"], "policy");
+        assert_eq!(
+            v["participants"][0]["requirements"],
+            serde_json::json!(["announcement_in_recording"])
+        );
+    }
+
+    #[test]
+    fn media_and_mixed_are_checked() {
+        for (json, expected) in [
+            (
+                r#"{"participants": [{"id": "a", "media": "radio"}]}"#,
+                "participants[0].media: unknown medium \"radio\" (expected phone, video or in_person_room)",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "media": 1}]}"#,
+                "participants[0].media: expected a string, found a number",
+            ),
+            (
+                r#"{"participants": [{"id": "a", "mixed": "yes"}]}"#,
+                "participants[0].mixed: expected true or false, found a string",
+            ),
+        ] {
+            let value: Value = serde_json::from_str(json).unwrap();
+            assert_eq!(parse_participants(&value).unwrap_err(), expected, "{json}");
+        }
+        let value: Value = serde_json::from_str(
+            r#"{"participants": [{"id": "a", "media": "in_person_room", "mixed": true}]}"#,
+        )
+        .unwrap();
+        let parsed = parse_participants(&value).unwrap();
+        assert_eq!(parsed[0].media, Some(Media::InPersonRoom));
+        assert!(parsed[0].mixed);
     }
 
     #[test]

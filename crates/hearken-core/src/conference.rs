@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::consent::engine::{
-    AuditEvent, ConsentEngine, ConsentMethod, Delivery, ConsentOutput, ConsentState, Decision, Fate,
-    GateCache, GateReason, HoldDiscard, HoldTicket, Judgement, ParticipantDetails, PromptKind,
-    SignalEvidence,
+    AuditEvent, ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, Delivery,
+    Fate, GateCache, GateReason, HoldDiscard, HoldTicket, Judgement, ParticipantDetails,
+    PromptKind, SignalEvidence,
 };
 use super::dtmf::DtmfKey;
 use super::ids::{CallId, participant_file_stem};
@@ -524,8 +524,7 @@ impl Conference {
         while let Some(o) = self.consent.poll_output() {
             match o {
                 ConsentOutput::DiscardParticipant { participant } => {
-                    if let Some(i) = self.participants.iter().position(|p| *p.id == *participant)
-                    {
+                    if let Some(i) = self.participants.iter().position(|p| *p.id == *participant) {
                         self.purge_hold(i, HoldDiscard::ModeRaised);
                         let p = &self.participants[i];
                         self.outputs
@@ -538,8 +537,7 @@ impl Conference {
                 ConsentOutput::Withdrawn { participant } => {
                     // Nothing of a decliner that is still held is ever
                     // committed, whatever it waited for.
-                    if let Some(i) = self.participants.iter().position(|p| *p.id == *participant)
-                    {
+                    if let Some(i) = self.participants.iter().position(|p| *p.id == *participant) {
                         self.purge_hold(i, HoldDiscard::Declined);
                         self.outputs.push_back(ConferenceOutput::PurgeParticipant {
                             participant_id: self.participants[i].id.clone(),
@@ -626,7 +624,12 @@ impl Conference {
     /// Gives a held frame's memory back; counts it as discarded with
     /// `reason` (or as committed when `None`).
     fn release(&mut self, i: usize, h: &HeldFrame, reason: Option<HoldDiscard>) {
-        self.release_counts(i, h.frame.payload.len() as u64, u64::from(h.samples), reason);
+        self.release_counts(
+            i,
+            h.frame.payload.len() as u64,
+            u64::from(h.samples),
+            reason,
+        );
     }
 
     fn release_counts(&mut self, i: usize, bytes: u64, samples: u64, reason: Option<HoldDiscard>) {
@@ -636,7 +639,10 @@ impl Conference {
         hold.samples -= samples;
         if let Some(reason) = reason {
             hold.discarded += samples;
-            hold.unreported.entry(reason.as_str()).or_insert((reason, 0)).1 += samples;
+            hold.unreported
+                .entry(reason.as_str())
+                .or_insert((reason, 0))
+                .1 += samples;
         }
     }
 
@@ -821,7 +827,8 @@ impl Conference {
     ) {
         let s = self.call_time(start);
         let e = self.tick(end);
-        self.consent.handle_prompt_played(prompt, to, delivery, s, e);
+        self.consent
+            .handle_prompt_played(prompt, to, delivery, s, e);
         self.pump_consent();
     }
 

@@ -322,7 +322,10 @@ mod tests {
         }
         let burst_arrival = 61 * SECOND;
         let first = t.handle_frame(rtp, burst_arrival);
-        assert!(matches!(first.reanchored, Some(ReanchorReason::RtpBehind { .. })));
+        assert!(matches!(
+            first.reanchored,
+            Some(ReanchorReason::RtpBehind { .. })
+        ));
         assert_eq!(first.position, burst_arrival, "re-anchored at its arrival");
         // Spoken at 57 s (plus the 10 ms transit, plus at most the 1 ms a
         // second the estimate may rise over 4 s).
@@ -362,7 +365,10 @@ mod tests {
         // The source restarts its clock: RTP time falls by hours.
         let p = t.handle_frame(7, 100 * SECOND);
         assert_eq!(p.spoken, 100 * SECOND);
-        assert_eq!(t.handle_frame(967, 100 * SECOND + 960).spoken, 100 * SECOND + 960);
+        assert_eq!(
+            t.handle_frame(967, 100 * SECOND + 960).spoken,
+            100 * SECOND + 960
+        );
     }
 
     proptest! {

@@ -9,9 +9,11 @@
 //! file, read here as plain YAML (not through `hearken_core::consent::rules`):
 //! for each participant, the mode their own location and the recorder's
 //! require (`max(default_mode, legal_floor)` of their entry, as the file's
-//! `decision_model.per_participant_mode` says; `default_unknown` when no
-//! location is known once the details wait is over), whether the call is
-//! all-party, and when each person was informed, consented or declined.
+//! `decision_model.per_participant_mode` says, with a subdivision raised to
+//! its country's floor and all-party when its country is, as
+//! `decision_model.subdivisions` says; `default_unknown` when no location is
+//! known once the details wait is over), whether the call is all-party, and
+//! when each person was informed, consented or declined.
 //! From that alone it checks every frame that reached a sink:
 //!
 //! - **safety**: it was covered by the consent its speaker's mode requires
@@ -91,15 +93,26 @@ impl LawBook {
         assert_eq!(order, MODES, "the oracle's mode order is the file's");
         let default_unknown = rank(doc["decision_model"]["default_unknown"].as_str().unwrap());
         let mut entries = BTreeMap::new();
-        for code in PLACES.iter().chain(RECORDERS.iter()).flatten() {
-            let e = &doc["jurisdictions"][*code];
+        let one_rule = |code: &str, e: &serde_norway::Value| {
             assert!(
                 e.get("legal_floor_by_media").is_none() && e.get("default_mode_by_media").is_none(),
                 "{code}: the oracle's places have one rule for every medium"
             );
-            let mode = rank(e["default_mode"].as_str().unwrap())
-                .max(rank(e["legal_floor"].as_str().unwrap()));
-            let all_party = e["category"].as_str() == Some("all_party");
+        };
+        for code in PLACES.iter().chain(RECORDERS.iter()).flatten() {
+            let e = &doc["jurisdictions"][*code];
+            one_rule(code, e);
+            assert!(e.is_mapping(), "{code}: the oracle's places have entries");
+            let mut floor = rank(e["legal_floor"].as_str().unwrap());
+            let mut all_party = e["category"].as_str() == Some("all_party");
+            // A subdivision never weakens its country's entry.
+            if let Some((country, _)) = code.split_once('-') {
+                let c = &doc["jurisdictions"][country];
+                one_rule(country, c);
+                floor = floor.max(rank(c["legal_floor"].as_str().unwrap()));
+                all_party |= c["category"].as_str() == Some("all_party");
+            }
+            let mode = rank(e["default_mode"].as_str().unwrap()).max(floor);
             entries.insert((*code).to_owned(), (mode, all_party));
         }
         Self {
@@ -115,18 +128,26 @@ impl LawBook {
 }
 
 /// Where the oracle's people can be: one-party notify (New York), all-party
-/// opt-out (California, Illinois), one-party opt-out (UK), all-party
-/// explicit (Germany), unknown.
-const PLACES: [Option<&str>; 6] = [
+/// opt-out (California, Illinois), one-party opt-out (UK), a notify state
+/// under its country's opt-out floor (Victoria), all-party explicit
+/// (Germany), unknown.
+const PLACES: [Option<&str>; 7] = [
     Some("US-NY"),
     Some("US-CA"),
+    Some("AU-VIC"),
     Some("US-IL"),
     Some("GB"),
     Some("DE"),
     None,
 ];
 const RECORDERS: [Option<&str>; 3] = [Some("US-NY"), Some("US-CA"), Some("GB")];
-const BENIGN_PLACES: [Option<&str>; 4] = [Some("US-NY"), Some("US-CA"), Some("US-IL"), Some("GB")];
+const BENIGN_PLACES: [Option<&str>; 5] = [
+    Some("US-NY"),
+    Some("US-CA"),
+    Some("US-IL"),
+    Some("GB"),
+    Some("AU-VIC"),
+];
 
 // ---------------------------------------------------------------------------
 // Scenarios.
@@ -227,21 +248,24 @@ fn wild_strategy() -> impl Strategy<Value = Scenario> {
                 prop::collection::vec((0u64..4_000, op_strategy(n)), 2..14),
             )
         })
-        .prop_map(|(recorder, grace, policy, hold_under_explicit, people, ops)| {
-            let mut ops: Vec<(u64, Op)> = ops.into_iter().map(|(ms, op)| (ms * MS, op)).collect();
-            // The call starts with someone joining.
-            ops.insert(0, (0, Op::Join(0)));
-            Scenario {
-                recorder,
-                grace,
-                policy,
-                hold_under_explicit,
-                people,
-                ops,
-                tail: 20 * SECOND,
-                benign: false,
-            }
-        })
+        .prop_map(
+            |(recorder, grace, policy, hold_under_explicit, people, ops)| {
+                let mut ops: Vec<(u64, Op)> =
+                    ops.into_iter().map(|(ms, op)| (ms * MS, op)).collect();
+                // The call starts with someone joining.
+                ops.insert(0, (0, Op::Join(0)));
+                Scenario {
+                    recorder,
+                    grace,
+                    policy,
+                    hold_under_explicit,
+                    people,
+                    ops,
+                    tail: 20 * SECOND,
+                    benign: false,
+                }
+            },
+        )
 }
 
 /// Everyone under a notify mode, told, staying, nobody declining.
@@ -453,8 +477,13 @@ impl Call {
             }
             let now = self.at(self.now);
             for (prompt, target) in std::mem::take(&mut self.silent) {
-                self.conference
-                    .handle_prompt_played(prompt, &[target], Delivery::Inaudible, now, now);
+                self.conference.handle_prompt_played(
+                    prompt,
+                    &[target],
+                    Delivery::Inaudible,
+                    now,
+                    now,
+                );
             }
         }
     }
@@ -603,8 +632,13 @@ impl Call {
                 {
                     live.playing = None;
                     self.log[who].heard.push((kind, start, end));
-                    self.conference
-                        .handle_prompt_played(kind, &[id(who)], Delivery::Whole, self.at(start), now);
+                    self.conference.handle_prompt_played(
+                        kind,
+                        &[id(who)],
+                        Delivery::Whole,
+                        self.at(start),
+                        now,
+                    );
                     self.drain();
                 }
                 let Some(live) = self.live[who].as_mut() else {
@@ -716,9 +750,7 @@ impl<'a> Oracle<'a> {
         match self.call.log[who].details_sent {
             Some((at, never)) if at <= x => Some((p.place, never)),
             _ => {
-                let waited = self
-                    .first_join(who)
-                    .is_some_and(|j| x >= j + DETAILS_WAIT);
+                let waited = self.first_join(who).is_some_and(|j| x >= j + DETAILS_WAIT);
                 waited.then_some((None, false))
             }
         }
@@ -756,7 +788,8 @@ impl<'a> Oracle<'a> {
             }
             // Heard whole at any time in the call before the key.
             let heard = log.heard.iter().any(|&(kind, start, end)| {
-                self.stay_at(who, start).is_some_and(|(_, leave)| end <= leave)
+                self.stay_at(who, start)
+                    .is_some_and(|(_, leave)| end <= leave)
                     && end <= t
                     && (kind == PromptKind::ConsentRequest
                         || (!granted && kind == PromptKind::Notice))
@@ -777,9 +810,7 @@ impl<'a> Oracle<'a> {
     /// When `who` first gave explicit consent not preceded by a decline.
     fn explicit_consent(&self, who: usize) -> Option<u64> {
         let decline = self.first_decline(who).unwrap_or(u64::MAX);
-        self.signals(who, true)
-            .into_iter()
-            .find(|&g| g < decline)
+        self.signals(who, true).into_iter().find(|&g| g < decline)
     }
 
     /// When `who` had been informed and stayed through the grace period in
@@ -826,7 +857,11 @@ impl<'a> Oracle<'a> {
                     || self.explicit_consent(who).is_some_and(|c| c <= s)
             }
             _ => {
-                let by = if self.call.sc.hold_under_explicit { s } else { t };
+                let by = if self.call.sc.hold_under_explicit {
+                    s
+                } else {
+                    t
+                };
                 self.explicit_consent(who).is_some_and(|c| c <= by)
             }
         }
@@ -859,11 +894,7 @@ impl<'a> Oracle<'a> {
             let effective = if self.present(q, d) {
                 Some(d)
             } else {
-                self.call.log[q]
-                    .stays
-                    .iter()
-                    .map(|s| s.0)
-                    .find(|&j| j > d)
+                self.call.log[q].stays.iter().map(|s| s.0).find(|&j| j > d)
             };
             let Some(at) = effective else {
                 continue;
@@ -891,13 +922,33 @@ impl<'a> Oracle<'a> {
             let Some(&(s, commit)) = f.sunk.first() else {
                 continue;
             };
-            let what = format!("frame {n} of p{} spoken at {:.2} s, sunk at {:.2} s", f.who, secs(f.t), secs(s));
-            prop_assert_eq!(commit, f.held, "{}: held frames reach a sink only in a commit, live frames only live", what);
+            let what = format!(
+                "frame {n} of p{} spoken at {:.2} s, sunk at {:.2} s",
+                f.who,
+                secs(f.t),
+                secs(s)
+            );
+            prop_assert_eq!(
+                commit,
+                f.held,
+                "{}: held frames reach a sink only in a commit, live frames only live",
+                what
+            );
             if let Some(d) = self.first_decline(f.who) {
-                prop_assert!(s <= d, "{}: after its speaker declined at {:.2} s", what, secs(d));
+                prop_assert!(
+                    s <= d,
+                    "{}: after its speaker declined at {:.2} s",
+                    what,
+                    secs(d)
+                );
             }
             if let Some(at) = stopped {
-                prop_assert!(s <= at, "{}: after a decline stopped the call at {:.2} s", what, secs(at));
+                prop_assert!(
+                    s <= at,
+                    "{}: after a decline stopped the call at {:.2} s",
+                    what,
+                    secs(at)
+                );
             }
             for q in 0..self.call.sc.people.len() {
                 let Some((join, _)) = self.stay_at(q, f.t).filter(|_| self.there_before(q, f.t))

@@ -517,6 +517,20 @@ impl Participant {
         self.media || self.roster
     }
 
+    /// What the rules decide on. A mixed m-line is one participant for
+    /// consent, treated as the strictest of the people it may carry; the
+    /// medium is not given by the provider, so the rules' default applies
+    /// (every medium for a mixed line).
+    fn input(&self) -> ParticipantInput {
+        ParticipantInput {
+            id: self.id.clone(),
+            location: self.details.location.clone(),
+            internal: self.details.internal,
+            media: None,
+            mixed: self.details.mixed,
+        }
+    }
+
     fn consented(&self) -> bool {
         matches!(self.state, ConsentState::Consented(_))
     }
@@ -832,10 +846,9 @@ impl ConsentEngine {
                 if !q.resolved_input() {
                     return (ConsentMode::None, false);
                 }
-                let r = self
-                    .rules
-                    .resolve_with_policy(policy, q.details.location.as_ref());
-                (r.mode, r.all_party)
+                let r = self.rules.resolve_participant(policy, &q.input());
+                // A mixed line gates the whole call, as an all-party rule does.
+                (r.mode, r.all_party || q.details.mixed)
             })
             .collect();
         let recorder = self
@@ -887,9 +900,9 @@ impl ConsentEngine {
     }
 
     /// The mode for participants whose location is unknown, and whether it
-    /// comes from the rules or the company.
+    /// comes from the rules or the company's policy.
     fn unknown_location_mode(&self) -> (ConsentMode, &'static str) {
-        (self.rules.default_unknown(), "rules")
+        self.rules.unknown_location_mode(&self.config.policy)
     }
 
     /// Details from the provider (`PUT …/participants/{id}`), before or after
@@ -976,9 +989,7 @@ impl ConsentEngine {
                     ConsentMethod::Api,
                     t,
                     SignalEvidence {
-                        method_given: Some(format!(
-                            "declined earlier in this call as user {user}"
-                        )),
+                        method_given: Some(format!("declined earlier in this call as user {user}")),
                         ..SignalEvidence::default()
                     },
                 );
@@ -989,7 +1000,13 @@ impl ConsentEngine {
             if p.present() && !p.consented() && !p.refused() {
                 let now = self.now;
                 let p = &mut self.participants[i];
-                Self::set_state(&mut self.outputs, now, p, ConsentState::Consented(method), t);
+                Self::set_state(
+                    &mut self.outputs,
+                    now,
+                    p,
+                    ConsentState::Consented(method),
+                    t,
+                );
             }
         }
     }
@@ -1005,7 +1022,7 @@ impl ConsentEngine {
         let never = p.details.capture == CaptureSetting::Never;
         let own = self
             .rules
-            .resolve_with_policy(&self.config.policy, p.details.location.as_ref());
+            .resolve_participant(&self.config.policy, &p.input());
         if !never && own.mode <= captured {
             return;
         }
@@ -1296,8 +1313,7 @@ impl ConsentEngine {
         };
         let signal = format!("dtmf {}", key.as_char());
         let after_star = previous.is_some_and(|(k, at)| {
-            matches!(k, DtmfKey::Star | DtmfKey::Pound)
-                && t.saturating_sub(at) <= STAR_CODE_WINDOW
+            matches!(k, DtmfKey::Star | DtmfKey::Pound) && t.saturating_sub(at) <= STAR_CODE_WINDOW
         });
         let p = &self.participants[i];
         // What they heard earlier in the call counts: they know the keys.
@@ -1326,7 +1342,13 @@ impl ConsentEngine {
             return true;
         }
         self.log_policy(t);
-        self.signal_received(i, decision, ConsentMethod::Dtmf, t, SignalEvidence::default());
+        self.signal_received(
+            i,
+            decision,
+            ConsentMethod::Dtmf,
+            t,
+            SignalEvidence::default(),
+        );
         match decision {
             Decision::Granted => self.grant(i, ConsentMethod::Dtmf, t),
             Decision::Declined => self.decline(i, t),
@@ -1381,13 +1403,25 @@ impl ConsentEngine {
             self.consented_users.insert(user.clone(), method);
         }
         if p.present() {
-            Self::set_state(&mut self.outputs, now, p, ConsentState::Consented(method), t);
+            Self::set_state(
+                &mut self.outputs,
+                now,
+                p,
+                ConsentState::Consented(method),
+                t,
+            );
         } else {
             // Given before they came (or while away): it holds when they
             // come back.
             p.held_consent = Some(method);
             if p.state == ConsentState::Joined {
-                Self::set_state(&mut self.outputs, now, p, ConsentState::Consented(method), t);
+                Self::set_state(
+                    &mut self.outputs,
+                    now,
+                    p,
+                    ConsentState::Consented(method),
+                    t,
+                );
             }
         }
         if matches!(method, ConsentMethod::Dtmf | ConsentMethod::Verbal) && p.present() {
@@ -1549,9 +1583,7 @@ impl ConsentEngine {
         .then(|| {
             self.participants
                 .iter()
-                .filter(|p| {
-                    p.present() && p.state == ConsentState::Notified && p.resolved_input()
-                })
+                .filter(|p| p.present() && p.state == ConsentState::Notified && p.resolved_input())
                 .filter_map(|p| p.informed_at().map(|n| n.saturating_add(self.config.grace)))
         })
         .into_iter()
@@ -1748,14 +1780,7 @@ impl ConsentEngine {
             .collect();
         let inputs: Vec<ParticipantInput> = counted
             .iter()
-            .map(|&i| {
-                let p = &self.participants[i];
-                ParticipantInput {
-                    id: p.id.clone(),
-                    location: p.details.location.clone(),
-                    internal: p.details.internal,
-                }
-            })
+            .map(|&i| self.participants[i].input())
             .collect();
         let decision = decide(
             &self.rules,
@@ -2001,8 +2026,11 @@ impl ConsentEngine {
         }
         // Held audio is not a pause: it is committed without a gap.
         let capturing = |ps: &[Participant]| {
-            ps.iter()
-                .any(|p| p.gate.last().is_some_and(|(_, s)| !matches!(s, GateState::Closed(_))))
+            ps.iter().any(|p| {
+                p.gate
+                    .last()
+                    .is_some_and(|(_, s)| !matches!(s, GateState::Closed(_)))
+            })
         };
         let any_open = |ps: &[Participant]| {
             ps.iter()
@@ -2207,3 +2235,9 @@ impl ConsentEngine {
 #[cfg(test)]
 #[path = "engine_tests.rs"]
 mod tests;
+
+// Kept apart from `engine_tests.rs` (emptied in the WIP pass, to be restored)
+// so the two do not collide.
+#[cfg(test)]
+#[path = "engine_rules_tests.rs"]
+mod rules_tests;

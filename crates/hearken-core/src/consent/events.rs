@@ -23,10 +23,10 @@ pub enum AuditEvent {
         rules_version: String,
         /// What a decline does.
         decline_policy: DeclinePolicy,
-        /// The mode for an unknown location: the company's
-        /// `consent.unknown_location_mode`, or else the rules' default.
+        /// The mode for an unknown location: the company's policy
+        /// (`Policy::unknown_location_mode`), or else the rules' default.
         unknown_location_mode: ConsentMode,
-        /// Where `unknown_location_mode` came from: `rules` or `company`.
+        /// Where `unknown_location_mode` came from: `rules` or `policy`.
         unknown_location_mode_from: &'static str,
         /// How long a participant's audio may be held awaiting consent (s).
         hold_seconds: f64,

@@ -6,19 +6,72 @@
 //! reads the file. [`Rules::builtin`] is the copy shipped in
 //! `consent/rules.yaml`.
 //!
+//! # Participants
+//!
+//! One m-line is one participant for consent: one location, one consent, one
+//! DTMF answer. An m-line that carries several people (a room system, a mixed
+//! phone bridge) is marked [`ParticipantInput::mixed`] and treated as the
+//! strictest of the people it may carry: its mode is at least its location's
+//! (the strictest medium when none is given), and the call gets the call-wide
+//! (all-party) gate, since the people behind it cannot each consent.
+//!
 //! # Resolution
 //!
 //! A location resolves along the rules' `resolution_order` (shipped:
 //! subdivision, country, group, default_unknown): `US-CA` has its own entry;
-//! `US-XX` without one falls back to `US`; `AT` has no entry and falls to its
-//! group `EEA`; anything else (or no location at all) gets `default_unknown`.
+//! `AT` has no entry and falls to its group `EEA`; anything else (or no
+//! location at all) gets `default_unknown`, which the shipped file sets to
+//! `explicit`: unknown facts fail closed.
+//!
+//! Subdivisions, decided from the file's data alone:
+//!
+//! - A country *varies by subdivision* when the file has at least one entry
+//!   for a subdivision of it (shipped: `US`, `AU`).
+//! - A subdivision with an entry never weakens its country's entry: its
+//!   legal floor is `max(subdivision floor, country floor)` (for the same
+//!   medium), it is all-party when either is, and it carries the
+//!   requirements of both. So `AU-VIC` (notify in the file) resolves at
+//!   `AU`'s floor, `notify_and_allow_opt_out`.
+//! - A country that varies by subdivision, given without a subdivision or
+//!   with one the file has no entry for (`US`, `AU`, `US-ZZ`), could be any
+//!   of its subdivisions: it resolves to its country's entry, raised to the
+//!   unknown-location mode (both floor and mode: the strictest of the two).
+//!   Category and requirements are the country's.
+//! - A country that does not vary (`GB`, `DE`, `CA`) resolves to its entry
+//!   whatever subdivision is given.
+//!
+//! The unknown-location mode is the rules' `default_unknown`, unless the
+//! company's [`Policy::unknown_location_mode`] replaces it (any mode, even a
+//! lower one; [`Rules::unknown_location_mode`] says which applies).
+//!
+//! # Media
+//!
+//! Some entries differ by medium (`legal_floor_by_media`,
+//! `default_mode_by_media`). A participant's medium is
+//! [`ParticipantInput::media`]; when not given it is [`DEFAULT_MEDIA`]
+//! (phone: Hearken's calls are audio calls over a network), or every medium
+//! (the strictest) for a mixed participant. The recorder is resolved for
+//! the default medium.
 //!
 //! # Policy
 //!
-//! Per participant: `m = overrides[code] ?? default_mode`, then
-//! `mode = max(m, legal_floor, policy.min_mode)`. The company can raise a
-//! mode, never lower it below the legal floor. The call's mode is the
-//! strictest of every participant and the recorder.
+//! Per participant: `m = overrides[code] ?? default_mode_by_media[media] ??
+//! default_mode`, then `mode = max(m, floor, policy.min_mode)` where `floor`
+//! is the resolved legal floor above. The company can raise a mode, never
+//! lower it below the legal floor. The call's mode is the strictest of every
+//! participant and the recorder.
+//!
+//! # Requirements
+//!
+//! An entry's `requirements` are obligations beyond the mode; the code
+//! implements each one it accepts ([`Requirement`]), and an unknown one is a
+//! load error. `announcement_in_recording` (US-WA, US-CT) surfaces as
+//! [`CallDecision::announcement_in_recording`].
+//!
+//! The file has no feature escalations (vendor reuse, voiceprints, lawful
+//! basis): their conditions are not facts the server knows, so the schema
+//! refuses them rather than parse and ignore them (see the file's
+//! `decision_model` comments).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -154,16 +207,74 @@ pub enum Confidence {
     Low,
 }
 
-/// The medium of a meeting, for entries whose rule varies by it.
+/// The medium of a participant's conversation, for entries whose rule
+/// varies by it (`legal_floor_by_media`, `default_mode_by_media`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Media {
-    /// A telephone call.
+    /// A telephone call (any audio call carried over a network).
     Phone,
     /// A video conference.
     Video,
     /// Speakers in one room, captured by a room device.
     InPersonRoom,
+}
+
+/// The medium of a participant the caller says nothing about. Hearken's
+/// calls are audio calls carried over a network (WebRTC, SIP bridges): in the
+/// terms of the statutes behind the by-media entries (CT 52-570d
+/// "telephonic", NV wire communications, OR telecommunications) a phone call.
+pub const DEFAULT_MEDIA: Media = Media::Phone;
+
+impl Media {
+    /// Every medium, in the order the rules file lists them.
+    pub const ALL: [Media; 3] = [Media::Phone, Media::Video, Media::InPersonRoom];
+
+    /// The name used in rules files and JSON (`in_person_room`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Media::Phone => "phone",
+            Media::Video => "video",
+            Media::InPersonRoom => "in_person_room",
+        }
+    }
+}
+
+impl fmt::Display for Media {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An obligation an entry adds to its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Requirement {
+    /// The announcement must itself be in the recording (US-WA RCW
+    /// 9.73.030(3); US-CT 52-570d accepts a recorded notice at the start).
+    AnnouncementInRecording,
+}
+
+/// The requirement names, as written in rules files.
+const REQUIREMENT_NAMES: &str = "announcement_in_recording";
+
+impl Requirement {
+    /// Every requirement the code implements.
+    pub const ALL: [Requirement; 1] = [Requirement::AnnouncementInRecording];
+
+    /// The name used in rules files and JSON (`announcement_in_recording`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requirement::AnnouncementInRecording => "announcement_in_recording",
+        }
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One entry of the rules file: a country, a subdivision or a group.
@@ -186,23 +297,44 @@ pub struct Jurisdiction {
     pub sources: Vec<String>,
     /// How sure the research is.
     pub confidence: Confidence,
-    /// Legal floor by medium, where it differs (not applied yet: the medium
-    /// of a call is not an input).
+    /// Legal floor by medium, where it differs from `legal_floor`.
     pub legal_floor_by_media: BTreeMap<Media, ConsentMode>,
-    /// Recommended mode by medium, where it differs (not applied yet).
+    /// Recommended mode by medium, where it differs from `default_mode`.
     pub default_mode_by_media: BTreeMap<Media, ConsentMode>,
-    /// Feature that raises the mode (`voiceprint_speaker_id: explicit`).
-    pub escalations: BTreeMap<String, ConsentMode>,
     /// Extra obligations (`announcement_in_recording`).
-    pub requirements: Vec<String>,
-    /// The data-protection regime businesses also answer to (`GDPR`).
+    pub requirements: BTreeSet<Requirement>,
+    /// The data-protection regime businesses also answer to (`GDPR`);
+    /// informational.
     pub business_overlay: Option<String>,
-    /// The mode needed if consent is the chosen lawful basis (GDPR).
-    pub if_lawful_basis_consent: Option<ConsentMode>,
-    /// Longest retention the regulator accepts, in days.
+    /// Longest retention the regulator accepts, in days; informational.
     pub retention_max_days: Option<u32>,
-    /// Whether consent on file (an employee policy) may stand in for a notice.
+    /// Whether consent on file (an employee policy) may stand in for a
+    /// notice; informational (Hearken takes no consent on file).
     pub prior_consent_on_file_allowed: Option<bool>,
+}
+
+impl Jurisdiction {
+    /// The legal floor for a medium: `legal_floor_by_media[media] ?? legal_floor`.
+    pub fn legal_floor_for(&self, media: Media) -> ConsentMode {
+        self.legal_floor_by_media
+            .get(&media)
+            .copied()
+            .unwrap_or(self.legal_floor)
+    }
+
+    /// The recommended mode for a medium:
+    /// `default_mode_by_media[media] ?? default_mode`.
+    pub fn default_mode_for(&self, media: Media) -> ConsentMode {
+        self.default_mode_by_media
+            .get(&media)
+            .copied()
+            .unwrap_or(self.default_mode)
+    }
+
+    /// Whether its rule differs by medium.
+    pub fn varies_by_media(&self) -> bool {
+        !(self.legal_floor_by_media.is_empty() && self.default_mode_by_media.is_empty())
+    }
 }
 
 /// Why a rules file was refused. Every message names the place in the file.
@@ -322,6 +454,15 @@ pub enum RulesError {
         /// Where, e.g. `jurisdictions.US-CA.source[1]`.
         place: String,
         /// The text found.
+        found: String,
+    },
+    /// A requirement the code does not implement: a rule Hearken would
+    /// silently not follow.
+    #[error("{place}: unknown requirement \"{found}\" (Hearken implements {REQUIREMENT_NAMES})")]
+    UnknownRequirement {
+        /// Where, e.g. `jurisdictions.US-WA.requirements[0]`.
+        place: String,
+        /// The text found there.
         found: String,
     },
 }
@@ -486,8 +627,13 @@ pub struct Resolution {
     pub mode: ConsentMode,
     /// The least the law requires (for `default_unknown`: its mode).
     pub legal_floor: ConsentMode,
-    /// Whether the entry is all-party (every party must consent).
+    /// Whether the entry (or its country's, for a subdivision) is all-party:
+    /// every party must consent.
     pub all_party: bool,
+    /// Obligations beyond the mode, of the entry and (for a subdivision) its
+    /// country's entry.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub requirements: BTreeSet<Requirement>,
     /// Plain words: `US-CA (California): all-party; legal floor notify_and_allow_opt_out`.
     pub why: String,
 }
@@ -504,7 +650,20 @@ pub struct Policy {
     /// of its most specific code (subdivision, country, group), so `US`
     /// covers every US state without its own override.
     pub overrides: BTreeMap<String, ConsentMode>,
+    /// The mode wherever the rules' `default_unknown` would apply (no
+    /// location, a location no entry covers, the unknown part of a country
+    /// whose subdivisions differ), replacing it. Any mode, even below the
+    /// rules' default: a company that knows where its participants are takes
+    /// responsibility for it. Known entries' legal floors still apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_location_mode: Option<ConsentMode>,
 }
+
+/// Where the mode for unknown locations comes from.
+pub const UNKNOWN_MODE_FROM_RULES: &str = "rules";
+/// Where the mode for unknown locations comes from: the company's
+/// [`Policy::unknown_location_mode`].
+pub const UNKNOWN_MODE_FROM_POLICY: &str = "policy";
 
 /// One participant, as the decision needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -516,6 +675,16 @@ pub struct ParticipantInput {
     /// An employee of the company that records. Reported; it does not lower
     /// the mode (the policy has no internal exemption).
     pub internal: bool,
+    /// The participant's medium, for entries whose rule varies by it; `None`
+    /// is [`DEFAULT_MEDIA`] (phone), or every medium for a mixed participant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+    /// One m-line carrying several people (a room system, a mixed phone
+    /// bridge). It is one participant for consent, treated as the strictest
+    /// of the people it may carry: the strictest medium when none is given,
+    /// and the call gets the call-wide (all-party) gate.
+    #[serde(default)]
+    pub mixed: bool,
 }
 
 /// Which consents the gate waits for.
@@ -550,9 +719,18 @@ impl fmt::Display for GateScope {
 pub struct CallDecision {
     /// The strictest mode of every participant and the recorder.
     pub mode: ConsentMode,
-    /// Call-wide when any resolved jurisdiction is all-party and the mode is
-    /// above `none`; else per participant.
+    /// Call-wide when any resolved jurisdiction is all-party, or a
+    /// participant is mixed, and the mode is above `none`; else per
+    /// participant.
     pub scope: GateScope,
+    /// The announcement must itself be in the recording: a participant's
+    /// resolved entry, or the recorder's, requires it (US-WA, US-CT).
+    pub announcement_in_recording: bool,
+    /// The mode for locations the rules do not know.
+    pub unknown_location_mode: ConsentMode,
+    /// Where that mode comes from: [`UNKNOWN_MODE_FROM_RULES`] or
+    /// [`UNKNOWN_MODE_FROM_POLICY`].
+    pub unknown_location_mode_from: &'static str,
     /// Each participant's id and resolution (with company policy applied), in
     /// input order. In JSON: a list of objects with `id` and the resolution's
     /// fields.
@@ -614,6 +792,9 @@ pub struct Rules {
     /// Country -> the group that lists it.
     group_of: BTreeMap<String, String>,
     jurisdictions: BTreeMap<String, Jurisdiction>,
+    /// Countries with at least one subdivision entry: their rule differs by
+    /// subdivision, so the country alone does not say which applies.
+    divided: BTreeSet<String>,
 }
 
 impl Rules {
@@ -658,6 +839,23 @@ impl Rules {
         self.default_unknown
     }
 
+    /// The mode for unknown locations under a company policy, and where it
+    /// comes from: the policy's [`Policy::unknown_location_mode`] (source
+    /// [`UNKNOWN_MODE_FROM_POLICY`]), else the rules' `default_unknown`
+    /// ([`UNKNOWN_MODE_FROM_RULES`]).
+    pub fn unknown_location_mode(&self, policy: &Policy) -> (ConsentMode, &'static str) {
+        match policy.unknown_location_mode {
+            Some(mode) => (mode, UNKNOWN_MODE_FROM_POLICY),
+            None => (self.default_unknown, UNKNOWN_MODE_FROM_RULES),
+        }
+    }
+
+    /// Whether the file has entries for subdivisions of `country`: then the
+    /// country alone does not say which rule applies.
+    pub fn varies_by_subdivision(&self, country: &str) -> bool {
+        self.divided.contains(country)
+    }
+
     /// The mode the rules recommend for a location known only with low
     /// confidence (not an input yet), if the file gives one.
     pub fn low_confidence_location(&self) -> Option<ConsentMode> {
@@ -690,21 +888,53 @@ impl Rules {
     }
 
     /// Resolves a location along the resolution order, without company
-    /// policy: `mode` is the entry's recommended `default_mode`. `None`, or a
-    /// location no entry covers, gives `default_unknown`.
+    /// policy, for the default medium ([`DEFAULT_MEDIA`]): `mode` is the
+    /// entry's recommended mode. `None`, or a location no entry covers, gives
+    /// `default_unknown`.
     pub fn resolve(&self, location: Option<&Location>) -> Resolution {
-        self.resolve_with_codes(location).0
+        let unknown = (self.default_unknown, UNKNOWN_MODE_FROM_RULES);
+        self.resolve_with_codes(location, &[DEFAULT_MEDIA], unknown)
+            .0
     }
 
-    /// Resolves a location and applies the company policy (see [`Policy`]).
+    /// Resolves a location for the default medium and applies the company
+    /// policy (see [`Policy`]).
     pub fn resolve_with_policy(&self, policy: &Policy, location: Option<&Location>) -> Resolution {
-        let (base, codes) = self.resolve_with_codes(location);
+        let unknown = self.unknown_location_mode(policy);
+        let (base, codes) = self.resolve_with_codes(location, &[DEFAULT_MEDIA], unknown);
         apply_policy(policy, base, &codes)
     }
 
-    /// The resolution, and the location's codes from most to least specific
-    /// (for policy overrides).
-    fn resolve_with_codes(&self, location: Option<&Location>) -> (Resolution, Vec<String>) {
+    /// Resolves one participant (location, medium, mixed) and applies the
+    /// company policy: what [`decide`] does for each participant.
+    pub fn resolve_participant(&self, policy: &Policy, p: &ParticipantInput) -> Resolution {
+        let media: &[Media] = match (p.media, p.mixed) {
+            (Some(media), _) => &[media][..],
+            // Whoever a mixed line carries may be on any medium (a room
+            // system's people are in the room): the strictest applies.
+            (None, true) => &Media::ALL[..],
+            (None, false) => &[DEFAULT_MEDIA][..],
+        };
+        let unknown = self.unknown_location_mode(policy);
+        let (base, codes) = self.resolve_with_codes(p.location.as_ref(), media, unknown);
+        let mut resolution = apply_policy(policy, base, &codes);
+        if p.mixed {
+            resolution.why.push_str(
+                "; mixed m-line: one participant for consent that may carry several people, \
+                 so the whole call is gated for it",
+            );
+        }
+        resolution
+    }
+
+    /// The resolution for `media` (the strictest over them), and the
+    /// location's codes from most to least specific (for policy overrides).
+    fn resolve_with_codes(
+        &self,
+        location: Option<&Location>,
+        media: &[Media],
+        unknown: (ConsentMode, &'static str),
+    ) -> (Resolution, Vec<String>) {
         let norm = location.map(Location::normalize);
         let mut codes = Vec::new();
         if let Some(n) = &norm {
@@ -726,21 +956,30 @@ impl Rules {
                     .subdivision
                     .as_deref()
                     .and_then(|s| self.jurisdictions.get(s))
-                    .map(|j| (j, None)),
+                    .map(|j| {
+                        // A subdivision never weakens its country's entry.
+                        let country = n.country.as_deref().and_then(|c| self.jurisdictions.get(c));
+                        Found::Entry { j, country }
+                    }),
                 Step::Country => n.country.as_deref().and_then(|c| {
-                    self.jurisdictions
-                        .get(c)
-                        .map(|j| (j, n.subdivision.as_deref()))
+                    let j = self.jurisdictions.get(c)?;
+                    let sub = n.subdivision.as_deref();
+                    let sub_known = sub.is_some_and(|s| self.jurisdictions.contains_key(s));
+                    Some(if self.varies_by_subdivision(c) && !sub_known {
+                        Found::UnknownPart { j, sub }
+                    } else {
+                        Found::FellBack { j, from: sub }
+                    })
                 }),
                 Step::Group => n.country.as_deref().and_then(|c| {
                     self.group_of(c)
                         .and_then(|g| self.jurisdictions.get(g))
-                        .map(|j| (j, Some(c)))
+                        .map(|j| Found::FellBack { j, from: Some(c) })
                 }),
                 Step::DefaultUnknown => break,
             };
-            if let Some((j, more_specific)) = found {
-                return (self.entry_resolution(j, more_specific, &prefix), codes);
+            if let Some(found) = found {
+                return (self.found_resolution(found, media, unknown, &prefix), codes);
             }
         }
         let why = match &norm {
@@ -752,47 +991,150 @@ impl Rules {
             },
         };
         codes.push(DEFAULT_UNKNOWN.to_owned());
+        let (mode, from) = unknown;
+        let whose = if from == UNKNOWN_MODE_FROM_POLICY {
+            format!(
+                "the company's unknown-location mode is {mode} (the rules' default is {})",
+                self.default_unknown
+            )
+        } else {
+            format!("the rules require {mode} for locations they do not cover")
+        };
         let resolution = Resolution {
             matched: DEFAULT_UNKNOWN.to_owned(),
-            mode: self.default_unknown,
-            legal_floor: self.default_unknown,
+            mode,
+            legal_floor: mode,
             all_party: false,
-            why: format!(
-                "{prefix}{DEFAULT_UNKNOWN}: {why}; the rules require {} for locations they do not cover",
-                self.default_unknown
-            ),
+            requirements: BTreeSet::new(),
+            why: format!("{prefix}{DEFAULT_UNKNOWN}: {why}; {whose}"),
         };
         (resolution, codes)
     }
 
-    fn entry_resolution(
+    fn found_resolution(
         &self,
-        j: &Jurisdiction,
-        fell_back_from: Option<&str>,
+        found: Found<'_>,
+        media: &[Media],
+        unknown: (ConsentMode, &'static str),
         prefix: &str,
     ) -> Resolution {
-        let from = fell_back_from
-            .map(|code| format!(" for {code} (no entry of its own)"))
-            .unwrap_or_default();
-        let media = if j.legal_floor_by_media.is_empty() && j.default_mode_by_media.is_empty() {
-            ""
-        } else {
-            "; varies by medium (general rule applied)"
+        let (j, country, from, unknown_part) = match found {
+            Found::Entry { j, country } => (j, country, None, None),
+            Found::FellBack { j, from } => (j, None, from, None),
+            Found::UnknownPart { j, sub } => (j, None, sub, Some(unknown)),
         };
+        // The strictest over the media considered (one, unless mixed).
+        let floor_of = |j: &Jurisdiction| {
+            media
+                .iter()
+                .map(|&m| j.legal_floor_for(m))
+                .fold(ConsentMode::None, ConsentMode::max)
+        };
+        let mode_of = |j: &Jurisdiction| {
+            media
+                .iter()
+                .map(|&m| j.default_mode_for(m))
+                .fold(ConsentMode::None, ConsentMode::max)
+        };
+        let own_floor = floor_of(j);
+        let mut legal_floor = own_floor;
+        let mut mode = mode_of(j);
+        let mut all_party = j.category == Category::AllParty;
+        let mut requirements = j.requirements.clone();
+        let mut why = match from {
+            Some(code) => format!(
+                "{prefix}{} ({}) for {code} (no entry of its own)",
+                j.code, j.name
+            ),
+            None => format!("{prefix}{} ({})", j.code, j.name),
+        };
+        why.push_str(&format!(
+            ": {}; legal floor {own_floor}",
+            j.category.as_words()
+        ));
+        if j.varies_by_media() {
+            let names: Vec<&str> = media.iter().map(|m| m.as_str()).collect();
+            let which = if media.len() == 1 {
+                names[0].to_owned()
+            } else {
+                format!("medium unknown, strictest of {}", names.join(", "))
+            };
+            why.push_str(&format!("; by medium ({which}): recommended {mode}"));
+        }
+        if let Some(c) = country {
+            let country_floor = floor_of(c);
+            if country_floor > legal_floor {
+                legal_floor = country_floor;
+                why.push_str(&format!(
+                    "; raised to {}'s legal floor {country_floor} (a subdivision never weakens its country)",
+                    c.code
+                ));
+            }
+            if c.category == Category::AllParty && !all_party {
+                all_party = true;
+                why.push_str(&format!("; all-party under {}'s rule", c.code));
+            }
+            requirements.extend(c.requirements.iter().copied());
+        }
+        if let Some((unknown_mode, source)) = unknown_part {
+            let what = from.map_or_else(
+                || format!("no {} subdivision given", j.code),
+                |s| format!("{s} has no entry"),
+            );
+            let whose = if source == UNKNOWN_MODE_FROM_POLICY {
+                "the company's unknown-location mode"
+            } else {
+                DEFAULT_UNKNOWN
+            };
+            if unknown_mode > legal_floor || unknown_mode > mode {
+                why.push_str(&format!(
+                    "; {}'s rules differ by subdivision and {what}: the strictest of {} and \
+                     {whose} ({unknown_mode}) applies",
+                    j.code, j.code
+                ));
+            } else {
+                why.push_str(&format!(
+                    "; {}'s rules differ by subdivision and {what}: {} is at least as strict as \
+                     {whose} ({unknown_mode})",
+                    j.code, j.code
+                ));
+            }
+            legal_floor = legal_floor.max(unknown_mode);
+        }
+        if requirements.contains(&Requirement::AnnouncementInRecording) {
+            why.push_str("; the announcement must be in the recording");
+        }
+        mode = mode.max(legal_floor);
         Resolution {
             matched: j.code.clone(),
-            mode: j.default_mode,
-            legal_floor: j.legal_floor,
-            all_party: j.category == Category::AllParty,
-            why: format!(
-                "{prefix}{} ({}){from}: {}; legal floor {}{media}",
-                j.code,
-                j.name,
-                j.category.as_words(),
-                j.legal_floor
-            ),
+            mode,
+            legal_floor,
+            all_party,
+            requirements,
+            why,
         }
     }
+}
+
+/// What a resolution step found.
+enum Found<'a> {
+    /// The location's own entry (a subdivision: with its country's entry).
+    Entry {
+        j: &'a Jurisdiction,
+        country: Option<&'a Jurisdiction>,
+    },
+    /// A less specific entry that covers the location (`US` for `DE-BY`
+    /// style subdivisions of undivided countries, `EEA` for `AT`).
+    FellBack {
+        j: &'a Jurisdiction,
+        from: Option<&'a str>,
+    },
+    /// The country's entry, where the file has subdivision entries for the
+    /// country but not for this location's subdivision (or none was given).
+    UnknownPart {
+        j: &'a Jurisdiction,
+        sub: Option<&'a str>,
+    },
 }
 
 /// `mode = max(overrides[code] ?? mode, legal_floor, min_mode)`, with the why.
@@ -834,12 +1176,7 @@ pub fn decide(
 ) -> CallDecision {
     let per_participant: Vec<(String, Resolution)> = participants
         .iter()
-        .map(|p| {
-            (
-                p.id.clone(),
-                rules.resolve_with_policy(policy, p.location.as_ref()),
-            )
-        })
+        .map(|p| (p.id.clone(), rules.resolve_participant(policy, p)))
         .collect();
     let recorder = rules.resolve_with_policy(policy, recorder);
     let parties: Vec<(String, &Resolution)> = per_participant
@@ -876,13 +1213,26 @@ pub fn decide(
         .filter(|(_, r)| r.all_party)
         .map(|(who, r)| format!("{who} in {}", r.matched))
         .collect();
-    let scope = if !all_party.is_empty() && mode > ConsentMode::None {
-        reasons.push(format!(
-            "call-wide gate: all-party rules apply ({}); anyone present and not yet consented pauses capture of everyone",
-            all_party.join(", ")
-        ));
+    let mixed: Vec<&str> = participants
+        .iter()
+        .filter(|p| p.mixed)
+        .map(|p| p.id.as_str())
+        .collect();
+    let scope = if (!all_party.is_empty() || !mixed.is_empty()) && mode > ConsentMode::None {
+        if !all_party.is_empty() {
+            reasons.push(format!(
+                "call-wide gate: all-party rules apply ({}); anyone present and not yet consented pauses capture of everyone",
+                all_party.join(", ")
+            ));
+        }
+        if !mixed.is_empty() {
+            reasons.push(format!(
+                "call-wide gate: mixed m-lines ({}) may carry several people who cannot each consent, so they are treated as all-party",
+                mixed.join(", ")
+            ));
+        }
         GateScope::CallWide
-    } else if all_party.is_empty() {
+    } else if all_party.is_empty() && mixed.is_empty() {
         reasons.push(
             "per-participant gate: no participant and not the recorder is in an all-party jurisdiction"
                 .to_owned(),
@@ -892,6 +1242,22 @@ pub fn decide(
         reasons.push("per-participant gate: the mode is none, nothing to wait for".to_owned());
         GateScope::PerParticipant
     };
+
+    let announcing: Vec<String> = parties
+        .iter()
+        .filter(|(_, r)| {
+            r.requirements
+                .contains(&Requirement::AnnouncementInRecording)
+        })
+        .map(|(who, r)| format!("{who} in {}", r.matched))
+        .collect();
+    let announcement_in_recording = !announcing.is_empty();
+    if announcement_in_recording {
+        reasons.push(format!(
+            "the announcement must be in the recording ({})",
+            announcing.join(", ")
+        ));
+    }
 
     let internal: Vec<&str> = participants
         .iter()
@@ -905,9 +1271,13 @@ pub fn decide(
         ));
     }
 
+    let (unknown_location_mode, unknown_location_mode_from) = rules.unknown_location_mode(policy);
     CallDecision {
         mode,
         scope,
+        announcement_in_recording,
+        unknown_location_mode,
+        unknown_location_mode_from,
         per_participant,
         recorder,
         reasons,
@@ -1019,14 +1389,34 @@ struct RawModes {
     definitions: Entries<String>,
 }
 
-/// Only the fields the code uses; the rest of `decision_model` is prose for
-/// readers (and for features not built yet) and is not checked.
+/// `decision_model`: three fields the code uses, the rest prose for readers.
+/// The prose fields are named so that anything else (a rule the code would
+/// silently not apply, such as the old `escalations`) is refused.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDecisionModel {
     resolution_order: Vec<String>,
     default_unknown: String,
     #[serde(default)]
     low_confidence_location: Option<String>,
+    #[serde(default, rename = "inputs")]
+    _inputs: Option<serde_norway::Value>,
+    #[serde(default, rename = "per_participant_mode")]
+    _per_participant_mode: Option<String>,
+    #[serde(default, rename = "subdivisions")]
+    _subdivisions: Option<String>,
+    #[serde(default, rename = "combine")]
+    _combine: Option<String>,
+    #[serde(default, rename = "prior_consent_on_file")]
+    _prior_consent_on_file: Option<String>,
+    #[serde(default, rename = "internal_meetings")]
+    _internal_meetings: Option<String>,
+    #[serde(default, rename = "final")]
+    _final: Option<String>,
+    #[serde(default, rename = "runtime")]
+    _runtime: Option<serde_norway::Value>,
+    #[serde(default, rename = "evidence_log")]
+    _evidence_log: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1046,13 +1436,9 @@ struct RawJurisdiction {
     #[serde(default)]
     default_mode_by_media: Entries<String>,
     #[serde(default)]
-    escalations: Entries<String>,
-    #[serde(default)]
     requirements: Vec<String>,
     #[serde(default)]
     business_overlay: Option<String>,
-    #[serde(default)]
-    if_lawful_basis_consent: Option<String>,
     #[serde(default)]
     retention_max_days: Option<u32>,
     #[serde(default)]
@@ -1092,17 +1478,12 @@ fn media_modes(
     check_duplicates(place, entries)?;
     let mut out = BTreeMap::new();
     for (key, value) in &entries.0 {
-        let media = match key.as_str() {
-            "phone" => Media::Phone,
-            "video" => Media::Video,
-            "in_person_room" => Media::InPersonRoom,
-            _ => {
-                return Err(RulesError::InvalidValue {
-                    place: place.to_owned(),
-                    found: key.clone(),
-                    expected: "phone, video, in_person_room",
-                });
-            }
+        let Some(media) = Media::ALL.into_iter().find(|m| m.as_str() == key) else {
+            return Err(RulesError::InvalidValue {
+                place: place.to_owned(),
+                found: key.clone(),
+                expected: "phone, video, in_person_room",
+            });
         };
         out.insert(media, mode_at(format!("{place}.{key}"), value)?);
     }
@@ -1244,7 +1625,7 @@ impl RawRules {
                 media_modes(&at("legal_floor_by_media"), &raw.legal_floor_by_media)?;
             let default_mode_by_media =
                 media_modes(&at("default_mode_by_media"), &raw.default_mode_by_media)?;
-            for media in [Media::Phone, Media::Video, Media::InPersonRoom] {
+            for media in Media::ALL {
                 let floor = legal_floor_by_media
                     .get(&media)
                     .copied()
@@ -1259,11 +1640,7 @@ impl RawRules {
                     } else {
                         "default_mode"
                     };
-                    let media_name = match media {
-                        Media::Phone => "phone",
-                        Media::Video => "video",
-                        Media::InPersonRoom => "in_person_room",
-                    };
+                    let media_name = media.as_str();
                     return Err(RulesError::DefaultBelowFloor {
                         place: format!("jurisdictions.{code}.{field} (for {media_name})"),
                         default_mode: recommended,
@@ -1271,17 +1648,17 @@ impl RawRules {
                     });
                 }
             }
-            check_duplicates(&at("escalations"), &raw.escalations)?;
-            let mut escalations = BTreeMap::new();
-            for (feature, mode) in &raw.escalations.0 {
-                let place = format!("jurisdictions.{code}.escalations.{feature}");
-                escalations.insert(feature.clone(), mode_at(place, mode)?);
+            let mut requirements = BTreeSet::new();
+            for (i, name) in raw.requirements.iter().enumerate() {
+                let requirement = Requirement::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == name.trim())
+                    .ok_or_else(|| RulesError::UnknownRequirement {
+                        place: format!("jurisdictions.{code}.requirements[{i}]"),
+                        found: name.clone(),
+                    })?;
+                requirements.insert(requirement);
             }
-            let if_lawful_basis_consent = raw
-                .if_lawful_basis_consent
-                .as_deref()
-                .map(|m| mode_at(at("if_lawful_basis_consent"), m))
-                .transpose()?;
             let jurisdiction = Jurisdiction {
                 code: code.clone(),
                 name: raw.name,
@@ -1293,10 +1670,8 @@ impl RawRules {
                 confidence,
                 legal_floor_by_media,
                 default_mode_by_media,
-                escalations,
-                requirements: raw.requirements,
+                requirements,
                 business_overlay: raw.business_overlay,
-                if_lawful_basis_consent,
                 retention_max_days: raw.retention_max_days,
                 prior_consent_on_file_allowed: raw.prior_consent_on_file_allowed,
             };
@@ -1308,6 +1683,11 @@ impl RawRules {
             });
         }
 
+        let divided = jurisdictions
+            .keys()
+            .filter_map(|code| code.split_once('-').map(|(country, _)| country.to_owned()))
+            .collect();
+
         Ok(Rules {
             version: self.version.trim().to_owned(),
             schema_version: self.schema_version.trim().to_owned(),
@@ -1318,6 +1698,7 @@ impl RawRules {
             groups,
             group_of,
             jurisdictions,
+            divided,
         })
     }
 }
@@ -1345,6 +1726,8 @@ mod tests {
             id: id.to_owned(),
             location: code.map(|c| Location::from_code(c).unwrap()),
             internal: false,
+            media: None,
+            mixed: false,
         }
     }
 
@@ -1441,7 +1824,10 @@ jurisdictions:
         );
         assert!(!rules.version().is_empty());
         assert!(rules.disclaimer().starts_with("Not legal advice"));
-        assert_eq!(rules.default_unknown(), ConsentMode::NotifyAndAllowOptOut);
+        // Unknown facts fail closed (consent-audit U1): DE and CH need
+        // explicit, so an unknown location does too.
+        assert_eq!(rules.default_unknown(), ConsentMode::Explicit);
+        assert_eq!(rules.low_confidence_location(), Some(ConsentMode::Explicit));
         for j in rules.jurisdictions() {
             assert!(!j.sources.is_empty(), "{}", j.code);
             assert!(!j.notes.is_empty(), "{}", j.code);
@@ -1499,6 +1885,11 @@ jurisdictions:
             "{}",
             r.why
         );
+        // US has state entries, so US-ZZ could be any state: the strictest
+        // of US (floor none, notify) and default_unknown (explicit).
+        assert_eq!(r.mode, ConsentMode::Explicit);
+        assert_eq!(r.legal_floor, ConsentMode::Explicit);
+        assert!(!r.all_party, "US is one-party");
         let de = builtin().resolve(Some(&loc("DE", None)));
         assert_eq!(de.matched, "DE", "DE has its own entry, though in EEA");
         assert_eq!(de.mode, ConsentMode::Explicit);
@@ -1523,8 +1914,8 @@ jurisdictions:
         ] {
             let r = builtin().resolve(l.as_ref());
             assert_eq!(r.matched, DEFAULT_UNKNOWN, "{l:?}");
-            assert_eq!(r.mode, ConsentMode::NotifyAndAllowOptOut);
-            assert_eq!(r.legal_floor, ConsentMode::NotifyAndAllowOptOut);
+            assert_eq!(r.mode, ConsentMode::Explicit);
+            assert_eq!(r.legal_floor, ConsentMode::Explicit);
             assert!(!r.all_party);
         }
     }
@@ -1597,6 +1988,7 @@ jurisdictions:
                 ("DE".to_owned(), ConsentMode::Notify),
             ]
             .into(),
+            unknown_location_mode: None,
         };
         let ca = builtin().resolve_with_policy(&policy, Some(&loc("US", Some("CA"))));
         assert_eq!(ca.mode, ConsentMode::NotifyAndAllowOptOut);
@@ -1618,6 +2010,7 @@ jurisdictions:
                 ("default_unknown".to_owned(), ConsentMode::Explicit),
             ]
             .into(),
+            unknown_location_mode: None,
         };
         for l in [
             Some(loc("US", Some("NY"))),
@@ -1637,6 +2030,7 @@ jurisdictions:
                 ("US-NY".to_owned(), ConsentMode::Notify),
             ]
             .into(),
+            unknown_location_mode: None,
         };
         let ny = builtin().resolve_with_policy(&policy, Some(&loc("US", Some("NY"))));
         assert_eq!(ny.mode, ConsentMode::Notify);
@@ -1649,7 +2043,7 @@ jurisdictions:
         let d = decide(
             builtin(),
             &Policy::default(),
-            Some(&loc("US", None)),
+            Some(&loc("US", Some("NY"))),
             &[
                 participant("bob", Some("US-NY")),
                 participant("alice", Some("US-CA")),
@@ -1659,7 +2053,7 @@ jurisdictions:
         assert_eq!(d.per_participant[0].0, "bob");
         assert_eq!(d.per_participant[0].1.mode, ConsentMode::Notify);
         assert_eq!(d.per_participant[1].1.matched, "US-CA");
-        assert_eq!(d.recorder.matched, "US");
+        assert_eq!(d.recorder.matched, "US-NY");
         assert_eq!(
             d.reasons[0],
             "strictest: alice in US-CA (all-party) requires notify_and_allow_opt_out"
@@ -1682,17 +2076,22 @@ jurisdictions:
         );
         // No recorder location: the default for unknown locations.
         let d = decide(builtin(), &Policy::default(), None, &[]);
-        assert_eq!(d.mode, ConsentMode::NotifyAndAllowOptOut);
+        assert_eq!(d.mode, ConsentMode::Explicit);
         assert_eq!(d.recorder.matched, DEFAULT_UNKNOWN);
         assert_eq!(d.scope, GateScope::PerParticipant);
     }
 
     #[test]
     fn ties_name_everyone_who_requires_the_mode() {
+        // The company puts unknown locations at opt-out, like US-CA.
+        let policy = Policy {
+            unknown_location_mode: Some(ConsentMode::NotifyAndAllowOptOut),
+            ..Policy::default()
+        };
         let d = decide(
             builtin(),
-            &Policy::default(),
-            Some(&loc("US", None)),
+            &policy,
+            Some(&loc("US", Some("NY"))),
             &[
                 participant("alice", Some("US-CA")),
                 participant("carol", None),
@@ -1711,7 +2110,7 @@ jurisdictions:
         let one_party = decide(
             builtin(),
             &policy,
-            Some(&loc("US", None)),
+            Some(&loc("US", Some("NY"))),
             &[
                 participant("a", Some("US-NY")),
                 participant("b", Some("AT")),
@@ -1719,12 +2118,12 @@ jurisdictions:
             ],
         );
         assert_eq!(one_party.scope, GateScope::PerParticipant);
-        assert_eq!(one_party.mode, ConsentMode::NotifyAndAllowOptOut);
+        assert_eq!(one_party.mode, ConsentMode::Explicit, "c is unknown");
 
         let all_party = decide(
             builtin(),
             &policy,
-            Some(&loc("US", None)),
+            Some(&loc("US", Some("NY"))),
             &[
                 participant("a", Some("US-NY")),
                 participant("d", Some("US-FL")),
@@ -1795,7 +2194,12 @@ jurisdictions:
     fn internal_participants_are_reported_not_exempted() {
         let mut p = participant("dave", Some("US-CA"));
         p.internal = true;
-        let d = decide(builtin(), &Policy::default(), Some(&loc("US", None)), &[p]);
+        let d = decide(
+            builtin(),
+            &Policy::default(),
+            Some(&loc("US", Some("NY"))),
+            &[p],
+        );
         assert_eq!(d.mode, ConsentMode::NotifyAndAllowOptOut);
         assert!(
             d.reasons
@@ -1809,15 +2213,413 @@ jurisdictions:
         let d = decide(
             builtin(),
             &Policy::default(),
-            Some(&loc("US", None)),
+            Some(&loc("US", Some("NY"))),
             &[participant("alice", Some("US-CA"))],
         );
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(v["mode"], "notify_and_allow_opt_out");
         assert_eq!(v["scope"], "call_wide");
+        assert_eq!(v["announcement_in_recording"], false);
+        assert_eq!(v["unknown_location_mode"], "explicit");
+        assert_eq!(v["unknown_location_mode_from"], "rules");
         assert_eq!(v["participants"][0]["id"], "alice");
         assert_eq!(v["participants"][0]["matched"], "US-CA");
-        assert_eq!(v["recorder"]["matched"], "US");
+        assert!(v["participants"][0].get("requirements").is_none());
+        assert_eq!(v["recorder"]["matched"], "US-NY");
+    }
+
+    // ---- fail closed, and the company's unknown-location mode ----
+
+    fn with_unknown_mode(mode: ConsentMode) -> Policy {
+        Policy {
+            unknown_location_mode: Some(mode),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn unknown_location_mode_comes_from_the_rules_or_the_policy() {
+        assert_eq!(
+            builtin().unknown_location_mode(&Policy::default()),
+            (ConsentMode::Explicit, "rules")
+        );
+        assert_eq!(
+            builtin().unknown_location_mode(&with_unknown_mode(ConsentMode::None)),
+            (ConsentMode::None, "policy")
+        );
+        let d = decide(
+            builtin(),
+            &with_unknown_mode(ConsentMode::Notify),
+            None,
+            &[],
+        );
+        assert_eq!(d.unknown_location_mode, ConsentMode::Notify);
+        assert_eq!(d.unknown_location_mode_from, "policy");
+    }
+
+    #[test]
+    fn the_policy_mode_replaces_default_unknown_even_lower() {
+        // A company that knows better: none for participants without a
+        // location, although the rules say explicit.
+        let policy = with_unknown_mode(ConsentMode::None);
+        let r = builtin().resolve_participant(&policy, &participant("carol", None));
+        assert_eq!(r.matched, DEFAULT_UNKNOWN);
+        assert_eq!(r.mode, ConsentMode::None);
+        assert_eq!(r.legal_floor, ConsentMode::None);
+        assert!(
+            r.why.contains(
+                "the company's unknown-location mode is none (the rules' default is explicit)"
+            ),
+            "{}",
+            r.why
+        );
+        // A known entry's floor still applies: DE is explicit, AU (any
+        // state) at least notify_and_allow_opt_out.
+        let de = builtin().resolve_participant(&policy, &participant("d", Some("DE")));
+        assert_eq!(de.mode, ConsentMode::Explicit);
+        let au = builtin().resolve_participant(&policy, &participant("a", Some("AU")));
+        assert_eq!(au.mode, ConsentMode::NotifyAndAllowOptOut);
+        assert_eq!(au.legal_floor, ConsentMode::NotifyAndAllowOptOut);
+        // The company minimum still lifts it.
+        let policy = Policy {
+            min_mode: ConsentMode::Notify,
+            ..with_unknown_mode(ConsentMode::None)
+        };
+        let r = builtin().resolve_participant(&policy, &participant("carol", None));
+        assert_eq!(r.mode, ConsentMode::Notify);
+    }
+
+    #[test]
+    fn the_engine_sees_the_policy_mode_for_participants_without_location() {
+        let policy = with_unknown_mode(ConsentMode::Notify);
+        let d = decide(
+            builtin(),
+            &policy,
+            Some(&loc("US", Some("NY"))),
+            &[participant("carol", None)],
+        );
+        // carol: the company's notify; the recorder US-NY: notify.
+        assert_eq!(d.mode, ConsentMode::Notify);
+        assert_eq!(d.per_participant[0].1.mode, ConsentMode::Notify);
+    }
+
+    // ---- subdivisions ----
+
+    #[test]
+    fn a_country_given_alone_where_its_subdivisions_differ_is_the_strictest() {
+        // US and AU have subdivision entries: the country alone, or a
+        // subdivision without an entry, could be any of them. US: floor
+        // none, notify, one-party; AU: floor and mode opt-out, nuanced;
+        // default_unknown: explicit.
+        for (l, code) in [
+            (loc("US", None), "US"),
+            (loc("US", Some("US-ZZ")), "US"),
+            (loc("AU", None), "AU"),
+            (loc("AU", Some("AU-XYZ")), "AU"),
+        ] {
+            assert!(builtin().varies_by_subdivision(code));
+            let r = builtin().resolve(Some(&l));
+            assert_eq!(r.matched, code, "{l:?}");
+            assert_eq!(r.mode, ConsentMode::Explicit, "{l:?}");
+            assert_eq!(r.legal_floor, ConsentMode::Explicit, "{l:?}");
+            assert!(!r.all_party, "{l:?}");
+            assert!(r.why.contains("rules differ by subdivision"), "{}", r.why);
+        }
+        // GB and CA have no subdivision entries: the country's rule is the
+        // rule everywhere in it (opt-out, one-party).
+        for l in [
+            loc("GB", Some("GB-SCT")),
+            loc("CA", Some("QC")),
+            loc("GB", None),
+        ] {
+            let r = builtin().resolve(Some(&l));
+            assert_eq!(r.mode, ConsentMode::NotifyAndAllowOptOut, "{l:?}");
+            assert_eq!(r.legal_floor, ConsentMode::NotifyAndAllowOptOut, "{l:?}");
+        }
+        assert!(!builtin().varies_by_subdivision("GB"));
+        // Under a company unknown-location mode of notify, US alone is the
+        // strictest of US (notify) and notify; AU stays at its own floor.
+        let policy = with_unknown_mode(ConsentMode::Notify);
+        let us = builtin().resolve_with_policy(&policy, Some(&loc("US", None)));
+        assert_eq!(
+            (us.mode, us.legal_floor),
+            (ConsentMode::Notify, ConsentMode::Notify)
+        );
+        let au = builtin().resolve_with_policy(&policy, Some(&loc("AU", None)));
+        assert_eq!(au.mode, ConsentMode::NotifyAndAllowOptOut);
+    }
+
+    #[test]
+    fn a_subdivision_never_weakens_its_country() {
+        // AU-VIC, AU-QLD, AU-NT: notify in the file, AU's floor is
+        // notify_and_allow_opt_out (TIA Act, APP 5).
+        for code in ["AU-VIC", "AU-QLD", "AU-NT"] {
+            let r = builtin().resolve(Some(&Location::from_code(code).unwrap()));
+            assert_eq!(r.matched, code);
+            assert_eq!(r.legal_floor, ConsentMode::NotifyAndAllowOptOut, "{code}");
+            assert_eq!(r.mode, ConsentMode::NotifyAndAllowOptOut, "{code}");
+            assert!(!r.all_party, "{code}: AU is nuanced, VIC one-party");
+            assert!(r.why.contains("raised to AU's legal floor"), "{}", r.why);
+        }
+        // An override cannot take a state below its country's floor.
+        let policy = Policy {
+            overrides: [("AU-VIC".to_owned(), ConsentMode::Notify)].into(),
+            ..Policy::default()
+        };
+        let vic = builtin().resolve_with_policy(&policy, Some(&loc("AU", Some("VIC"))));
+        assert_eq!(vic.mode, ConsentMode::NotifyAndAllowOptOut);
+        // NSW is all-party itself.
+        let nsw = builtin().resolve(Some(&loc("AU", Some("NSW"))));
+        assert!(nsw.all_party);
+        assert_eq!(nsw.mode, ConsentMode::NotifyAndAllowOptOut);
+    }
+
+    #[test]
+    fn a_subdivision_inherits_all_party_and_requirements() {
+        let yaml = format!(
+            "{}  DE-BY:\n    name: \"Bavaria\"\n    category: one_party\n    legal_floor: none\n    \
+             default_mode: notify\n    source: [\"https://example.org/by\"]\n    confidence: low\n",
+            small_with(
+                "    source: [\"https://example.org/de\"]\n",
+                "    source: [\"https://example.org/de\"]\n    requirements: [announcement_in_recording]\n",
+            )
+        );
+        let rules = Rules::parse(&yaml).unwrap();
+        let r = rules.resolve(Some(&loc("DE", Some("BY"))));
+        assert_eq!(r.matched, "DE-BY");
+        assert_eq!(r.legal_floor, ConsentMode::Explicit);
+        assert_eq!(r.mode, ConsentMode::Explicit);
+        assert!(r.all_party);
+        assert!(r.why.contains("all-party under DE's rule"), "{}", r.why);
+        assert_eq!(
+            r.requirements,
+            BTreeSet::from([Requirement::AnnouncementInRecording])
+        );
+    }
+
+    // ---- Switzerland ----
+
+    #[test]
+    fn switzerland_is_all_party_explicit() {
+        let ch = builtin().jurisdiction("CH").expect("CH entry");
+        assert_eq!(ch.category, Category::AllParty);
+        assert_eq!(ch.legal_floor, ConsentMode::Explicit);
+        assert!(ch.notes.contains("179ter"), "{}", ch.notes);
+        assert!(!ch.sources.is_empty());
+        assert_eq!(builtin().group_of("CH"), None, "not in the EEA");
+        let d = decide(
+            builtin(),
+            &Policy::default(),
+            Some(&loc("US", Some("NY"))),
+            &[
+                participant("ueli", Some("CH")),
+                participant("bob", Some("US-NY")),
+            ],
+        );
+        assert_eq!(d.mode, ConsentMode::Explicit);
+        assert_eq!(d.scope, GateScope::CallWide);
+        assert_eq!(d.per_participant[0].1.matched, "CH");
+    }
+
+    // ---- media ----
+
+    fn with_media(code: &str, media: Option<Media>, mixed: bool) -> ParticipantInput {
+        ParticipantInput {
+            media,
+            mixed,
+            ..participant("p", Some(code))
+        }
+    }
+
+    fn floor_and_mode(code: &str, media: Option<Media>, mixed: bool) -> (ConsentMode, ConsentMode) {
+        let r = builtin().resolve_participant(&Policy::default(), &with_media(code, media, mixed));
+        (r.legal_floor, r.mode)
+    }
+
+    #[test]
+    fn media_pick_the_floor_and_mode_as_the_file_writes_them() {
+        use ConsentMode::{Notify, NotifyAndAllowOptOut};
+        const NONE: ConsentMode = ConsentMode::None;
+        // US-OR: general floor notify, default opt-out; by medium: phone
+        // floor none and default notify, video and room floor notify.
+        assert_eq!(
+            floor_and_mode("US-OR", None, false),
+            (NONE, Notify),
+            "audio call = phone"
+        );
+        assert_eq!(
+            floor_and_mode("US-OR", Some(Media::Phone), false),
+            (NONE, Notify)
+        );
+        assert_eq!(
+            floor_and_mode("US-OR", Some(Media::Video), false),
+            (Notify, NotifyAndAllowOptOut)
+        );
+        assert_eq!(
+            floor_and_mode("US-OR", Some(Media::InPersonRoom), false),
+            (Notify, NotifyAndAllowOptOut)
+        );
+        // US-CT: calls opt-out; in a room floor none, default notify.
+        assert_eq!(
+            floor_and_mode("US-CT", None, false),
+            (NotifyAndAllowOptOut, NotifyAndAllowOptOut)
+        );
+        assert_eq!(
+            floor_and_mode("US-CT", Some(Media::InPersonRoom), false),
+            (NONE, Notify)
+        );
+        // US-NV likewise.
+        assert_eq!(
+            floor_and_mode("US-NV", Some(Media::InPersonRoom), false),
+            (NONE, Notify)
+        );
+        // US-HI: phone none/notify; a room device opt-out.
+        assert_eq!(floor_and_mode("US-HI", None, false), (NONE, Notify));
+        assert_eq!(
+            floor_and_mode("US-HI", Some(Media::InPersonRoom), false),
+            (NotifyAndAllowOptOut, NotifyAndAllowOptOut)
+        );
+        // No by-media entry: every medium is the general rule.
+        assert_eq!(
+            floor_and_mode("US-CA", Some(Media::InPersonRoom), false),
+            (NotifyAndAllowOptOut, NotifyAndAllowOptOut)
+        );
+        let r = builtin().resolve_participant(
+            &Policy::default(),
+            &with_media("US-OR", Some(Media::Video), false),
+        );
+        assert!(r.why.contains("by medium (video)"), "{}", r.why);
+    }
+
+    #[test]
+    fn a_policy_override_replaces_the_media_default_not_the_media_floor() {
+        // US-OR video: floor notify. An override of none stays at notify.
+        let policy = Policy {
+            overrides: [("US-OR".to_owned(), ConsentMode::None)].into(),
+            ..Policy::default()
+        };
+        let r =
+            builtin().resolve_participant(&policy, &with_media("US-OR", Some(Media::Video), false));
+        assert_eq!(r.mode, ConsentMode::Notify);
+    }
+
+    // ---- mixed m-lines ----
+
+    #[test]
+    fn a_mixed_line_is_the_strictest_of_what_it_may_carry() {
+        use ConsentMode::{Explicit, Notify, NotifyAndAllowOptOut};
+        const NONE: ConsentMode = ConsentMode::None;
+        // Medium unknown: the strictest over phone, video, room. US-OR:
+        // floors none/notify/notify, modes notify/opt-out/opt-out.
+        assert_eq!(
+            floor_and_mode("US-OR", None, true),
+            (Notify, NotifyAndAllowOptOut)
+        );
+        // US-HI: floors none/none/opt-out, modes notify/notify/opt-out.
+        assert_eq!(
+            floor_and_mode("US-HI", None, true),
+            (NotifyAndAllowOptOut, NotifyAndAllowOptOut)
+        );
+        // A medium given is used as given.
+        assert_eq!(
+            floor_and_mode("US-HI", Some(Media::Phone), true),
+            (NONE, Notify)
+        );
+        // At least its location's mode.
+        assert_eq!(floor_and_mode("DE", None, true), (Explicit, Explicit));
+    }
+
+    #[test]
+    fn a_mixed_line_makes_the_gate_call_wide() {
+        // Everyone one-party (US-NY: notify), but one m-line is a room.
+        let d = decide(
+            builtin(),
+            &Policy::default(),
+            Some(&loc("US", Some("NY"))),
+            &[
+                with_media("US-NY", None, false),
+                ParticipantInput {
+                    id: "room".to_owned(),
+                    ..with_media("US-NY", None, true)
+                },
+            ],
+        );
+        assert_eq!(d.mode, ConsentMode::Notify);
+        assert_eq!(d.scope, GateScope::CallWide);
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.starts_with("call-wide gate: mixed m-lines (room)")),
+            "{:?}",
+            d.reasons
+        );
+        assert!(d.per_participant[1].1.why.contains("mixed m-line"));
+        // Under mode none there is nothing to wait for.
+        let policy = Policy {
+            overrides: [("US".to_owned(), ConsentMode::None)].into(),
+            ..Policy::default()
+        };
+        let d = decide(
+            builtin(),
+            &policy,
+            Some(&loc("US", Some("NY"))),
+            &[with_media("US-NY", None, true)],
+        );
+        assert_eq!(d.mode, ConsentMode::None);
+        assert_eq!(d.scope, GateScope::PerParticipant);
+    }
+
+    // ---- requirements ----
+
+    #[test]
+    fn announcement_in_recording_follows_wa_and_ct() {
+        let call = |recorder: &str, people: &[&str]| {
+            let participants: Vec<ParticipantInput> = people
+                .iter()
+                .map(|code| ParticipantInput {
+                    id: code.to_ascii_lowercase(),
+                    ..participant("", Some(code))
+                })
+                .collect();
+            decide(
+                builtin(),
+                &Policy::default(),
+                Some(&Location::from_code(recorder).unwrap()),
+                &participants,
+            )
+        };
+        let wa = call("US-NY", &["US-WA", "US-NY"]);
+        assert!(wa.announcement_in_recording);
+        assert!(
+            wa.reasons
+                .iter()
+                .any(|r| r == "the announcement must be in the recording (us-wa in US-WA)"),
+            "{:?}",
+            wa.reasons
+        );
+        assert!(
+            call("US-CT", &["US-NY"]).announcement_in_recording,
+            "the recorder's entry counts"
+        );
+        assert!(!call("US-NY", &["US-CA", "DE", "CH"]).announcement_in_recording);
+        let wa = builtin().resolve(Some(&loc("US", Some("WA"))));
+        assert_eq!(
+            wa.requirements,
+            BTreeSet::from([Requirement::AnnouncementInRecording])
+        );
+    }
+
+    #[test]
+    fn unknown_requirement_names_the_entry() {
+        let err = parse_err(&small_with(
+            "    source: [\"https://example.org/ca\"]\n",
+            "    source: [\"https://example.org/ca\"]\n    requirements: [announcement_in_recording, beep_every_15s]\n",
+        ));
+        assert_eq!(
+            err,
+            "jurisdictions.US-CA.requirements[1]: unknown requirement \"beep_every_15s\" \
+             (Hearken implements announcement_in_recording)"
+        );
     }
 
     // ---- validation errors: each names the place ----
@@ -2059,15 +2861,31 @@ jurisdictions:
     }
 
     #[test]
-    fn escalation_mode_is_checked() {
+    fn escalations_are_not_in_the_schema() {
+        // Their conditions are not facts the server knows: refused, not
+        // parsed and ignored.
         let err = parse_err(&small_with(
             "    confidence: high\n  US-CA:",
-            "    confidence: high\n    escalations:\n      voiceprint_speaker_id: strict\n  US-CA:",
+            "    confidence: high\n    escalations:\n      voiceprint_speaker_id: explicit\n  US-CA:",
         ));
         assert!(
-            err.starts_with(
-                "jurisdictions.US.escalations.voiceprint_speaker_id: unknown mode \"strict\""
-            ),
+            err.starts_with("jurisdictions.US: unknown field `escalations`"),
+            "{err}"
+        );
+        let err = parse_err(&small_with(
+            "  default_unknown: notify_and_allow_opt_out\n",
+            "  default_unknown: notify_and_allow_opt_out\n  escalations: []\n",
+        ));
+        assert!(
+            err.starts_with("decision_model: unknown field `escalations`"),
+            "{err}"
+        );
+        let err = parse_err(&small_with(
+            "    confidence: medium\n",
+            "    confidence: medium\n    if_lawful_basis_consent: explicit\n",
+        ));
+        assert!(
+            err.starts_with("jurisdictions.EEA: unknown field `if_lawful_basis_consent`"),
             "{err}"
         );
     }
@@ -2105,7 +2923,15 @@ jurisdictions:
         #[test]
         fn decide_is_total_and_never_below_a_legal_floor(
             recorder in location_strategy(),
-            people in prop::collection::vec((location_strategy(), any::<bool>()), 0..8),
+            people in prop::collection::vec(
+                (
+                    location_strategy(),
+                    any::<bool>(),
+                    prop::option::of(prop::sample::select(Media::ALL.to_vec())),
+                    any::<bool>(),
+                ),
+                0..8,
+            ),
             min_mode in mode_strategy(),
             overrides in prop::collection::btree_map(
                 prop::sample::select(vec!["US", "US-CA", "DE", "EEA", "default_unknown", "ZZ"])
@@ -2113,16 +2939,19 @@ jurisdictions:
                 mode_strategy(),
                 0..4,
             ),
+            unknown_location_mode in prop::option::of(mode_strategy()),
         ) {
             let rules = builtin();
-            let policy = Policy { min_mode, overrides };
+            let policy = Policy { min_mode, overrides, unknown_location_mode };
             let participants: Vec<ParticipantInput> = people
                 .into_iter()
                 .enumerate()
-                .map(|(i, (location, internal))| ParticipantInput {
+                .map(|(i, (location, internal, media, mixed))| ParticipantInput {
                     id: format!("p{i}"),
                     location,
                     internal,
+                    media,
+                    mixed,
                 })
                 .collect();
             let d = decide(rules, &policy, recorder.as_ref(), &participants);
@@ -2135,13 +2964,29 @@ jurisdictions:
                 prop_assert!(r.mode >= r.legal_floor);
                 prop_assert!(d.mode >= r.legal_floor);
                 prop_assert!(d.mode >= r.mode);
-                // Policy never lowers below what the rules alone give as floor.
-                let bare = rules.resolve(p.location.as_ref());
-                prop_assert_eq!(bare.legal_floor, r.legal_floor);
+                // Policy never lowers below what the rules alone give as
+                // floor (the company's unknown-location mode replaces the
+                // rules' default, so compare only without one).
+                let bare = rules.resolve_participant(&Policy::default(), p);
                 prop_assert_eq!(&bare.matched, &r.matched);
+                if policy.unknown_location_mode.is_none() {
+                    prop_assert_eq!(bare.legal_floor, r.legal_floor);
+                }
+                // A subdivision never weakens its country's floor.
+                if let Some(country) = rules.jurisdiction(r.matched.split('-').next().unwrap_or(""))
+                    && r.matched.contains('-')
+                {
+                    let floors = match (p.media, p.mixed) {
+                        (Some(m), _) => country.legal_floor_for(m),
+                        (None, true) => Media::ALL.iter().map(|&m| country.legal_floor_for(m)).max().unwrap(),
+                        (None, false) => country.legal_floor_for(DEFAULT_MEDIA),
+                    };
+                    prop_assert!(r.legal_floor >= floors);
+                }
             }
             let any_all_party = d.recorder.all_party
-                || d.per_participant.iter().any(|(_, r)| r.all_party);
+                || d.per_participant.iter().any(|(_, r)| r.all_party)
+                || participants.iter().any(|p| p.mixed);
             prop_assert_eq!(
                 d.scope == GateScope::CallWide,
                 any_all_party && d.mode > ConsentMode::None
