@@ -210,9 +210,14 @@ pub async fn start_with_secrets(
 
     let consent = Arc::new(crate::setup::consent::setup(&config.consent)?);
     metrics.watch_hold_budget(consent.hold_budget.clone());
+    let (unknown_mode, unknown_from) = consent.rules.unknown_location_mode(&consent.engine.policy);
     info!(
         rules_version = consent.rules.version(),
         language = %consent.prompts.language,
+        unknown_location_mode = %unknown_mode,
+        unknown_location_mode_from = unknown_from,
+        hold_seconds = config.consent.hold_seconds,
+        hold_under_explicit = config.consent.hold_under_explicit,
         "consent rules and prompts loaded"
     );
     let meetings = Arc::new(Meetings::from_config(&config.policy, &store)?);

@@ -52,8 +52,8 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "MODE")]
     pub min_mode: Option<ConsentMode>,
     /// Company mode for participants without a location, replacing the
-    /// rules' default_unknown (any mode, even a lower one) [default: the
-    /// rules' default_unknown].
+    /// rules' default_unknown (any mode, even a lower one) [default:
+    /// consent.unknown_location_mode, else the rules' default_unknown].
     #[arg(long, value_name = "MODE")]
     pub unknown_location_mode: Option<ConsentMode>,
     /// Print the decision as one JSON object.
@@ -70,7 +70,7 @@ pub fn explain(args: ExplainArgs, config: &ConsentConfig) -> Result<String, CliE
     let policy = Policy {
         min_mode,
         overrides: BTreeMap::new(),
-        unknown_location_mode: args.unknown_location_mode,
+        unknown_location_mode: args.unknown_location_mode.or(config.unknown_location_mode),
     };
     let decision = decide(&rules, &policy, recorder.as_ref(), &participants);
     let mixed: Vec<&str> = participants

@@ -138,6 +138,7 @@ pub fn setup(config: &ConsentConfig) -> Result<ConsentSetup, ConsentSetupError> 
             policy: Policy {
                 min_mode,
                 overrides: Default::default(),
+                unknown_location_mode: config.unknown_location_mode,
             },
             recorder_location,
             grace: config.grace_period_ms.saturating_mul(48),

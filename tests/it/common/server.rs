@@ -38,9 +38,11 @@ impl TestServer {
         config.storage.data_dir = data_dir.path().to_owned();
         config.media.port_base = 0;
         config.media.workers = 2;
-        // Media-spine tests: a participant who cannot hear the bot (sendonly)
-        // counts as notified at once, and no grace period is waited for.
-        // Consent tests set their own.
+        // Media-spine tests: nobody's location is known, and the company
+        // says that needs no consent (the shipped default is `explicit`),
+        // so capture runs from the first frame. Consent tests set their own.
+        config.consent.unknown_location_mode =
+            Some(hearken_core::consent::rules::ConsentMode::None);
         config.consent.grace_period_ms = 0;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

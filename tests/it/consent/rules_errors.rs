@@ -22,6 +22,7 @@ fn args(rules: Option<PathBuf>) -> ExplainArgs {
         rules,
         recorder_location: None,
         min_mode: None,
+        unknown_location_mode: None,
         json: false,
     }
 }
