@@ -684,6 +684,11 @@ impl Metrics {
         for reason in ["node_full", "shutting_down"] {
             metrics.admission_rejected.with_label_values(&[reason]);
         }
+        for failure in crate::sinks::transcribe::backend::Failure::ALL {
+            metrics
+                .transcription_reconnects
+                .with_label_values(&[failure.as_label()]);
+        }
         for reason in HoldDiscard::ALL {
             metrics
                 .consent_hold_discarded_seconds

@@ -404,16 +404,21 @@ impl Sim {
         }
     }
 
-    /// The frames the sinks got: (participant, call-time position in s).
+    /// The frames the sinks got, one by one or committed from a consent
+    /// hold: (participant, call-time position in s).
     pub fn frames(&self) -> Vec<(String, f64)> {
+        let at = |frame: &hearken_core::conference::SpeakerFrame| {
+            (
+                frame.participant_id.to_string(),
+                frame.position as f64 / 48_000.0,
+            )
+        };
         self.sink
             .iter()
-            .filter_map(|m| match m {
-                SinkMsg::Frame { frame, .. } => Some((
-                    frame.participant_id.to_string(),
-                    frame.position as f64 / 48_000.0,
-                )),
-                _ => None,
+            .flat_map(|m| match m {
+                SinkMsg::Frame { frame, .. } => vec![at(frame)],
+                SinkMsg::Frames { frames, .. } => frames.iter().map(at).collect(),
+                _ => Vec::new(),
             })
             .collect()
     }

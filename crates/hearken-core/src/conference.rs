@@ -1392,4 +1392,59 @@ mod tests {
         assert_eq!(c.handle_audio(SessionKey(1), p, frame(t0, 0, 1)).packets, 0);
         assert!(c.poll_output().is_none());
     }
+
+    /// Committed frames, one by one or from a hold.
+    fn all_frames(c: &mut Conference) -> Vec<SpeakerFrame> {
+        let mut out = Vec::new();
+        while let Some(o) = c.poll_output() {
+            match o {
+                ConferenceOutput::Frame(f) => out.push(f),
+                ConferenceOutput::Frames(fs) => out.extend(fs),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// A company that says people of unknown location need no consent: the
+    /// details wait holds their audio, then commits all of it, including
+    /// when they leave, or the call ends, before the wait is over.
+    #[test]
+    fn audio_held_for_details_is_committed_under_the_unknown_location_mode() {
+        let t0 = Instant::now();
+        let mut config = EngineConfig {
+            recorder_location: Location::from_code("US-NY").ok(),
+            grace: 0,
+            ..EngineConfig::default()
+        };
+        config.policy.unknown_location_mode = Some(crate::consent::rules::ConsentMode::None);
+        let engine = ConsentEngine::new(Arc::new(Rules::builtin()), config);
+        let mut c = Conference::new(CallId::parse("c").unwrap(), engine);
+        c.handle_session_added(SessionKey(1), "s1");
+        let alice = c.handle_speaker_added(SessionKey(1), "0", Some("alice"), t0);
+        c.handle_session_connected(SessionKey(1), t0, Utc::now());
+        show_prompts(&mut c, t0);
+        // Alice talks for 2 s (100 frames) and leaves at 2.1 s.
+        for n in 0..100 {
+            c.handle_audio(SessionKey(1), alice, frame(t0, n * 20, n + 1));
+        }
+        assert!(all_frames(&mut c).is_empty(), "held while details may come");
+        c.handle_session_added(SessionKey(2), "s2");
+        let bob = c.handle_speaker_added(SessionKey(2), "0", Some("bob"), t0);
+        c.handle_session_connected(SessionKey(2), t0 + Duration::from_millis(1000), Utc::now());
+        for n in 0..50 {
+            c.handle_audio(SessionKey(2), bob, frame(t0, 1000 + n * 20, n + 1));
+        }
+        c.handle_session_removed(SessionKey(1), t0 + Duration::from_millis(2100));
+        // Alice's wait ends at 3 s.
+        c.handle_timeout(t0 + Duration::from_millis(3000));
+        let committed = all_frames(&mut c);
+        let of =
+            |f: &[SpeakerFrame], who: &str| f.iter().filter(|f| &*f.participant_id == who).count();
+        assert_eq!(of(&committed, "alice"), 100, "all of alice after her wait");
+        // The call ends at 3.5 s, before bob's wait (until 4 s) is over.
+        c.handle_end(t0 + Duration::from_millis(3500), Utc::now(), EndReason::Api);
+        let committed = all_frames(&mut c);
+        assert_eq!(of(&committed, "bob"), 50, "all of bob at the end");
+    }
 }

@@ -32,6 +32,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every failure, for the metric's labels.
+    pub const ALL: [Failure; 7] = [
+        Self::Connect,
+        Self::RateLimited,
+        Self::ServerError,
+        Self::Closed,
+        Self::Timeout,
+        Self::Send,
+        Self::Protocol,
+    ];
+
     /// The metric label.
     pub fn as_label(self) -> &'static str {
         match self {

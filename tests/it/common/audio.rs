@@ -77,6 +77,23 @@ impl Decoded {
     }
 }
 
+/// Decodes Opus packets as sent (libopus; no pre-skip): what a client
+/// spoke, to compare with what was recorded.
+pub fn decode_packets(packets: &[Vec<u8>]) -> Decoded {
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
+    let mut samples = Vec::new();
+    let mut buf = vec![0i16; 5760];
+    for p in packets {
+        let n = decoder.decode(p, &mut buf, false).expect("decode");
+        samples.extend_from_slice(&buf[..n]);
+    }
+    Decoded {
+        samples,
+        pre_skip: 0,
+        pages_with_eos: 0,
+    }
+}
+
 /// Number of Ogg pages with the EOS flag, walking page headers (RFC 3533 §6).
 pub fn eos_pages(bytes: &[u8]) -> usize {
     let mut at = 0;

@@ -36,7 +36,7 @@ fn explains_the_example_participants() {
     for (id, matched, mode) in [
         ("alice", "US-CA", "notify_and_allow_opt_out"),
         ("bob", "DE", "explicit"),
-        ("carol", "default_unknown", "notify_and_allow_opt_out"),
+        ("carol", "default_unknown", "explicit"),
         ("dave", "US-NY", "notify"),
         ("erin", "EEA", "notify_and_allow_opt_out"),
     ] {

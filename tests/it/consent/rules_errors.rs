@@ -119,10 +119,7 @@ fn entry_without_sources() {
 #[test]
 fn unknown_default_for_unknown_locations() {
     assert_names(
-        &broken(
-            "default_unknown: notify_and_allow_opt_out",
-            "default_unknown: opt_out",
-        ),
+        &broken("default_unknown: explicit", "default_unknown: opt_out"),
         "decision_model.default_unknown: unknown mode \"opt_out\"",
     );
 }

@@ -49,10 +49,14 @@ pub fn located(sim: &mut Sim, call: &str, participant: &str, code: &str) {
     );
 }
 
-/// Consent with the recorder in the US and a grace of `grace_ms`.
+/// Consent with the recorder in New York (one-party, `notify`), a company
+/// that says a participant of unknown location needs no consent, and a
+/// grace of `grace_ms`: capture from the first frame unless a test gives
+/// locations that require more.
 pub fn consent(grace_ms: u64) -> ConsentConfig {
     ConsentConfig {
-        recorder_location: "US".into(),
+        recorder_location: "US-NY".into(),
+        unknown_location_mode: Some(hearken_core::consent::rules::ConsentMode::None),
         grace_period_ms: grace_ms,
         ..ConsentConfig::default()
     }

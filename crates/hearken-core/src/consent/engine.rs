@@ -1076,6 +1076,17 @@ impl ConsentEngine {
         self.log_policy(t);
         let i = self.ensure(id);
         let was = self.participants[i].present();
+        // Leaving ends a details wait: what was held is judged now, under
+        // the unknown-location mode, so a participant who needs no more
+        // than notice is not lost for leaving before their details came.
+        if !present && was {
+            let p = &self.participants[i];
+            let other_flag = if roster { p.media } else { p.roster };
+            if !other_flag && let Some(d) = self.participants[i].details_deadline.as_mut() {
+                *d = (*d).min(t);
+                self.handle_timeout(t);
+            }
+        }
         {
             let p = &mut self.participants[i];
             let flag = if roster { &mut p.roster } else { &mut p.media };
@@ -1598,6 +1609,20 @@ impl ConsentEngine {
     /// The call ended at `t`: every wait still open is over; audio held for
     /// it is discarded.
     pub fn handle_end(&mut self, t: u64) {
+        // No details can come now: every details wait ends here, and what
+        // was held during it is judged under the unknown-location mode
+        // (a short call of people whose location nobody gave loses nothing
+        // that mode allows).
+        let mut waiting = false;
+        for p in &mut self.participants {
+            if let Some(d) = p.details_deadline.as_mut() {
+                *d = (*d).min(t);
+                waiting = true;
+            }
+        }
+        if waiting {
+            self.handle_timeout(t);
+        }
         self.advance(t);
         self.ended = true;
         for p in &mut self.participants {
