@@ -47,22 +47,22 @@ speak() { # lang voice name text
 # "Jarken" and German "Harken" sound like English "Hearken"; the French voice
 # switches to English for the word by itself.
 # Notices stay under 6 s: they play on join, before capture starts.
-speak en en-us notice "This call is being recorded and transcribed by Hearken. If you do not agree, please leave the call now."
+speak en en-us notice "This call is being recorded and transcribed by Hearken. If you do not agree, press 9, or leave the call."
 speak en en-us consent_request "This call is recorded. Press 1 to agree to being recorded, or 9 to decline."
 speak en en-us thanks "Thank you."
 speak en en-us stopped "Recording has stopped."
 
-speak es es notice "Jarken graba y transcribe esta llamada. Si no está de acuerdo, abandone la llamada ahora."
+speak es es notice "Jarken graba y transcribe esta llamada. Si no está de acuerdo, pulse el nueve, o abandone la llamada."
 speak es es consent_request "Esta llamada se graba. Pulse el uno para aceptar la grabación, o el nueve para rechazarla."
 speak es es thanks "Muchas gracias."
 speak es es stopped "La grabación se ha detenido."
 
-speak fr fr-fr notice "Cet appel est enregistré et transcrit par Hearken. Si vous n'êtes pas d'accord, veuillez quitter l'appel maintenant."
+speak fr fr-fr notice "Cet appel est enregistré et transcrit par Hearken. Si vous n'êtes pas d'accord, appuyez sur neuf, ou quittez l'appel."
 speak fr fr-fr consent_request "Cet appel est enregistré. Appuyez sur un pour accepter l'enregistrement, ou sur neuf pour refuser."
 speak fr fr-fr thanks "Merci beaucoup."
 speak fr fr-fr stopped "L'enregistrement est arrêté."
 
-speak de de notice "Harken zeichnet diesen Anruf auf und transkribiert ihn. Wenn Sie nicht zustimmen, legen Sie bitte auf."
+speak de de notice "Harken zeichnet diesen Anruf auf und transkribiert ihn. Wenn Sie nicht zustimmen, drücken Sie die Neun, oder legen Sie auf."
 speak de de consent_request "Dieser Anruf wird aufgezeichnet. Drücken Sie die Eins, wenn Sie zustimmen, oder die Neun, wenn Sie ablehnen."
 speak de de thanks "Vielen Dank."
 speak de de stopped "Die Aufzeichnung wurde beendet."

@@ -90,3 +90,35 @@ pub async fn request_json(
         .await
         .expect("json")
 }
+
+/// `PUT /v1/calls/{call}/participants/{who}` with `body`; returns the status
+/// and the answer.
+pub async fn put_participant(
+    server: &TestServer,
+    call: &str,
+    who: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = server
+        .client
+        .put(server.url(&format!("/v1/calls/{call}/participants/{who}")))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("http");
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+/// Says that `who` is in `subdivision` (`US-NY`, …) of its country.
+pub async fn locate(server: &TestServer, call: &str, who: &str, subdivision: &str) {
+    let country = subdivision.split('-').next().unwrap_or(subdivision);
+    let (status, body) = put_participant(
+        server,
+        call,
+        who,
+        serde_json::json!({"location": {"country": country, "subdivision": subdivision}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

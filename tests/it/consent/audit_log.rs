@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, metric_sum, speech};
+use crate::common::{
+    Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, locate, metric_sum, speech,
+};
 
 fn verify(dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hearken"))
@@ -46,6 +48,8 @@ async fn talk_while<F: std::future::Future<Output = T>, T>(
     who: &str,
     during: impl FnOnce() -> F,
 ) -> T {
+    // In New York (notify): captured from the first frame, not held.
+    locate(server, call, who, "US-NY").await;
     let client = WhipClient::connect(server, call, &[who]).await;
     let id = who.to_owned();
     let talking = tokio::task::spawn_blocking(move || {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, speech};
+use crate::common::{Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, locate, speech};
 
 async fn decline(server: &TestServer, call: &str, who: &str) {
     let r = server
@@ -24,6 +24,11 @@ async fn run_call(policy: &str) -> (TestServer, f64) {
     let policy = policy.parse().expect("a decline policy");
     let server = TestServer::start_with(|c| c.consent.decline_policy = policy).await;
     let call = "declined";
+    // Known to be in New York (notify): captured from the first frame, so
+    // there is something for each policy to keep or delete.
+    for who in ["ivy", "jack"] {
+        locate(&server, call, who, "US-NY").await;
+    }
     let ivy = WhipClient::connect(&server, call, &["ivy"]).await;
     let jack = WhipClient::connect(&server, call, &["jack"]).await;
     let run = |client: WhipClient, id: &str| {

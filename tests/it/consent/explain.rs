@@ -50,7 +50,7 @@ fn explains_the_example_participants() {
     assert!(out.contains("call mode: explicit"), "{out}");
     assert!(out.contains("gate scope: call_wide"), "{out}");
     assert!(
-        out.contains("strictest: bob in DE (all-party) requires explicit"),
+        out.contains("strictest: bob in DE (all-party), carol (location unknown or not covered: default_unknown), the recorder in US require explicit"),
         "{out}"
     );
     assert!(out.contains("rules version: "), "{out}");

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Outgoing, TestServer, WhipClient, decode_ogg_opus, read_opus_packets, speech};
+use crate::common::{
+    Outgoing, TestServer, WhipClient, decode_ogg_opus, locate, read_opus_packets, speech,
+};
 use str0m::media::Direction;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,6 +20,7 @@ async fn dtmf_consent_opens_the_gate_from_that_moment() {
     })
     .await;
     let call = "explicit-dtmf";
+    locate(&server, call, "greta", "DE-BE").await;
     let client =
         WhipClient::connect_dir(&server, call, &["greta"], Direction::SendRecv, |s| s).await;
     // Speech from the start (clip A, then clip B), DTMF 1 at 5.5 s: after

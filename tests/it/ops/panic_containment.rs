@@ -9,11 +9,16 @@ use std::time::Duration;
 use hearken::media::{AskError, Command, Reply};
 use hearken_core::ids::CallId;
 
-use crate::common::{Outgoing, TestServer, WhipClient, decode_ogg_opus, metric_sum, speech};
+use crate::common::{
+    Outgoing, TestServer, WhipClient, decode_ogg_opus, locate, metric_sum, speech,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_one_call_ends_only_that_call() {
     let server = TestServer::start_with(|c| c.media.workers = 1).await;
+    // In New York (notify): captured from the first frame, not held.
+    locate(&server, "doomed", "ann", "US-NY").await;
+    locate(&server, "healthy", "ben", "US-NY").await;
     let ann = WhipClient::connect(&server, "doomed", &["ann"]).await;
     let ben = WhipClient::connect(&server, "healthy", &["ben"]).await;
     let talk = |id: &str, clip: &str| Outgoing {

@@ -21,6 +21,8 @@ async fn sigterm_ends_calls_cleanly_and_exits_zero() {
         .env("HEARKEN_MEDIA_PORT_BASE", "0")
         .env("HEARKEN_MEDIA_WORKERS", "1")
         .env("HEARKEN_CONSENT_GRACE_PERIOD_MS", "0")
+        // Nobody's location is given: the company says that needs no consent.
+        .env("HEARKEN_CONSENT_UNKNOWN_LOCATION_MODE", "none")
         .env("HEARKEN_STORAGE_DATA_DIR", data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::common::{
-    Outgoing, TOKEN, WhipClient, speech, transcribing_server, transcript, words_of,
+    Outgoing, TOKEN, WhipClient, locate, speech, transcribing_server, transcript, words_of,
 };
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
 
@@ -16,6 +16,7 @@ async fn nothing_before_consent_reaches_the_backend() {
         c.consent.recorder_location = "DE".into();
     })
     .await;
+    locate(&server, "gated", "pia", "DE-BE").await;
     let client = WhipClient::connect(&server, "gated", &["pia"]).await;
     let mut talk = speech("speaker-a.opus");
     talk.extend(speech("speaker-b.opus"));
