@@ -506,7 +506,10 @@ impl Conference {
     /// Wall-clock time of call time `t` (48 kHz samples), once started.
     pub fn utc_at(&self, t: u64) -> Option<DateTime<Utc>> {
         let start = self.start?;
-        let nanos = u128::from(t) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+        // Rounded up: `call_time(instant_at(t))` is `t` again, so a deadline
+        // is due when its instant comes (rounding down would wake the shell
+        // a few nanoseconds early, forever).
+        let nanos = (u128::from(t) * 1_000_000_000).div_ceil(u128::from(SAMPLE_RATE));
         let offset = chrono::Duration::nanoseconds(i64::try_from(nanos).ok()?);
         Some(start.utc + offset)
     }
@@ -514,7 +517,10 @@ impl Conference {
     /// The `Instant` of call time `t`, once started.
     pub fn instant_at(&self, t: u64) -> Option<Instant> {
         let start = self.start?;
-        let nanos = u128::from(t) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+        // Rounded up: `call_time(instant_at(t))` is `t` again, so a deadline
+        // is due when its instant comes (rounding down would wake the shell
+        // a few nanoseconds early, forever).
+        let nanos = (u128::from(t) * 1_000_000_000).div_ceil(u128::from(SAMPLE_RATE));
         start
             .instant
             .checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))
@@ -1446,5 +1452,18 @@ mod tests {
         c.handle_end(t0 + Duration::from_millis(3500), Utc::now(), EndReason::Api);
         let committed = all_frames(&mut c);
         assert_eq!(of(&committed, "bob"), 50, "all of bob at the end");
+    }
+
+    #[test]
+    fn a_deadline_instant_is_due_at_its_call_time() {
+        let t0 = Instant::now();
+        let mut c = conference();
+        c.handle_session_added(SessionKey(1), "s1");
+        c.handle_session_connected(SessionKey(1), t0, Utc::now());
+        // Sample times that are not whole nanoseconds.
+        for t in [1, 7, 48_001, 288_011, 3 * 48_000 + 17] {
+            let at = c.instant_at(t).unwrap();
+            assert_eq!(c.call_time(at), t, "sample {t}");
+        }
     }
 }

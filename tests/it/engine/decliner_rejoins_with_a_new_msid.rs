@@ -28,6 +28,9 @@ fn a_decliner_who_rejoins_with_a_new_msid_is_still_declined() {
         decline_policy: DeclinePolicy::ExcludeParticipant,
         ..consent(5_000)
     });
+    // The host keeps the call going while Eve is away.
+    let host = sim.join("rejoin", &[Track::send_recv("host")]);
+    say(&mut sim, "rejoin", "host", person("u-host"));
     let eve = sim.join("rejoin", &[Track::send_recv("eve")]);
     say(&mut sim, "rejoin", "eve", person("u-eve"));
     sim.clients[eve]
@@ -48,7 +51,6 @@ fn a_decliner_who_rejoins_with_a_new_msid_is_still_declined() {
     assert!(sim.leave(eve));
     sim.run_for(Duration::from_secs(2));
 
-    // A placeholder keeps the call going while Eve is away.
     let back = sim.elapsed();
     let eve2 = sim.join("rejoin", &[Track::send_recv("eve-2")]);
     say(&mut sim, "rejoin", "eve-2", person("u-eve"));
@@ -61,6 +63,7 @@ fn a_decliner_who_rejoins_with_a_new_msid_is_still_declined() {
         .talk
         .push(Talk::new(0, speech(2), Duration::ZERO));
     sim.run_for(Duration::from_secs(15));
+    assert!(sim.leave(host));
 
     let states = events_of(&sim, "state_changed", "eve-2");
     assert!(

@@ -29,13 +29,13 @@ fn a_late_location_that_raises_the_mode_discards_what_was_captured() {
         "captured under the unknown-location mode: {before} s"
     );
 
+    let discard_at = sim.sink.len();
     say(
         &mut sim,
         "late",
         "ada",
         hearken::media::InputKind::Details(details_in("DE-BE")),
     );
-    let discard_at = sim.sink.len();
     sim.run_for(Duration::from_secs(10));
     assert!(sim.leave(ada));
     sim.run_for(Duration::from_secs(1));
