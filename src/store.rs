@@ -371,6 +371,7 @@ mod tests {
             participants: Vec::new(),
             failed_sessions: Vec::new(),
             consent_log: None,
+            announcement_track: None,
         }
     }
 

@@ -141,6 +141,7 @@ async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, 
         participants: Vec::new(),
         failed_sessions,
         consent_log: None,
+        announcement_track: None,
     })
 }
 

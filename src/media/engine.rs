@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hearken_core::conference::{
-    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause,
+    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause, PlayedPacket,
     SessionEndReason, SessionKey,
 };
 use hearken_core::consent::engine::{
@@ -745,7 +745,20 @@ impl Engine {
         let prompts = &self.shared.consent.prompts;
         let mut i = 0;
         while i < session.playbacks.len() {
-            match session.playbacks[i].write_due(&mut session.rtc, prompts, now) {
+            let pb = &mut session.playbacks[i];
+            let (prompt, started, ends) = (pb.kind, pb.started, pb.ends);
+            // Each packet played, for the announcement track.
+            let progress = pb.write_due(&mut session.rtc, prompts, now, |at, packet| {
+                call.conference.handle_prompt_packet(PlayedPacket {
+                    prompt,
+                    started,
+                    ends,
+                    at,
+                    payload: packet.data.clone(),
+                    samples: packet.samples,
+                });
+            });
+            match progress {
                 Progress::Playing => i += 1,
                 progress @ (Progress::Finished | Progress::Stopped) => {
                     let pb = session.playbacks.swap_remove(i);
@@ -840,6 +853,12 @@ impl Engine {
                     shared.out.push_back(Output::Sink(SinkMsg::Frames {
                         call_id: call_id.clone(),
                         frames,
+                    }));
+                }
+                ConferenceOutput::Announcement(frame) => {
+                    shared.out.push_back(Output::Sink(SinkMsg::Announcement {
+                        call_id: call_id.clone(),
+                        frame,
                     }));
                 }
                 ConferenceOutput::DiscardParticipant {

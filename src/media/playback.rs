@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use hearken_core::consent::engine::PromptKind;
-use hearken_core::prompt::{Prompt, PromptSet};
+use hearken_core::prompt::{Prompt, PromptPacket, PromptSet};
 use str0m::Rtc;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaTime, Mid};
@@ -28,6 +28,8 @@ pub(crate) struct Playback {
     /// RTP time of the next packet (48 kHz, from 0).
     pub rtp_time: u64,
     pub started: Instant,
+    /// When its last packet ends.
+    pub ends: Instant,
 }
 
 /// What writing the due packets of a playback came to.
@@ -72,8 +74,9 @@ impl Playback {
             .iter()
             .map(|p| u64::from(p.samples))
             .sum();
+        let ends = start + Duration::from_micros(samples * 1_000_000 / 48_000);
         *line = Some(PromptLine {
-            free_at: start + Duration::from_micros(samples * 1_000_000 / 48_000),
+            free_at: ends,
             rtp_at_free: rtp_time + samples,
         });
         Self {
@@ -84,17 +87,25 @@ impl Playback {
             next_at: start,
             rtp_time,
             started: start,
+            ends,
         }
     }
 
-    /// Writes every packet due at `now` into `rtc`.
-    pub fn write_due(&mut self, rtc: &mut Rtc, prompts: &PromptSet, now: Instant) -> Progress {
+    /// Writes every packet due at `now` into `rtc`; tells `written` of each
+    /// one with the time it was due.
+    pub fn write_due(
+        &mut self,
+        rtc: &mut Rtc,
+        prompts: &PromptSet,
+        now: Instant,
+        mut written: impl FnMut(Instant, &PromptPacket),
+    ) -> Progress {
         let prompt = prompt_of(prompts, self.kind);
         while self.next_at <= now {
             let Some(packet) = prompt.packets.get(self.next) else {
                 return Progress::Finished;
             };
-            let written = rtc.writer(self.mid).and_then(|w| {
+            let written_to_rtc = rtc.writer(self.mid).and_then(|w| {
                 let pt = w
                     .payload_params()
                     .find(|p| p.spec().codec == Codec::Opus)
@@ -107,9 +118,10 @@ impl Playback {
                 )
                 .ok()
             });
-            if written.is_none() {
+            if written_to_rtc.is_none() {
                 return Progress::Stopped;
             }
+            written(self.next_at, packet);
             self.rtp_time += u64::from(packet.samples);
             self.next += 1;
             self.next_at += Duration::from_micros(u64::from(packet.samples) * 1_000_000 / 48_000);

@@ -375,6 +375,16 @@ impl Worker {
             }
             return;
         }
+        if let SinkMsg::Announcement { .. } = &msg {
+            // Paced like a speaker's frames: the same budget.
+            if self.recorder.try_send_frame(msg).is_err() {
+                self.metrics
+                    .frames_dropped
+                    .get(DropReason::RecorderQueueFull)
+                    .inc();
+            }
+            return;
+        }
         // Everything else is a control message, a commit of frames
         // (`SinkMsg::Frames`) included: one message, taken whole.
         let what = msg.label();

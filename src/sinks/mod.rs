@@ -76,6 +76,17 @@ pub enum SinkMsg {
         /// The frames, in call-time order.
         frames: Vec<SpeakerFrame>,
     },
+    /// A packet of a prompt the bot played, for the call's announcement
+    /// track (`audio/hearken-prompts.opus`, where the rules require the
+    /// announcement in the recording). Written like [`SinkMsg::Frame`],
+    /// but never handed to the [`Downstream`]: the bot's own speech is not
+    /// transcribed.
+    Announcement {
+        /// Its call.
+        call_id: CallId,
+        /// The packet, placed on the call timeline.
+        frame: SpeakerFrame,
+    },
     /// Call time zero: the call's directory and an in-progress `call.json`.
     CallStarted {
         /// The call.
@@ -157,6 +168,7 @@ impl SinkMsg {
         match self {
             Self::Frame { .. } => "frame",
             Self::Frames { .. } => "frames",
+            Self::Announcement { .. } => "announcement",
             Self::CallStarted { .. } => "call_started",
             Self::Audit { .. } => "audit",
             Self::Barrier { .. } => "barrier",

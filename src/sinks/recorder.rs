@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use hearken_core::announcement::ANNOUNCEMENT_STEM;
 use hearken_core::audit::{self, AuditChain, ConsentLogSummary, GENESIS_SHA256};
 use hearken_core::conference::{CallSummary, SAMPLE_RATE, SpeakerFrame};
 use hearken_core::consent::engine::AuditEvent;
@@ -133,6 +134,10 @@ impl Recorder {
                 }
             }
             SinkMsg::Frames { call_id, frames } => self.handle_frames(&call_id, frames),
+            SinkMsg::Announcement { call_id, frame } => {
+                // The bot's own speech: recorded, never passed on.
+                self.write_frame(&call_id, &frame);
+            }
             SinkMsg::CallStarted {
                 call_id,
                 mut summary,
@@ -440,6 +445,18 @@ impl Recorder {
             } else if let Some(track) = call.tracks.get(stem) {
                 p.recorded_seconds = track.writer.written_samples() as f64 / SAMPLE_RATE as f64;
                 p.file = format!("audio/{}", track.file_name);
+            }
+        }
+        if let Some(a) = summary.announcement_track.as_mut() {
+            match call.tracks.get(ANNOUNCEMENT_STEM) {
+                Some(track) if !call.discarded => {
+                    a.recorded_seconds = track.writer.written_samples() as f64 / SAMPLE_RATE as f64;
+                    a.file = Some(format!("audio/{}", track.file_name));
+                }
+                _ => {
+                    a.recorded_seconds = 0.0;
+                    a.file = None;
+                }
             }
         }
         summary.consent_log = call.consent_log();
@@ -796,6 +813,7 @@ mod tests {
                 .into(),
             failed_sessions: Vec::new(),
             consent_log: None,
+            announcement_track: None,
         }
     }
 
@@ -1030,6 +1048,50 @@ mod tests {
         let packets = audio_packet_bytes(&audio.join("alice.opus"));
         assert_eq!(packets.iter().filter(|p| **p == PACKET).count(), 1);
         assert_eq!(summary.participants[1].recorded_seconds, 0.1);
+    }
+
+    #[test]
+    fn the_announcement_track_is_recorded_listed_and_never_passed_on() {
+        let s = setup();
+        let mut r = s.recorder(false);
+        r.handle(started(&s.call));
+        r.handle(frame_msg(&s.call, "alice", 0));
+        // The notice's three packets from 0.1 s.
+        for n in 5..8 {
+            let mut frame = frame(ANNOUNCEMENT_STEM, n);
+            frame.participant = hearken_core::conference::ANNOUNCEMENT_PARTICIPANT;
+            r.handle(SinkMsg::Announcement {
+                call_id: s.call.clone(),
+                frame,
+            });
+        }
+        let mut end = summary(&s.call, true);
+        end.announcement_track = Some(hearken_core::announcement::AnnouncementSummary {
+            required_from: 0.0,
+            file: Some("audio/hearken-prompts.opus".into()),
+            prompts: 1,
+            prompt_seconds: 0.06,
+            recorded_seconds: 0.0,
+        });
+        r.handle(SinkMsg::CallEnded {
+            summary: Box::new(end),
+            done: None,
+        });
+        let audio = s.store.call_dir(&s.call).join("audio");
+        let packets = audio_packet_bytes(&audio.join("hearken-prompts.opus"));
+        // Five frames of leading fill to 0.1 s, then the three packets.
+        assert_eq!(packets.iter().filter(|p| **p == PACKET).count(), 3);
+        let a = s.call_json().announcement_track.unwrap();
+        assert_eq!(a.file.as_deref(), Some("audio/hearken-prompts.opus"));
+        assert_eq!(a.recorded_seconds, 0.16);
+        // Only alice's frame went to the transcriber.
+        let passed: Vec<String> = s
+            .seen()
+            .into_iter()
+            .filter(|(k, _, _)| k.starts_with("frame"))
+            .map(|(_, who, _)| who)
+            .collect();
+        assert_eq!(passed, ["alice"]);
     }
 
     /// The audio packets of an Ogg Opus file, as bytes.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::announcement::{ANNOUNCEMENT_STEM, AnnouncementSummary, Announcer};
 use super::consent::engine::{
     AuditEvent, ConsentEngine, ConsentMethod, ConsentOutput, ConsentState, Decision, Delivery,
     Fate, GateCache, GateReason, HoldDiscard, HoldTicket, Judgement, ParticipantDetails,
@@ -72,6 +73,28 @@ pub struct SpeakerFrame {
     pub voice: VoiceHint,
 }
 
+/// The participant index of the announcement track's frames (no
+/// participant's): see [`crate::announcement`].
+pub const ANNOUNCEMENT_PARTICIPANT: ParticipantIdx = ParticipantIdx(u32::MAX);
+
+/// One packet of a prompt the shell wrote into an m-line.
+#[derive(Debug, Clone)]
+pub struct PlayedPacket {
+    /// The prompt.
+    pub prompt: PromptKind,
+    /// When its playback into this m-line started.
+    pub started: Instant,
+    /// When that playback ends (the end of its last packet).
+    pub ends: Instant,
+    /// When this packet was due: its place in the playback, not when it
+    /// was handed over.
+    pub at: Instant,
+    /// The Opus packet.
+    pub payload: Arc<[u8]>,
+    /// Its length, 48 kHz samples.
+    pub samples: u32,
+}
+
 /// What the conference asks of the shell.
 #[derive(Debug, Clone)]
 pub enum ConferenceOutput {
@@ -86,6 +109,10 @@ pub enum ConferenceOutput {
     /// participant: one message, so no part of a commit is lost to a full
     /// queue.
     Frames(Vec<SpeakerFrame>),
+    /// A packet of a prompt the bot played, for the announcement track
+    /// (file stem [`ANNOUNCEMENT_STEM`]): recorded, never gated, never
+    /// transcribed.
+    Announcement(SpeakerFrame),
     /// Delete everything captured of one participant so far (files and
     /// transcript); their later audio starts a fresh track.
     DiscardParticipant {
@@ -292,6 +319,10 @@ pub struct CallSummary {
     /// The consent audit log's chain head (filled in by the recorder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_log: Option<super::audit::ConsentLogSummary>,
+    /// The track of the prompts the bot played, once the rules require the
+    /// announcement in the recording (US-WA, US-CT); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement_track: Option<AnnouncementSummary>,
 }
 
 /// Failed sessions a call remembers.
@@ -311,6 +342,7 @@ impl CallSummary {
             participants: Vec::new(),
             failed_sessions: Vec::new(),
             consent_log: None,
+            announcement_track: None,
         }
     }
 }
@@ -465,6 +497,8 @@ pub struct Conference {
     widened: u64,
     /// The latest call time handled (for the audit lines of holds).
     latest: u64,
+    /// Which played prompt packets go into the announcement track.
+    announcer: Announcer,
 }
 
 impl Drop for Conference {
@@ -494,6 +528,7 @@ impl Conference {
             settled: 0,
             widened: 0,
             latest: 0,
+            announcer: Announcer::default(),
         }
     }
 
@@ -552,6 +587,13 @@ impl Conference {
                 }
                 other => self.outputs.push_back(ConferenceOutput::Consent(other)),
             }
+        }
+        if self
+            .consent
+            .decision()
+            .is_some_and(|d| d.announcement_in_recording)
+        {
+            self.announcer.require(self.latest);
         }
         self.settle_holds();
     }
@@ -838,6 +880,36 @@ impl Conference {
         self.pump_consent();
     }
 
+    /// The shell wrote a prompt packet into an m-line. Where the rules
+    /// require the announcement in the recording, the packets that belong
+    /// in the announcement track (see [`crate::announcement`]) come out as
+    /// [`ConferenceOutput::Announcement`] at their call-time position.
+    pub fn handle_prompt_packet(&mut self, packet: PlayedPacket) {
+        if self.announcer.required_from().is_none() || self.start.is_none() {
+            return;
+        }
+        let start = self.call_time(packet.started);
+        let end = self.call_time(packet.ends);
+        let position = self.call_time(packet.at);
+        if !self
+            .announcer
+            .admit(packet.prompt, start, end, position, packet.samples)
+        {
+            return;
+        }
+        let stem: Arc<str> = Arc::from(ANNOUNCEMENT_STEM);
+        self.outputs
+            .push_back(ConferenceOutput::Announcement(SpeakerFrame {
+                participant: ANNOUNCEMENT_PARTICIPANT,
+                participant_id: stem.clone(),
+                file_stem: stem,
+                position,
+                payload: packet.payload,
+                arrival: packet.at,
+                voice: VoiceHint::default(),
+            }));
+    }
+
     /// Time passed (details waits, implicit consent after the grace
     /// period).
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -990,7 +1062,8 @@ impl Conference {
         // Two ids can only share a stem if one was already safe and equals the
         // other's cleaned form with its hash; keep files distinct regardless.
         let mut n = 1;
-        while self.participants.iter().any(|p| *p.file_stem == *stem) {
+        while *stem == *ANNOUNCEMENT_STEM || self.participants.iter().any(|p| *p.file_stem == *stem)
+        {
             n += 1;
             stem = format!("{}-{n}", participant_file_stem(id));
         }
@@ -1224,6 +1297,7 @@ impl Conference {
                 .collect(),
             failed_sessions: self.failed_sessions.iter().cloned().collect(),
             consent_log: None,
+            announcement_track: self.announcer.summary(),
         }
     }
 }
@@ -1387,6 +1461,105 @@ mod tests {
         assert_eq!(s.participants.len(), 1);
         assert_eq!(s.participants[0].sessions, vec!["s1", "s2"]);
         assert_eq!(s.participants[0].packets_received, 3);
+    }
+
+    /// Plays a prompt of `packets` 20 ms packets from `started` into one
+    /// m-line, as the shell does, and returns the announcement frames'
+    /// positions.
+    fn play_packets(
+        c: &mut Conference,
+        prompt: PromptKind,
+        started: Instant,
+        packets: u32,
+    ) -> Vec<u64> {
+        let ends = started + Duration::from_millis(20 * u64::from(packets));
+        for k in 0..packets {
+            c.handle_prompt_packet(PlayedPacket {
+                prompt,
+                started,
+                ends,
+                at: started + Duration::from_millis(20 * u64::from(k)),
+                payload: Arc::from(&[0x78u8, 1, 2][..]),
+                samples: 960,
+            });
+        }
+        announcement_positions(c)
+    }
+
+    fn announcement_positions(c: &mut Conference) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Some(o) = c.poll_output() {
+            if let ConferenceOutput::Announcement(f) = o {
+                assert_eq!(&*f.file_stem, ANNOUNCEMENT_STEM);
+                assert_eq!(f.participant, ANNOUNCEMENT_PARTICIPANT);
+                out.push(f.position);
+            }
+        }
+        out
+    }
+
+    /// A call whose recorder is in New York and whose one participant,
+    /// "p", is at `location`, connected at `t0`.
+    fn call_with(location: &str, t0: Instant) -> Conference {
+        let mut c = conference();
+        let details = ParticipantDetails {
+            location: Location::from_code(location).ok(),
+            ..ParticipantDetails::default()
+        };
+        c.handle_details("p", details, t0);
+        c.handle_session_added(SessionKey(1), "s1");
+        c.handle_speaker_added(SessionKey(1), "0", Some("p"), t0);
+        c.handle_session_connected(SessionKey(1), t0, Utc::now());
+        c
+    }
+
+    #[test]
+    fn a_washington_call_records_the_notice_it_plays_once_at_its_call_time() {
+        let t0 = Instant::now();
+        let mut c = call_with("US-WA", t0);
+        let prompts: Vec<PromptKind> = std::iter::from_fn(|| c.poll_output())
+            .filter_map(|o| match o {
+                ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, .. }) => Some(prompt),
+                _ => None,
+            })
+            .collect();
+        assert!(prompts.contains(&PromptKind::Notice), "{prompts:?}");
+        // The notice, 4 packets, plays from 1.5 s into two m-lines at once.
+        let started = t0 + Duration::from_millis(1500);
+        let first = play_packets(&mut c, PromptKind::Notice, started, 4);
+        let second = play_packets(&mut c, PromptKind::Notice, started, 4);
+        // 1.5 s = 72,000 samples; then one packet every 960.
+        assert_eq!(first, vec![72_000, 72_960, 73_920, 74_880]);
+        assert!(second.is_empty(), "the second m-line's copy: {second:?}");
+        let a = c.summary().announcement_track.expect("listed in call.json");
+        assert_eq!(a.file.as_deref(), Some("audio/hearken-prompts.opus"));
+        assert_eq!(a.prompts, 1);
+        assert_eq!(a.prompt_seconds, 0.08);
+        assert_eq!(a.required_from, 0.0);
+    }
+
+    #[test]
+    fn a_new_york_call_has_no_announcement_track() {
+        let t0 = Instant::now();
+        let mut c = call_with("US-NY", t0);
+        let started = t0 + Duration::from_millis(1500);
+        assert!(play_packets(&mut c, PromptKind::Notice, started, 4).is_empty());
+        assert_eq!(c.summary().announcement_track, None);
+        let json = serde_json::to_value(c.summary()).unwrap();
+        assert!(json.get("announcement_track").is_none(), "{json}");
+    }
+
+    #[test]
+    fn no_participant_is_given_the_announcement_track_s_file() {
+        let mut c = conference();
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", Some(ANNOUNCEMENT_STEM), Instant::now());
+        let s = c.summary();
+        assert_eq!(s.participants[p.0 as usize].id, ANNOUNCEMENT_STEM);
+        assert_eq!(
+            s.participants[p.0 as usize].file,
+            "audio/hearken-prompts-2.opus"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod announcement;
 pub mod audit;
 pub mod conference;
 pub mod consent;

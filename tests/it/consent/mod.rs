@@ -2,6 +2,7 @@
 //! file, `hearken consent explain`, and the audit log (`hearken consent
 //! verify`, failing closed).
 
+mod announcement_in_recording;
 mod audit_log;
 mod decline_policies;
 mod explain;
