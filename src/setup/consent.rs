@@ -12,7 +12,10 @@ use hearken_core::consent::rules::{ConsentMode, Location, Policy, Rules};
 use hearken_core::dtmf::DtmfKey;
 use hearken_core::prompt::PromptSet;
 
+use tracing::{info, warn};
+
 use crate::config::ConsentConfig;
+use crate::media::verbal::VerbalService;
 
 /// Consent settings shared by every call of every worker.
 #[derive(Debug)]
@@ -157,6 +160,34 @@ pub fn setup(config: &ConsentConfig) -> Result<ConsentSetup, ConsentSetupError> 
             config.hold_node_limit_mb.saturating_mul(1024 * 1024),
         )),
     })
+}
+
+/// Starts the node's verbal-consent recogniser (`consent.verbal`) for
+/// `consent.language`, or says why there is none: the setting is off, the
+/// language has no grammar, or its model is not installed. Without it the
+/// server runs on, and consent is given by key or through the API.
+pub fn start_verbal(config: &ConsentConfig) -> Option<Arc<VerbalService>> {
+    if !config.verbal {
+        info!("verbal consent off (consent.verbal = false): consent by DTMF and the API");
+        return None;
+    }
+    match VerbalService::start(&config.language) {
+        Ok(service) => {
+            info!(
+                language = service.language(),
+                "verbal consent on: answers to the consent request are recognised on this machine"
+            );
+            Some(service)
+        }
+        Err(e) => {
+            warn!(
+                language = %config.language,
+                reason = %e,
+                "verbal consent unavailable; consent by DTMF and the API remains"
+            );
+            None
+        }
+    }
 }
 
 /// The prompts of `language`: from `dir/{language}/{name}.opus` when `dir`
