@@ -231,6 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn verbal_consent_off_or_without_a_grammar_starts_without_a_recogniser() {
+        let off = ConsentConfig {
+            verbal: false,
+            ..ConsentConfig::default()
+        };
+        assert!(start_verbal(&off).is_none());
+        // German prompts exist; a German grammar does not (DTMF and the API remain).
+        let german = ConsentConfig {
+            language: "de".into(),
+            ..ConsentConfig::default()
+        };
+        assert!(start_verbal(&german).is_none());
+    }
+
+    #[test]
     fn errors_name_the_key() {
         type Case = (fn(&mut ConsentConfig), &'static str);
         let cases: [Case; 4] = [

@@ -1031,6 +1031,54 @@ mod tests {
     }
 
     #[test]
+    fn a_spoken_yes_is_kept_as_evidence_and_listed_in_call_json() {
+        use hearken_core::conference::ParticipantConsent;
+        use hearken_core::consent::engine::{ConsentMethod, ConsentState};
+        let s = setup();
+        let mut r = s.recorder(false);
+        r.handle(started(&s.call));
+        r.handle(SinkMsg::ConsentEvidence {
+            call_id: s.call.clone(),
+            participant_id: "alice".into(),
+            file_stem: "alice".into(),
+            packets: (0..3)
+                .map(|_| EvidencePacket {
+                    payload: PACKET.to_vec(),
+                    samples: FRAME as u32,
+                })
+                .collect(),
+        });
+        let path = s
+            .store
+            .call_dir(&s.call)
+            .join("consent-evidence/alice.opus");
+        assert_eq!(audio_packet_bytes(&path), vec![PACKET.to_vec(); 3]);
+        let mut end = summary(&s.call, true);
+        for p in &mut end.participants {
+            p.consent = Some(ParticipantConsent {
+                state: ConsentState::Consented(ConsentMethod::Verbal),
+                jurisdiction: Some("DE".into()),
+                evidence: None,
+            });
+        }
+        r.handle(SinkMsg::CallEnded {
+            summary: Box::new(end),
+            done: None,
+        });
+        let summary = s.call_json();
+        let evidence = |i: usize| {
+            summary.participants[i]
+                .consent
+                .as_ref()
+                .unwrap()
+                .evidence
+                .clone()
+        };
+        assert_eq!(evidence(0).as_deref(), Some("consent-evidence/alice.opus"));
+        assert_eq!(evidence(1), None, "bob gave no spoken yes");
+    }
+
+    #[test]
     fn a_commit_the_next_stage_cannot_take_is_counted_whole() {
         let s = setup();
         let mut r = s.recorder(true);
