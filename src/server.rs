@@ -220,6 +220,7 @@ pub async fn start_with_secrets(
         hold_under_explicit = config.consent.hold_under_explicit,
         "consent rules and prompts loaded"
     );
+    let verbal = crate::setup::consent::start_verbal(&config.consent);
     let meetings = Arc::new(Meetings::from_config(&config.policy, &store)?);
     let transcripts = Arc::new(TranscriptStore::default());
     let transcriber = start_transcriber(&config, &secrets, &transcripts, &store, &metrics)?;
@@ -253,6 +254,7 @@ pub async fn start_with_secrets(
             connect_timeout: config.connect_timeout(),
             inactivity_timeout: config.inactivity_timeout(),
             consent: consent.clone(),
+            verbal: verbal.clone(),
         };
         let (handle, join) = worker::spawn(
             settings,

@@ -9,6 +9,9 @@
 //!                      hash-chained (see [`hearken_core::audit`])
 //!   audio/{stem}.opus  one aligned Ogg Opus track per participant
 //!                      ({stem}.{n}.opus when a call id is reused)
+//!   consent-evidence/{stem}.opus
+//!                      a participant's spoken yes to the consent request
+//!                      (verbal consent only; never a no)
 //!   transcript.json    segments, words and coverage (with a backend)
 //!   transcript.vtt     the same as WebVTT with <v Speaker> tags
 //!   meeting.json       a meeting imported as metadata only (no media)
@@ -16,8 +19,8 @@
 //!
 //! Each file has one writer: `call.json` is written by the recorder at call
 //! time zero and by the call's completion at its end (see
-//! [`crate::sinks::Completion`]); `consent.jsonl` and the tracks by the
-//! recorder; the transcript by the transcriber; `meeting.json` by the
+//! [`crate::sinks::Completion`]); `consent.jsonl`, the tracks and the
+//! evidence clips by the recorder; the transcript by the transcriber; `meeting.json` by the
 //! meeting index. They all write through this module, and the HTTP layer
 //! reads through it, never through a sink. Call ids are safe path
 //! components by construction ([`CallId`]), and track stems are made safe by
@@ -254,6 +257,42 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    // ---- consent-evidence/ ----
+
+    /// Writes an evidence clip as `consent-evidence/{stem}.opus` (or
+    /// `{stem}.2.opus`, … never overwriting one), syncs it and the
+    /// directory. Returns its path relative to the call directory.
+    pub fn write_evidence(&self, call_id: &CallId, stem: &str, bytes: &[u8]) -> io::Result<String> {
+        let call_dir = self.call_dir(call_id);
+        let dir = call_dir.join("consent-evidence");
+        let created = !dir.exists();
+        fs::create_dir_all(&dir)?;
+        if created {
+            sync_dir(&call_dir)?;
+        }
+        let mut n = 1;
+        let (mut file, name) = loop {
+            let name = if n == 1 {
+                format!("{stem}.opus")
+            } else {
+                format!("{stem}.{n}.opus")
+            };
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(&name))
+            {
+                Ok(f) => break (f, name),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < MAX_TRACK_FILES => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        sync_dir(&dir)?;
+        Ok(format!("consent-evidence/{name}"))
     }
 
     /// Deletes every recording of the call and syncs the call's directory,

@@ -62,6 +62,7 @@ use super::command::{
 use super::playback::{Playback, Progress};
 use super::session::{Due, Session, Speaker};
 use super::stun_filter::UfragPrefix;
+use super::verbal::{Verbal, VerbalTap};
 use crate::metrics::{DropReason, GateState, Label, MediaMetrics};
 use crate::setup::consent::ConsentSetup;
 use crate::sinks::{CallDone, SinkMsg};
@@ -247,6 +248,8 @@ struct Shared {
     out: VecDeque<Output>,
     counts: PacketCounts,
     clock: WallClock,
+    /// Verbal consent, when the node runs a recogniser (see `verbal.rs`).
+    verbal: Option<Verbal>,
 }
 
 /// The sans-IO media engine of one worker. See the module docs.
@@ -283,6 +286,7 @@ impl Engine {
                     instant: now,
                     utc: now_utc,
                 },
+                verbal: None,
             },
             sessions: FxHashMap::default(),
             routes: Routes::default(),
@@ -301,6 +305,33 @@ impl Engine {
             instant: now,
             utc: now_utc,
         };
+    }
+
+    /// Listens for spoken answers to the consent request, handing them to
+    /// `tap`'s recogniser; results come back through [`Self::handle_verbal`].
+    pub fn with_verbal(mut self, tap: VerbalTap) -> Self {
+        self.shared.verbal = Some(Verbal::new(tap));
+        self
+    }
+
+    /// A result of the verbal-consent recogniser: a yes or no is the
+    /// participant's consent signal (a yes also keeps its clip as evidence).
+    pub fn handle_verbal(&mut self, now: Instant, recognised: hearken_verbal::Recognised) {
+        let metrics = &self.shared.metrics;
+        let Some(answered) = self
+            .shared
+            .verbal
+            .as_mut()
+            .and_then(|v| v.handle_result(recognised, metrics))
+        else {
+            return;
+        };
+        let call_id = answered.call_id.clone();
+        if self.with_conference(&call_id, now, |c| answered.apply(c, now))
+            && let Some(msg) = answered.evidence_msg()
+        {
+            self.shared.out.push_back(Output::Sink(msg));
+        }
     }
 
     /// Sessions this engine carries.
@@ -401,6 +432,10 @@ impl Engine {
         if now >= self.next_census {
             self.next_census = now + CENSUS_INTERVAL;
             self.publish_census();
+            if let Some(v) = self.shared.verbal.as_mut() {
+                let calls = &self.calls;
+                v.sweep(now, |id| calls.contains_key(id), &self.shared.metrics);
+            }
         }
     }
 
@@ -834,6 +869,9 @@ impl Engine {
                 }
                 ConferenceOutput::Consent(ConsentOutput::Audit(event)) => {
                     count_audit(call, &event, &shared.metrics);
+                    if let Some(v) = shared.verbal.as_mut() {
+                        v.on_audit(call_id, &event, now);
+                    }
                     debug!(parent: &call.span, event = ?event, "consent");
                     // Wall clock of the event's call time; before call time
                     // zero, of now.
@@ -1184,6 +1222,19 @@ fn handle_event(
             if data.params.spec().codec != Codec::Opus {
                 shared.metrics.frames_dropped.get(DropReason::NotOpus).inc();
                 return;
+            }
+            // Heard before the consent gate, which withholds the audio of
+            // exactly those being asked; nothing heard is recorded.
+            if let Some(v) = shared.verbal.as_mut() {
+                let (conference, rtp) = (&call.conference, data.time.numer());
+                v.tap(
+                    conference,
+                    speaker.participant,
+                    rtp,
+                    &data.data,
+                    now,
+                    &shared.metrics,
+                );
             }
             let frame = AudioFrame {
                 rtp_time: data.time.numer(),

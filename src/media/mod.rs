@@ -14,6 +14,8 @@
 //!   connect too.
 //! - [`stun_filter`]: a kernel filter that drops forged STUN checks before
 //!   they reach the worker.
+//! - [`verbal`]: verbal consent: a participant's answer to the consent
+//!   request, heard on this machine.
 
 pub mod command;
 pub mod dtls;
@@ -21,6 +23,7 @@ pub mod engine;
 pub mod playback;
 pub mod session;
 pub mod stun_filter;
+pub mod verbal;
 pub mod worker;
 
 pub use command::{

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use hearken_verbal::Recognised;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, error, info, warn};
@@ -24,6 +25,7 @@ use tracing::{debug, error, info, warn};
 use super::command::{Command, EngineEvent, Reply};
 use super::engine::{Engine, EngineSettings, Output};
 use super::stun_filter::{self, UfragPrefix};
+use super::verbal::VerbalService;
 use crate::metrics::{DropReason, MediaMetrics, Metrics};
 use crate::setup::consent::ConsentSetup;
 use crate::sinks::{SinkMsg, SinkSender};
@@ -66,6 +68,8 @@ pub struct WorkerSettings {
     pub inactivity_timeout: Duration,
     /// Consent rules, prompts and settings.
     pub consent: Arc<ConsentSetup>,
+    /// The node's verbal-consent recogniser, when it runs.
+    pub verbal: Option<Arc<VerbalService>>,
 }
 
 /// The control plane's handle on one worker.
@@ -158,7 +162,7 @@ pub fn spawn(
     let local_addr = SocketAddr::new(settings.advertised.ip(), port);
     let media = metrics.media();
     let now = Instant::now();
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         EngineSettings {
             local_addr,
             connect_timeout: settings.connect_timeout,
@@ -170,12 +174,19 @@ pub fn spawn(
         now,
         Utc::now(),
     );
+    let mut verbal_results = None;
+    if let Some(service) = &settings.verbal {
+        let (tap, results) = service.connect(settings.index, waker.clone());
+        engine = engine.with_verbal(tap);
+        verbal_results = Some(results);
+    }
     let worker = Worker {
         index: settings.index,
         socket,
         poll,
         engine,
         commands: cmd_rx,
+        verbal_results,
         events,
         recorder,
         recorder_join: Some(recorder_join),
@@ -261,6 +272,8 @@ struct Worker {
     poll: Poll,
     engine: Engine,
     commands: Receiver<WorkerMsg>,
+    /// Results of the verbal-consent recogniser (it wakes the poll too).
+    verbal_results: Option<Receiver<Recognised>>,
     events: tokio::sync::mpsc::Sender<EngineEvent>,
     recorder: SinkSender,
     recorder_join: Option<thread::JoinHandle<()>>,
@@ -304,6 +317,11 @@ impl Worker {
                         self.finish();
                         return;
                     }
+                }
+            }
+            if let Some(results) = &self.verbal_results {
+                while let Ok(recognised) = results.try_recv() {
+                    self.engine.handle_verbal(Instant::now(), recognised);
                 }
             }
             if socket_backlog {

@@ -12,7 +12,10 @@ use hearken_core::consent::rules::{ConsentMode, Location, Policy, Rules};
 use hearken_core::dtmf::DtmfKey;
 use hearken_core::prompt::PromptSet;
 
+use tracing::{info, warn};
+
 use crate::config::ConsentConfig;
+use crate::media::verbal::VerbalService;
 
 /// Consent settings shared by every call of every worker.
 #[derive(Debug)]
@@ -159,6 +162,34 @@ pub fn setup(config: &ConsentConfig) -> Result<ConsentSetup, ConsentSetupError> 
     })
 }
 
+/// Starts the node's verbal-consent recogniser (`consent.verbal`) for
+/// `consent.language`, or says why there is none: the setting is off, the
+/// language has no grammar, or its model is not installed. Without it the
+/// server runs on, and consent is given by key or through the API.
+pub fn start_verbal(config: &ConsentConfig) -> Option<Arc<VerbalService>> {
+    if !config.verbal {
+        info!("verbal consent off (consent.verbal = false): consent by DTMF and the API");
+        return None;
+    }
+    match VerbalService::start(&config.language) {
+        Ok(service) => {
+            info!(
+                language = service.language(),
+                "verbal consent on: answers to the consent request are recognised on this machine"
+            );
+            Some(service)
+        }
+        Err(e) => {
+            warn!(
+                language = %config.language,
+                reason = %e,
+                "verbal consent unavailable; consent by DTMF and the API remains"
+            );
+            None
+        }
+    }
+}
+
 /// The prompts of `language`: from `dir/{language}/{name}.opus` when `dir`
 /// is given, else the ones built into the binary.
 pub fn load_prompts(language: &str, dir: Option<&Path>) -> Result<PromptSet, ConsentSetupError> {
@@ -197,6 +228,21 @@ mod tests {
         for lang in ["en", "es", "fr", "de"] {
             load_prompts(lang, None).unwrap();
         }
+    }
+
+    #[test]
+    fn verbal_consent_off_or_without_a_grammar_starts_without_a_recogniser() {
+        let off = ConsentConfig {
+            verbal: false,
+            ..ConsentConfig::default()
+        };
+        assert!(start_verbal(&off).is_none());
+        // German prompts exist; a German grammar does not (DTMF and the API remain).
+        let german = ConsentConfig {
+            language: "de".into(),
+            ..ConsentConfig::default()
+        };
+        assert!(start_verbal(&german).is_none());
     }
 
     #[test]

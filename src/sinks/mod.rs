@@ -158,8 +158,30 @@ pub enum SinkMsg {
         /// Told when everything is on disk.
         done: Option<CallDone>,
     },
+    /// A participant's spoken yes: write its packets as
+    /// `consent-evidence/{file_stem}.opus` in the call's directory (synced)
+    /// and list it in `call.json`. Never sent for a no or an unclear answer.
+    ConsentEvidence {
+        /// The call.
+        call_id: CallId,
+        /// Who said yes.
+        participant_id: Arc<str>,
+        /// Their file stem (safe as a file name).
+        file_stem: String,
+        /// The Opus packets of the answer, in order.
+        packets: Vec<EvidencePacket>,
+    },
     /// Stop after everything queued before.
     Shutdown,
+}
+
+/// One Opus packet of an evidence clip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidencePacket {
+    /// The packet as received.
+    pub payload: Vec<u8>,
+    /// Its length in 48 kHz samples.
+    pub samples: u32,
 }
 
 impl SinkMsg {
@@ -177,6 +199,7 @@ impl SinkMsg {
             Self::ParticipantLeft { .. } => "participant_left",
             Self::DiscardAll { .. } => "discard_all",
             Self::CallEnded { .. } => "call_ended",
+            Self::ConsentEvidence { .. } => "consent_evidence",
             Self::Shutdown => "shutdown",
         }
     }

@@ -29,11 +29,12 @@ use hearken_core::audit::{self, AuditChain, ConsentLogSummary, GENESIS_SHA256};
 use hearken_core::conference::{CallSummary, SAMPLE_RATE, SpeakerFrame};
 use hearken_core::consent::engine::AuditEvent;
 use hearken_core::ids::CallId;
+use hearken_core::ogg::{OggOpusWriter, OpusHead};
 use hearken_core::track::{DEFAULT_PRE_SKIP, FrameOutcome, TrackWriter};
 use serde_json::{Map, Value};
 use tracing::{debug, error, info, warn};
 
-use super::{AuditBarrier, AuditLogFailed, Completion, Downstream, SinkMsg};
+use super::{AuditBarrier, AuditLogFailed, Completion, Downstream, EvidencePacket, SinkMsg};
 use crate::metrics::{DropReason, Label, Metrics};
 use crate::store::Store;
 
@@ -84,6 +85,8 @@ struct CallRecording {
     /// The in-progress summary written at call time zero (written again,
     /// with the error, when the audit log fails).
     started: Option<Box<CallSummary>>,
+    /// Evidence clips of spoken consent written, by participant id.
+    evidence: HashMap<Arc<str>, String>,
 }
 
 struct Recorder {
@@ -224,7 +227,58 @@ impl Recorder {
                     _ => completion.finish(summary),
                 }
             }
+            SinkMsg::ConsentEvidence {
+                call_id,
+                participant_id,
+                file_stem,
+                packets,
+            } => self.write_evidence(&call_id, participant_id, &file_stem, &packets),
             SinkMsg::Shutdown => {}
+        }
+    }
+
+    /// Writes the clip of a spoken yes as its own Ogg Opus file, synced.
+    /// Not once the call's audit log failed (capture stopped there).
+    fn write_evidence(
+        &mut self,
+        call_id: &CallId,
+        participant_id: Arc<str>,
+        stem: &str,
+        packets: &[EvidencePacket],
+    ) {
+        let call = self
+            .calls
+            .entry(call_id.clone())
+            .or_insert_with(CallRecording::new);
+        if call.audit_failed.is_some() {
+            warn!(call = %call_id, "audit log failed: spoken consent evidence not written");
+            return;
+        }
+        let head = OpusHead {
+            channels: 1,
+            pre_skip: 0,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        };
+        let comments = [("HEARKEN_PARTICIPANT", participant_id.as_ref())];
+        let mut writer = OggOpusWriter::new(rand::random::<u32>(), &head, "hearken", &comments);
+        for p in packets {
+            // Only fails once finished.
+            let _ = writer.push_packet(&p.payload, p.samples);
+        }
+        writer.finish();
+        match self
+            .store
+            .write_evidence(call_id, stem, &writer.poll_output())
+        {
+            Ok(path) => {
+                info!(call = %call_id, file = %path, "spoken consent evidence written");
+                call.evidence.insert(participant_id, path);
+            }
+            Err(e) => {
+                self.metrics.recorder_write_errors.inc();
+                error!(call = %call_id, error = %e, "cannot write spoken consent evidence");
+            }
         }
     }
 
@@ -446,6 +500,11 @@ impl Recorder {
                 p.recorded_seconds = track.writer.written_samples() as f64 / SAMPLE_RATE as f64;
                 p.file = format!("audio/{}", track.file_name);
             }
+            if let (Some(consent), Some(path)) =
+                (p.consent.as_mut(), call.evidence.get(p.id.as_str()))
+            {
+                consent.evidence = Some(path.clone());
+            }
         }
         if let Some(a) = summary.announcement_track.as_mut() {
             match call.tracks.get(ANNOUNCEMENT_STEM) {
@@ -496,6 +555,7 @@ impl CallRecording {
             audit_failed: None,
             discarded: false,
             started: None,
+            evidence: HashMap::new(),
         }
     }
 
@@ -986,6 +1046,54 @@ mod tests {
             assert_eq!(p.recorded_seconds, 0.06, "{}", p.id);
         }
         assert_eq!(s.metrics.recorder_frames_written.get(), 6);
+    }
+
+    #[test]
+    fn a_spoken_yes_is_kept_as_evidence_and_listed_in_call_json() {
+        use hearken_core::conference::ParticipantConsent;
+        use hearken_core::consent::engine::{ConsentMethod, ConsentState};
+        let s = setup();
+        let mut r = s.recorder(false);
+        r.handle(started(&s.call));
+        r.handle(SinkMsg::ConsentEvidence {
+            call_id: s.call.clone(),
+            participant_id: "alice".into(),
+            file_stem: "alice".into(),
+            packets: (0..3)
+                .map(|_| EvidencePacket {
+                    payload: PACKET.to_vec(),
+                    samples: FRAME as u32,
+                })
+                .collect(),
+        });
+        let path = s
+            .store
+            .call_dir(&s.call)
+            .join("consent-evidence/alice.opus");
+        assert_eq!(audio_packet_bytes(&path), vec![PACKET.to_vec(); 3]);
+        let mut end = summary(&s.call, true);
+        for p in &mut end.participants {
+            p.consent = Some(ParticipantConsent {
+                state: ConsentState::Consented(ConsentMethod::Verbal),
+                jurisdiction: Some("DE".into()),
+                evidence: None,
+            });
+        }
+        r.handle(SinkMsg::CallEnded {
+            summary: Box::new(end),
+            done: None,
+        });
+        let summary = s.call_json();
+        let evidence = |i: usize| {
+            summary.participants[i]
+                .consent
+                .as_ref()
+                .unwrap()
+                .evidence
+                .clone()
+        };
+        assert_eq!(evidence(0).as_deref(), Some("consent-evidence/alice.opus"));
+        assert_eq!(evidence(1), None, "bob gave no spoken yes");
     }
 
     #[test]

@@ -253,6 +253,11 @@ pub struct ParticipantConsent {
     /// `default_unknown`), once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jurisdiction: Option<String>,
+    /// The clip of their spoken yes (`consent-evidence/{stem}.opus`,
+    /// relative to the call directory), when they consented verbally
+    /// (filled by the recorder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// Per-participant facts kept in `call.json`.
@@ -1244,6 +1249,7 @@ impl Conference {
         Some(ParticipantConsent {
             state: self.consent.state(id)?,
             jurisdiction: self.consent.jurisdiction(id).map(str::to_owned),
+            evidence: None,
         })
     }
 

@@ -4,15 +4,19 @@
 //! - `client`: an independent WHIP client (str0m, client role) on a real
 //!   UDP socket;
 //! - `audio`: the test speech, and decoding recordings with libopus;
-//! - `http`: the API requests the tests make.
+//! - `http`: the API requests the tests make;
+//! - `speech`: phrases said by espeak-ng, and a spoken answer to the
+//!   consent request.
 #![allow(dead_code)]
 
 mod audio;
 mod client;
 mod http;
 mod server;
+mod speech;
 
 pub use audio::*;
 pub use client::*;
 pub use http::*;
 pub use server::*;
+pub use speech::*;

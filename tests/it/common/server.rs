@@ -44,6 +44,9 @@ impl TestServer {
         config.consent.unknown_location_mode =
             Some(hearken_core::consent::rules::ConsentMode::None);
         config.consent.grace_period_ms = 0;
+        // The speech recogniser (a model load and a thread per server) only
+        // where a test listens for spoken consent.
+        config.consent.verbal = false;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

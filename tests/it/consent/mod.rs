@@ -1,6 +1,6 @@
 //! Consent end to end: notices, DTMF, late joiners, declines, the rules
 //! file, `hearken consent explain`, and the audit log (`hearken consent
-//! verify`, failing closed).
+//! verify`, failing closed), and spoken consent heard locally.
 
 mod announcement_in_recording;
 mod audit_log;
@@ -10,3 +10,5 @@ mod explicit_dtmf;
 mod late_joiner_all_party;
 mod notify_implicit;
 mod rules_errors;
+mod verbal_no;
+mod verbal_yes;

@@ -173,7 +173,9 @@ pub struct SignalEvidence {
     pub method_given: Option<String>,
     /// What the recogniser heard.
     pub phrase: Option<String>,
-    /// How sure it was, 0 to 1.
+    /// How sure it was: the recogniser's confidence, the log-likelihood
+    /// ratio per 10 ms frame of the phrase against free speech (0 = as
+    /// well as any phone sequence; accepted from -0.45 up).
     pub confidence: Option<f32>,
 }
 

@@ -169,7 +169,10 @@ pub enum AuditEvent {
         /// What was heard (verbal consent).
         #[serde(skip_serializing_if = "Option::is_none")]
         phrase: Option<String>,
-        /// How sure the recogniser was (verbal consent), 0 to 1.
+        /// How sure the recogniser was (verbal consent): how much better
+        /// the phrase explains the audio than free speech does, in nats per
+        /// 10 ms frame (0 = as well as any phone sequence; accepted from
+        /// -0.45 up; see the `hearken-verbal` crate).
         #[serde(skip_serializing_if = "Option::is_none")]
         confidence: Option<f32>,
     },
