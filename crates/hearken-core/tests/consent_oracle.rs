@@ -750,7 +750,17 @@ impl<'a> Oracle<'a> {
         match self.call.log[who].details_sent {
             Some((at, never)) if at <= x => Some((p.place, never)),
             _ => {
-                let waited = self.first_join(who).is_some_and(|j| x >= j + DETAILS_WAIT);
+                // The wait ends DETAILS_WAIT after the first join, or when
+                // that first stay ends, or with the call, whichever is first
+                // (nothing more can be learned while they are gone: their
+                // audio so far is judged under the unknown-location mode).
+                let first_stay = self.call.log[who].stays.first().copied();
+                let waited = first_stay.is_some_and(|(join, leave)| {
+                    let ends = (join + DETAILS_WAIT)
+                        .min(leave.unwrap_or(u64::MAX))
+                        .min(self.end);
+                    x >= ends
+                });
                 waited.then_some((None, false))
             }
         }

@@ -100,11 +100,17 @@ async fn late_joiner_pauses_everyone_until_they_consent() {
         .expect("open again once leo agreed");
     println!("kim held for leo from {t_pause:.2} to {t_resume:.2}");
 
-    // Kim heard nothing while Leo's notice played.
+    // Kim heard nothing while Leo's notice played (after her own ended).
+    let kim_notice_end =
+        all(&|e| e["event"] == "prompt_played" && e["to"] == serde_json::json!(["kim"]))[0]["end"]
+            .as_f64()
+            .unwrap();
     let heard_during_pause = kim
         .received
         .iter()
-        .filter(|(at, _)| at.as_secs_f64() > 6.2 && at.as_secs_f64() < t_resume - 0.1)
+        .filter(|(at, _)| {
+            at.as_secs_f64() > kim_notice_end + 0.3 && at.as_secs_f64() < t_resume - 0.1
+        })
         .count();
     assert_eq!(
         heard_during_pause, 0,

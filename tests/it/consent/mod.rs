@@ -9,6 +9,8 @@ mod explain;
 mod explicit_dtmf;
 mod late_joiner_all_party;
 mod notify_implicit;
+mod pre_call_inputs_survive_a_failed_session;
 mod rules_errors;
+mod two_prompts_in_chromium;
 mod verbal_no;
 mod verbal_yes;
