@@ -48,7 +48,7 @@ speak() { # lang voice name text
 # switches to English for the word by itself.
 # Notices stay under 6 s: they play on join, before capture starts.
 speak en en-us notice "This call is being recorded and transcribed by Hearken. If you do not agree, press 9, or leave the call."
-speak en en-us consent_request "This call is recorded. Press 1 to agree to being recorded, or 9 to decline."
+speak en en-us consent_request "This call is recorded. To agree, press 1 or say yes. To decline, press 9 or say no."
 speak en en-us thanks "Thank you."
 speak en en-us stopped "Recording has stopped."
 

@@ -23,12 +23,18 @@ async fn dtmf_consent_opens_the_gate_from_that_moment() {
     locate(&server, call, "greta", "DE-BE").await;
     let client =
         WhipClient::connect_dir(&server, call, &["greta"], Direction::SendRecv, |s| s).await;
-    // Speech from the start (clip A, then clip B), DTMF 1 at 5.5 s: after
-    // the ~4.8 s consent request.
+    // Speech from the start (clip A, then clip B), DTMF 1 0.7 s after the
+    // consent request (its length from the prompt file).
     let mut talk = speech("speaker-a.opus");
     talk.extend(speech("speaker-b.opus"));
     talk.extend(speech("speaker-a.opus"));
-    let dtmf_at = Duration::from_millis(5500);
+    talk.extend(speech("speaker-b.opus"));
+    let request_packets = read_opus_packets(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("media/prompts/en/consent_request.opus"),
+    )
+    .len() as u64;
+    let dtmf_at = Duration::from_millis(request_packets * 20 + 700);
     let client = tokio::task::spawn_blocking(move || {
         client.run_with_dtmf(
             vec![Outgoing {
