@@ -334,8 +334,9 @@ struct PersonLog {
     provider_notices: Vec<u64>,
     /// API signals (always valid): (time, granted).
     api: Vec<(u64, bool)>,
-    /// Keys: (time, granted).
-    keys: Vec<(u64, bool)>,
+    /// Keys: (time, granted, a provider notice had been given before it,
+    /// in the order things happened).
+    keys: Vec<(u64, bool, bool)>,
 }
 
 #[derive(Debug)]
@@ -568,7 +569,8 @@ impl Call {
             }
             Op::DtmfAgree(who) | Op::DtmfDecline(who) if self.present(who) => {
                 let granted = matches!(op, Op::DtmfAgree(_));
-                self.log[who].keys.push((self.now, granted));
+                let noticed = !self.log[who].provider_notices.is_empty();
+                self.log[who].keys.push((self.now, granted, noticed));
                 let key = if granted {
                     DtmfKey::Digit1
                 } else {
@@ -792,7 +794,7 @@ impl<'a> Oracle<'a> {
             .filter(|(_, g)| *g == granted)
             .map(|(t, _)| *t)
             .collect();
-        for &(t, g) in &log.keys {
+        for &(t, g, noticed) in &log.keys {
             if g != granted || self.stay_at(who, t).is_none() {
                 continue;
             }
@@ -804,8 +806,7 @@ impl<'a> Oracle<'a> {
                     && (kind == PromptKind::ConsentRequest
                         || (!granted && kind == PromptKind::Notice))
             });
-            let shown = log.provider_notices.iter().any(|&n| n <= t);
-            if heard || shown {
+            if heard || noticed {
                 times.push(t);
             }
         }
