@@ -209,12 +209,16 @@ impl Registry {
         now: Instant,
     ) -> Result<InputRoute, PendingError> {
         let mut inner = self.lock();
+        let live = inner.calls.get(call_id).map(|c| c.worker);
         if !inner.kept.contains_key(call_id) && inner.kept.len() >= MAX_PENDING_CALLS {
             inner
                 .kept
                 .retain(|_, k| now.saturating_duration_since(k.touched) < KEPT_FOR);
             if inner.kept.len() >= MAX_PENDING_CALLS {
-                return Err(PendingError::TooManyCalls);
+                // A live call still gets it; only its replay is lost.
+                return live
+                    .map(InputRoute::Worker)
+                    .ok_or(PendingError::TooManyCalls);
             }
         }
         let kept = inner.kept.entry(call_id.clone()).or_insert_with(|| Kept {
@@ -227,7 +231,9 @@ impl Registry {
             .iter()
             .any(|i| i.participant_id == input.participant_id);
         if !known && kept.participants >= MAX_PENDING_PARTICIPANTS {
-            return Err(PendingError::TooManyParticipants);
+            return live
+                .map(InputRoute::Worker)
+                .ok_or(PendingError::TooManyParticipants);
         }
         // The latest of each kind is what counts; it moves to the end so
         // the replay keeps the order things were last said in.
@@ -238,10 +244,7 @@ impl Registry {
         kept.inputs.push(input.clone());
         kept.participants += usize::from(!known);
         kept.touched = now;
-        Ok(match inner.calls.get(call_id) {
-            Some(call) => InputRoute::Worker(call.worker),
-            None => InputRoute::Pending,
-        })
+        Ok(live.map_or(InputRoute::Pending, InputRoute::Worker))
     }
 
     /// The call ended: what was said about its participants is forgotten
@@ -365,6 +368,14 @@ mod tests {
         );
         // A participant already kept may still be updated.
         assert!(r.record_input(&id("c"), &details("p0"), now).is_ok());
+        // Once the call is live, a new participant still reaches it (only
+        // the replay of their input is lost).
+        r.place_session(&id("c"), "s1", "e1", 10, || Some(0))
+            .unwrap();
+        assert!(matches!(
+            r.record_input(&id("c"), &details("one-more"), now),
+            Ok(InputRoute::Worker(0))
+        ));
     }
 
     #[test]
