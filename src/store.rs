@@ -240,23 +240,7 @@ impl Store {
     pub fn create_track(&self, call_id: &CallId, stem: &str) -> io::Result<(File, String)> {
         let audio = self.call_dir(call_id).join("audio");
         fs::create_dir_all(&audio)?;
-        let mut n = 1;
-        loop {
-            let name = if n == 1 {
-                format!("{stem}.opus")
-            } else {
-                format!("{stem}.{n}.opus")
-            };
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(audio.join(&name))
-            {
-                Ok(f) => return Ok((f, name)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < MAX_TRACK_FILES => n += 1,
-                Err(e) => return Err(e),
-            }
-        }
+        create_numbered(&audio, stem)
     }
 
     // ---- consent-evidence/ ----
@@ -272,23 +256,7 @@ impl Store {
         if created {
             sync_dir(&call_dir)?;
         }
-        let mut n = 1;
-        let (mut file, name) = loop {
-            let name = if n == 1 {
-                format!("{stem}.opus")
-            } else {
-                format!("{stem}.{n}.opus")
-            };
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(dir.join(&name))
-            {
-                Ok(f) => break (f, name),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < MAX_TRACK_FILES => n += 1,
-                Err(e) => return Err(e),
-            }
-        };
+        let (mut file, name) = create_numbered(&dir, stem)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         sync_dir(&dir)?;
@@ -363,6 +331,28 @@ impl Store {
             .flatten()
             .flatten()
             .map(move |entry| entry.path().join(name))
+    }
+}
+
+/// Creates `{stem}.opus` in `dir`, or `{stem}.2.opus`, … when it exists:
+/// never overwrites a file. Returns the file and its name.
+fn create_numbered(dir: &Path, stem: &str) -> io::Result<(File, String)> {
+    let mut n = 1;
+    loop {
+        let name = if n == 1 {
+            format!("{stem}.opus")
+        } else {
+            format!("{stem}.{n}.opus")
+        };
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(&name))
+        {
+            Ok(f) => return Ok((f, name)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < MAX_TRACK_FILES => n += 1,
+            Err(e) => return Err(e),
+        }
     }
 }
 
