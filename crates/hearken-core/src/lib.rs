@@ -22,6 +22,8 @@
 //!   verifying a log).
 //! - [`offer`], [`ids`]: what the server reads of an SDP offer, and ids that
 //!   are safe path components.
+//! - [`roq`]: RTP over QUIC framing: varints, DATAGRAMs, stream reading.
+//! - [`rtp`]: RTP sequence numbers and timestamps extended, rescaled to 48 kHz.
 
 #![deny(missing_docs)]
 
@@ -35,6 +37,8 @@ pub mod offer;
 pub mod ogg;
 pub mod opus;
 pub mod prompt;
+pub mod roq;
+pub mod rtp;
 pub mod speaker;
 pub mod track;
 pub mod transcript;
