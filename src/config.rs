@@ -38,6 +38,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "consent.rules_file",
     "consent.prompts_dir",
     "consent.unknown_location_mode",
+    "ingest.quic.cert_file",
+    "ingest.quic.key_file",
 ];
 
 /// The whole effective configuration.
@@ -60,6 +62,66 @@ pub struct Config {
     pub transcription: TranscriptionConfig,
     /// Which meetings are recorded.
     pub policy: PolicyConfig,
+    /// The ways in besides WHIP: native RTP over QUIC (and SIP).
+    pub ingest: IngestConfig,
+}
+
+/// Ingest settings: the ways audio reaches Hearken besides WHIP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Native ingest: the platform pushes RTP over QUIC.
+    pub quic: QuicIngestConfig,
+}
+
+/// Native ingest over QUIC (RTP over QUIC, `roq-14`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicIngestConfig {
+    /// UDP address the QUIC listener binds (`127.0.0.1:4433`); empty turns
+    /// native ingest off.
+    pub listen: String,
+    /// `host:port` put in the native answer for platforms to connect to;
+    /// empty means the bound address.
+    pub advertised: String,
+    /// PEM certificate chain; empty (with `key_file` empty) means a
+    /// self-signed certificate made at start, its SHA-256 in every answer.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// A connection that presents no valid connection token this long after
+    /// its handshake is closed.
+    pub token_timeout_ms: u64,
+    /// A call's native ingest whose packets stop this long (its platform
+    /// vanished without `DELETE`) is ended as disconnected.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for QuicIngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            advertised: String::new(),
+            cert_file: None,
+            key_file: None,
+            token_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl QuicIngestConfig {
+    /// The address to listen on, when native ingest is on.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let text = self.listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            key: "ingest.quic.listen",
+            message: format!("{text:?} is not an address like 127.0.0.1:4433"),
+        })
+    }
 }
 
 /// Recording-policy settings.
@@ -620,6 +682,30 @@ impl Config {
                 message: "must be at most 60000".into(),
             });
         }
+        self.ingest.quic.listen_addr()?;
+        let q = &self.ingest.quic;
+        if q.cert_file.is_some() != q.key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: if q.cert_file.is_some() {
+                    "ingest.quic.key_file"
+                } else {
+                    "ingest.quic.cert_file"
+                },
+                message:
+                    "cert_file and key_file go together (or neither, for a self-signed certificate)"
+                        .into(),
+            });
+        }
+        if q.token_timeout_ms == 0 || q.idle_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: if q.token_timeout_ms == 0 {
+                    "ingest.quic.token_timeout_ms"
+                } else {
+                    "ingest.quic.idle_timeout_ms"
+                },
+                message: "must be at least 1".into(),
+            });
+        }
         if self.media.inactivity_timeout_ms < 100 {
             return Err(ConfigError::Invalid {
                 key: "media.inactivity_timeout_ms",
@@ -745,10 +831,10 @@ fn apply_optional_env(
         };
         known.insert(var);
         let text = text.trim();
-        let Some((section, key)) = path.split_once('.') else {
+        let Some((sections, key)) = path.rsplit_once('.') else {
             continue;
         };
-        let Some(toml::Value::Table(inner)) = table.get_mut(section) else {
+        let Some(inner) = table_at(table, sections) else {
             continue;
         };
         if text.is_empty() {
@@ -757,6 +843,16 @@ fn apply_optional_env(
             inner.insert(key.to_owned(), toml::Value::String(text.to_owned()));
         }
     }
+}
+
+/// The table at dotted path `sections` of `table`, if there is one.
+fn table_at<'a>(table: &'a mut toml::Table, sections: &str) -> Option<&'a mut toml::Table> {
+    sections
+        .split('.')
+        .try_fold(table, |t, section| match t.get_mut(section) {
+            Some(toml::Value::Table(inner)) => Some(inner),
+            _ => None,
+        })
 }
 
 fn parse_env_value(current: &toml::Value, text: &str) -> Result<toml::Value, String> {

@@ -20,6 +20,7 @@
 //! - [`control`]: the control plane: where calls live, meetings, the
 //!   webhook scheduler.
 //! - [`http`]: WHIP and the REST API (axum), problem+json errors.
+//! - [`ingest`]: the ways in besides WHIP: native RTP over QUIC (quinn).
 //! - [`server`]: wiring, start and graceful shutdown; [`config`], [`setup`],
 //!   [`metrics`], [`cli`].
 
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod server;

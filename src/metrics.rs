@@ -12,7 +12,7 @@
 use std::sync::{Arc, OnceLock};
 
 use hearken_core::conference::HoldBudget;
-use hearken_core::conference::{EndReason, FailureCause, SessionEndReason};
+use hearken_core::conference::{EndReason, FailureCause, Ingest, SessionEndReason};
 use hearken_core::consent::engine::{
     AuditKind, ConsentMethod, ConsentState, GateReason, PromptKind,
 };
@@ -117,6 +117,62 @@ label_enum!(VerbalResult {
     VerbalResult::Unclear => "unclear",
     VerbalResult::Dropped => "dropped",
 } all: [VerbalResult::Yes, VerbalResult::No, VerbalResult::Unclear, VerbalResult::Dropped]);
+
+label_enum!(Ingest {
+    Ingest::Whip => "whip",
+    Ingest::Native => "native",
+    Ingest::Sip => "sip",
+} all: [Ingest::Whip, Ingest::Native, Ingest::Sip]);
+
+/// Why an ingest turned a packet, a stream or a connection away. A fixed
+/// set: used as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestError {
+    /// Not an RTP packet (bad version, truncated header, bad padding).
+    MalformedRtp,
+    /// RTP with a payload type the flow or dialog did not negotiate.
+    UnexpectedPayloadType,
+    /// A telephone-codec packet that could not be made into Opus.
+    Transcode,
+    /// The media worker's ingest queue was full.
+    WorkerQueueFull,
+    /// A flow id no call has bound to the connection.
+    UnknownFlow,
+    /// A connection token that names no native call.
+    BadToken,
+    /// RoQ framing broken (varints, lengths, a truncated stream).
+    BadFraming,
+    /// A bidirectional stream (RoQ uses unidirectional streams only).
+    StreamCreation,
+    /// The connection could not be established (TLS, ALPN, timeout).
+    Handshake,
+    /// RTP from an address or for a dialog Hearken does not know.
+    Unrouted,
+}
+
+label_enum!(IngestError {
+    IngestError::MalformedRtp => "malformed_rtp",
+    IngestError::UnexpectedPayloadType => "unexpected_payload_type",
+    IngestError::Transcode => "transcode",
+    IngestError::WorkerQueueFull => "worker_queue_full",
+    IngestError::UnknownFlow => "unknown_flow",
+    IngestError::BadToken => "bad_token",
+    IngestError::BadFraming => "bad_framing",
+    IngestError::StreamCreation => "stream_creation",
+    IngestError::Handshake => "handshake",
+    IngestError::Unrouted => "unrouted",
+} all: [
+    IngestError::MalformedRtp,
+    IngestError::UnexpectedPayloadType,
+    IngestError::Transcode,
+    IngestError::WorkerQueueFull,
+    IngestError::UnknownFlow,
+    IngestError::BadToken,
+    IngestError::BadFraming,
+    IngestError::StreamCreation,
+    IngestError::Handshake,
+    IngestError::Unrouted,
+]);
 
 /// Whether a consent gate is open or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +395,19 @@ pub struct Metrics {
     pub workers_failed: IntGauge,
     /// Sink control messages dropped because a queue was full.
     pub sink_messages_dropped: IntCounter,
+    /// Sessions in progress per ingest (WHIP sessions, native calls, SIP
+    /// dialogs).
+    pub ingest_sessions: IntGaugeVec,
+    /// Transport connections open per ingest (QUIC connections, SIP TCP).
+    pub ingest_connections: IntGaugeVec,
+    /// RTP packets received per ingest.
+    pub ingest_packets: IntCounterVec,
+    /// Bytes received per ingest (RTP packets whole).
+    pub ingest_bytes: IntCounterVec,
+    /// Packets, streams and connections turned away, by ingest and reason.
+    pub ingest_errors: IntCounterVec,
+    /// Time from a session's request (offer, POST, INVITE) to its answer.
+    pub ingest_setup_seconds: prometheus::HistogramVec,
 }
 
 impl Metrics {
@@ -621,6 +690,55 @@ impl Metrics {
                 // INVARIANT: a static, valid metric definition.
                 .expect("valid histogram")
             ),
+            ingest_sessions: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "hearken_ingest_sessions",
+                        "Sessions in progress, by ingest (whip, native, sip)."
+                    ),
+                    &["ingest"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid gauge vec")
+            ),
+            ingest_connections: reg!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "hearken_ingest_connections",
+                        "Transport connections open, by ingest (QUIC for native)."
+                    ),
+                    &["ingest"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid gauge vec")
+            ),
+            ingest_packets: reg!(counter_vec(
+                "hearken_ingest_packets_total",
+                "RTP packets received, by ingest.",
+                &["ingest"]
+            )),
+            ingest_bytes: reg!(counter_vec(
+                "hearken_ingest_bytes_total",
+                "Bytes of RTP received, by ingest.",
+                &["ingest"]
+            )),
+            ingest_errors: reg!(counter_vec(
+                "hearken_ingest_errors_total",
+                "Packets, streams and connections an ingest turned away, by ingest and reason.",
+                &["ingest", "reason"]
+            )),
+            ingest_setup_seconds: reg!(
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "hearken_ingest_setup_seconds",
+                        "Time from a session's request (WHIP offer, native POST, SIP INVITE) to its answer, by ingest."
+                    )
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+                    &["ingest"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid histogram vec")
+            ),
             datagram_to_sink_seconds: reg!(
                 Histogram::with_opts(
                     HistogramOpts::new(
@@ -717,6 +835,14 @@ impl Metrics {
             .inc();
     }
 
+    /// The error counters of one ingest, by reason, resolved once.
+    pub fn ingest_errors_of(&self, ingest: Ingest) -> Labelled<IngestError, IntCounter> {
+        Labelled::resolve(|l| {
+            self.ingest_errors
+                .with_label_values(&[ingest.as_label(), l])
+        })
+    }
+
     /// The handles the media thread counts with, every label resolved.
     pub fn media(&self) -> MediaMetrics {
         fn counters<L: Label>(vec: &IntCounterVec) -> Labelled<L, IntCounter> {
@@ -755,6 +881,11 @@ impl Metrics {
             }),
             consent_verbal: counters(&self.consent_verbal),
             sink_messages_dropped: self.sink_messages_dropped.clone(),
+            ingest_packets: counters(&self.ingest_packets),
+            ingest_bytes: counters(&self.ingest_bytes),
+            native_errors: self.ingest_errors_of(Ingest::Native),
+            sip_errors: self.ingest_errors_of(Ingest::Sip),
+            ingest_sessions: Labelled::resolve(|l| self.ingest_sessions.with_label_values(&[l])),
             datagram_to_sink_seconds: self.datagram_to_sink_seconds.clone(),
         }
     }
@@ -843,6 +974,16 @@ pub struct MediaMetrics {
     pub sink_messages_dropped: IntCounter,
     /// Datagram receipt to sink queue.
     pub datagram_to_sink_seconds: Histogram,
+    /// RTP packets received, by ingest.
+    pub ingest_packets: Labelled<Ingest, IntCounter>,
+    /// RTP bytes received, by ingest.
+    pub ingest_bytes: Labelled<Ingest, IntCounter>,
+    /// Native packets turned away, by reason.
+    pub native_errors: Labelled<IngestError, IntCounter>,
+    /// SIP packets turned away, by reason.
+    pub sip_errors: Labelled<IngestError, IntCounter>,
+    /// Sessions in progress, by ingest.
+    pub ingest_sessions: Labelled<Ingest, IntGauge>,
 }
 
 impl Default for Metrics {

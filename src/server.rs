@@ -19,6 +19,8 @@ use tracing::{info, warn};
 use crate::config::{Config, TranscriptionBackend};
 use crate::control::meetings::Meetings;
 use crate::control::registry::Registry;
+use crate::ingest::native::NativeCalls;
+use crate::ingest::quic::{QuicInfo, QuicIngest};
 use crate::media::{EngineEvent, WorkerHandle, WorkerSettings, worker};
 use crate::metrics::Metrics;
 use crate::sinks::transcribe::{TranscribeHandle, TranscriptStore};
@@ -68,6 +70,12 @@ pub enum StartError {
     /// The transcription backend cannot be set up.
     #[error(transparent)]
     Transcription(#[from] crate::sinks::transcribe::deepgram::DeepgramSetupError),
+    /// A configuration value is not usable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The QUIC ingest cannot start.
+    #[error(transparent)]
+    Quic(#[from] crate::ingest::quic::QuicSetupError),
 }
 
 /// Where the server reads its secrets (the transcription API key, the
@@ -122,6 +130,10 @@ pub struct AppState {
     pub transcripts: Arc<TranscriptStore>,
     /// Meetings and their recording decisions.
     pub meetings: Arc<Meetings>,
+    /// Calls with a native ingest, and their connection tokens.
+    pub natives: Arc<NativeCalls>,
+    /// The QUIC listener's address and certificate, when native ingest is on.
+    pub quic: Option<QuicInfo>,
     accepting: AtomicBool,
 }
 
@@ -253,6 +265,7 @@ pub async fn start_with_secrets(
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             connect_timeout: config.connect_timeout(),
             inactivity_timeout: config.inactivity_timeout(),
+            native_idle_timeout: Duration::from_millis(config.ingest.quic.idle_timeout_ms),
             consent: consent.clone(),
             verbal: verbal.clone(),
         };
@@ -272,6 +285,16 @@ pub async fn start_with_secrets(
         joins.push(join);
     }
     drop(events_tx);
+    let natives = Arc::new(NativeCalls::default());
+    let quic = match config.ingest.quic.listen_addr()? {
+        Some(listen) => Some(crate::ingest::quic::start(
+            &config.ingest.quic,
+            listen,
+            natives.clone(),
+            &metrics,
+        )?),
+        None => None,
+    };
     metrics.media_workers.set(workers.len() as i64);
     metrics
         .sessions_capacity
@@ -285,6 +308,8 @@ pub async fn start_with_secrets(
         store,
         transcripts,
         meetings: meetings.clone(),
+        natives,
+        quic: quic.as_ref().map(|q| q.info.clone()),
         accepting: AtomicBool::new(true),
     });
     tokio::spawn(track_engine_events(state.clone(), events_rx));
@@ -320,7 +345,7 @@ pub async fn start_with_secrets(
                 _ = external_shutdown => {}
             }
             let _ = stopping_tx.send(true);
-            drain(drain_state, joins).await;
+            drain(drain_state, joins, quic).await;
         };
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -388,9 +413,12 @@ fn start_transcriber(
 }
 
 /// Stops taking sessions, ends every call, joins the media threads.
-async fn drain(state: Arc<AppState>, joins: Vec<JoinHandle<()>>) {
+async fn drain(state: Arc<AppState>, joins: Vec<JoinHandle<()>>, quic: Option<QuicIngest>) {
     info!("shutting down: no new sessions; ending calls");
     state.accepting.store(false, Ordering::SeqCst);
+    if let Some(quic) = &quic {
+        quic.close();
+    }
     for w in &state.workers {
         w.shutdown();
     }
@@ -420,6 +448,7 @@ async fn track_engine_events(
                 ..
             } => {
                 state.registry.remove_session(&secret);
+                state.natives.remove_session(&secret);
                 if let Some(failure) = failure {
                     state.registry.session_failed(&call_id, failure);
                 }

@@ -152,6 +152,38 @@ async fn deliver(
     }
 }
 
+/// Keeps (and applies, when the call is live) a participant's details and,
+/// when given, their presence.
+pub(crate) async fn deliver_details(
+    state: &Arc<AppState>,
+    call_id: &CallId,
+    participant_id: &str,
+    details: ParticipantDetails,
+    present: Option<bool>,
+) -> Result<Applied, Problem> {
+    let mut applied = deliver(
+        state,
+        call_id,
+        CallInput {
+            participant_id: participant_id.to_owned(),
+            kind: InputKind::Details(details),
+        },
+    )
+    .await?;
+    if let Some(present) = present {
+        applied = deliver(
+            state,
+            call_id,
+            CallInput {
+                participant_id: participant_id.to_owned(),
+                kind: InputKind::Presence(present),
+            },
+        )
+        .await?;
+    }
+    Ok(applied)
+}
+
 /// `PUT …/participants/{participant_id}`: a participant's details, for
 /// consent (and the display name, for transcripts). Accepted before the
 /// call starts.
@@ -184,26 +216,7 @@ pub async fn put_participant(
             .transcripts
             .set_display_name(&call_id, &participant_id, name);
     }
-    let mut applied = deliver(
-        &state,
-        &call_id,
-        CallInput {
-            participant_id: participant_id.clone(),
-            kind: InputKind::Details(details),
-        },
-    )
-    .await?;
-    if let Some(present) = body.present {
-        applied = deliver(
-            &state,
-            &call_id,
-            CallInput {
-                participant_id: participant_id.clone(),
-                kind: InputKind::Presence(present),
-            },
-        )
-        .await?;
-    }
+    let applied = deliver_details(&state, &call_id, &participant_id, details, body.present).await?;
     Ok(Json(serde_json::json!({
         "call_id": call_id.as_str(),
         "participant_id": participant_id,

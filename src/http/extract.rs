@@ -133,9 +133,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let body = Bytes::from_request(request, state)
             .await
             .map_err(body_rejected)?;
-        serde_json::from_slice(&body)
-            .map(Self)
-            .map_err(|e| Problem::new(ProblemType::BadJson, e.to_string()))
+        // The path of the field at fault leads the message
+        // (`participants[0].codec: unknown variant ...`).
+        let mut reader = serde_json::Deserializer::from_slice(&body);
+        let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+            let path = e.path().to_string();
+            let detail = if path == "." {
+                e.into_inner().to_string()
+            } else {
+                format!("{path}: {}", e.into_inner())
+            };
+            Problem::new(ProblemType::BadJson, detail)
+        })?;
+        reader
+            .end()
+            .map_err(|e| Problem::new(ProblemType::BadJson, e.to_string()))?;
+        Ok(Self(value))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod calls;
 pub mod consent;
 pub mod extract;
 pub mod meetings;
+pub mod native;
 pub mod ops;
 pub mod problem;
 pub mod transcripts;
@@ -44,6 +45,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/calls", get(calls::list))
         .route("/v1/calls/{call_id}", get(calls::get))
         .route("/v1/calls/{call_id}/end", post(calls::end))
+        .route(
+            "/v1/calls/{call_id}/native",
+            post(native::post)
+                .patch(native::patch)
+                .delete(native::delete),
+        )
         .route(
             "/v1/calls/{call_id}/participants/{participant_id}",
             put(consent::put_participant),

@@ -30,6 +30,12 @@ pub enum ProblemType {
     BadLocation,
     /// The consent method cannot be reported (400).
     BadMethod,
+    /// A native ingest request names a bad flow or participant (400).
+    BadFlow,
+    /// Native ingest is off on this node (404).
+    NativeIngestOff,
+    /// The call already has a native ingest (409).
+    NativeIngestExists,
     /// The recording policy refuses this call (403).
     NotRecorded,
     /// The call has ended (409).
@@ -72,6 +78,9 @@ impl ProblemType {
             Self::BadWindow => "bad-window",
             Self::BadLocation => "bad-location",
             Self::BadMethod => "bad-method",
+            Self::BadFlow => "bad-flow",
+            Self::NativeIngestOff => "native-ingest-off",
+            Self::NativeIngestExists => "native-ingest-exists",
             Self::NotRecorded => "not-recorded",
             Self::CallEnded => "call-ended",
             Self::NoPolicySettings => "no-policy-settings",
@@ -99,9 +108,13 @@ impl ProblemType {
             | Self::BadMeeting
             | Self::BadWindow
             | Self::BadLocation
-            | Self::BadMethod => StatusCode::BAD_REQUEST,
+            | Self::BadMethod
+            | Self::BadFlow => StatusCode::BAD_REQUEST,
             Self::NotRecorded => StatusCode::FORBIDDEN,
-            Self::CallEnded | Self::NoPolicySettings => StatusCode::CONFLICT,
+            Self::NativeIngestOff => StatusCode::NOT_FOUND,
+            Self::CallEnded | Self::NoPolicySettings | Self::NativeIngestExists => {
+                StatusCode::CONFLICT
+            }
             Self::NoUsableAudio | Self::IceRestartUnsupported | Self::TooManyParticipants => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -28,7 +28,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `DELETE` waits for the call's files to be final when it ended the call.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // ThreadRng is a CSPRNG (ChaCha, reseeded from the OS): session URLs are
     // unguessable as RFC 9725 §5 asks.

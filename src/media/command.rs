@@ -11,6 +11,8 @@ use hearken_core::consent::engine::{ConsentMethod, Decision, ParticipantDetails,
 use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
 
+pub use super::native::NativeFlow;
+use super::session::SessionKey;
 use crate::sinks::{AuditBarrier, CallDone};
 
 /// A request to the engine. Every command is answered with one [`Reply`].
@@ -19,7 +21,21 @@ use crate::sinks::{AuditBarrier, CallDone};
 pub enum Command {
     /// Answer a WHIP offer with a new session: [`Reply::Answer`].
     CreateSession(Box<CreateSession>),
-    /// End a session (WHIP `DELETE`): [`Reply::Found`]. When it was the
+    /// Start a call's native ingest (its flows become speakers):
+    /// [`Reply::Native`].
+    CreateNative(Box<CreateNative>),
+    /// Add and remove flows of a call's native session: [`Reply::Found`].
+    UpdateNative {
+        /// The call.
+        call_id: CallId,
+        /// The native session's secret.
+        secret: String,
+        /// Flows to add (a flow id already present is replaced).
+        add: Vec<NativeFlow>,
+        /// Flow ids to remove (their speakers leave).
+        remove: Vec<u64>,
+    },
+    /// End a session (WHIP `DELETE`, native `DELETE`): [`Reply::Found`]. When it was the
     /// call's last session, the call ends and `done` gets its summary once
     /// every file of the call is final.
     DeleteSession {
@@ -78,6 +94,23 @@ pub enum Reply {
     Found(bool),
     /// The summary of a call in progress, if the engine has it.
     Snapshot(Option<Box<CallSummary>>),
+    /// The key native media for the call is sent with, or why there is none.
+    Native(Result<SessionKey, CreateSessionError>),
+}
+
+/// A call's native ingest to start.
+#[derive(Debug)]
+pub struct CreateNative {
+    /// The call to join.
+    pub call_id: CallId,
+    /// Unguessable id of the native session (the registry's key).
+    pub secret: String,
+    /// Short public id (logs, `call.json`).
+    pub public_id: String,
+    /// The speakers' flows.
+    pub flows: Vec<NativeFlow>,
+    /// As for [`CreateSession::early_inputs`].
+    pub early_inputs: Vec<CallInput>,
 }
 
 /// A WHIP offer to answer.
@@ -150,6 +183,14 @@ pub enum CreateSessionError {
     /// The worker is stopping.
     #[error("the media worker is shutting down")]
     ShuttingDown,
+    /// A telephone codec's transcoder could not be made.
+    #[error("cannot transcode {codec}: {source}")]
+    Transcoder {
+        /// The codec.
+        codec: &'static str,
+        /// Why.
+        source: super::transcode::TranscodeError,
+    },
 }
 
 /// What an engine reports to the control plane without being asked.

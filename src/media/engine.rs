@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hearken_core::conference::{
-    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause, PlayedPacket,
-    SessionEndReason, SessionKey,
+    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause, Ingest,
+    PlayedPacket, SessionEndReason, SessionKey, SpeakerMedia,
 };
 use hearken_core::consent::engine::{
     AuditEvent, ConsentEngine, ConsentOutput, Delivery, PromptKind,
@@ -59,11 +59,13 @@ use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
 use super::command::{
     CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply,
 };
+use super::command::{CreateNative, NativeFlow};
+use super::native::{NativeMedia, NativePacket, NativeSession, NativeSpeaker};
 use super::playback::{Playback, Progress};
 use super::session::{Due, Session, Speaker};
 use super::stun_filter::UfragPrefix;
 use super::verbal::{Verbal, VerbalTap};
-use crate::metrics::{DropReason, GateState, Label, MediaMetrics};
+use crate::metrics::{DropReason, GateState, IngestError, Label, MediaMetrics};
 use crate::setup::consent::ConsentSetup;
 use crate::sinks::{CallDone, SinkMsg};
 
@@ -77,6 +79,9 @@ pub struct EngineSettings {
     pub connect_timeout: Duration,
     /// Connected sessions from which nothing arrives this long are ended.
     pub inactivity_timeout: Duration,
+    /// Native sessions whose flows all fall silent this long are ended
+    /// (the platform vanished without `DELETE`).
+    pub native_idle_timeout: Duration,
     /// Every local ICE ufrag starts with this (what the worker's socket
     /// filter lets through); `None`: str0m's own random ufrags.
     pub ufrag_prefix: Option<UfragPrefix>,
@@ -218,6 +223,12 @@ struct PacketCounts {
     reanchored: u64,
     dtmf: u64,
     unrouted: u64,
+    /// Datagrams a WHIP session took, and their bytes.
+    whip_packets: u64,
+    whip_bytes: u64,
+    /// Native RTP packets handled, and their bytes.
+    native_packets: u64,
+    native_bytes: u64,
 }
 
 /// Wall-clock time derived from the engine's `Instant`s: one anchor taken
@@ -256,6 +267,9 @@ struct Shared {
 pub struct Engine {
     shared: Shared,
     sessions: FxHashMap<SessionKey, Session>,
+    /// Calls' native ingest (no `Rtc`; media comes through
+    /// [`Self::handle_native`]).
+    natives: FxHashMap<SessionKey, NativeSession>,
     routes: Routes,
     calls: HashMap<CallId, Call>,
     next_key: u64,
@@ -289,6 +303,7 @@ impl Engine {
                 verbal: None,
             },
             sessions: FxHashMap::default(),
+            natives: FxHashMap::default(),
             routes: Routes::default(),
             calls: HashMap::new(),
             next_key: 1,
@@ -336,7 +351,7 @@ impl Engine {
 
     /// Sessions this engine carries.
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.sessions.len() + self.natives.len()
     }
 
     /// Calls this engine carries.
@@ -365,6 +380,8 @@ impl Engine {
             session.remote_addrs.push(source);
         }
         session.last_input = now;
+        self.shared.counts.whip_packets += 1;
+        self.shared.counts.whip_bytes += data.len() as u64;
         let call_id = session.call_id.clone();
         self.contained(&call_id, now, |engine| {
             if let Some(session) = engine.sessions.get_mut(&key)
@@ -416,6 +433,278 @@ impl Engine {
             })
     }
 
+    /// Native RTP arrived for one of this engine's native sessions.
+    pub fn handle_native(&mut self, now: Instant, media: NativeMedia) {
+        let Some(native) = self.natives.get_mut(&media.session) else {
+            // The session ended while its packets were on the way.
+            self.shared
+                .metrics
+                .native_errors
+                .get(IngestError::UnknownFlow)
+                .inc();
+            return;
+        };
+        native.last_input = now;
+        let call_id = native.call_id.clone();
+        let key = media.session;
+        self.contained(&call_id, now, |engine| {
+            engine.native_packet(key, media);
+            engine.flush_call(&call_id, now);
+        });
+    }
+
+    fn native_packet(&mut self, key: SessionKey, media: NativeMedia) {
+        let Some(native) = self.natives.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&native.call_id) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        let Some(speaker) = native.speakers.get_mut(&media.flow_id) else {
+            // Removed by a PATCH while its packets were on the way.
+            shared
+                .metrics
+                .native_errors
+                .get(IngestError::UnknownFlow)
+                .inc();
+            return;
+        };
+        shared.counts.native_packets += 1;
+        shared.counts.native_bytes += media.packet.len() as u64;
+        #[cfg(any(test, feature = "fault-injection"))]
+        if std::mem::take(&mut call.panic_on_next_frame) {
+            panic!("injected fault: a bug while handling a frame");
+        }
+        let frames = match speaker.handle_packet(&media.packet, media.arrival) {
+            Ok(NativePacket::Audio(frames)) => frames,
+            Ok(NativePacket::Event {
+                rtp_time,
+                event,
+                end,
+                duration,
+            }) => {
+                shared.counts.dtmf += 1;
+                let digit = speaker
+                    .dtmf
+                    .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
+                    .handle_packet(
+                        rtp_time,
+                        event,
+                        end,
+                        Duration::from_secs_f64(
+                            f64::from(duration) / f64::from(speaker.flow.codec.clock_rate()),
+                        ),
+                        media.arrival,
+                    );
+                if let Some(digit) = digit
+                    && call
+                        .conference
+                        .handle_digit(speaker.participant, digit.key, media.arrival)
+                {
+                    debug!(parent: &speaker.span, key = %digit.key.as_char(), "dtmf consent signal");
+                }
+                return;
+            }
+            Ok(NativePacket::Rtcp) => return,
+            Err(reason) => {
+                trace!(parent: &speaker.span, reason = reason.as_label(), "native packet dropped");
+                shared.metrics.native_errors.get(reason).inc();
+                return;
+            }
+        };
+        for frame in frames {
+            let bytes = frame.payload.len() as u64;
+            let stats = call
+                .conference
+                .handle_audio(key, speaker.participant, frame);
+            let counts = &mut shared.counts;
+            counts.packets += stats.packets;
+            counts.bytes += bytes;
+            counts.lost += stats.lost;
+            counts.reanchored += stats.reanchored;
+            if let Some(reason) = stats.withheld {
+                shared.metrics.frames_withheld.get(reason).inc();
+            }
+        }
+    }
+
+    /// The native session of `call_id` whose secret is `secret`.
+    fn native_key(&self, call_id: &CallId, secret: &str) -> Option<SessionKey> {
+        self.routes
+            .by_secret
+            .get(secret)
+            .copied()
+            .filter(|k| self.natives.get(k).is_some_and(|n| &n.call_id == call_id))
+    }
+
+    fn create_native(
+        &mut self,
+        create: CreateNative,
+        now: Instant,
+    ) -> Result<SessionKey, CreateSessionError> {
+        if self.shut_down {
+            return Err(CreateSessionError::ShuttingDown);
+        }
+        let key = SessionKey(self.next_key);
+        self.next_key += 1;
+        let Shared {
+            consent, metrics, ..
+        } = &mut self.shared;
+        let call = call_entry(
+            &mut self.calls,
+            consent,
+            metrics,
+            &create.call_id,
+            &create.early_inputs,
+            now,
+        );
+        let span = info_span!(parent: &call.span, "native", id = %create.public_id);
+        call.conference.handle_session_added(key, &create.public_id);
+        call.sessions.push(key);
+        metrics.sessions_active.inc();
+        metrics.ingest_sessions.get(Ingest::Native).inc();
+        self.routes
+            .by_secret
+            .insert(create.secret.clone().into_boxed_str(), key);
+        self.natives.insert(
+            key,
+            NativeSession {
+                call_id: create.call_id.clone(),
+                secret: create.secret.into_boxed_str(),
+                speakers: FxHashMap::default(),
+                last_input: now,
+                scheduled: None,
+                span,
+            },
+        );
+        if let Some(native) = self.natives.get_mut(&key) {
+            let idle_until = now + self.shared.settings.native_idle_timeout;
+            self.shared
+                .timers
+                .schedule(&mut native.scheduled, idle_until, Timer::Session(key));
+        }
+        // Nothing to negotiate: the session is "connected" at once, so the
+        // call starts now and its speakers join (for consent) as they are
+        // added.
+        let now_utc = self.shared.clock.utc(now);
+        if let Some(call) = self.calls.get_mut(&create.call_id) {
+            call.conference.handle_session_connected(key, now, now_utc);
+        }
+        let call_id = create.call_id;
+        let mut result = Ok(key);
+        self.contained(&call_id, now, |e| {
+            if let Err(err) = e.add_native_flows(key, create.flows, now) {
+                result = Err(err);
+            }
+            e.flush_call(&call_id, now);
+        });
+        if result.is_err() {
+            self.remove_native(key, SessionEndReason::Failed, now);
+        }
+        info!(call = %call_id, "native ingest started");
+        result
+    }
+
+    fn add_native_flows(
+        &mut self,
+        key: SessionKey,
+        flows: Vec<NativeFlow>,
+        now: Instant,
+    ) -> Result<(), CreateSessionError> {
+        let Some(native) = self.natives.get_mut(&key) else {
+            return Ok(());
+        };
+        let Some(call) = self.calls.get_mut(&native.call_id) else {
+            return Ok(());
+        };
+        for flow in flows {
+            let mid = format!("flow{}", flow.flow_id);
+            if native.speakers.remove(&flow.flow_id).is_some() {
+                self.shared.metrics.speakers_active.dec();
+            }
+            let participant =
+                call.conference
+                    .handle_speaker_added(key, &mid, Some(&flow.participant_id), now);
+            call.conference.handle_speaker_media(
+                participant,
+                SpeakerMedia {
+                    ingest: Ingest::Native,
+                    codec: flow.codec.name(),
+                    transcoded: flow.codec.is_transcoded(),
+                },
+            );
+            let span = debug_span!(parent: &native.span, "participant", flow = flow.flow_id);
+            debug!(parent: &span, participant = %flow.participant_id, codec = flow.codec.name(), "native speaker added");
+            let codec = flow.codec.name();
+            let flow_id = flow.flow_id;
+            let speaker = NativeSpeaker::new(participant, flow, span)
+                .map_err(|source| CreateSessionError::Transcoder { codec, source })?;
+            native.speakers.insert(flow_id, speaker);
+            self.shared.metrics.speakers_active.inc();
+        }
+        Ok(())
+    }
+
+    fn update_native(
+        &mut self,
+        key: SessionKey,
+        add: Vec<NativeFlow>,
+        remove: Vec<u64>,
+        now: Instant,
+    ) {
+        let Some(native) = self.natives.get_mut(&key) else {
+            return;
+        };
+        let call_id = native.call_id.clone();
+        for flow_id in remove {
+            let Some(speaker) = native.speakers.remove(&flow_id) else {
+                continue;
+            };
+            self.shared.metrics.speakers_active.dec();
+            debug!(parent: &speaker.span, "native speaker removed");
+            if let Some(call) = self.calls.get_mut(&call_id) {
+                call.conference
+                    .handle_speaker_removed(key, speaker.participant, now);
+            }
+        }
+        if let Err(e) = self.add_native_flows(key, add, now) {
+            warn!(call = %call_id, error = %e, "native flow not added");
+        }
+        self.flush_call(&call_id, now);
+    }
+
+    fn remove_native(&mut self, key: SessionKey, reason: SessionEndReason, now: Instant) {
+        let Some(native) = self.natives.remove(&key) else {
+            return;
+        };
+        self.routes.by_secret.remove(&native.secret);
+        let m = &self.shared.metrics;
+        m.sessions_active.dec();
+        m.sessions_ended.get(reason).inc();
+        m.speakers_active.sub(native.speakers.len() as i64);
+        m.ingest_sessions.get(Ingest::Native).dec();
+        info!(parent: &native.span, reason = reason.as_label(), "native ingest ended");
+        self.shared
+            .out
+            .push_back(Output::Event(EngineEvent::SessionEnded {
+                call_id: native.call_id.clone(),
+                secret: native.secret.to_string(),
+                reason,
+                failure: None,
+            }));
+        let call_id = native.call_id;
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        call.sessions.retain(|&k| k != key);
+        let left = call.conference.handle_session_removed(key, now);
+        self.flush_call(&call_id, now);
+        if left == 0 && reason != SessionEndReason::CallEnded {
+            self.end_call(&call_id, EndReason::LastSessionLeft, None, now);
+        }
+    }
+
     /// Time passed: handles every deadline up to `now`.
     ///
     /// The packet counters of the datagrams handled since the last call are
@@ -456,6 +745,20 @@ impl Engine {
     pub fn handle_command(&mut self, now: Instant, command: Command) -> Reply {
         match command {
             Command::CreateSession(create) => Reply::Answer(self.create_session(*create, now)),
+            Command::CreateNative(create) => Reply::Native(self.create_native(*create, now)),
+            Command::UpdateNative {
+                call_id,
+                secret,
+                add,
+                remove,
+            } => {
+                let key = self.native_key(&call_id, &secret);
+                let Some(key) = key else {
+                    return Reply::Found(false);
+                };
+                self.contained(&call_id, now, |e| e.update_native(key, add, remove, now));
+                Reply::Found(true)
+            }
             Command::DeleteSession {
                 call_id,
                 secret,
@@ -466,7 +769,8 @@ impl Engine {
                     .by_secret
                     .get(secret.as_str())
                     .copied()
-                    .filter(|k| self.sessions.get(k).is_some_and(|s| s.call_id == call_id));
+                    .filter(|k| self.sessions.get(k).is_some_and(|s| s.call_id == call_id))
+                    .or_else(|| self.native_key(&call_id, &secret));
                 let Some(key) = key else {
                     return Reply::Found(false);
                 };
@@ -577,6 +881,30 @@ impl Engine {
                 }));
             // The Rtc may be in any state: dropped without a goodbye.
         }
+        let natives: Vec<SessionKey> = self
+            .natives
+            .iter()
+            .filter(|(_, s)| &s.call_id == call_id)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in natives {
+            let Some(native) = self.natives.remove(&key) else {
+                continue;
+            };
+            self.routes.by_secret.remove(&native.secret);
+            let m = &self.shared.metrics;
+            m.sessions_ended.get(SessionEndReason::Failed).inc();
+            m.speakers_active.sub(native.speakers.len() as i64);
+            m.ingest_sessions.get(Ingest::Native).dec();
+            self.shared
+                .out
+                .push_back(Output::Event(EngineEvent::SessionEnded {
+                    call_id: call_id.clone(),
+                    secret: native.secret.to_string(),
+                    reason: SessionEndReason::Failed,
+                    failure: None,
+                }));
+        }
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
@@ -624,24 +952,14 @@ impl Engine {
             metrics,
             ..
         } = &mut self.shared;
-        let call = self.calls.entry(create.call_id.clone()).or_insert_with(|| {
-            let engine = ConsentEngine::new(consent.rules.clone(), consent.engine.clone());
-            let mut conference = Conference::new(create.call_id.clone(), engine)
-                .with_hold_budget(consent.hold_budget.clone());
-            for input in &create.early_inputs {
-                apply_input(&mut conference, input.clone(), now);
-            }
-            metrics.calls_active.inc();
-            Call {
-                conference,
-                sessions: Vec::new(),
-                span: info_span!("call", id = %create.call_id),
-                scheduled: None,
-                gate_since: HashMap::new(),
-                #[cfg(any(test, feature = "fault-injection"))]
-                panic_on_next_frame: false,
-            }
-        });
+        let call = call_entry(
+            &mut self.calls,
+            consent,
+            metrics,
+            &create.call_id,
+            &create.early_inputs,
+            now,
+        );
         let span = info_span!(parent: &call.span, "session", id = %create.public_id);
         let accepted = Session::accept(&create, settings, now, span);
         let (session, answer) = match accepted {
@@ -714,6 +1032,25 @@ impl Engine {
 
     fn handle_session_timer(&mut self, key: SessionKey, at: Instant, now: Instant) {
         let inactivity = self.shared.settings.inactivity_timeout;
+        if let Some(native) = self.natives.get_mut(&key) {
+            if native.scheduled != Some(at) {
+                return;
+            }
+            native.scheduled = None;
+            let idle_until = native.last_input + self.shared.settings.native_idle_timeout;
+            if idle_until > now {
+                self.shared
+                    .timers
+                    .schedule(&mut native.scheduled, idle_until, Timer::Session(key));
+            } else {
+                debug!(parent: &native.span, "native flows silent: ending the native ingest");
+                let call_id = native.call_id.clone();
+                self.contained(&call_id, now, |e| {
+                    e.remove_native(key, SessionEndReason::Disconnected, now)
+                });
+            }
+            return;
+        }
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -968,6 +1305,10 @@ impl Engine {
         failure: Option<hearken_core::conference::SessionFailure>,
         now: Instant,
     ) {
+        if self.natives.contains_key(&key) {
+            self.remove_native(key, reason, now);
+            return;
+        }
         let Some(mut session) = self.sessions.remove(&key) else {
             return;
         };
@@ -1127,6 +1468,15 @@ impl Engine {
             m.rtp_packets_received.inc_by(c.packets);
             m.rtp_bytes_received.inc_by(c.bytes);
         }
+        for (ingest, (packets, bytes)) in [
+            (Ingest::Whip, (c.whip_packets, c.whip_bytes)),
+            (Ingest::Native, (c.native_packets, c.native_bytes)),
+        ] {
+            if packets > 0 {
+                m.ingest_packets.get(ingest).inc_by(packets);
+                m.ingest_bytes.get(ingest).inc_by(bytes);
+            }
+        }
         if c.lost > 0 {
             m.rtp_packets_lost.inc_by(c.lost);
         }
@@ -1188,6 +1538,14 @@ fn handle_event(
             let participant =
                 call.conference
                     .handle_speaker_added(key, &mid_text, stream_id.as_deref(), now);
+            call.conference.handle_speaker_media(
+                participant,
+                SpeakerMedia {
+                    ingest: Ingest::Whip,
+                    codec: "opus",
+                    transcoded: false,
+                },
+            );
             let span = debug_span!(parent: &session.span, "participant", mid = %mid_text);
             debug!(parent: &span, participant = participant.0, "speaker added");
             let speaker = Speaker {
@@ -1282,6 +1640,36 @@ fn signal_digit(
 /// Starts playing `prompt` to each of `to`: into every sendrecv m-line that
 /// carries one of them. Those without such an m-line cannot hear the bot;
 /// the prompt counts as shown by the provider and the audit says so.
+/// The call `call_id`, made (with what the provider said about it so far)
+/// if this engine does not carry it yet.
+fn call_entry<'a>(
+    calls: &'a mut HashMap<CallId, Call>,
+    consent: &ConsentSetup,
+    metrics: &MediaMetrics,
+    call_id: &CallId,
+    early_inputs: &[CallInput],
+    now: Instant,
+) -> &'a mut Call {
+    calls.entry(call_id.clone()).or_insert_with(|| {
+        let engine = ConsentEngine::new(consent.rules.clone(), consent.engine.clone());
+        let mut conference =
+            Conference::new(call_id.clone(), engine).with_hold_budget(consent.hold_budget.clone());
+        for input in early_inputs {
+            apply_input(&mut conference, input.clone(), now);
+        }
+        metrics.calls_active.inc();
+        Call {
+            conference,
+            sessions: Vec::new(),
+            span: info_span!("call", id = %call_id),
+            scheduled: None,
+            gate_since: HashMap::new(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_next_frame: false,
+        }
+    })
+}
+
 /// Hands what the provider said to the call's conference.
 fn apply_input(conference: &mut Conference, input: CallInput, now: Instant) {
     let CallInput {

@@ -14,20 +14,26 @@
 //!   connect too.
 //! - [`stun_filter`]: a kernel filter that drops forged STUN checks before
 //!   they reach the worker.
+//! - [`native`]: a call's native ingest (RTP pushed over QUIC): its flows
+//!   are speakers; [`transcode`]: telephone codecs made into Opus once.
 //! - [`verbal`]: verbal consent: a participant's answer to the consent
 //!   request, heard on this machine.
 
 pub mod command;
 pub mod dtls;
 pub mod engine;
+pub mod native;
 pub mod playback;
 pub mod session;
 pub mod stun_filter;
+pub mod transcode;
 pub mod verbal;
 pub mod worker;
 
 pub use command::{
-    CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply,
+    CallInput, Command, CreateNative, CreateSession, CreateSessionError, EngineEvent, InputKind,
+    NativeFlow, Reply,
 };
 pub use engine::{Engine, EngineSettings, Output, Routed};
-pub use worker::{AskError, WorkerHandle, WorkerSettings};
+pub use native::NativeMedia;
+pub use worker::{AskError, InletFull, NativeInlet, WorkerHandle, WorkerSettings};

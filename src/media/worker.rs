@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use super::command::{Command, EngineEvent, Reply};
 use super::engine::{Engine, EngineSettings, Output};
+use super::native::NativeMedia;
 use super::stun_filter::{self, UfragPrefix};
 use super::verbal::VerbalService;
 use crate::metrics::{DropReason, MediaMetrics, Metrics};
@@ -40,6 +41,13 @@ const MAX_DATAGRAM: usize = 2048;
 /// Commands waiting for a worker beyond this are refused (the worker is
 /// overloaded or stuck, and the caller answers 503).
 const COMMAND_QUEUE: usize = 1024;
+/// Native RTP packets waiting for a worker beyond this are dropped (and
+/// counted): the worker is behind, and a late packet is worth less than
+/// the ones after it.
+const NATIVE_QUEUE: usize = 16_384;
+/// Native packets handled per loop turn before the socket, commands and
+/// timers get a look in.
+const NATIVE_BUDGET: usize = 512;
 /// How often the engine's wall clock is re-anchored.
 const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
 
@@ -66,6 +74,8 @@ pub struct WorkerSettings {
     pub connect_timeout: Duration,
     /// Connected sessions silent this long are ended as disconnected.
     pub inactivity_timeout: Duration,
+    /// Native sessions silent this long are ended as disconnected.
+    pub native_idle_timeout: Duration,
     /// Consent rules, prompts and settings.
     pub consent: Arc<ConsentSetup>,
     /// The node's verbal-consent recogniser, when it runs.
@@ -83,6 +93,35 @@ pub struct WorkerHandle {
     waker: Arc<Waker>,
     sessions: Arc<AtomicUsize>,
     alive: Arc<AtomicBool>,
+    native: NativeInlet,
+}
+
+/// Where native RTP enters a worker: a bounded queue fed with `try_send`,
+/// and the worker's waker, rung only when the worker may be asleep (the
+/// first packet since it last emptied the queue), so a burst costs one
+/// wake-up, not one per packet.
+#[derive(Clone)]
+pub struct NativeInlet {
+    queue: Sender<NativeMedia>,
+    waker: Arc<Waker>,
+    armed: Arc<AtomicBool>,
+}
+
+/// The worker's native queue is full (or the worker is gone): the packet
+/// was dropped.
+#[derive(Debug, thiserror::Error)]
+#[error("the media worker's native queue is full")]
+pub struct InletFull;
+
+impl NativeInlet {
+    /// Queues one packet for the worker without waiting.
+    pub fn send(&self, media: NativeMedia) -> Result<(), InletFull> {
+        self.queue.try_send(media).map_err(|_| InletFull)?;
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
 }
 
 /// Why a worker did not answer.
@@ -110,6 +149,11 @@ impl WorkerHandle {
             Ok(Err(_)) => Err(AskError::Gone),
             Err(_) => Err(AskError::TimedOut),
         }
+    }
+
+    /// Where native RTP for this worker's calls goes.
+    pub fn native_inlet(&self) -> NativeInlet {
+        self.native.clone()
     }
 
     /// Asks the worker to end every call and stop.
@@ -157,6 +201,8 @@ pub fn spawn(
         .register(&mut socket, SOCKET, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
+    let (native_tx, native_rx) = crossbeam_channel::bounded(NATIVE_QUEUE);
+    let native_armed = Arc::new(AtomicBool::new(false));
     let sessions = Arc::new(AtomicUsize::new(0));
     let alive = Arc::new(AtomicBool::new(true));
     let local_addr = SocketAddr::new(settings.advertised.ip(), port);
@@ -167,6 +213,7 @@ pub fn spawn(
             local_addr,
             connect_timeout: settings.connect_timeout,
             inactivity_timeout: settings.inactivity_timeout,
+            native_idle_timeout: settings.native_idle_timeout,
             ufrag_prefix,
         },
         settings.consent,
@@ -186,6 +233,8 @@ pub fn spawn(
         poll,
         engine,
         commands: cmd_rx,
+        native: native_rx,
+        native_armed: native_armed.clone(),
         verbal_results,
         events,
         recorder,
@@ -214,6 +263,11 @@ pub fn spawn(
             index: settings.index,
             port,
             commands: cmd_tx,
+            native: NativeInlet {
+                queue: native_tx,
+                waker: waker.clone(),
+                armed: native_armed,
+            },
             waker,
             sessions,
             alive,
@@ -272,6 +326,11 @@ struct Worker {
     poll: Poll,
     engine: Engine,
     commands: Receiver<WorkerMsg>,
+    /// Native RTP from the QUIC ingest.
+    native: Receiver<NativeMedia>,
+    /// Set by a sender that woke the worker; cleared before the queue is
+    /// emptied (see [`NativeInlet`]).
+    native_armed: Arc<AtomicBool>,
     /// Results of the verbal-consent recogniser (it wakes the poll too).
     verbal_results: Option<Receiver<Recognised>>,
     events: tokio::sync::mpsc::Sender<EngineEvent>,
@@ -288,8 +347,9 @@ impl Worker {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut socket_backlog = false;
+        let mut native_backlog = false;
         loop {
-            let timeout = if socket_backlog {
+            let timeout = if socket_backlog || native_backlog {
                 Duration::ZERO
             } else {
                 self.engine
@@ -327,6 +387,7 @@ impl Worker {
             if socket_backlog {
                 socket_backlog = self.read_socket(&mut buf);
             }
+            native_backlog = self.read_native();
             self.engine.handle_timeout(Instant::now());
             self.carry_out();
             self.load
@@ -352,6 +413,21 @@ impl Worker {
                     debug!(error = %e, "udp receive error");
                 }
             }
+        }
+        true
+    }
+
+    /// Handles up to [`NATIVE_BUDGET`] native packets; returns whether more
+    /// may wait.
+    fn read_native(&mut self) -> bool {
+        // Cleared first: a packet queued after this wakes the poll again.
+        self.native_armed.store(false, Ordering::Release);
+        for _ in 0..NATIVE_BUDGET {
+            let Ok(media) = self.native.try_recv() else {
+                return false;
+            };
+            self.engine.handle_native(Instant::now(), media);
+            self.carry_out();
         }
         true
     }

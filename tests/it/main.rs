@@ -4,6 +4,7 @@
 //! - `whip`: sessions over real sockets: answers, errors, gateways, bad
 //!   input, admission control, real independent WebRTC stacks.
 //! - `engine`: the media engine driven in simulated time (`sim`).
+//! - `native`: native ingest, RTP over QUIC from a platform's servers.
 //! - `consent`, `transcribe`, `policy`, `ops`: the behaviours of those
 //!   areas, end to end.
 //!
@@ -13,6 +14,7 @@
 mod common;
 mod consent;
 mod engine;
+mod native;
 mod ops;
 mod policy;
 mod sim;

@@ -152,6 +152,7 @@ impl Sim {
                 local_addr: SERVER,
                 connect_timeout: Duration::from_secs(10),
                 inactivity_timeout: Duration::from_secs(15),
+                native_idle_timeout: Duration::from_secs(60),
                 ufrag_prefix: Some(hearken::media::stun_filter::UfragPrefix::random()),
             },
             Arc::new(setup),

@@ -260,11 +260,56 @@ pub struct ParticipantConsent {
     pub evidence: Option<String>,
 }
 
+/// How a participant's audio reached Hearken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ingest {
+    /// A WHIP session: Hearken is a participant of the meeting.
+    #[default]
+    Whip,
+    /// RTP over QUIC pushed by the platform: no participant in the call.
+    Native,
+    /// A SIP dialog: a telephone leg dialled the bot in.
+    Sip,
+}
+
+impl Ingest {
+    /// The lowercase name (`call.json`, metric labels).
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Whip => "whip",
+            Self::Native => "native",
+            Self::Sip => "sip",
+        }
+    }
+}
+
+/// What a participant's audio arrived as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerMedia {
+    /// The way in.
+    pub ingest: Ingest,
+    /// The codec on the wire (`opus`, `pcmu`, `pcma`, `g722`).
+    pub codec: &'static str,
+    /// The recording is Opus encoded once from that codec (it was not Opus).
+    pub transcoded: bool,
+}
+
 /// Per-participant facts kept in `call.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParticipantSummary {
     /// Participant id (msid stream id, or `{session}-{mid}`).
     pub id: String,
+    /// How their audio reached Hearken.
+    #[serde(default)]
+    pub ingest: Ingest,
+    /// The codec their audio arrived in (`opus`, `pcmu`, `pcma`, `g722`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// Their recording is Opus encoded once from `codec` (telephone codecs);
+    /// Opus is recorded exactly as it arrived.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transcoded_to_opus: bool,
     /// Recording, relative to the call directory.
     pub file: String,
     /// Public ids of the sessions that carried this participant.
@@ -373,6 +418,8 @@ struct Participant {
     /// passed on once the hold is empty, so the track is not padded past
     /// frames still to be committed.
     left_pending: Option<u64>,
+    /// What their audio arrives as (the latest session's).
+    media: Option<SpeakerMedia>,
 }
 
 /// One participant's frames waiting for consent.
@@ -1059,6 +1106,13 @@ impl Conference {
         ParticipantIdx(idx as u32)
     }
 
+    /// What `participant`'s audio arrives as (for `call.json`).
+    pub fn handle_speaker_media(&mut self, participant: ParticipantIdx, media: SpeakerMedia) {
+        if let Some(p) = self.participants.get_mut(participant.0 as usize) {
+            p.media = Some(media);
+        }
+    }
+
     fn find_or_create(&mut self, id: &str) -> usize {
         if let Some(i) = self.participants.iter().position(|p| &*p.id == id) {
             return i;
@@ -1088,6 +1142,7 @@ impl Conference {
             frames_withheld: 0,
             hold: Hold::default(),
             left_pending: None,
+            media: None,
         });
         self.participants.len() - 1
     }
@@ -1187,32 +1242,59 @@ impl Conference {
     /// padded to now. Returns the number of sessions left.
     pub fn handle_session_removed(&mut self, session: SessionKey, now: Instant) -> usize {
         self.sessions.remove(&session);
+        let leaving: Vec<usize> = (0..self.participants.len())
+            .filter(|&i| self.participants[i].active == Some(session))
+            .collect();
+        for i in leaving {
+            self.leave(i, now);
+        }
+        self.pump_consent();
+        self.sessions.len()
+    }
+
+    /// One speaker of `session` stopped (a native flow removed) while the
+    /// session goes on: they leave the call as if their session ended.
+    pub fn handle_speaker_removed(
+        &mut self,
+        session: SessionKey,
+        participant: ParticipantIdx,
+        now: Instant,
+    ) {
+        let i = participant.0 as usize;
+        if self
+            .participants
+            .get(i)
+            .is_some_and(|p| p.active == Some(session))
+        {
+            self.leave(i, now);
+            self.pump_consent();
+        }
+    }
+
+    /// Participant `i` stops being active at `now`; their track is padded
+    /// to now once nothing of theirs is held.
+    fn leave(&mut self, i: usize, now: Instant) {
         let position = self
             .start
             .map(|s| samples_between(s.instant, now))
             .unwrap_or(0);
         self.latest = self.latest.max(position);
-        for (i, p) in self.participants.iter_mut().enumerate() {
-            if p.active == Some(session) {
-                p.active = None;
-                self.consent.handle_leave(&p.id, position);
-                if self.start.is_none() {
-                    continue;
-                }
-                if p.hold.frames.is_empty() {
-                    self.outputs.push_back(ConferenceOutput::ParticipantLeft {
-                        participant: ParticipantIdx(i as u32),
-                        participant_id: p.id.clone(),
-                        file_stem: p.file_stem.clone(),
-                        position,
-                    });
-                } else {
-                    p.left_pending = Some(position);
-                }
-            }
+        let p = &mut self.participants[i];
+        p.active = None;
+        self.consent.handle_leave(&p.id, position);
+        if self.start.is_none() {
+            return;
         }
-        self.pump_consent();
-        self.sessions.len()
+        if p.hold.frames.is_empty() {
+            self.outputs.push_back(ConferenceOutput::ParticipantLeft {
+                participant: ParticipantIdx(i as u32),
+                participant_id: p.id.clone(),
+                file_stem: p.file_stem.clone(),
+                position,
+            });
+        } else {
+            p.left_pending = Some(position);
+        }
     }
 
     /// Ends the call at `now`: whatever is still held is discarded (the
@@ -1276,6 +1358,9 @@ impl Conference {
                 .iter()
                 .map(|p| ParticipantSummary {
                     id: p.id.to_string(),
+                    ingest: p.media.as_ref().map(|m| m.ingest).unwrap_or_default(),
+                    codec: p.media.as_ref().map(|m| m.codec.to_owned()),
+                    transcoded_to_opus: p.media.as_ref().is_some_and(|m| m.transcoded),
                     file: format!("audio/{}.opus", p.file_stem),
                     sessions: p.sessions.clone(),
                     first_packet_at: to_utc(p.first_packet),

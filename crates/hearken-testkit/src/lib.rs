@@ -7,11 +7,15 @@
 //!   per [`Track`], each with its own msid stream id.
 //! - [`WhipOffer::accept`] applies the server's answer and gives the
 //!   [`WhipClient`].
+//! - [`roq`]: a native-ingest client (RTP over QUIC, quinn) as a platform
+//!   sends it.
 //! - The caller moves datagrams: [`WhipClient::handle_datagram`] in,
 //!   [`WhipClient::poll_output`] out (until it returns a timeout), over real
 //!   sockets or an in-memory network in simulated time.
 
 #![forbid(unsafe_code)]
+
+pub mod roq;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

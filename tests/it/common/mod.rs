@@ -5,6 +5,7 @@
 //!   UDP socket;
 //! - `audio`: the test speech, and decoding recordings with libopus;
 //! - `http`: the API requests the tests make;
+//! - `native`: native ingest as a platform drives it (RTP over QUIC);
 //! - `speech`: phrases said by espeak-ng, and a spoken answer to the
 //!   consent request.
 #![allow(dead_code)]
@@ -12,11 +13,13 @@
 mod audio;
 mod client;
 mod http;
+mod native;
 mod server;
 mod speech;
 
 pub use audio::*;
 pub use client::*;
 pub use http::*;
+pub use native::*;
 pub use server::*;
 pub use speech::*;

@@ -1,0 +1,5 @@
+//! Native ingest: the platform pushes each speaker's RTP over QUIC (RoQ),
+//! many calls on one connection, and no participant joins the call.
+
+mod bad_input;
+mod three_calls_one_connection;
