@@ -35,7 +35,31 @@ pub enum Command {
         /// Flow ids to remove (their speakers leave).
         remove: Vec<u64>,
     },
-    /// End a session (WHIP `DELETE`, native `DELETE`): [`Reply::Found`]. When it was the
+    /// Start the media of a SIP dialog (one participant): [`Reply::Sip`].
+    CreateSip(Box<CreateSip>),
+    /// A SIP dialog's media changed (re-INVITE: hold, resume, a new address
+    /// or codec; or the answer in the ACK of a late offer):
+    /// [`Reply::Found`].
+    UpdateSip {
+        /// The call.
+        call_id: CallId,
+        /// The dialog's session secret.
+        secret: String,
+        /// What was negotiated now.
+        media: SipMedia,
+    },
+    /// A key the caller pressed, reported by SIP INFO
+    /// (`application/dtmf-relay` or `application/dtmf`): [`Reply::Found`].
+    SipDigit {
+        /// The call.
+        call_id: CallId,
+        /// The dialog's session secret.
+        secret: String,
+        /// The key: `0`-`9`, `*`, `#`, `A`-`D`.
+        key: char,
+    },
+    /// End a session (WHIP `DELETE`, native `DELETE`, SIP `BYE`):
+    /// [`Reply::Found`]. When it was the
     /// call's last session, the call ends and `done` gets its summary once
     /// every file of the call is final.
     DeleteSession {
@@ -96,6 +120,65 @@ pub enum Reply {
     Snapshot(Option<Box<CallSummary>>),
     /// The key native media for the call is sent with, or why there is none.
     Native(Result<SessionKey, CreateSessionError>),
+    /// The local RTP address of a new SIP dialog's media (for the SDP
+    /// `c=`/`m=` lines), or why there is none.
+    Sip(Result<std::net::SocketAddr, CreateSessionError>),
+}
+
+/// Which way media flows on a SIP dialog, as the caller's SDP says it
+/// (RFC 3264 §6.1): `sendonly` or `inactive` from the caller put Hearken on
+/// hold (it must not send), `recvonly` means the caller sends nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipDirection {
+    /// Both ways.
+    SendRecv,
+    /// The caller sends, and does not want to receive (hold).
+    SendOnly,
+    /// The caller receives only.
+    RecvOnly,
+    /// Neither (hold).
+    Inactive,
+}
+
+impl SipDirection {
+    /// Whether the caller holds the call (Hearken may not send to them).
+    pub fn is_hold(self) -> bool {
+        matches!(self, Self::SendOnly | Self::Inactive)
+    }
+}
+
+/// The media a SIP dialog negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipMedia {
+    /// Where the caller's RTP comes from and where Hearken sends (the
+    /// offer's `c=` address and `m=` port; symmetric RTP).
+    pub remote_rtp: std::net::SocketAddr,
+    /// The audio codec chosen.
+    pub codec: super::transcode::WireCodec,
+    /// Its RTP payload type (the offerer's number).
+    pub payload_type: u8,
+    /// The payload type of `telephone-event` (RFC 4733), if negotiated.
+    pub dtmf_payload_type: Option<u8>,
+    /// The caller's direction.
+    pub direction: SipDirection,
+}
+
+/// A SIP dialog's media to start.
+#[derive(Debug)]
+pub struct CreateSip {
+    /// The call to join.
+    pub call_id: CallId,
+    /// Unguessable id of the dialog's session (the registry's key).
+    pub secret: String,
+    /// Short public id (logs, `call.json`).
+    pub public_id: String,
+    /// Whose voice the dialog carries.
+    pub participant_id: String,
+    /// What was negotiated; `None` for a late offer (INVITE without SDP)
+    /// until the ACK brings the answer ([`Command::UpdateSip`]).
+    pub media: Option<SipMedia>,
+    /// As for [`CreateSession::early_inputs`].
+    pub early_inputs: Vec<CallInput>,
 }
 
 /// A call's native ingest to start.

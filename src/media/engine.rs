@@ -746,6 +746,9 @@ impl Engine {
         match command {
             Command::CreateSession(create) => Reply::Answer(self.create_session(*create, now)),
             Command::CreateNative(create) => Reply::Native(self.create_native(*create, now)),
+            // SIP media is not wired into the engine yet.
+            Command::CreateSip(_) => Reply::Sip(Err(CreateSessionError::NoUsableAudio)),
+            Command::UpdateSip { .. } | Command::SipDigit { .. } => Reply::Found(false),
             Command::UpdateNative {
                 call_id,
                 secret,

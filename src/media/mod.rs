@@ -31,8 +31,8 @@ pub mod verbal;
 pub mod worker;
 
 pub use command::{
-    CallInput, Command, CreateNative, CreateSession, CreateSessionError, EngineEvent, InputKind,
-    NativeFlow, Reply,
+    CallInput, Command, CreateNative, CreateSession, CreateSessionError, CreateSip, EngineEvent,
+    InputKind, NativeFlow, Reply, SipDirection, SipMedia,
 };
 pub use engine::{Engine, EngineSettings, Output, Routed};
 pub use native::NativeMedia;
