@@ -75,7 +75,7 @@ impl Node {
                 local_addr: SERVER,
                 connect_timeout: Duration::from_secs(600),
                 inactivity_timeout: Duration::from_secs(600),
-                native_idle_timeout: Duration::from_secs(60),
+                rtp_idle_timeout: Duration::from_secs(60),
                 ufrag_prefix: Some(hearken::media::stun_filter::UfragPrefix::random()),
             },
             Arc::new(consent),

@@ -59,10 +59,12 @@ use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
 use super::command::{
     CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply,
 };
-use super::command::{CreateNative, NativeFlow};
-use super::native::{NativeMedia, NativePacket, NativeSession, NativeSpeaker};
+use super::command::{CreateNative, CreateSip, NativeFlow, SipMedia};
+use super::native::{NativeMedia, NativeSession};
+use super::plain_rtp::{PlainPacket, PlainSpeaker};
 use super::playback::{Playback, Progress};
 use super::session::{Due, Session, Speaker};
+use super::sip::{RtpSender, SipSession};
 use super::stun_filter::UfragPrefix;
 use super::verbal::{Verbal, VerbalTap};
 use crate::metrics::{DropReason, GateState, IngestError, Label, MediaMetrics};
@@ -79,9 +81,10 @@ pub struct EngineSettings {
     pub connect_timeout: Duration,
     /// Connected sessions from which nothing arrives this long are ended.
     pub inactivity_timeout: Duration,
-    /// Native sessions whose flows all fall silent this long are ended
-    /// (the platform vanished without `DELETE`).
-    pub native_idle_timeout: Duration,
+    /// Plain-RTP sessions (native ingest, SIP dialogs) from which no packet
+    /// arrives this long are ended (the platform or caller vanished without
+    /// `DELETE` or `BYE`).
+    pub rtp_idle_timeout: Duration,
     /// Every local ICE ufrag starts with this (what the worker's socket
     /// filter lets through); `None`: str0m's own random ufrags.
     pub ufrag_prefix: Option<UfragPrefix>,
@@ -211,6 +214,9 @@ struct Routes {
     by_addr: FxHashMap<SocketAddr, SessionKey>,
     by_ufrag: FxHashMap<Box<str>, SessionKey>,
     by_secret: FxHashMap<Box<str>, SessionKey>,
+    /// SIP dialogs by the caller's RTP address (from their SDP): RTP from
+    /// any other address is not theirs.
+    sip_by_addr: FxHashMap<SocketAddr, SessionKey>,
 }
 
 /// Packet counts gathered per batch and added to the shared counters once,
@@ -229,6 +235,9 @@ struct PacketCounts {
     /// Native RTP packets handled, and their bytes.
     native_packets: u64,
     native_bytes: u64,
+    /// SIP RTP packets handled, and their bytes.
+    sip_packets: u64,
+    sip_bytes: u64,
 }
 
 /// Wall-clock time derived from the engine's `Instant`s: one anchor taken
@@ -270,6 +279,8 @@ pub struct Engine {
     /// Calls' native ingest (no `Rtc`; media comes through
     /// [`Self::handle_native`]).
     natives: FxHashMap<SessionKey, NativeSession>,
+    /// SIP dialogs' media (plain RTP on this worker's socket).
+    sips: FxHashMap<SessionKey, SipSession>,
     routes: Routes,
     calls: HashMap<CallId, Call>,
     next_key: u64,
@@ -304,6 +315,7 @@ impl Engine {
             },
             sessions: FxHashMap::default(),
             natives: FxHashMap::default(),
+            sips: FxHashMap::default(),
             routes: Routes::default(),
             calls: HashMap::new(),
             next_key: 1,
@@ -351,7 +363,7 @@ impl Engine {
 
     /// Sessions this engine carries.
     pub fn session_count(&self) -> usize {
-        self.sessions.len() + self.natives.len()
+        self.sessions.len() + self.natives.len() + self.sips.len()
     }
 
     /// Calls this engine carries.
@@ -361,6 +373,14 @@ impl Engine {
 
     /// A datagram arrived from `source` at `now`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        // SIP dialogs' plain RTP, by the caller's address (one lookup, and
+        // none at all on a node without SIP calls).
+        if !self.sips.is_empty()
+            && let Some(&key) = self.routes.sip_by_addr.get(&source)
+        {
+            self.handle_sip_datagram(key, now, data);
+            return;
+        }
         let destination = self.shared.settings.local_addr;
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             self.shared.counts.unrouted += 1;
@@ -477,8 +497,8 @@ impl Engine {
             panic!("injected fault: a bug while handling a frame");
         }
         let frames = match speaker.handle_packet(&media.packet, media.arrival) {
-            Ok(NativePacket::Audio(frames)) => frames,
-            Ok(NativePacket::Event {
+            Ok(PlainPacket::Audio(frames)) => frames,
+            Ok(PlainPacket::Event {
                 rtp_time,
                 event,
                 end,
@@ -506,7 +526,7 @@ impl Engine {
                 }
                 return;
             }
-            Ok(NativePacket::Rtcp) => return,
+            Ok(PlainPacket::Rtcp) => return,
             Err(reason) => {
                 trace!(parent: &speaker.span, reason = reason.as_label(), "native packet dropped");
                 shared.metrics.native_errors.get(reason).inc();
@@ -527,6 +547,354 @@ impl Engine {
                 shared.metrics.frames_withheld.get(reason).inc();
             }
         }
+    }
+
+    /// The SIP dialog of `call_id` whose secret is `secret`.
+    fn sip_key(&self, call_id: &CallId, secret: &str) -> Option<SessionKey> {
+        self.routes
+            .by_secret
+            .get(secret)
+            .copied()
+            .filter(|k| self.sips.get(k).is_some_and(|n| &n.call_id == call_id))
+    }
+
+    fn create_sip(
+        &mut self,
+        create: CreateSip,
+        now: Instant,
+    ) -> Result<SocketAddr, CreateSessionError> {
+        if self.shut_down {
+            return Err(CreateSessionError::ShuttingDown);
+        }
+        let key = SessionKey(self.next_key);
+        self.next_key += 1;
+        let Shared {
+            consent, metrics, ..
+        } = &mut self.shared;
+        let call = call_entry(
+            &mut self.calls,
+            consent,
+            metrics,
+            &create.call_id,
+            &create.early_inputs,
+            now,
+        );
+        let span = info_span!(parent: &call.span, "sip", id = %create.public_id, participant = %create.participant_id);
+        call.conference.handle_session_added(key, &create.public_id);
+        call.sessions.push(key);
+        metrics.sessions_active.inc();
+        metrics.speakers_active.inc();
+        metrics.ingest_sessions.get(Ingest::Sip).inc();
+        // The dialog is established: the call starts now and the caller
+        // joins (for consent) at once.
+        let now_utc = self.shared.clock.utc(now);
+        call.conference.handle_session_connected(key, now, now_utc);
+        let participant =
+            call.conference
+                .handle_speaker_added(key, "sip", Some(&create.participant_id), now);
+        self.routes
+            .by_secret
+            .insert(create.secret.clone().into_boxed_str(), key);
+        let mut session = SipSession {
+            call_id: create.call_id.clone(),
+            secret: create.secret.into_boxed_str(),
+            participant,
+            media: None,
+            speaker: None,
+            sender: None,
+            playbacks: Vec::new(),
+            line: None,
+            waiting: Vec::new(),
+            last_input: now,
+            scheduled: None,
+            span,
+        };
+        let idle_until = now + self.shared.settings.rtp_idle_timeout;
+        self.shared
+            .timers
+            .schedule(&mut session.scheduled, idle_until, Timer::Session(key));
+        debug!(parent: &session.span, "sip dialog created");
+        self.sips.insert(key, session);
+        let call_id = create.call_id;
+        if let Some(media) = create.media {
+            self.contained(&call_id, now, |e| e.update_sip(key, media, now));
+        } else {
+            self.flush_call(&call_id, now);
+        }
+        if !self.sips.contains_key(&key) {
+            return Err(CreateSessionError::NoUsableAudio);
+        }
+        Ok(self.shared.settings.local_addr)
+    }
+
+    /// Applies what a dialog negotiated (first, or again in a re-INVITE).
+    fn update_sip(&mut self, key: SessionKey, media: SipMedia, now: Instant) {
+        let Some(sip) = self.sips.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&sip.call_id) else {
+            return;
+        };
+        let call_id = sip.call_id.clone();
+        let routes = &mut self.routes.sip_by_addr;
+        if let Some(old) = sip.remote()
+            && routes.get(&old) == Some(&key)
+        {
+            routes.remove(&old);
+        }
+        routes.insert(media.remote_rtp, key);
+        let same_stream = sip.media.as_ref().is_some_and(|m| {
+            m.codec == media.codec
+                && m.payload_type == media.payload_type
+                && m.dtmf_payload_type == media.dtmf_payload_type
+        });
+        if !same_stream {
+            let flow = NativeFlow {
+                flow_id: 0,
+                participant_id: call
+                    .conference
+                    .participant_id(sip.participant)
+                    .unwrap_or_default()
+                    .to_owned(),
+                codec: media.codec,
+                payload_type: media.payload_type,
+                dtmf_payload_type: media.dtmf_payload_type,
+            };
+            let ssrc = (key.0 as u32).wrapping_mul(0x9E37_79B9) ^ 0x4845_4152;
+            match (
+                PlainSpeaker::new(sip.participant, flow, sip.span.clone()),
+                RtpSender::new(&media, ssrc),
+            ) {
+                (Ok(speaker), Ok(sender)) => {
+                    sip.speaker = Some(speaker);
+                    sip.sender = Some(sender);
+                }
+                (Err(e), _) => warn!(parent: &sip.span, error = %e, "no transcoder for the caller"),
+                (_, Err(e)) => warn!(parent: &sip.span, error = %e, "no encoder for the prompts"),
+            }
+            call.conference.handle_speaker_media(
+                sip.participant,
+                SpeakerMedia {
+                    ingest: Ingest::Sip,
+                    codec: media.codec.name(),
+                    transcoded: media.codec.is_transcoded(),
+                },
+            );
+        }
+        let hold = media.direction.is_hold();
+        if hold != sip.on_hold() || sip.media.is_none() {
+            info!(parent: &sip.span, hold, direction = ?media.direction, "sip media");
+        }
+        call.conference.handle_hold(sip.participant, hold);
+        sip.media = Some(media);
+        if !sip.can_hear() {
+            // Whatever was playing is cut off; it plays again on resume.
+            for pb in std::mem::take(&mut sip.playbacks) {
+                call.conference.handle_prompt_played(
+                    pb.kind,
+                    std::slice::from_ref(&pb.to),
+                    Delivery::Interrupted,
+                    pb.started,
+                    now,
+                );
+                sip.waiting.push(pb.kind);
+            }
+            sip.line = None;
+        } else if !sip.waiting.is_empty() {
+            let to = call
+                .conference
+                .participant_id(sip.participant)
+                .unwrap_or_default()
+                .to_owned();
+            for prompt in std::mem::take(&mut sip.waiting) {
+                queue_sip_prompt(sip, prompt, to.clone(), &self.shared.consent.prompts, now);
+            }
+        }
+        self.shared
+            .timers
+            .schedule(&mut sip.scheduled, now, Timer::Session(key));
+        self.flush_call(&call_id, now);
+    }
+
+    /// RTP from a SIP caller's address.
+    fn handle_sip_datagram(&mut self, key: SessionKey, now: Instant, data: &[u8]) {
+        let Some(sip) = self.sips.get_mut(&key) else {
+            return;
+        };
+        sip.last_input = now;
+        let call_id = sip.call_id.clone();
+        self.contained(&call_id, now, |engine| {
+            engine.sip_packet(key, data, now);
+            engine.flush_call(&call_id, now);
+        });
+    }
+
+    fn sip_packet(&mut self, key: SessionKey, data: &[u8], now: Instant) {
+        let Some(sip) = self.sips.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&sip.call_id) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        let Some(speaker) = sip.speaker.as_mut() else {
+            shared.metrics.sip_errors.get(IngestError::Unrouted).inc();
+            return;
+        };
+        shared.counts.sip_packets += 1;
+        shared.counts.sip_bytes += data.len() as u64;
+        #[cfg(any(test, feature = "fault-injection"))]
+        if std::mem::take(&mut call.panic_on_next_frame) {
+            panic!("injected fault: a bug while handling a frame");
+        }
+        match speaker.handle_packet(data, now) {
+            Ok(PlainPacket::Audio(frames)) => {
+                for frame in frames {
+                    let bytes = frame.payload.len() as u64;
+                    let stats = call.conference.handle_audio(key, sip.participant, frame);
+                    let counts = &mut shared.counts;
+                    counts.packets += stats.packets;
+                    counts.bytes += bytes;
+                    counts.lost += stats.lost;
+                    counts.reanchored += stats.reanchored;
+                    if let Some(reason) = stats.withheld {
+                        shared.metrics.frames_withheld.get(reason).inc();
+                    }
+                }
+            }
+            Ok(PlainPacket::Event {
+                rtp_time,
+                event,
+                end,
+                duration,
+            }) => {
+                shared.counts.dtmf += 1;
+                let clock = speaker.flow.codec.clock_rate();
+                let digit = speaker
+                    .dtmf
+                    .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
+                    .handle_packet(
+                        rtp_time,
+                        event,
+                        end,
+                        Duration::from_secs_f64(f64::from(duration) / f64::from(clock)),
+                        now,
+                    );
+                if let Some(digit) = digit
+                    && call
+                        .conference
+                        .handle_digit(sip.participant, digit.key, now)
+                {
+                    debug!(parent: &sip.span, key = %digit.key.as_char(), "dtmf consent signal");
+                }
+            }
+            Ok(PlainPacket::Rtcp) => {}
+            Err(reason) => {
+                trace!(parent: &sip.span, reason = reason.as_label(), "sip packet dropped");
+                shared.metrics.sip_errors.get(reason).inc();
+            }
+        }
+    }
+
+    /// A SIP dialog's timer: prompt packets due, the idle check, the next
+    /// deadline.
+    fn sip_due(&mut self, key: SessionKey, now: Instant) {
+        let Some(sip) = self.sips.get_mut(&key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&sip.call_id) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        let prompts = &shared.consent.prompts;
+        let local = shared.settings.local_addr;
+        let remote = sip.remote();
+        let SipSession {
+            playbacks,
+            sender,
+            span,
+            ..
+        } = &mut *sip;
+        let mut i = 0;
+        while i < playbacks.len() {
+            let pb = &mut playbacks[i];
+            let (prompt, started, ends) = (pb.kind, pb.started, pb.ends);
+            let out = &mut shared.out;
+            let progress = pb.play_due(
+                prompts,
+                now,
+                |rtp_time, packet| {
+                    let (Some(sender), Some(destination)) = (sender.as_mut(), remote) else {
+                        return false;
+                    };
+                    match sender.packet(rtp_time, &packet.data) {
+                        Ok(bytes) => {
+                            out.push_back(Output::Transmit(Transmit {
+                                proto: Protocol::Udp,
+                                source: local,
+                                destination,
+                                contents: bytes.into(),
+                            }));
+                            true
+                        }
+                        Err(e) => {
+                            warn!(parent: &*span, error = %e, "prompt packet not sent");
+                            false
+                        }
+                    }
+                },
+                |at, packet| {
+                    call.conference.handle_prompt_packet(PlayedPacket {
+                        prompt,
+                        started,
+                        ends,
+                        at,
+                        payload: packet.data.clone(),
+                        samples: packet.samples,
+                    });
+                },
+            );
+            match progress {
+                Progress::Playing => i += 1,
+                progress @ (Progress::Finished | Progress::Stopped) => {
+                    let pb = playbacks.swap_remove(i);
+                    let delivery = if progress == Progress::Finished {
+                        Delivery::Whole
+                    } else {
+                        Delivery::Interrupted
+                    };
+                    call.conference.handle_prompt_played(
+                        pb.kind,
+                        std::slice::from_ref(&pb.to),
+                        delivery,
+                        pb.started,
+                        now,
+                    );
+                }
+            }
+        }
+        // A caller who holds the call may send nothing for as long as it
+        // lasts; only a live dialog falls silent.
+        let idle_until = sip.last_input + shared.settings.rtp_idle_timeout;
+        if !sip.on_hold() && idle_until <= now {
+            debug!(parent: &sip.span, "sip caller silent: ending the dialog's media");
+            let call_id = sip.call_id.clone();
+            self.flush_call(&call_id, now);
+            self.remove_plain(key, SessionEndReason::Disconnected, now);
+            return;
+        }
+        let next_packet = sip.playbacks.iter().map(|p| p.next_at).min();
+        let deadline = next_packet.map_or(idle_until, |t| t.min(idle_until));
+        let deadline = if sip.on_hold() {
+            next_packet.unwrap_or(now + shared.settings.rtp_idle_timeout)
+        } else {
+            deadline
+        };
+        shared
+            .timers
+            .schedule(&mut sip.scheduled, deadline, Timer::Session(key));
+        let call_id = sip.call_id.clone();
+        self.flush_call(&call_id, now);
     }
 
     /// The native session of `call_id` whose secret is `secret`.
@@ -579,7 +947,7 @@ impl Engine {
             },
         );
         if let Some(native) = self.natives.get_mut(&key) {
-            let idle_until = now + self.shared.settings.native_idle_timeout;
+            let idle_until = now + self.shared.settings.rtp_idle_timeout;
             self.shared
                 .timers
                 .schedule(&mut native.scheduled, idle_until, Timer::Session(key));
@@ -600,7 +968,7 @@ impl Engine {
             e.flush_call(&call_id, now);
         });
         if result.is_err() {
-            self.remove_native(key, SessionEndReason::Failed, now);
+            self.remove_plain(key, SessionEndReason::Failed, now);
         }
         info!(call = %call_id, "native ingest started");
         result
@@ -638,7 +1006,7 @@ impl Engine {
             debug!(parent: &span, participant = %flow.participant_id, codec = flow.codec.name(), "native speaker added");
             let codec = flow.codec.name();
             let flow_id = flow.flow_id;
-            let speaker = NativeSpeaker::new(participant, flow, span)
+            let speaker = PlainSpeaker::new(participant, flow, span)
                 .map_err(|source| CreateSessionError::Transcoder { codec, source })?;
             native.speakers.insert(flow_id, speaker);
             self.shared.metrics.speakers_active.inc();
@@ -674,26 +1042,45 @@ impl Engine {
         self.flush_call(&call_id, now);
     }
 
-    fn remove_native(&mut self, key: SessionKey, reason: SessionEndReason, now: Instant) {
-        let Some(native) = self.natives.remove(&key) else {
+    /// Forgets a plain-RTP session (native or SIP): its routes and its
+    /// share of the gauges. Returns its call and secret.
+    fn drop_plain(&mut self, key: SessionKey) -> Option<(CallId, Box<str>)> {
+        let m = &self.shared.metrics;
+        let (call_id, secret, speakers, ingest) = if let Some(native) = self.natives.remove(&key) {
+            info!(parent: &native.span, "native ingest ended");
+            let n = native.speakers.len();
+            (native.call_id, native.secret, n, Ingest::Native)
+        } else {
+            let sip = self.sips.remove(&key)?;
+            info!(parent: &sip.span, "sip dialog ended");
+            if let Some(remote) = sip.remote()
+                && self.routes.sip_by_addr.get(&remote) == Some(&key)
+            {
+                self.routes.sip_by_addr.remove(&remote);
+            }
+            (sip.call_id, sip.secret, 1, Ingest::Sip)
+        };
+        self.routes.by_secret.remove(&secret);
+        m.sessions_active.dec();
+        m.speakers_active.sub(speakers as i64);
+        m.ingest_sessions.get(ingest).dec();
+        Some((call_id, secret))
+    }
+
+    /// Ends a plain-RTP session (native or SIP) for `reason`.
+    fn remove_plain(&mut self, key: SessionKey, reason: SessionEndReason, now: Instant) {
+        let Some((call_id, secret)) = self.drop_plain(key) else {
             return;
         };
-        self.routes.by_secret.remove(&native.secret);
-        let m = &self.shared.metrics;
-        m.sessions_active.dec();
-        m.sessions_ended.get(reason).inc();
-        m.speakers_active.sub(native.speakers.len() as i64);
-        m.ingest_sessions.get(Ingest::Native).dec();
-        info!(parent: &native.span, reason = reason.as_label(), "native ingest ended");
+        self.shared.metrics.sessions_ended.get(reason).inc();
         self.shared
             .out
             .push_back(Output::Event(EngineEvent::SessionEnded {
-                call_id: native.call_id.clone(),
-                secret: native.secret.to_string(),
+                call_id: call_id.clone(),
+                secret: secret.to_string(),
                 reason,
                 failure: None,
             }));
-        let call_id = native.call_id;
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -746,9 +1133,37 @@ impl Engine {
         match command {
             Command::CreateSession(create) => Reply::Answer(self.create_session(*create, now)),
             Command::CreateNative(create) => Reply::Native(self.create_native(*create, now)),
-            // SIP media is not wired into the engine yet.
-            Command::CreateSip(_) => Reply::Sip(Err(CreateSessionError::NoUsableAudio)),
-            Command::UpdateSip { .. } | Command::SipDigit { .. } => Reply::Found(false),
+            Command::CreateSip(create) => Reply::Sip(self.create_sip(*create, now)),
+            Command::UpdateSip {
+                call_id,
+                secret,
+                media,
+            } => {
+                let Some(key) = self.sip_key(&call_id, &secret) else {
+                    return Reply::Found(false);
+                };
+                self.contained(&call_id, now, |e| e.update_sip(key, media, now));
+                Reply::Found(true)
+            }
+            Command::SipDigit {
+                call_id,
+                secret,
+                key: pressed,
+            } => {
+                let Some(key) = self.sip_key(&call_id, &secret) else {
+                    return Reply::Found(false);
+                };
+                let Some(digit) = hearken_core::dtmf::DtmfKey::from_char(pressed) else {
+                    return Reply::Found(true);
+                };
+                let participant = self.sips.get(&key).map(|s| s.participant);
+                if let Some(participant) = participant {
+                    self.with_conference(&call_id, now, |c| {
+                        c.handle_digit(participant, digit, now);
+                    });
+                }
+                Reply::Found(true)
+            }
             Command::UpdateNative {
                 call_id,
                 secret,
@@ -773,7 +1188,8 @@ impl Engine {
                     .get(secret.as_str())
                     .copied()
                     .filter(|k| self.sessions.get(k).is_some_and(|s| s.call_id == call_id))
-                    .or_else(|| self.native_key(&call_id, &secret));
+                    .or_else(|| self.native_key(&call_id, &secret))
+                    .or_else(|| self.sip_key(&call_id, &secret));
                 let Some(key) = key else {
                     return Reply::Found(false);
                 };
@@ -884,26 +1300,32 @@ impl Engine {
                 }));
             // The Rtc may be in any state: dropped without a goodbye.
         }
-        let natives: Vec<SessionKey> = self
+        let plain: Vec<SessionKey> = self
             .natives
             .iter()
             .filter(|(_, s)| &s.call_id == call_id)
             .map(|(&k, _)| k)
+            .chain(
+                self.sips
+                    .iter()
+                    .filter(|(_, s)| &s.call_id == call_id)
+                    .map(|(&k, _)| k),
+            )
             .collect();
-        for key in natives {
-            let Some(native) = self.natives.remove(&key) else {
+        for key in plain {
+            let Some((_, secret)) = self.drop_plain(key) else {
                 continue;
             };
-            self.routes.by_secret.remove(&native.secret);
-            let m = &self.shared.metrics;
-            m.sessions_ended.get(SessionEndReason::Failed).inc();
-            m.speakers_active.sub(native.speakers.len() as i64);
-            m.ingest_sessions.get(Ingest::Native).dec();
+            self.shared
+                .metrics
+                .sessions_ended
+                .get(SessionEndReason::Failed)
+                .inc();
             self.shared
                 .out
                 .push_back(Output::Event(EngineEvent::SessionEnded {
                     call_id: call_id.clone(),
-                    secret: native.secret.to_string(),
+                    secret: secret.to_string(),
                     reason: SessionEndReason::Failed,
                     failure: None,
                 }));
@@ -1035,12 +1457,21 @@ impl Engine {
 
     fn handle_session_timer(&mut self, key: SessionKey, at: Instant, now: Instant) {
         let inactivity = self.shared.settings.inactivity_timeout;
+        if let Some(sip) = self.sips.get_mut(&key) {
+            if sip.scheduled != Some(at) {
+                return;
+            }
+            sip.scheduled = None;
+            let call_id = sip.call_id.clone();
+            self.contained(&call_id, now, |e| e.sip_due(key, now));
+            return;
+        }
         if let Some(native) = self.natives.get_mut(&key) {
             if native.scheduled != Some(at) {
                 return;
             }
             native.scheduled = None;
-            let idle_until = native.last_input + self.shared.settings.native_idle_timeout;
+            let idle_until = native.last_input + self.shared.settings.rtp_idle_timeout;
             if idle_until > now {
                 self.shared
                     .timers
@@ -1049,7 +1480,7 @@ impl Engine {
                 debug!(parent: &native.span, "native flows silent: ending the native ingest");
                 let call_id = native.call_id.clone();
                 self.contained(&call_id, now, |e| {
-                    e.remove_native(key, SessionEndReason::Disconnected, now)
+                    e.remove_plain(key, SessionEndReason::Disconnected, now)
                 });
             }
             return;
@@ -1265,7 +1696,15 @@ impl Engine {
                     }));
                 }
                 ConferenceOutput::Consent(ConsentOutput::PlayPrompt { prompt, to }) => {
-                    start_prompt(call, &mut self.sessions, shared, prompt, to, now);
+                    start_prompt(
+                        call,
+                        &mut self.sessions,
+                        &mut self.sips,
+                        shared,
+                        prompt,
+                        to,
+                        now,
+                    );
                 }
                 ConferenceOutput::Consent(other) => {
                     // The conference turns every other consent output into
@@ -1308,8 +1747,8 @@ impl Engine {
         failure: Option<hearken_core::conference::SessionFailure>,
         now: Instant,
     ) {
-        if self.natives.contains_key(&key) {
-            self.remove_native(key, reason, now);
+        if self.natives.contains_key(&key) || self.sips.contains_key(&key) {
+            self.remove_plain(key, reason, now);
             return;
         }
         let Some(mut session) = self.sessions.remove(&key) else {
@@ -1474,6 +1913,7 @@ impl Engine {
         for (ingest, (packets, bytes)) in [
             (Ingest::Whip, (c.whip_packets, c.whip_bytes)),
             (Ingest::Native, (c.native_packets, c.native_bytes)),
+            (Ingest::Sip, (c.sip_packets, c.sip_bytes)),
         ] {
             if packets > 0 {
                 m.ingest_packets.get(ingest).inc_by(packets);
@@ -1694,12 +2134,34 @@ fn apply_input(conference: &mut Conference, input: CallInput, now: Instant) {
 fn start_prompt(
     call: &mut Call,
     sessions: &mut FxHashMap<SessionKey, Session>,
+    sips: &mut FxHashMap<SessionKey, SipSession>,
     shared: &mut Shared,
     prompt: PromptKind,
     to: Vec<String>,
     now: Instant,
 ) {
     let mut audible_to = Vec::new();
+    for key in &call.sessions {
+        let Some(sip) = sips.get_mut(key) else {
+            continue;
+        };
+        let Some(id) = call.conference.participant_id(sip.participant) else {
+            continue;
+        };
+        if !to.iter().any(|t| t == id) {
+            continue;
+        }
+        // A caller who holds the call hears it when they resume.
+        audible_to.push(id.to_owned());
+        if sip.can_hear() {
+            queue_sip_prompt(sip, prompt, id.to_owned(), &shared.consent.prompts, now);
+            shared
+                .timers
+                .schedule(&mut sip.scheduled, now, Timer::Session(*key));
+        } else {
+            sip.waiting.push(prompt);
+        }
+    }
     for key in &call.sessions {
         let Some(session) = sessions.get_mut(key) else {
             continue;
@@ -1755,6 +2217,30 @@ fn start_prompt(
         call.conference
             .handle_prompt_played(prompt, &silent, Delivery::Inaudible, now, now);
     }
+}
+
+/// Queues `prompt` to a SIP caller (after whatever plays to them now).
+fn queue_sip_prompt(
+    sip: &mut SipSession,
+    prompt: PromptKind,
+    to: String,
+    prompts: &hearken_core::prompt::PromptSet,
+    now: Instant,
+) {
+    if sip.line.is_none_or(|l| l.free_at <= now)
+        && let Some(sender) = sip.sender.as_mut()
+    {
+        sender.start_talkspurt();
+    }
+    let playback = Playback::queued(
+        str0m::media::Mid::from("sip"),
+        prompt,
+        to,
+        &mut sip.line,
+        prompts,
+        now,
+    );
+    sip.playbacks.push(playback);
 }
 
 /// Counts an audit event in the consent metrics.

@@ -15,7 +15,10 @@
 //! - [`stun_filter`]: a kernel filter that drops forged STUN checks before
 //!   they reach the worker.
 //! - [`native`]: a call's native ingest (RTP pushed over QUIC): its flows
-//!   are speakers; [`transcode`]: telephone codecs made into Opus once.
+//!   are speakers; [`plain_rtp`]: RTP Hearken parses itself (native, SIP);
+//!   [`transcode`]: telephone codecs made into Opus once.
+//! - [`sip`]: a SIP dialog's media: plain RTP on the worker's socket,
+//!   prompts sent in the negotiated codec.
 //! - [`verbal`]: verbal consent: a participant's answer to the consent
 //!   request, heard on this machine.
 
@@ -23,8 +26,10 @@ pub mod command;
 pub mod dtls;
 pub mod engine;
 pub mod native;
+pub mod plain_rtp;
 pub mod playback;
 pub mod session;
+pub mod sip;
 pub mod stun_filter;
 pub mod transcode;
 pub mod verbal;

@@ -98,6 +98,41 @@ impl Playback {
         rtc: &mut Rtc,
         prompts: &PromptSet,
         now: Instant,
+        written: impl FnMut(Instant, &PromptPacket),
+    ) -> Progress {
+        let mid = self.mid;
+        self.play_due(
+            prompts,
+            now,
+            |rtp_time, packet| {
+                rtc.writer(mid)
+                    .and_then(|w| {
+                        let pt = w
+                            .payload_params()
+                            .find(|p| p.spec().codec == Codec::Opus)
+                            .map(|p| p.pt())?;
+                        w.write(
+                            pt,
+                            now,
+                            MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ),
+                            packet.data.clone(),
+                        )
+                        .ok()
+                    })
+                    .is_some()
+            },
+            written,
+        )
+    }
+
+    /// Hands every packet due at `now` to `send` (with its RTP time, 48 kHz;
+    /// `false`: the line takes no more), then tells `written` of it with the
+    /// time it was due. For lines that are not str0m's (SIP).
+    pub fn play_due(
+        &mut self,
+        prompts: &PromptSet,
+        now: Instant,
+        mut send: impl FnMut(u64, &PromptPacket) -> bool,
         mut written: impl FnMut(Instant, &PromptPacket),
     ) -> Progress {
         let prompt = prompt_of(prompts, self.kind);
@@ -105,20 +140,7 @@ impl Playback {
             let Some(packet) = prompt.packets.get(self.next) else {
                 return Progress::Finished;
             };
-            let written_to_rtc = rtc.writer(self.mid).and_then(|w| {
-                let pt = w
-                    .payload_params()
-                    .find(|p| p.spec().codec == Codec::Opus)
-                    .map(|p| p.pt())?;
-                w.write(
-                    pt,
-                    now,
-                    MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ),
-                    packet.data.clone(),
-                )
-                .ok()
-            });
-            if written_to_rtc.is_none() {
+            if !send(self.rtp_time, packet) {
                 return Progress::Stopped;
             }
             written(self.next_at, packet);

@@ -74,8 +74,9 @@ pub struct WorkerSettings {
     pub connect_timeout: Duration,
     /// Connected sessions silent this long are ended as disconnected.
     pub inactivity_timeout: Duration,
-    /// Native sessions silent this long are ended as disconnected.
-    pub native_idle_timeout: Duration,
+    /// Plain-RTP sessions (native, SIP) silent this long are ended as
+    /// disconnected.
+    pub rtp_idle_timeout: Duration,
     /// Consent rules, prompts and settings.
     pub consent: Arc<ConsentSetup>,
     /// The node's verbal-consent recogniser, when it runs.
@@ -213,7 +214,7 @@ pub fn spawn(
             local_addr,
             connect_timeout: settings.connect_timeout,
             inactivity_timeout: settings.inactivity_timeout,
-            native_idle_timeout: settings.native_idle_timeout,
+            rtp_idle_timeout: settings.rtp_idle_timeout,
             ufrag_prefix,
         },
         settings.consent,

@@ -131,6 +131,9 @@ pub struct Sim {
     pub stun_to_server: Vec<(SocketAddr, Vec<u8>)>,
     /// Drops a datagram (from, to, bytes) when it returns true.
     pub drop_if: Option<Box<DropFilter>>,
+    /// Datagrams the engine sent to addresses no WHIP client has (SIP
+    /// callers): (arrival, destination, bytes).
+    pub elsewhere: Vec<(Instant, SocketAddr, Vec<u8>)>,
     network: VecDeque<InFlight>,
 }
 
@@ -152,7 +155,7 @@ impl Sim {
                 local_addr: SERVER,
                 connect_timeout: Duration::from_secs(10),
                 inactivity_timeout: Duration::from_secs(15),
-                native_idle_timeout: Duration::from_secs(60),
+                rtp_idle_timeout: Duration::from_secs(60),
                 ufrag_prefix: Some(hearken::media::stun_filter::UfragPrefix::random()),
             },
             Arc::new(setup),
@@ -170,6 +173,7 @@ impl Sim {
             metrics,
             stun_to_server: Vec::new(),
             drop_if: None,
+            elsewhere: Vec::new(),
             network: VecDeque::new(),
         }
     }
@@ -268,6 +272,13 @@ impl Sim {
         }
     }
 
+    /// A datagram from `from` (not a WHIP client: a SIP caller) reaches the
+    /// engine now.
+    pub fn datagram_from(&mut self, from: SocketAddr, data: &[u8]) {
+        self.engine.handle_datagram(self.now, from, data);
+        self.pump();
+    }
+
     /// Runs for `d` more.
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
@@ -318,6 +329,8 @@ impl Sim {
                 .find(|c| c.whip.local == d.to && !c.gone)
             {
                 let _ = c.whip.handle_datagram(self.now, d.from, &d.data);
+            } else {
+                self.elsewhere.push((self.now, d.to, d.data));
             }
             // str0m's contract: drain the outputs after every input.
             self.pump();

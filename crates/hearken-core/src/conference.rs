@@ -310,6 +310,11 @@ pub struct ParticipantSummary {
     /// Opus is recorded exactly as it arrived.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transcoded_to_opus: bool,
+    /// Their telephone leg holds the call now (re-INVITE `sendonly` or
+    /// `inactive`): they hear nothing, so no prompt plays to them until
+    /// they resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_hold: bool,
     /// Recording, relative to the call directory.
     pub file: String,
     /// Public ids of the sessions that carried this participant.
@@ -420,6 +425,8 @@ struct Participant {
     left_pending: Option<u64>,
     /// What their audio arrives as (the latest session's).
     media: Option<SpeakerMedia>,
+    /// Their telephone leg holds the call.
+    on_hold: bool,
 }
 
 /// One participant's frames waiting for consent.
@@ -1106,6 +1113,13 @@ impl Conference {
         ParticipantIdx(idx as u32)
     }
 
+    /// `participant` put the call on hold or resumed it (a SIP re-INVITE).
+    pub fn handle_hold(&mut self, participant: ParticipantIdx, on_hold: bool) {
+        if let Some(p) = self.participants.get_mut(participant.0 as usize) {
+            p.on_hold = on_hold;
+        }
+    }
+
     /// What `participant`'s audio arrives as (for `call.json`).
     pub fn handle_speaker_media(&mut self, participant: ParticipantIdx, media: SpeakerMedia) {
         if let Some(p) = self.participants.get_mut(participant.0 as usize) {
@@ -1143,6 +1157,7 @@ impl Conference {
             hold: Hold::default(),
             left_pending: None,
             media: None,
+            on_hold: false,
         });
         self.participants.len() - 1
     }
@@ -1361,6 +1376,7 @@ impl Conference {
                     ingest: p.media.as_ref().map(|m| m.ingest).unwrap_or_default(),
                     codec: p.media.as_ref().map(|m| m.codec.to_owned()),
                     transcoded_to_opus: p.media.as_ref().is_some_and(|m| m.transcoded),
+                    on_hold: p.on_hold,
                     file: format!("audio/{}.opus", p.file_stem),
                     sessions: p.sessions.clone(),
                     first_packet_at: to_utc(p.first_packet),

@@ -17,6 +17,7 @@ mod panic_ends_one_call;
 mod routing;
 mod rsa_client;
 mod sendonly_needs_a_provider_notice;
+mod sip_dialog;
 mod two_minute_call;
 
 use std::path::Path;
