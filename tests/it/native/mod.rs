@@ -2,4 +2,5 @@
 //! many calls on one connection, and no participant joins the call.
 
 mod bad_input;
+mod flows_change_mid_call;
 mod three_calls_one_connection;
