@@ -817,6 +817,11 @@ impl Metrics {
                 .consent_verbal
                 .with_label_values(&[result.as_label()]);
         }
+        for ingest in Ingest::ALL {
+            let l = [ingest.as_label()];
+            metrics.ingest_connections.with_label_values(&l);
+            metrics.ingest_setup_seconds.with_label_values(&l);
+        }
         // Every labelled child of the media path exists (and shows 0) from
         // the start.
         let _ = metrics.media();

@@ -131,10 +131,13 @@ pub async fn create(
             });
         }
     };
+    let took = started.elapsed().as_secs_f64();
+    state.metrics.whip_answer_seconds.observe(took);
     state
         .metrics
-        .whip_answer_seconds
-        .observe(started.elapsed().as_secs_f64());
+        .ingest_setup_seconds
+        .with_label_values(&["whip"])
+        .observe(took);
     info!(call = %call_id, session = %public_id, worker, "whip session created");
 
     let location = format!("/whip/{call_id}/{secret}");
