@@ -44,7 +44,9 @@ async fn a_flow_added_and_one_removed_mid_call() {
         json!([{"participant_id": "alice", "flow_id": 1, "codec": "opus", "payload_type": 111}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256).await.unwrap();
+    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
+        .await
+        .unwrap();
     client.present_tokens(&[&answer.token]).await.unwrap();
     let clip = speech("speaker-a.opus");
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -145,7 +147,9 @@ async fn a_pcmu_flow_is_recorded_as_opus_made_once_from_it() {
         json!([{"participant_id": "dora", "flow_id": 7, "codec": "pcmu", "payload_type": 0}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256).await.unwrap();
+    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
+        .await
+        .unwrap();
     client.present_tokens(&[&answer.token]).await.unwrap();
     // The speech as a telephone sends it: decoded at 8 kHz, µ-law.
     let clip = speech("speaker-b.opus");
@@ -154,7 +158,10 @@ async fn a_pcmu_flow_is_recorded_as_opus_made_once_from_it() {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     for (n, p) in clip.iter().enumerate() {
         let len = dec.decode(p, &mut pcm, false).unwrap();
-        let ulaw: Vec<u8> = pcm[..len].iter().map(|&s| ezk_g711::mulaw::encode(s)).collect();
+        let ulaw: Vec<u8> = pcm[..len]
+            .iter()
+            .map(|&s| ezk_g711::mulaw::encode(s))
+            .collect();
         tick.tick().await;
         let rtp = rtp_packet(0, n as u16, n as u32 * 160, 3, &ulaw);
         client.send_datagram(7, &rtp).unwrap();

@@ -2,5 +2,6 @@
 //! many calls on one connection, and no participant joins the call.
 
 mod bad_input;
+mod consent_without_prompts;
 mod flows_change_mid_call;
 mod three_calls_one_connection;
