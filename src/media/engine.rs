@@ -1407,6 +1407,7 @@ impl Engine {
         self.routes.by_secret.insert(session.secret.clone(), key);
         self.sessions.insert(key, session);
         metrics.sessions_active.inc();
+        metrics.ingest_sessions.get(Ingest::Whip).inc();
         let call_id = create.call_id.clone();
         self.contained(&call_id, now, |e| e.drive(key, now));
         Ok(answer)
@@ -1823,6 +1824,7 @@ impl Engine {
     ) {
         let m = &self.shared.metrics;
         m.sessions_active.dec();
+        m.ingest_sessions.get(Ingest::Whip).dec();
         m.sessions_ended.get(reason).inc();
         if let Some(cause) = cause {
             m.sessions_failed.get(cause).inc();
