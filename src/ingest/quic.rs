@@ -259,6 +259,9 @@ struct Connection {
     ctx: Arc<Context>,
     /// Calls whose tokens this connection presented.
     calls: Vec<CallId>,
+    /// A valid token was presented once (a connection whose calls all
+    /// ended stays open for the platform's next ones).
+    proven: bool,
     routes: FxHashMap<u64, Route>,
     /// Flows of calls that ended or flows removed: their late packets are
     /// dropped quietly rather than counted against the unknown-flow bound.
@@ -273,6 +276,7 @@ impl Connection {
             conn,
             ctx,
             calls: Vec::new(),
+            proven: false,
             routes: FxHashMap::default(),
             retired: FxHashSet::default(),
             pending: VecDeque::new(),
@@ -314,7 +318,7 @@ impl Connection {
                     FromStream::Packet(flow, packet, arrival) => self.packet(flow, packet, arrival),
                 },
                 Ok(()) = changed.changed() => self.refresh(),
-                () = &mut token_deadline, if self.calls.is_empty() => {
+                () = &mut token_deadline, if !self.proven => {
                     self.ctx.errors.get(IngestError::BadToken).inc();
                     Err(Close(
                         RoqErrorCode::GeneralError,
@@ -391,6 +395,7 @@ impl Connection {
                 "bad connection token".into(),
             ));
         };
+        self.proven = true;
         if !self.calls.contains(&call.call_id) {
             info!(call = %call.call_id, flows = call.flows.len(), "call bound");
             self.calls.push(call.call_id.clone());
