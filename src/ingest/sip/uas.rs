@@ -644,6 +644,13 @@ impl Uas {
                 .transcripts
                 .set_display_name(&target.call_id, &target.participant_id, name);
         }
+        #[cfg(any(test, feature = "fault-injection"))]
+        test_delay(&req).await;
+        // A CANCEL answered already (487): nothing is placed.
+        if cancelled(&mut events) {
+            info!(call = %target.call_id, "SIP INVITE cancelled before its media was set up");
+            return;
+        }
         let secret = random_token(16);
         let public_id = format!("s{}", random_token(4));
         let max_sessions = state.config.limits.max_sessions;
@@ -1001,6 +1008,18 @@ impl Uas {
         done(&self);
         self.await_ack(&sender, ok, reliable, events, key, req.body.is_empty())
             .await;
+    }
+}
+
+/// Test hook: an INVITE with `X-Hearken-Test-Delay: {ms}` (at most 5 s)
+/// waits that long before its media is asked for, as a slow media worker
+/// would, so a test can CANCEL it in flight. Not in release builds.
+#[cfg(any(test, feature = "fault-injection"))]
+async fn test_delay(req: &Request) {
+    if let Some(ms) =
+        header_value(req, "X-Hearken-Test-Delay").and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms.min(5_000))).await;
     }
 }
 
