@@ -72,6 +72,110 @@ pub struct Config {
 pub struct IngestConfig {
     /// Native ingest: the platform pushes RTP over QUIC.
     pub quic: QuicIngestConfig,
+    /// SIP dial-in: a user agent server over UDP and TCP.
+    pub sip: SipIngestConfig,
+}
+
+/// SIP dial-in (see `src/ingest/sip/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipIngestConfig {
+    /// Address the SIP listener binds, on UDP and TCP alike
+    /// (`127.0.0.1:5060`); empty turns SIP dial-in off.
+    pub listen: String,
+    /// `host:port` put in Contact headers; empty means the bound address
+    /// (with `media.advertised_ip` when bound to all interfaces).
+    pub advertised: String,
+    /// Digest realm of the challenges.
+    pub realm: String,
+    /// Source networks whose INVITEs need no credentials (`10.0.0.0/8`,
+    /// `::1/128`; a bare address is one host).
+    pub allow_from: Vec<String>,
+    /// Digest users, each `user:ENV_VAR`: the user name, and the
+    /// environment variable its password is read from at start (the
+    /// password itself is never in the config or a log). From the
+    /// environment: `HEARKEN_INGEST_SIP_CREDENTIALS=trunk:SIP_TRUNK_PASSWORD`.
+    pub credentials: Vec<String>,
+}
+
+impl Default for SipIngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            advertised: String::new(),
+            realm: "hearken".to_owned(),
+            allow_from: vec!["127.0.0.1/32".to_owned()],
+            credentials: Vec::new(),
+        }
+    }
+}
+
+impl SipIngestConfig {
+    /// The address to listen on, when SIP dial-in is on.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let text = self.listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            key: "ingest.sip.listen",
+            message: format!("{text:?} is not an address like 127.0.0.1:5060"),
+        })
+    }
+
+    /// `allow_from`, read.
+    pub fn allow_networks(&self) -> Result<Vec<crate::ingest::sip::auth::Network>, ConfigError> {
+        self.allow_from
+            .iter()
+            .map(|n| {
+                n.parse().map_err(
+                    |e: crate::ingest::sip::auth::BadNetwork| ConfigError::Invalid {
+                        key: "ingest.sip.allow_from",
+                        message: e.to_string(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// `credentials` as (user, variable) pairs.
+    pub fn credential_entries(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "ingest.sip.credentials",
+            message,
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for entry in &self.credentials {
+            let Some((user, var)) = entry.split_once(':') else {
+                return Err(invalid(format!(
+                    "{entry:?} is not user:ENV_VAR (the variable that holds the password)"
+                )));
+            };
+            let (user, var) = (user.trim(), var.trim());
+            if user.is_empty() || user.chars().any(|c| c.is_control() || c == '"') {
+                return Err(invalid(format!(
+                    "{entry:?}: the user name is empty or unusable"
+                )));
+            }
+            let var_ok = var
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !var_ok {
+                // Said without echoing the text: it may be a password put
+                // there by mistake.
+                return Err(invalid(format!(
+                    "the entry of user {user:?} must name an environment variable (letters, digits, _), not hold the password"
+                )));
+            }
+            if out.iter().any(|(u, _)| u == user) {
+                return Err(invalid(format!("user {user:?} is listed twice")));
+            }
+            out.push((user.to_owned(), var.to_owned()));
+        }
+        Ok(out)
+    }
 }
 
 /// Native ingest over QUIC (RTP over QUIC, `roq-14`).
@@ -683,6 +787,16 @@ impl Config {
             });
         }
         self.ingest.quic.listen_addr()?;
+        let sip = &self.ingest.sip;
+        sip.listen_addr()?;
+        sip.allow_networks()?;
+        sip.credential_entries()?;
+        if sip.realm.is_empty() || sip.realm.contains('"') {
+            return Err(ConfigError::Invalid {
+                key: "ingest.sip.realm",
+                message: "must be non-empty and without '\"'".into(),
+            });
+        }
         let q = &self.ingest.quic;
         if q.cert_file.is_some() != q.key_file.is_some() {
             return Err(ConfigError::Invalid {
@@ -1061,6 +1175,77 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loaded.unknown_env, vec!["HEARKEN_HTTP_LISTN"]);
+    }
+
+    #[test]
+    fn sip_keys_from_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HEARKEN_INGEST_SIP_LISTEN", "127.0.0.1:5060"),
+                ("HEARKEN_INGEST_SIP_REALM", "calls.example"),
+                ("HEARKEN_INGEST_SIP_ALLOW_FROM", "10.0.0.0/8, ::1"),
+                (
+                    "HEARKEN_INGEST_SIP_CREDENTIALS",
+                    "trunk:SIP_TRUNK_PASSWORD,pbx:PBX_PW",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(c.unknown_env.is_empty(), "{:?}", c.unknown_env);
+        let sip = c.config.ingest.sip;
+        assert_eq!(
+            sip.listen_addr().unwrap(),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(sip.realm, "calls.example");
+        assert_eq!(sip.allow_networks().unwrap().len(), 2);
+        assert_eq!(
+            sip.credential_entries().unwrap(),
+            vec![
+                ("trunk".to_owned(), "SIP_TRUNK_PASSWORD".to_owned()),
+                ("pbx".to_owned(), "PBX_PW".to_owned())
+            ]
+        );
+        let d = Config::default().ingest.sip;
+        assert_eq!(d.listen_addr().unwrap(), None, "off by default");
+        assert_eq!(d.allow_from, ["127.0.0.1/32"]);
+        assert_eq!(d.realm, "hearken");
+    }
+
+    #[test]
+    fn sip_errors_name_the_key_and_never_echo_a_password() {
+        for (var, value, key) in [
+            (
+                "HEARKEN_INGEST_SIP_LISTEN",
+                "port 5060",
+                "ingest.sip.listen",
+            ),
+            (
+                "HEARKEN_INGEST_SIP_ALLOW_FROM",
+                "10.0.0.0/40",
+                "ingest.sip.allow_from",
+            ),
+            (
+                "HEARKEN_INGEST_SIP_CREDENTIALS",
+                "trunk",
+                "ingest.sip.credentials",
+            ),
+            ("HEARKEN_INGEST_SIP_REALM", "", "ingest.sip.realm"),
+        ] {
+            let text = Config::load(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(key), "{var}: {text}");
+        }
+        let text = Config::load(
+            None,
+            env(&[("HEARKEN_INGEST_SIP_CREDENTIALS", "trunk:hunter2!")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("ingest.sip.credentials"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use hearken::config::{Config, DEVELOPMENT_TOKEN};
 use tracing::{info, warn};
 
+/// The log filter without `HEARKEN_LOG`. The SIP stack logs every message it
+/// sends or receives, whole, at `info` (Authorization headers included):
+/// only its warnings are shown.
+const DEFAULT_LOG: &str = "info,rsipstack=warn";
+
 /// Hearken media server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -108,7 +113,7 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let loaded = load(config_path.as_deref())?;

@@ -148,6 +148,25 @@ pub enum IngestError {
     Handshake,
     /// RTP from an address or for a dialog Hearken does not know.
     Unrouted,
+    /// A SIP message that cannot be parsed or lacks what it must carry (a
+    /// mandatory header, readable SDP or INFO body).
+    MalformedMessage,
+    /// A SIP INVITE with wrong credentials, or from a source that is not
+    /// allowed when no credentials are configured.
+    AuthFailed,
+    /// A SIP INVITE that names no valid call or participant.
+    BadTarget,
+    /// A SIP offer (or late answer) with no codec Hearken speaks over plain
+    /// RTP (488).
+    NoCommonCodec,
+    /// A SIP request for a dialog Hearken does not have (481).
+    UnknownDialog,
+    /// A SIP method Hearken does not implement (405).
+    UnsupportedMethod,
+    /// A SIP body of a type Hearken does not take (415).
+    UnsupportedMediaType,
+    /// The media worker could not be asked (gone, busy, silent).
+    WorkerUnavailable,
 }
 
 label_enum!(IngestError {
@@ -161,6 +180,14 @@ label_enum!(IngestError {
     IngestError::StreamCreation => "stream_creation",
     IngestError::Handshake => "handshake",
     IngestError::Unrouted => "unrouted",
+    IngestError::MalformedMessage => "malformed_message",
+    IngestError::AuthFailed => "auth_failed",
+    IngestError::BadTarget => "bad_target",
+    IngestError::NoCommonCodec => "no_common_codec",
+    IngestError::UnknownDialog => "unknown_dialog",
+    IngestError::UnsupportedMethod => "unsupported_method",
+    IngestError::UnsupportedMediaType => "unsupported_media_type",
+    IngestError::WorkerUnavailable => "worker_unavailable",
 } all: [
     IngestError::MalformedRtp,
     IngestError::UnexpectedPayloadType,
@@ -172,6 +199,14 @@ label_enum!(IngestError {
     IngestError::StreamCreation,
     IngestError::Handshake,
     IngestError::Unrouted,
+    IngestError::MalformedMessage,
+    IngestError::AuthFailed,
+    IngestError::BadTarget,
+    IngestError::NoCommonCodec,
+    IngestError::UnknownDialog,
+    IngestError::UnsupportedMethod,
+    IngestError::UnsupportedMediaType,
+    IngestError::WorkerUnavailable,
 ]);
 
 /// Whether a consent gate is open or closed.

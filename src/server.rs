@@ -21,6 +21,7 @@ use crate::control::meetings::Meetings;
 use crate::control::registry::Registry;
 use crate::ingest::native::NativeCalls;
 use crate::ingest::quic::{QuicInfo, QuicIngest};
+use crate::ingest::sip::{SipInfo, SipIngest};
 use crate::media::{EngineEvent, WorkerHandle, WorkerSettings, worker};
 use crate::metrics::Metrics;
 use crate::sinks::transcribe::{TranscribeHandle, TranscriptStore};
@@ -76,6 +77,9 @@ pub enum StartError {
     /// The QUIC ingest cannot start.
     #[error(transparent)]
     Quic(#[from] crate::ingest::quic::QuicSetupError),
+    /// The SIP ingest cannot start.
+    #[error(transparent)]
+    Sip(#[from] crate::ingest::sip::SipSetupError),
 }
 
 /// Where the server reads its secrets (the transcription API key, the
@@ -134,6 +138,8 @@ pub struct AppState {
     pub natives: Arc<NativeCalls>,
     /// The QUIC listener's address and certificate, when native ingest is on.
     pub quic: Option<QuicInfo>,
+    /// The SIP listener's address and its dialogs, when SIP dial-in is on.
+    pub sip: Option<SipInfo>,
     accepting: AtomicBool,
 }
 
@@ -295,6 +301,20 @@ pub async fn start_with_secrets(
         )?),
         None => None,
     };
+    // SIP binds now (the state names its address) and serves once the
+    // state exists (the UAS places sessions through it).
+    let sip_bound = match config.ingest.sip.listen_addr()? {
+        Some(listen) => Some(
+            crate::ingest::sip::bind(
+                &config.ingest.sip,
+                listen,
+                config.media.advertised_ip,
+                &secrets,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     metrics.media_workers.set(workers.len() as i64);
     metrics
         .sessions_capacity
@@ -310,8 +330,13 @@ pub async fn start_with_secrets(
         meetings: meetings.clone(),
         natives,
         quic: quic.as_ref().map(|q| q.info.clone()),
+        sip: sip_bound.as_ref().map(|s| s.info()),
         accepting: AtomicBool::new(true),
     });
+    let sip = match sip_bound {
+        Some(bound) => Some(bound.serve(state.clone()).await?),
+        None => None,
+    };
     tokio::spawn(track_engine_events(state.clone(), events_rx));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -345,7 +370,7 @@ pub async fn start_with_secrets(
                 _ = external_shutdown => {}
             }
             let _ = stopping_tx.send(true);
-            drain(drain_state, joins, quic).await;
+            drain(drain_state, joins, quic, sip).await;
         };
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -413,11 +438,19 @@ fn start_transcriber(
 }
 
 /// Stops taking sessions, ends every call, joins the media threads.
-async fn drain(state: Arc<AppState>, joins: Vec<JoinHandle<()>>, quic: Option<QuicIngest>) {
+async fn drain(
+    state: Arc<AppState>,
+    joins: Vec<JoinHandle<()>>,
+    quic: Option<QuicIngest>,
+    sip: Option<SipIngest>,
+) {
     info!("shutting down: no new sessions; ending calls");
     state.accepting.store(false, Ordering::SeqCst);
     if let Some(quic) = &quic {
         quic.close();
+    }
+    if let Some(sip) = &sip {
+        sip.close();
     }
     for w in &state.workers {
         w.shutdown();
@@ -449,6 +482,11 @@ async fn track_engine_events(
             } => {
                 state.registry.remove_session(&secret);
                 state.natives.remove_session(&secret);
+                // A SIP dialog whose media ended (it timed out, the call
+                // ended): the caller gets a BYE.
+                if let Some(sip) = &state.sip {
+                    sip.session_ended(&secret);
+                }
                 if let Some(failure) = failure {
                     state.registry.session_failed(&call_id, failure);
                 }

@@ -5,6 +5,8 @@
 //! - [`quic`]: the QUIC listener (quinn) that takes RTP over QUIC
 //!   (draft-ietf-avtcore-rtp-over-quic-14): many calls over one connection,
 //!   each speaker a flow, media in DATAGRAMs or unidirectional streams.
+//! - [`sip`]: SIP dial-in, a user agent server over UDP and TCP: one dialog
+//!   per speaker, its media plain RTP on the call's media worker.
 //!
 //! # How a connection proves itself
 //!
@@ -23,6 +25,7 @@
 
 pub mod native;
 pub mod quic;
+pub mod sip;
 
 /// The flow id of the stream that carries connection tokens (2^62 - 1).
 pub const TOKEN_FLOW_ID: u64 = hearken_core::roq::MAX_VARINT;

@@ -5,6 +5,7 @@
 //!   input, admission control, real independent WebRTC stacks.
 //! - `engine`: the media engine driven in simulated time (`sim`).
 //! - `native`: native ingest, RTP over QUIC from a platform's servers.
+//! - `sip`: SIP dial-in's signalling, against SIPp and raw SIP text.
 //! - `consent`, `transcribe`, `policy`, `ops`: the behaviours of those
 //!   areas, end to end.
 //!
@@ -18,5 +19,6 @@ mod native;
 mod ops;
 mod policy;
 mod sim;
+mod sip;
 mod transcribe;
 mod whip;

@@ -1,0 +1,43 @@
+//! Dialog handling Hearken's signalling does on its own: CANCEL of an
+//! INVITE in flight, BYE for a dialog it does not have.
+
+use hearken::metrics::IngestError;
+
+use super::{SipTransport, sessions, sip_addr, sip_errors, sip_server, sipp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_invite_gets_487_and_leaves_nothing() {
+    let server = sip_server().await;
+    let addr = sip_addr(&server);
+    for transport in [SipTransport::Udp, SipTransport::Tcp] {
+        sipp(addr, "cancel.xml", "cancelled-call", transport, &[]).await;
+    }
+    // Cancelled before its media was asked for: no worker saw it.
+    assert_eq!(sip_errors(&server, IngestError::NoCommonCodec), 0);
+    assert_eq!(sessions(&server), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bye_for_an_unknown_dialog_gets_481() {
+    let server = sip_server().await;
+    let addr = sip_addr(&server);
+    sipp(
+        addr,
+        "bye_unknown_dialog.xml",
+        "no-call",
+        SipTransport::Udp,
+        &[],
+    )
+    .await;
+    sipp(
+        addr,
+        "bye_unknown_dialog.xml",
+        "no-call",
+        SipTransport::Tcp,
+        &[],
+    )
+    .await;
+    assert_eq!(sip_errors(&server, IngestError::UnknownDialog), 2);
+    server.shutdown().await;
+}
