@@ -23,6 +23,11 @@ pub(crate) struct PlainSpeaker {
     pub participant: ParticipantIdx,
     pub flow: NativeFlow,
     extender: RtpExtender,
+    /// RTP packets of this source that were not its audio (telephone
+    /// events, other payload types): they share the sequence numbers, so
+    /// the conference, which counts gaps as loss, sees audio numbers with
+    /// them taken out.
+    not_audio: u64,
     ssrc: Option<u32>,
     to_opus: Option<ToOpus>,
     pub dtmf: Option<DtmfAssembler>,
@@ -40,6 +45,7 @@ impl PlainSpeaker {
             to_opus: ToOpus::new(flow.codec)?,
             flow,
             extender: RtpExtender::default(),
+            not_audio: 0,
             ssrc: None,
             dtmf: None,
             span,
@@ -81,6 +87,7 @@ impl PlainSpeaker {
             // A new source (the sender restarted): its numbers start over.
             self.ssrc = Some(rtp.ssrc());
             self.extender = RtpExtender::default();
+            self.not_audio = 0;
         }
         let pt = rtp.payload_type();
         if Some(pt) == self.flow.dtmf_payload_type {
@@ -90,6 +97,7 @@ impl PlainSpeaker {
             }
             let ts = self.extender.extend_timestamp(rtp.timestamp());
             self.extender.extend_seq(rtp.sequence_number());
+            self.not_audio += 1;
             // RFC 4733 §2.3: event, E|R|volume, duration (16 bits).
             return Ok(PlainPacket::Event {
                 rtp_time: ts,
@@ -99,9 +107,14 @@ impl PlainSpeaker {
             });
         }
         if pt != self.flow.payload_type {
+            self.extender.extend_seq(rtp.sequence_number());
+            self.not_audio += 1;
             return Err(IngestError::UnexpectedPayloadType);
         }
-        let seq = self.extender.extend_seq(rtp.sequence_number());
+        let seq = self
+            .extender
+            .extend_seq(rtp.sequence_number())
+            .saturating_sub(self.not_audio);
         let ts = self.extender.extend_timestamp(rtp.timestamp());
         let rtp_time = rescale_to_48k(ts, self.flow.codec.clock_rate());
         let payload = rtp.payload();

@@ -3,6 +3,8 @@
 //! - `server`: a real server in this process, on loopback;
 //! - `client`: an independent WHIP client (str0m, client role) on a real
 //!   UDP socket;
+//! - `baresip`: a real SIP phone (Debian's baresip) driven over its
+//!   control socket;
 //! - `audio`: the test speech, and decoding recordings with libopus;
 //! - `http`: the API requests the tests make;
 //! - `native`: native ingest as a platform drives it (RTP over QUIC);
@@ -11,6 +13,7 @@
 #![allow(dead_code)]
 
 mod audio;
+mod baresip;
 mod client;
 mod http;
 mod native;
@@ -18,6 +21,7 @@ mod server;
 mod speech;
 
 pub use audio::*;
+pub use baresip::*;
 pub use client::*;
 pub use http::*;
 pub use native::*;

@@ -9,6 +9,7 @@
 //! SDP, then ACK and BYE).
 
 mod auth;
+mod baresip_dial_in;
 mod dialogs;
 mod malformed;
 
