@@ -7,7 +7,8 @@
 #
 # Stacks: firefox chromium gstreamer aiortc werift (and `wav`: opus-tools, to
 # make speech WAVs with opusdec; `speech`: the English pocketsphinx model,
-# espeak-ng and sox for crates/hearken-verbal's tests; neither is part of `all`).
+# espeak-ng and sox for crates/hearken-verbal's tests; `sipp`: SIPp, the SIP
+# peer of tests/it/sip/; none of these three is part of `all`).
 #
 # Sources: Debian packages (apt-get), PyPI (pip, into a venv) and npm
 # (`npm ci` from the committed package-lock.json). Nothing else is downloaded,
@@ -157,6 +158,14 @@ install_speech() {
   log "$(espeak-ng --version 2>/dev/null | head -1 || echo 'espeak-ng: version unknown')"
 }
 
+# SIP dial-in's tests (tests/it/sip/) drive Hearken with SIPp scenarios
+# (tests/fixtures/sipp/).
+install_sipp() {
+  apt_install sip-tester
+  # `sipp -v` exits non-zero after printing its version.
+  log "$( (sipp -v 2>/dev/null || true) | grep -m1 SIPp | sed 's/^ *//')"
+}
+
 stacks=("$@")
 [ ${#stacks[@]} = 0 ] && stacks=(all)
 for s in "${stacks[@]}"; do
@@ -169,6 +178,7 @@ for s in "${stacks[@]}"; do
     werift) install_werift ;;
     wav | opus-tools) install_wav ;;
     speech) install_speech ;;
-    *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav speech all)"; exit 2 ;;
+    sipp | sip-tester) install_sipp ;;
+    *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav speech sipp all)"; exit 2 ;;
   esac
 done

@@ -253,7 +253,6 @@ impl BoundSip {
         ));
         tokio::spawn(serve_tcp(
             self.tcp,
-            local_addr,
             reader,
             state.metrics.clone(),
             cancel.clone(),
@@ -433,7 +432,6 @@ async fn serve_udp(
 
 async fn serve_tcp(
     listener: TcpListener,
-    local: SocketAddr,
     reader: Reader,
     metrics: Metrics,
     cancel: CancellationToken,
@@ -462,7 +460,7 @@ async fn serve_tcp(
         let cancel = cancel.clone();
         let open = open.clone();
         tokio::spawn(async move {
-            tcp_connection(stream, peer, local, reader, cancel).await;
+            tcp_connection(stream, peer, reader, cancel).await;
             gauge.dec();
             open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         });
@@ -501,7 +499,6 @@ fn frame_length(buf: &[u8]) -> Result<Option<usize>, &'static str> {
 async fn tcp_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    local: SocketAddr,
     reader: Reader,
     cancel: CancellationToken,
 ) {
@@ -541,7 +538,6 @@ async fn tcp_connection(
             }
         }
     });
-    let _ = local;
     let mut buf = BytesMut::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
     'conn: loop {
@@ -568,13 +564,11 @@ async fn tcp_connection(
                 Ok(None) => break,
                 Ok(Some(len)) => {
                     let message = buf.split_to(len);
-                    if let Read::Refused(answer) = reader
+                    if let Read::Refused(Some(answer)) = reader
                         .read(&message, peer, Transport::Tcp, conn.clone())
                         .await
                     {
-                        if let Some(answer) = answer {
-                            let _ = write_all(&writer, &answer).await;
-                        }
+                        let _ = write_all(&writer, &answer).await;
                     }
                 }
                 Err(why) => {

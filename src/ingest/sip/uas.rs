@@ -166,7 +166,7 @@ enum PumpEvent {
     /// The INVITE was cancelled before its final response (487 sent).
     Cancelled,
     /// The ACK of a 2xx.
-    Ack(Request),
+    Ack(Box<Request>),
     /// The transaction ended.
     Ended,
 }
@@ -1061,7 +1061,7 @@ async fn pump(
                 let _ = events.send(PumpEvent::Cancelled);
             }
             Method::Ack => {
-                let _ = events.send(PumpEvent::Ack(req));
+                let _ = events.send(PumpEvent::Ack(Box::new(req)));
             }
             _ => {}
         }

@@ -41,3 +41,29 @@ async fn a_bye_for_an_unknown_dialog_gets_481() {
     assert_eq!(sip_errors(&server, IngestError::UnknownDialog), 2);
     server.shutdown().await;
 }
+
+/// Needs the engine's side of `CreateSip` (it answers `NoUsableAudio`
+/// until SIP media lands): run with `--ignored` once it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the engine's SIP media (CreateSip answered with a local RTP address)"]
+async fn a_call_with_hold_dtmf_and_bye() {
+    let server = sip_server().await;
+    let addr = sip_addr(&server);
+    for transport in [SipTransport::Udp, SipTransport::Tcp] {
+        sipp(addr, "call_hold_dtmf.xml", "sip-call", transport, &[]).await;
+    }
+    assert_eq!(sessions(&server), 0, "BYE ended both dialogs' sessions");
+    server.shutdown().await;
+}
+
+/// As above: needs the engine's SIP media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the engine's SIP media (CreateSip answered with a local RTP address)"]
+async fn a_late_offer_is_answered_in_the_ack() {
+    let server = sip_server().await;
+    let addr = sip_addr(&server);
+    sipp(addr, "late_offer.xml", "late-call", SipTransport::Udp, &[]).await;
+    assert_eq!(sip_errors(&server, IngestError::NoCommonCodec), 0);
+    assert_eq!(sessions(&server), 0);
+    server.shutdown().await;
+}
