@@ -53,14 +53,18 @@ async fn a_stranger_is_challenged_and_a_wrong_password_refused_before_any_media(
 async fn the_right_credentials_get_past_the_challenge_over_udp_and_tcp() {
     let server = guarded_server().await;
     let addr = sip_addr(&server);
-    let uri = format!("auth-call@{addr}");
-    for transport in [SipTransport::Udp, SipTransport::Tcp] {
+    for (transport, call) in [
+        (SipTransport::Udp, "auth-call-udp"),
+        (SipTransport::Tcp, "auth-call-tcp"),
+    ] {
+        // One call id per run: a call that ended is gone (410).
+        let uri = format!("{call}@{addr}");
         // 401, then the INVITE again with credentials: never 401/403 again
-        // (200 with the engine's SIP media, 488 without it).
+        // (200, then ACK and BYE).
         sipp(
             addr,
             "invite_auth.xml",
-            "auth-call",
+            call,
             transport,
             &["-au", "trunk", "-ap", "correct horse", "-auth_uri", &uri],
         )

@@ -1,12 +1,7 @@
 //! SIP dial-in against a real, independent SIP stack (SIPp, Debian's
 //! `sip-tester`, driven by the scenarios in `tests/fixtures/sipp/`), and
 //! raw SIP text for what no well-behaved stack sends.
-//!
-//! What these assert holds without the engine's side of SIP media: every
-//! answer Hearken's signalling gives on its own. Where an INVITE gets as
-//! far as the media worker, the scenarios accept both what today's engine
-//! answers (488, no usable audio) and what the finished one will (200 with
-//! SDP, then ACK and BYE).
+//! A real phone (baresip) dials in end to end in `baresip_dial_in`.
 
 mod auth;
 mod baresip_dial_in;
