@@ -121,9 +121,11 @@ impl PlainSpeaker {
         if payload.is_empty() {
             return Err(IngestError::MalformedRtp);
         }
+        // A packet made into several Opus frames counts once: the pieces
+        // after the first carry an empty sequence range.
         let frame = |offset: u64, payload: Arc<[u8]>| AudioFrame {
             rtp_time: rtp_time + offset,
-            seq_first: seq,
+            seq_first: if offset == 0 { seq } else { seq + 1 },
             seq_last: seq,
             arrival,
             payload,

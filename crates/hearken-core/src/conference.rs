@@ -44,7 +44,9 @@ pub struct AudioFrame {
     pub rtp_time: u64,
     /// Extended sequence number of the first packet of the frame.
     pub seq_first: u64,
-    /// Extended sequence number of the last packet of the frame.
+    /// Extended sequence number of the last packet of the frame. Below
+    /// `seq_first`: a further piece of a packet already counted (a telephone
+    /// packet longer than one Opus frame, made into several).
     pub seq_last: u64,
     /// When the frame's packets arrived.
     pub arrival: Instant,
@@ -1183,8 +1185,13 @@ impl Conference {
             // A session the participant has left for a newer one.
             return FrameStats::default();
         }
+        let packets = if frame.seq_last >= frame.seq_first {
+            frame.seq_last - frame.seq_first + 1
+        } else {
+            0
+        };
         let mut stats = FrameStats {
-            packets: frame.seq_last.saturating_sub(frame.seq_first) + 1,
+            packets,
             ..FrameStats::default()
         };
         if let Some(highest) = p.highest_seq
@@ -1509,6 +1516,32 @@ mod tests {
         let c2 = c.handle_speaker_added(SessionKey(1), "2", Some("alice"), Instant::now());
         assert_ne!(a, c2);
         assert_eq!(c.summary().participants[c2.0 as usize].id, "s1-2");
+    }
+
+    #[test]
+    fn a_packet_made_into_two_frames_counts_once() {
+        // A 30 ms G.711 packet becomes 20 + 10 ms of Opus: the second piece
+        // carries an empty sequence range (seq_first > seq_last).
+        let t0 = Instant::now();
+        let mut c = conference();
+        in_new_york(&mut c, "pat");
+        c.handle_session_added(SessionKey(1), "s1");
+        let p = c.handle_speaker_added(SessionKey(1), "0", Some("pat"), t0);
+        c.handle_session_connected(SessionKey(1), t0, Utc::now());
+        show_prompts(&mut c, t0);
+        for (n, seq) in [7u64, 8].into_iter().enumerate() {
+            let ms = n as u64 * 30;
+            let first = c.handle_audio(SessionKey(1), p, frame(t0, ms, seq));
+            let mut rest = frame(t0, ms + 20, seq);
+            rest.seq_first = seq + 1;
+            let second = c.handle_audio(SessionKey(1), p, rest);
+            assert_eq!((first.packets, second.packets), (1, 0));
+            assert_eq!((first.lost, second.lost), (0, 0));
+        }
+        let s = c.summary();
+        assert_eq!(s.participants[p.0 as usize].packets_received, 2);
+        assert_eq!(s.participants[p.0 as usize].packets_lost, 0);
+        assert_eq!(frames(&mut c).len(), 4);
     }
 
     #[test]

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 /// Whether baresip is installed. Missing, the test is skipped with a
 /// message, except in CI (`CI` set), where it is a failure.
 pub fn baresip_available() -> bool {
-    let ok = Command::new("baresip")
-        .arg("-h")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("baresip") || !o.stderr.is_empty());
+    let ok = Command::new("baresip").arg("-h").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).contains("baresip") || !o.stderr.is_empty()
+    });
     if ok {
         return true;
     }
@@ -100,7 +99,11 @@ impl Baresip {
         // Up when its control socket takes connections.
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(control).is_err() {
-            assert!(Instant::now() < deadline, "baresip did not start: {}", me.log());
+            assert!(
+                Instant::now() < deadline,
+                "baresip did not start: {}",
+                me.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         me
@@ -109,8 +112,8 @@ impl Baresip {
     /// Runs one long command (`dial`, `sndcode`, `hangup`) and returns
     /// baresip's JSON answer.
     pub fn command(&self, command: &str, params: &str) -> serde_json::Value {
-        let body = serde_json::json!({"command": command, "params": params, "token": command})
-            .to_string();
+        let body =
+            serde_json::json!({"command": command, "params": params, "token": command}).to_string();
         let mut stream = TcpStream::connect(self.control).expect("control socket");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))

@@ -54,11 +54,24 @@ async fn baresip_hears_the_request_presses_1_and_is_recorded_after() {
         return;
     }
     let server = TestServer::start_with(|c| c.ingest.sip.listen = "127.0.0.1:0".into()).await;
-    let sip = server.server.as_ref().unwrap().state.sip.as_ref().unwrap().local_addr;
+    let sip = server
+        .server
+        .as_ref()
+        .unwrap()
+        .state
+        .sip
+        .as_ref()
+        .unwrap()
+        .local_addr;
     let call = "phone-in";
     // Said before the call: the caller (baresip's From user) is in Germany.
-    let (status, body) =
-        put_participant(&server, call, "caller", json!({"location": {"country": "DE"}})).await;
+    let (status, body) = put_participant(
+        &server,
+        call,
+        "caller",
+        json!({"location": {"country": "DE"}}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let request = hearken::setup::consent::load_prompts("en", None)
         .unwrap()
@@ -101,12 +114,18 @@ async fn baresip_hears_the_request_presses_1_and_is_recorded_after() {
 
     // baresip heard the request: that much voiced audio in what it decoded.
     let heard = phone.heard();
-    assert!(!heard.is_empty(), "baresip dumped what it heard: {}", phone.log());
+    assert!(
+        !heard.is_empty(),
+        "baresip dumped what it heard: {}",
+        phone.log()
+    );
     let (rate, channels, samples) = read_wav(heard.last().unwrap());
     let frame = (rate as usize / 50) * channels as usize;
     let voiced = samples
         .chunks(frame)
-        .filter(|c| (c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / c.len() as f64).sqrt() > 300.0)
+        .filter(|c| {
+            (c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / c.len() as f64).sqrt() > 300.0
+        })
         .count() as f64
         * 0.02;
     println!("baresip heard {voiced:.2} s of voice; the request is {request:.2} s");

@@ -6,6 +6,7 @@
 mod auth;
 mod baresip_dial_in;
 mod dialogs;
+mod load;
 mod malformed;
 
 use std::net::SocketAddr;
