@@ -9,6 +9,9 @@
 #
 # e.g. loadtest/measure.sh -- --calls 200 --speakers-per-call 5 --duration 60 --ramp 100
 #
+# With `--ingest roq` among the loadtest arguments, the server also gets
+# its native ingest (RTP over QUIC) listener on 127.0.0.1:18433.
+#
 # --server-bin runs another hearken binary (an A/B comparison with an older
 # build); --stun-flood also sends PPS forged STUN binding requests per
 # second to the server's media port for SECONDS from the start (use the
@@ -40,6 +43,7 @@ for bin in hearken hearken-loadtest; do
 done
 port=18080
 fake_port=18765
+quic_port=18433
 data="$(mktemp -d)"
 env_list=(
   HEARKEN_HTTP_LISTEN="127.0.0.1:$port"
@@ -66,6 +70,15 @@ if [ -n "$transcribe" ]; then
   )
   loadtest_extra+=(--fake-deepgram-port "$fake_port")
 fi
+# Native ingest is off unless its listener is set; only a roq run needs it.
+prev=""
+for arg in "$@"; do
+  if [ "$arg" = "--ingest=roq" ] || { [ "$prev" = "--ingest" ] && [ "$arg" = "roq" ]; }; then
+    env_list+=(HEARKEN_INGEST_QUIC_LISTEN="127.0.0.1:$quic_port")
+    break
+  fi
+  prev="$arg"
+done
 env_list+=("${server_env[@]}")
 server_bin="${server_bin:-$target/hearken}"
 env "${env_list[@]}" taskset -c 0 "$server_bin" serve >"$data/server.log" 2>&1 &

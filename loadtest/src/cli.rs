@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use url::{Host, Url};
 
-/// Most speakers (WHIP sessions) one run may open.
+/// Most speakers (WHIP sessions or native flows) one run may open.
 pub const MAX_SPEAKERS: u64 = 20_000;
 /// Longest hold, in seconds.
 pub const MAX_DURATION_S: u64 = 3_600;
@@ -24,7 +24,9 @@ const MAX_RUN_ID_LEN: usize = 32;
 
 /// Plays a conferencing provider against a Hearken server on this machine:
 /// `--calls` calls of `--speakers-per-call` speakers, each speaker its own
-/// WHIP session sending real Opus speech, and reports what the server used.
+/// WHIP session (or, with `--ingest roq`, a flow of a native ingest over
+/// shared QUIC connections) sending real Opus speech, and reports what the
+/// server used.
 #[derive(Debug, Parser)]
 // A repeated flag overrides the earlier one (handy when editing a command
 // line), as `--dtx`/`--no-dtx` do.
@@ -39,7 +41,8 @@ pub struct Args {
     /// Number of calls.
     #[arg(long)]
     pub calls: u64,
-    /// Speakers (WHIP sessions) per call.
+    /// Speakers (WHIP sessions, or flows of the call's native ingest) per
+    /// call.
     #[arg(long)]
     pub speakers_per_call: u64,
     /// Seconds to hold every session after the last one was started.
@@ -83,6 +86,80 @@ pub struct Args {
     /// Print the report as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    /// How speakers reach the server: a WHIP session each, or flows of
+    /// native ingests (RTP over QUIC, `roq-14`).
+    #[arg(long, value_enum, default_value_t = IngestKind::Whip)]
+    pub ingest: IngestKind,
+    /// With `--ingest roq`: QUIC connections the calls are spread over,
+    /// round-robin (default 1, at most `--calls`).
+    #[arg(long)]
+    pub quic_connections: Option<u64>,
+    /// With `--ingest roq`: RTP in QUIC DATAGRAMs (the default) or one
+    /// unidirectional stream per packet.
+    #[arg(long, value_enum)]
+    pub roq_mode: Option<RoqMode>,
+}
+
+/// The value of `--ingest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IngestKind {
+    /// One WHIP session (ICE, DTLS, SRTP over UDP) per speaker.
+    Whip,
+    /// One native ingest per call, its speakers' RTP over QUIC.
+    Roq,
+}
+
+/// How RTP travels on a QUIC connection (`--roq-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoqMode {
+    /// One QUIC DATAGRAM per RTP packet.
+    Datagram,
+    /// One unidirectional stream per RTP packet.
+    Stream,
+}
+
+impl RoqMode {
+    /// The name in reports (`datagram`, `stream`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Datagram => "datagram",
+            Self::Stream => "stream",
+        }
+    }
+}
+
+/// How the speakers of a validated run reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    /// A WHIP session per speaker.
+    Whip,
+    /// A native ingest per call over shared QUIC connections.
+    Roq {
+        /// QUIC connections, 1 to `calls`; call `c` uses connection
+        /// `c % connections`.
+        connections: u64,
+        /// DATAGRAMs or a stream per packet.
+        mode: RoqMode,
+    },
+}
+
+impl Ingest {
+    /// The name in reports (`whip`, `roq`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Whip => "whip",
+            Self::Roq { .. } => "roq",
+        }
+    }
+
+    /// The server's `ingest` label of this ingest's metrics (`whip`,
+    /// `native`).
+    pub fn server_label(self) -> &'static str {
+        match self {
+            Self::Whip => "whip",
+            Self::Roq { .. } => "native",
+        }
+    }
 }
 
 /// The default `--audio-dir`: the repository's test speech, found from this
@@ -145,6 +222,8 @@ pub struct Plan {
     pub seed: u64,
     /// JSON output.
     pub json: bool,
+    /// WHIP sessions or native ingest.
+    pub ingest: Ingest,
 }
 
 impl Plan {
@@ -161,6 +240,15 @@ impl Plan {
     /// The call id of call `index`.
     pub fn call_id(&self, index: u64) -> String {
         format!("lt-{}-{index}", self.run_id)
+    }
+
+    /// The sockets the generator opens for media: one per speaker with
+    /// WHIP, one per QUIC connection with native ingest.
+    pub fn media_sockets(&self) -> u64 {
+        match self.ingest {
+            Ingest::Whip => self.speakers(),
+            Ingest::Roq { connections, .. } => connections,
+        }
     }
 }
 
@@ -225,6 +313,7 @@ impl Args {
                 "must be a fixed port the server is configured with",
             ));
         }
+        let ingest = self.ingest()?;
         let (random_id, random_seed) = random();
         let run_id = match self.run_id {
             Some(id) => {
@@ -262,7 +351,44 @@ impl Args {
             run_id,
             seed: self.seed.unwrap_or(random_seed),
             json: self.json,
+            ingest,
         })
+    }
+
+    /// Checks `--ingest` and the flags that only apply to one ingest.
+    fn ingest(&self) -> Result<Ingest, CliError> {
+        match self.ingest {
+            IngestKind::Whip => {
+                // A roq-only flag on a WHIP run is a mistake in the command
+                // line (a forgotten `--ingest roq`), not something to ignore.
+                if self.quic_connections.is_some() {
+                    return Err(CliError::new(
+                        "--quic-connections",
+                        "only applies to --ingest roq",
+                    ));
+                }
+                if self.roq_mode.is_some() {
+                    return Err(CliError::new("--roq-mode", "only applies to --ingest roq"));
+                }
+                Ok(Ingest::Whip)
+            }
+            IngestKind::Roq => {
+                let connections = self.quic_connections.unwrap_or(1);
+                if connections == 0 || connections > self.calls {
+                    return Err(CliError::new(
+                        "--quic-connections",
+                        format!(
+                            "must be 1 to --calls ({}): each connection carries at least one call",
+                            self.calls
+                        ),
+                    ));
+                }
+                Ok(Ingest::Roq {
+                    connections,
+                    mode: self.roq_mode.unwrap_or(RoqMode::Datagram),
+                })
+            }
+        }
     }
 }
 
@@ -386,6 +512,91 @@ mod tests {
     }
 
     #[test]
+    fn roq_flags_are_refused_naming_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--ingest", "roq", "--quic-connections", "0"],
+                "--quic-connections",
+            ),
+            // More connections than calls would leave some empty.
+            (
+                &["--ingest", "roq", "--quic-connections", "11"],
+                "--quic-connections",
+            ),
+            // Roq-only flags on a WHIP run (the default ingest).
+            (&["--quic-connections", "2"], "--quic-connections"),
+            (&["--roq-mode", "stream"], "--roq-mode"),
+            (
+                &["--ingest", "whip", "--roq-mode", "datagram"],
+                "--roq-mode",
+            ),
+        ];
+        for (extra, flag) in cases {
+            let err = validate(extra).expect_err("refused");
+            assert_eq!(err.flag, *flag, "{extra:?}: {err}");
+            assert!(err.to_string().starts_with(flag), "{err}");
+        }
+        // Values clap itself refuses (status 2 before validation).
+        for extra in [
+            &["--ingest", "sip"][..],
+            &["--ingest", "roq", "--roq-mode", "dgram"],
+            &["--ingest", "roq", "--quic-connections", "-1"],
+        ] {
+            let mut argv = vec![
+                "hearken-loadtest",
+                "--url",
+                "http://127.0.0.1:8080",
+                "--token",
+                "t",
+                "--calls",
+                "10",
+                "--speakers-per-call",
+                "4",
+                "--duration",
+                "20",
+                "--ramp",
+                "20",
+            ];
+            argv.extend_from_slice(extra);
+            assert!(Args::try_parse_from(argv).is_err(), "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn roq_plans_default_to_one_connection_and_datagrams() {
+        let plan = validate(&["--ingest", "roq"]).expect("valid");
+        assert_eq!(
+            plan.ingest,
+            Ingest::Roq {
+                connections: 1,
+                mode: RoqMode::Datagram
+            }
+        );
+        assert_eq!(plan.media_sockets(), 1);
+        let plan = validate(&[
+            "--ingest",
+            "roq",
+            "--quic-connections",
+            "10",
+            "--roq-mode",
+            "stream",
+        ])
+        .expect("valid");
+        assert_eq!(
+            plan.ingest,
+            Ingest::Roq {
+                connections: 10,
+                mode: RoqMode::Stream
+            }
+        );
+        assert_eq!(plan.ingest.name(), "roq");
+        assert_eq!(plan.ingest.server_label(), "native");
+        let whip = validate(&["--ingest", "whip"]).expect("valid");
+        assert_eq!(whip.ingest, Ingest::Whip);
+        assert_eq!(whip.media_sockets(), 40);
+    }
+
+    #[test]
     fn a_sane_plan_is_built() {
         let plan = validate(&["--no-dtx", "--talk-ratio", "0.25"]).expect("valid");
         assert_eq!(plan.speakers(), 40);
@@ -396,5 +607,6 @@ mod tests {
         assert_eq!(plan.call_id(3), "lt-run-3");
         assert!(validate(&[]).expect("valid").dtx, "DTX is the default");
         assert!(validate(&["--no-dtx", "--dtx"]).expect("valid").dtx);
+        assert_eq!(plan.ingest, Ingest::Whip, "WHIP is the default");
     }
 }

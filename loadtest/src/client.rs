@@ -19,7 +19,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::audio::{Audio, SAMPLE_RATE};
-use crate::schedule::{Pacer, Payload};
+use crate::schedule::Pacer;
 
 /// A session not connected (ICE + DTLS) this long after its POST was sent
 /// counts as failed.
@@ -288,11 +288,7 @@ impl Speaker {
         counters: &SendCounters,
     ) -> Status {
         let planned = self.pacer.next(audio);
-        let packet = match planned.payload {
-            Payload::Speech { clip, index } => &audio.clips[clip].packets[index],
-            Payload::DtxSilence => &audio.dtx_silence,
-            Payload::Silence => &audio.silence,
-        };
+        let packet = planned.payload.packet(audio);
         let Some(writer) = self.rtc.writer(self.mid) else {
             return Status::Failed(Failure::Closed);
         };

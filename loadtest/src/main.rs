@@ -2,9 +2,10 @@
 //! server on this machine. Every speaker is its own WHIP session (a str0m
 //! client on its own UDP socket) sending real Opus speech with RFC 6464
 //! audio levels, talking and falling silent (with or without DTX) at
-//! `--talk-ratio`. It measures session setup, and reads the server's CPU,
-//! memory, packet counters and latency histogram over the hold. See
-//! `loadtest/README.md`.
+//! `--talk-ratio`; with `--ingest roq`, every call is a native ingest whose
+//! speakers send the same speech as RTP over shared QUIC connections. It
+//! measures session setup, and reads the server's CPU, memory, packet
+//! counters and latency histogram over the hold. See `loadtest/README.md`.
 //!
 //! Exit status: 0 when the run completed (its errors are in the report),
 //! 1 when it could not run, 2 for refused flags.
@@ -16,6 +17,7 @@ mod cli;
 mod client;
 mod media;
 mod metrics;
+mod native;
 mod process;
 mod report;
 mod run;

@@ -66,6 +66,20 @@ impl Exposition {
         found.then_some(total)
     }
 
+    /// Sum of `name` over its label sets where label `label` is `value`;
+    /// `None` if no such sample is exposed.
+    pub fn sum_labelled(&self, name: &str, label: &str, value: &str) -> Option<f64> {
+        let mut found = false;
+        let total = self
+            .samples
+            .iter()
+            .filter(|s| s.name == name && s.labels.iter().any(|(k, v)| k == label && v == value))
+            .inspect(|_| found = true)
+            .map(|s| s.value)
+            .sum();
+        found.then_some(total)
+    }
+
     /// The histogram `name`, with the buckets of every label set merged
     /// (bucket bounds are per metric, so same-`le` counts add up).
     pub fn histogram(&self, name: &str) -> Option<Histogram> {
@@ -286,6 +300,15 @@ lat_seconds_count{worker="1"} 100
         assert_eq!(e.sum("hearken_recorder_frames_written_total"), None);
         // A prefix of another name is not that name.
         assert_eq!(e.sum("hearken_rtp_packets"), None);
+    }
+
+    #[test]
+    fn sums_can_select_one_label_value() {
+        let e = Exposition::parse(TEXT).expect("parses");
+        let dropped = "hearken_frames_dropped_total";
+        assert_eq!(e.sum_labelled(dropped, "reason", "late"), Some(4.0));
+        assert_eq!(e.sum_labelled(dropped, "reason", "other"), None);
+        assert_eq!(e.sum_labelled(dropped, "worker", "late"), None);
     }
 
     #[test]

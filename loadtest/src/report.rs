@@ -76,13 +76,23 @@ pub struct FakeDeepgramStats {
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// How the speakers reached the server: `whip` or `roq` (native
+    /// ingest, RTP over QUIC).
+    pub ingest: &'static str,
+    /// With `roq`: the QUIC connections the calls were spread over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_connections: Option<u64>,
+    /// With `roq`: `datagram` or `stream` (one per packet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roq_mode: Option<&'static str>,
     /// Calls.
     pub calls: u64,
     /// Speakers per call.
     pub speakers_per_call: u64,
-    /// Sessions attempted.
+    /// Sessions (speakers) attempted.
     pub speakers_requested: u64,
-    /// Sessions that reached `Event::Connected`.
+    /// Sessions that reached `Event::Connected`; with `roq`, speakers
+    /// whose call's token was presented on a connected QUIC connection.
     pub speakers_connected: u64,
     /// The configured hold, in seconds.
     pub duration_s: u64,
@@ -111,7 +121,9 @@ pub struct Report {
     /// Of those, sent during the hold window (the ramp's signalling shares
     /// the generator's core, so lateness there says less).
     pub late_sends_hold: u64,
-    /// Datagrams the generator's kernel refused.
+    /// Datagrams the generator's kernel refused; with `roq`, packets the
+    /// QUIC connection refused or dropped from its queue, and stream-mode
+    /// packets dropped with too many streams in flight.
     pub send_errors: u64,
     /// `hearken_rtp_packets_received_total` delta over the hold.
     pub server_packets_received: Option<f64>,
@@ -137,9 +149,12 @@ pub struct Report {
     pub rss_kb_per_speaker_over_baseline: Option<f64>,
     /// Server datagram-to-sink latency over the hold, from its histogram.
     pub datagram_to_sink_ms: Quantiles,
-    /// POST sent to connected (ICE + DTLS), in milliseconds.
+    /// POST sent to connected (ICE + DTLS), in milliseconds; with `roq`,
+    /// native POST sent to the call's token presented on a connected QUIC
+    /// connection (the first call of a connection includes the handshake).
     pub setup_ms: Percentiles,
-    /// POST sent to the 201 answer read, in milliseconds.
+    /// POST sent to the 201 answer read (WHIP, or native with `roq`), in
+    /// milliseconds.
     pub whip_answer_ms: Percentiles,
     /// DELETE latency at the end, in milliseconds.
     pub delete_ms: Percentiles,
@@ -169,7 +184,16 @@ impl Report {
 
     /// The report as an aligned two-column table.
     pub fn to_table(&self) -> String {
+        let roq = self.ingest == "roq";
+        let ingest = match (self.quic_connections, self.roq_mode) {
+            (Some(connections), Some(mode)) => format!(
+                "{} ({connections} QUIC connection(s), RTP in {mode}s)",
+                self.ingest
+            ),
+            _ => self.ingest.to_owned(),
+        };
         let mut rows: Vec<(&str, String)> = vec![
+            ("ingest", ingest),
             (
                 "speakers",
                 format!(
@@ -197,8 +221,22 @@ impl Report {
                     self.hold_s, self.duration_s
                 ),
             ),
-            ("setup ms (connected)", percentiles(&self.setup_ms)),
-            ("setup ms (WHIP answer)", percentiles(&self.whip_answer_ms)),
+            (
+                if roq {
+                    "setup ms (token sent)"
+                } else {
+                    "setup ms (connected)"
+                },
+                percentiles(&self.setup_ms),
+            ),
+            (
+                if roq {
+                    "setup ms (native answer)"
+                } else {
+                    "setup ms (WHIP answer)"
+                },
+                percentiles(&self.whip_answer_ms),
+            ),
             ("delete ms", percentiles(&self.delete_ms)),
             (
                 "errors",
@@ -355,5 +393,33 @@ mod tests {
         assert!(v["packets_sent"].is_u64());
         assert!(v["errors"].is_u64());
         assert!(report.to_table().contains("3 connected"));
+        // A WHIP report names its ingest and nothing of QUIC.
+        let whip = Report {
+            ingest: "whip",
+            ..Report::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&whip.to_json_line()).expect("json");
+        assert_eq!(v["ingest"], "whip");
+        assert!(v.get("quic_connections").is_none() && v.get("roq_mode").is_none());
+    }
+
+    #[test]
+    fn a_roq_report_names_its_connections_and_mode() {
+        let report = Report {
+            ingest: "roq",
+            quic_connections: Some(2),
+            roq_mode: Some("stream"),
+            ..Report::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&report.to_json_line()).expect("json");
+        assert_eq!(v["ingest"], "roq");
+        assert_eq!(v["quic_connections"], 2);
+        assert_eq!(v["roq_mode"], "stream");
+        let table = report.to_table();
+        assert!(
+            table.contains("roq (2 QUIC connection(s), RTP in streams)"),
+            "{table}"
+        );
+        assert!(table.contains("native answer"), "{table}");
     }
 }

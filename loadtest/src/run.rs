@@ -1,19 +1,24 @@
-//! The coordinator: ramps the WHIP sessions, holds them, measures the
-//! server before and after, ends every session and builds the [`Report`].
+//! The coordinator: ramps the speakers (WHIP sessions, or flows of native
+//! ingests), holds them, measures the server before and after, ends every
+//! session and builds the [`Report`].
 //!
 //! It runs on a single-threaded tokio runtime on the main thread (HTTP with
-//! reqwest, offer creation, answer parsing); the media threads only ever see
-//! speakers whose answer is accepted. Phases:
+//! reqwest, offer creation, answer parsing); the media (WHIP media threads,
+//! or the RoQ connections' runtime) only ever sees speakers whose answer is
+//! accepted. Phases:
 //!
 //! 1. baseline scrape (server RSS before any session);
-//! 2. ramp: one session started every `1 / --ramp` s, each its own task,
-//!    so a slow answer never delays the next start;
+//! 2. ramp: one speaker started every `1 / --ramp` s. With WHIP each is its
+//!    own session and task, so a slow answer never delays the next start;
+//!    with native ingest a call's POST (a task) is sent when its first
+//!    speaker is due, and each of its speakers starts sending at its own
+//!    time in the ramp (or once its call is ready, if later);
 //! 3. settle: wait until every session has connected or failed;
 //! 4. hold: scrape, sample RSS every second until `--duration` after the
 //!    last start, scrape again;
-//! 5. stop the media threads, DELETE every session (bounded concurrency).
+//! 5. stop sending, DELETE every session (bounded concurrency).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,14 +33,17 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::audio::{Audio, FRAME_SAMPLES};
-use crate::cli::Plan;
+use crate::cli::{Ingest, Plan};
 use crate::client::{CONNECT_TIMEOUT, PendingSpeaker, SendCounters};
 use crate::media::{MediaInbox, MediaReport, MediaThread};
 use crate::metrics::Exposition;
+use crate::native::{
+    AnsweredCall, CallInbox, NativeMedia, NativeSpeaker, OPUS_PAYLOAD_TYPE, RtpIdentity,
+};
 use crate::process::Pid;
 use crate::report::{FakeDeepgramStats, Percentiles, Quantiles, Report, Rss};
 use crate::schedule::{Pacer, TalkSchedule};
-use crate::whip::{HTTP_TIMEOUT, Server};
+use crate::whip::{HTTP_TIMEOUT, NativeFlow, Server};
 
 /// Concurrent DELETEs at the end.
 const DELETE_CONCURRENCY: usize = 32;
@@ -46,17 +54,22 @@ const RSS_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Shortest measured hold, for runs whose sessions took longer to settle
 /// than `--duration`.
 const MIN_HOLD: Duration = Duration::from_secs(1);
-/// Sockets the generator needs besides one per speaker (HTTP, poll, …).
+/// Sockets the generator needs besides its media sockets (HTTP, poll, …).
 const SPARE_FILES: u64 = 128;
 
 /// The bound on a whole run: ramp, settle, hold, DELETEs, plus a margin.
 /// Past it the process exits on its own whatever it is doing.
 pub fn overall_deadline(plan: &Plan) -> Duration {
+    let shutdown = match plan.ingest {
+        Ingest::Whip => Duration::ZERO,
+        Ingest::Roq { .. } => crate::native::SHUTDOWN_LIMIT,
+    };
     plan.ramp_time()
         + HTTP_TIMEOUT
         + CONNECT_TIMEOUT
         + plan.duration
         + DELETE_PHASE_LIMIT
+        + shutdown
         + Duration::from_secs(30)
 }
 
@@ -75,13 +88,13 @@ pub fn run(plan: Plan) -> anyhow::Result<Report> {
         audio.silence.data.len()
     ));
     if let Some(limit) = Pid::Current.open_files_limit()
-        && plan.speakers() + SPARE_FILES > limit
+        && plan.media_sockets() + SPARE_FILES > limit
     {
         anyhow::bail!(
             "{} speakers need {} open files (one UDP socket each) but the limit is {limit}; \
              raise it (ulimit -n) or lower --calls/--speakers-per-call",
             plan.speakers(),
-            plan.speakers() + SPARE_FILES
+            plan.media_sockets() + SPARE_FILES
         );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -138,11 +151,70 @@ struct Snapshot {
     generator_cpu: f64,
 }
 
+/// Where the speakers' media is sent from.
+enum Transport {
+    /// WHIP: media threads, each one mio loop for many sessions.
+    Whip(Vec<MediaThread>),
+    /// Native ingest: RoQ connections on a tokio runtime.
+    Roq(NativeMedia),
+}
+
+impl Transport {
+    /// Starts the media of `plan`'s ingest, reporting to `reports`.
+    fn start(
+        plan: &Plan,
+        audio: &Arc<Audio>,
+        reports: UnboundedSender<MediaReport>,
+    ) -> anyhow::Result<Self> {
+        Ok(match plan.ingest {
+            Ingest::Whip => Self::Whip(
+                (0..plan.threads)
+                    .map(|i| MediaThread::spawn(i, Arc::clone(audio), reports.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("starting media threads")?,
+            ),
+            Ingest::Roq { connections, mode } => Self::Roq(
+                NativeMedia::start(connections, mode, plan.threads, Arc::clone(audio), reports)
+                    .context("starting the RoQ media runtime")?,
+            ),
+        })
+    }
+
+    /// The send counters of every media thread or connection.
+    fn counters(&self) -> Vec<Arc<SendCounters>> {
+        match self {
+            Self::Whip(threads) => threads.iter().map(|m| Arc::clone(&m.counters)).collect(),
+            Self::Roq(native) => native.counters(),
+        }
+    }
+
+    /// Stops sending (the sessions stay up until their DELETEs).
+    async fn stop_sending(&mut self) {
+        match self {
+            Self::Whip(threads) => {
+                for thread in threads.drain(..) {
+                    thread.stop();
+                }
+            }
+            Self::Roq(native) => native.stop_sending().await,
+        }
+    }
+
+    /// Releases what is left once the sessions are deleted.
+    async fn close(self) {
+        if let Self::Roq(native) = self {
+            native.close().await;
+        }
+    }
+}
+
 struct Coordinator {
     plan: Plan,
     audio: Arc<Audio>,
     server: Server,
-    media: Vec<MediaThread>,
+    transport: Transport,
+    /// What the media sent, per media thread or connection.
+    counters: Vec<Arc<SendCounters>>,
     media_rx: UnboundedReceiver<MediaReport>,
     setup_tx: UnboundedSender<SetupNote>,
     setup_rx: UnboundedReceiver<SetupNote>,
@@ -157,10 +229,8 @@ impl Coordinator {
     fn new(plan: Plan, audio: Arc<Audio>) -> anyhow::Result<Self> {
         let server = Server::new(plan.url.clone(), &plan.token).context("HTTP client")?;
         let (media_tx, media_rx) = mpsc::unbounded_channel();
-        let media = (0..plan.threads)
-            .map(|i| MediaThread::spawn(i, Arc::clone(&audio), media_tx.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .context("starting media threads")?;
+        let transport = Transport::start(&plan, &audio, media_tx)?;
+        let counters = transport.counters();
         let (setup_tx, setup_rx) = mpsc::unbounded_channel();
         let sessions = (0..plan.speakers()).map(|_| Session::default()).collect();
         let (server_pid, server_probe) = server_process(&plan)?;
@@ -168,7 +238,8 @@ impl Coordinator {
             plan,
             audio,
             server,
-            media,
+            transport,
+            counters,
             media_rx,
             setup_tx,
             setup_rx,
@@ -196,6 +267,19 @@ impl Coordinator {
             connected.count(),
             self.sessions.iter().filter(|s| s.error.is_some()).count()
         ));
+        // A server without a QUIC listener answers every native POST 404.
+        if self.plan.ingest != Ingest::Whip
+            && self
+                .sessions
+                .iter()
+                .all(|s| s.error.as_deref() == Some("http_404"))
+        {
+            progress(
+                "every native POST was answered 404: is native ingest on? \
+                 (the server needs HEARKEN_INGEST_QUIC_LISTEN, e.g. 127.0.0.1:4433)"
+                    .to_owned(),
+            );
+        }
 
         let start = self.snapshot().await?;
         let hold_end = (last_started + self.plan.duration).max(start.at + MIN_HOLD);
@@ -219,10 +303,7 @@ impl Coordinator {
 
         // Stop sending before ending the sessions, as a client leaving does;
         // the server would otherwise log the stragglers as unrouted.
-        let counters: Vec<_> = self.media.iter().map(|m| Arc::clone(&m.counters)).collect();
-        for thread in self.media.drain(..) {
-            thread.stop();
-        }
+        self.transport.stop_sending().await;
         // Notes that arrived during the last instants of the hold.
         while let Ok(note) = self.setup_rx.try_recv() {
             self.on_setup(note);
@@ -231,6 +312,12 @@ impl Coordinator {
             self.on_media(report);
         }
         let (mut delete_ms, delete_errors) = self.delete_all().await;
+        let counters = self.counters.clone();
+        let sum = |f: fn(&SendCounters) -> u64| -> u64 { counters.iter().map(|c| f(c)).sum() };
+        let packets_sent = sum(|c| c.packets.load(Ordering::Relaxed));
+        let send_errors = sum(|c| c.send_errors.load(Ordering::Relaxed));
+        self.compare_ingest_packets(&baseline, packets_sent, send_errors)
+            .await;
 
         let fake_stats = fake.map(|f| {
             let record = f.record();
@@ -241,16 +328,46 @@ impl Coordinator {
             }
         });
         let generator_cpu = Pid::Current.cpu_seconds().unwrap_or(end.generator_cpu);
-        let sum = |f: fn(&SendCounters) -> u64| -> u64 { counters.iter().map(|c| f(c)).sum() };
         let mut report = self.report(&baseline, &start, &end, rss_max);
         report.late_sends = sum(|c| c.late.load(Ordering::Relaxed));
-        report.send_errors = sum(|c| c.send_errors.load(Ordering::Relaxed));
-        report.packets_sent = sum(|c| c.packets.load(Ordering::Relaxed));
+        report.send_errors = send_errors;
+        report.packets_sent = packets_sent;
         report.delete_ms = Percentiles::of(&mut delete_ms);
         report.delete_errors = delete_errors;
         report.generator_cpu_seconds = generator_cpu;
         report.fake_deepgram = fake_stats;
+        self.transport.close().await;
         Ok(report)
+    }
+
+    /// With native ingest, says how many RTP packets the server counted
+    /// (`hearken_ingest_packets_total{ingest="native"}` since the baseline)
+    /// against how many left the generator: a check that every packet sent
+    /// arrived and was taken for its flow, over the whole run rather than
+    /// the hold. (WHIP's count includes every STUN, DTLS and RTCP datagram,
+    /// so it cannot be compared.)
+    async fn compare_ingest_packets(&self, baseline: &Snapshot, sent: u64, send_errors: u64) {
+        if self.plan.ingest == Ingest::Whip {
+            return;
+        }
+        let ingest = self.plan.ingest.server_label();
+        let name = "hearken_ingest_packets_total";
+        let counted = async {
+            let now = Exposition::parse(&self.server.metrics().await.ok()?).ok()?;
+            let before = baseline
+                .metrics
+                .as_ref()?
+                .sum_labelled(name, "ingest", ingest)
+                .unwrap_or(0.0);
+            Some(now.sum_labelled(name, "ingest", ingest)? - before)
+        };
+        match counted.await {
+            Some(counted) => progress(format!(
+                "the server counted {counted:.0} {ingest} ingest packets over the run; \
+                 the generator sent {sent} ({send_errors} send errors)"
+            )),
+            None => progress(format!("cannot read {name}{{ingest=\"{ingest}\"}}")),
+        }
     }
 
     /// Starts the fake Deepgram on its fixed port, if asked to.
@@ -271,22 +388,46 @@ impl Coordinator {
         Ok(Some(fake))
     }
 
-    /// Starts every session at the ramp rate; returns when the last POST
+    /// Starts every speaker at the ramp rate; returns when the last one
     /// was started.
     async fn ramp(&mut self) -> Instant {
         let total = self.sessions.len();
-        progress(format!(
-            "starting {total} sessions ({} calls x {}) at {}/s",
-            self.plan.calls, self.plan.speakers_per_call, self.plan.ramp_per_s
-        ));
-        let inboxes: Vec<MediaInbox> = self.media.iter().map(MediaThread::inbox).collect();
+        let spc = self.plan.speakers_per_call;
+        match self.plan.ingest {
+            Ingest::Whip => progress(format!(
+                "starting {total} sessions ({} calls x {spc}) at {}/s",
+                self.plan.calls, self.plan.ramp_per_s
+            )),
+            Ingest::Roq { connections, mode } => progress(format!(
+                "starting {total} speakers ({} native calls x {spc}) at {}/s over {connections} \
+                 QUIC connection(s), RTP in {}s",
+                self.plan.calls,
+                self.plan.ramp_per_s,
+                mode.name()
+            )),
+        }
+        let inboxes: Vec<MediaInbox> = match &self.transport {
+            Transport::Whip(threads) => threads.iter().map(MediaThread::inbox).collect(),
+            Transport::Roq(_) => Vec::new(),
+        };
         let ramp_start = Instant::now();
         let mut last = ramp_start;
         for session in 0..total {
-            let at = ramp_start + Duration::from_secs_f64(session as f64 / self.plan.ramp_per_s);
+            let at = ramp_start + self.ramp_offset(session as u64);
             self.pump_until(at, false).await;
             last = Instant::now();
-            self.spawn_session(session, inboxes[session % inboxes.len()].clone());
+            match &self.transport {
+                Transport::Whip(_) => {
+                    self.spawn_session(session, inboxes[session % inboxes.len()].clone());
+                }
+                Transport::Roq(native) => {
+                    let index = session as u64;
+                    if index.is_multiple_of(spc) {
+                        let call = index / spc;
+                        self.spawn_native_call(call, ramp_start, native.inbox(call));
+                    }
+                }
+            }
             if (session + 1) % 1_000 == 0 {
                 progress(format!("started {}/{total}", session + 1));
             }
@@ -294,26 +435,73 @@ impl Coordinator {
         last
     }
 
-    /// One session's signalling, as its own task.
-    fn spawn_session(&self, session: usize, inbox: MediaInbox) {
-        let index = session as u64;
-        let call_id = self.plan.call_id(index / self.plan.speakers_per_call);
-        let stream_id = format!("spk{}", index % self.plan.speakers_per_call);
-        // Per-session streams of one seed: reproducible whatever the order
-        // the tasks run in.
+    /// When speaker `index` starts, from the start of the ramp.
+    fn ramp_offset(&self, index: u64) -> Duration {
+        Duration::from_secs_f64(index as f64 / self.plan.ramp_per_s)
+    }
+
+    /// What speaker `index` sends when: its clip, offset, talk schedule and
+    /// phase, drawn from the seed and its index alone, so they are
+    /// reproducible whatever the order the speakers start in, and the same
+    /// whichever ingest carries them.
+    fn speaker_pacer(&self, index: u64) -> Pacer {
         let mut rng =
             SmallRng::seed_from_u64(self.plan.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let clip = rng.random_range(0..self.audio.clips.len());
         let offset = rng.random_range(0..self.audio.clips[clip].packets.len());
         let schedule = TalkSchedule::new(self.plan.talk_ratio, SmallRng::from_rng(&mut rng));
         let phase = rng.random_range(0..u64::from(FRAME_SAMPLES));
-        let pacer = Pacer::new(schedule, self.plan.dtx, clip, offset, phase);
+        Pacer::new(schedule, self.plan.dtx, clip, offset, phase)
+    }
+
+    /// One session's signalling, as its own task.
+    fn spawn_session(&self, session: usize, inbox: MediaInbox) {
+        let index = session as u64;
+        let call_id = self.plan.call_id(index / self.plan.speakers_per_call);
+        let stream_id = format!("spk{}", index % self.plan.speakers_per_call);
+        let pacer = self.speaker_pacer(index);
         let server = self.server.clone();
         let notes = self.setup_tx.clone();
         tokio::spawn(async move {
             let note = setup(session, &server, &call_id, &stream_id, pacer, &inbox).await;
             // The coordinator outlives every task it waits for.
             let _ = notes.send(note);
+        });
+    }
+
+    /// One native call's signalling, as its own task: the POST declaring a
+    /// flow per speaker, then the hand-over to its QUIC connection.
+    fn spawn_native_call(&self, call: u64, ramp_start: Instant, inbox: CallInbox) {
+        let spc = self.plan.speakers_per_call;
+        let call_id = self.plan.call_id(call);
+        let mut flows = Vec::new();
+        let mut speakers = Vec::new();
+        for speaker in 0..spc {
+            let index = call * spc + speaker;
+            // Unique over the run, so unique on every connection whatever
+            // calls it carries; never the token stream's 2^62 - 1.
+            let flow_id = index + 1;
+            flows.push(NativeFlow {
+                participant_id: format!("spk{speaker}"),
+                flow_id,
+                codec: "opus",
+                payload_type: OPUS_PAYLOAD_TYPE,
+            });
+            speakers.push(NativeSpeaker {
+                session: index as usize,
+                flow_id,
+                pacer: self.speaker_pacer(index),
+                rtp: RtpIdentity::new(self.plan.seed, index),
+                start_at: ramp_start + self.ramp_offset(index),
+            });
+        }
+        let server = self.server.clone();
+        let notes = self.setup_tx.clone();
+        tokio::spawn(async move {
+            for note in setup_native(&server, &call_id, &flows, speakers, &inbox).await {
+                // The coordinator outlives every task it waits for.
+                let _ = notes.send(note);
+            }
         });
     }
 
@@ -387,9 +575,9 @@ impl Coordinator {
     /// slow scrape would otherwise show up as loss (or negative loss).
     async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let total = |f: fn(&SendCounters) -> &AtomicU64| -> u64 {
-            self.media
+            self.counters
                 .iter()
-                .map(|m| f(&m.counters).load(Ordering::Relaxed))
+                .map(|c| f(c).load(Ordering::Relaxed))
                 .sum()
         };
         let before = (Instant::now(), total(|c| &c.packets), total(|c| &c.late));
@@ -439,15 +627,22 @@ impl Coordinator {
         })
     }
 
-    /// DELETEs every session the server created; returns the latencies of
-    /// the successful ones and the number that failed.
+    /// DELETEs every session the server created (with native ingest, the
+    /// speakers of a call share one); returns the latencies of the
+    /// successful ones and the number that failed.
     async fn delete_all(&self) -> (Vec<f64>, u64) {
+        let mut seen = HashSet::new();
         let locations: Vec<Url> = self
             .sessions
             .iter()
             .filter_map(|s| s.location.clone())
+            .filter(|l| seen.insert(l.clone()))
             .collect();
-        progress(format!("deleting {} sessions", locations.len()));
+        let what = match self.plan.ingest {
+            Ingest::Whip => "sessions",
+            Ingest::Roq { .. } => "native ingests",
+        };
+        progress(format!("deleting {} {what}", locations.len()));
         let permits = Arc::new(Semaphore::new(DELETE_CONCURRENCY));
         let mut tasks = JoinSet::new();
         for location in locations {
@@ -535,7 +730,14 @@ impl Coordinator {
         };
         let end_rss = end.server_rss.map(|b| b as i64);
         let generator_hold = round_ticks(end.generator_cpu - start.generator_cpu);
+        let (quic_connections, roq_mode) = match plan.ingest {
+            Ingest::Whip => (None, None),
+            Ingest::Roq { connections, mode } => (Some(connections), Some(mode.name())),
+        };
         Report {
+            ingest: plan.ingest.name(),
+            quic_connections,
+            roq_mode,
             calls: plan.calls,
             speakers_per_call: plan.speakers_per_call,
             speakers_requested: plan.speakers(),
@@ -675,6 +877,57 @@ async fn setup(
     }
 }
 
+/// One native call's signalling: POST its flows, and hand the answered
+/// call to its connection. Returns a note per speaker: they share the
+/// call's answer (and its `DELETE`), or its failure.
+async fn setup_native(
+    server: &Server,
+    call_id: &str,
+    flows: &[NativeFlow],
+    speakers: Vec<NativeSpeaker>,
+    inbox: &CallInbox,
+) -> Vec<SetupNote> {
+    let sessions: Vec<usize> = speakers.iter().map(|s| s.session).collect();
+    let failed = |kind: String, location: Option<Url>| {
+        sessions
+            .iter()
+            .map(|&session| SetupNote::Failed {
+                session,
+                kind: kind.clone(),
+                location: location.clone(),
+            })
+            .collect()
+    };
+    let post_started = Instant::now();
+    let answer = match server.start_native(call_id, flows).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            if !matches!(e, crate::whip::HttpError::Status { .. }) {
+                progress(format!("call {call_id}: {e}"));
+            }
+            return failed(e.kind(), None);
+        }
+    };
+    let whip_answer_ms = post_started.elapsed().as_secs_f64() * 1e3;
+    let location = answer.location.clone();
+    let call = AnsweredCall {
+        answer,
+        post_started,
+        speakers,
+    };
+    if !inbox.add(call) {
+        return failed("media_thread_gone".to_owned(), Some(location));
+    }
+    sessions
+        .iter()
+        .map(|&session| SetupNote::Answered {
+            session,
+            whip_answer_ms,
+            location: location.clone(),
+        })
+        .collect()
+}
+
 /// A difference of CPU times, rounded to the clock tick it was counted in
 /// (so `1.8`, not `1.7999999999999972`).
 fn round_ticks(seconds: f64) -> f64 {
@@ -682,6 +935,6 @@ fn round_ticks(seconds: f64) -> f64 {
 }
 
 /// A progress line on stderr (stdout is the report's).
-fn progress(message: String) {
+pub(crate) fn progress(message: String) {
     eprintln!("hearken-loadtest: {message}");
 }

@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use crate::audio::{Audio, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::audio::{Audio, AudioPacket, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Shortest talk burst, in seconds.
 const TALK_MIN_S: f64 = 2.0;
@@ -121,6 +121,17 @@ pub enum Payload {
     DtxSilence,
     /// [`Audio::silence`], every 20 ms.
     Silence,
+}
+
+impl Payload {
+    /// The Opus packet this names in `audio`.
+    pub fn packet(self, audio: &Audio) -> &AudioPacket {
+        match self {
+            Self::Speech { clip, index } => &audio.clips[clip].packets[index],
+            Self::DtxSilence => &audio.dtx_silence,
+            Self::Silence => &audio.silence,
+        }
+    }
 }
 
 /// One packet due to be sent.

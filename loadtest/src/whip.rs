@@ -1,9 +1,12 @@
-//! HTTP to the server: WHIP `POST`/`DELETE` (RFC 9725) and `/metrics`.
+//! HTTP to the server: WHIP `POST`/`DELETE` (RFC 9725), native ingest
+//! (`POST`/`DELETE /v1/calls/{call_id}/native`) and `/metrics`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::cli::is_loopback_host;
@@ -35,6 +38,13 @@ pub enum HttpError {
     /// A `Location` pointing off this machine: never followed.
     #[error("Location {0} is not loopback")]
     RemoteLocation(Url),
+    /// A native answer without the fields a RoQ client needs.
+    #[error("native answer: {0}")]
+    BadNativeAnswer(String),
+    /// A native answer whose QUIC address is off this machine: never
+    /// connected to, for the reason `--url` must be loopback.
+    #[error("native answer: QUIC address {0} is not loopback")]
+    RemoteQuic(SocketAddr),
 }
 
 impl HttpError {
@@ -46,6 +56,8 @@ impl HttpError {
             Self::Transport(_) => "http_transport".to_owned(),
             Self::NoLocation => "no_location".to_owned(),
             Self::RemoteLocation(_) => "remote_location".to_owned(),
+            Self::BadNativeAnswer(_) => "bad_native_answer".to_owned(),
+            Self::RemoteQuic(_) => "remote_quic".to_owned(),
         }
     }
 }
@@ -68,6 +80,44 @@ pub struct Answer {
     /// The session URL, resolved against the base URL.
     pub location: Url,
 }
+
+/// One speaker's flow in a native ingest request.
+#[derive(Debug, Clone, Serialize)]
+pub struct NativeFlow {
+    /// Whose voice it carries (`spk{j}`, as the WHIP speakers' msid).
+    pub participant_id: String,
+    /// Its RoQ flow id, unique on the QUIC connection that carries it.
+    pub flow_id: u64,
+    /// Always `opus`: the speakers send Opus.
+    pub codec: &'static str,
+    /// The RTP payload type of its packets.
+    pub payload_type: u8,
+}
+
+/// A 201 answer to a native ingest request: where and how to send.
+#[derive(Debug, Clone)]
+pub struct NativeAnswer {
+    /// The QUIC listener (loopback).
+    pub quic: SocketAddr,
+    /// The token that binds the call's flows to a connection.
+    pub connection_token: String,
+    /// SHA-256 of the server's certificate (hex), to pin it.
+    pub cert_sha256: String,
+    /// The native ingest's URL, for the `DELETE` that ends it.
+    pub location: Url,
+}
+
+/// The fields of a native answer the generator uses.
+#[derive(Debug, Deserialize)]
+struct NativeAnswerBody {
+    quic: String,
+    alpn: String,
+    connection_token: String,
+    cert_sha256: String,
+}
+
+/// The ALPN the server must answer with: the one the RoQ client speaks.
+const ROQ_ALPN: &str = "roq-14";
 
 /// The server, as seen over HTTP.
 #[derive(Debug, Clone)]
@@ -109,17 +159,8 @@ impl Server {
             .body(sdp)
             .send()
             .await?;
-        let status = response.status();
-        if status != StatusCode::CREATED {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            return Err(HttpError::Status {
-                status,
-                retry_after,
-            });
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&response));
         }
         let location = response
             .headers()
@@ -132,6 +173,44 @@ impl Server {
         }
         let sdp = response.text().await?;
         Ok(Answer { sdp, location })
+    }
+
+    /// `POST {base}/v1/calls/{call_id}/native` with `flows`. Only a 201 is
+    /// success, and, as for WHIP, a 503 is not retried.
+    pub async fn start_native(
+        &self,
+        call_id: &str,
+        flows: &[NativeFlow],
+    ) -> Result<NativeAnswer, HttpError> {
+        let response = self
+            .http
+            .post(self.endpoint(&format!("v1/calls/{call_id}/native")))
+            .header(AUTHORIZATION, &self.authorization)
+            .json(&serde_json::json!({ "participants": flows }))
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&response));
+        }
+        // The answer names its own URL; fall back to the documented one.
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("/v1/calls/{call_id}/native"));
+        let location = self
+            .base
+            .join(&location)
+            .map_err(|_| HttpError::NoLocation)?;
+        if !is_loopback_host(&location) {
+            return Err(HttpError::RemoteLocation(location));
+        }
+        let body: NativeAnswerBody = response
+            .json()
+            .await
+            .map_err(|e| HttpError::BadNativeAnswer(e.to_string()))?;
+        parse_native_answer(body, location)
     }
 
     /// `DELETE {location}`: ends a session. Any 2xx is success.
@@ -173,6 +252,50 @@ impl Server {
     }
 }
 
+/// The error for an answer with an unexpected status, with its
+/// `Retry-After` (a 503's advice, reported rather than followed).
+fn status_error(response: &reqwest::Response) -> HttpError {
+    HttpError::Status {
+        status: response.status(),
+        retry_after: response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// Checks a native answer's fields: a loopback `host:port` and the ALPN
+/// the client speaks.
+fn parse_native_answer(body: NativeAnswerBody, location: Url) -> Result<NativeAnswer, HttpError> {
+    if body.alpn != ROQ_ALPN {
+        return Err(HttpError::BadNativeAnswer(format!(
+            "alpn {:?}, the client speaks {ROQ_ALPN:?}",
+            body.alpn
+        )));
+    }
+    let quic: SocketAddr = body.quic.parse().map_err(|_| {
+        HttpError::BadNativeAnswer(format!(
+            "quic {:?} is not an IP address and port",
+            body.quic
+        ))
+    })?;
+    if !quic.ip().is_loopback() {
+        return Err(HttpError::RemoteQuic(quic));
+    }
+    if body.connection_token.is_empty() || body.cert_sha256.is_empty() {
+        return Err(HttpError::BadNativeAnswer(
+            "empty connection_token or cert_sha256".to_owned(),
+        ));
+    }
+    Ok(NativeAnswer {
+        quic,
+        connection_token: body.connection_token,
+        cert_sha256: body.cert_sha256,
+        location,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +325,41 @@ mod tests {
             "HTTP 503 Service Unavailable (Retry-After: 5)"
         );
         assert_eq!(HttpError::Timeout.kind(), "http_timeout");
+    }
+
+    #[test]
+    fn native_answers_must_be_loopback_roq_14() {
+        let location = Url::parse("http://127.0.0.1:8080/v1/calls/c/native").expect("url");
+        let body = |quic: &str, alpn: &str| NativeAnswerBody {
+            quic: quic.to_owned(),
+            alpn: alpn.to_owned(),
+            connection_token: "tok".to_owned(),
+            cert_sha256: "ab".to_owned(),
+        };
+        let answer =
+            parse_native_answer(body("127.0.0.1:4433", "roq-14"), location.clone()).expect("ok");
+        assert_eq!(answer.quic, "127.0.0.1:4433".parse().expect("addr"));
+        assert_eq!(answer.connection_token, "tok");
+        assert!(parse_native_answer(body("[::1]:4433", "roq-14"), location.clone()).is_ok());
+        let remote = parse_native_answer(body("10.0.0.1:4433", "roq-14"), location.clone());
+        assert_eq!(remote.expect_err("remote").kind(), "remote_quic");
+        for (quic, alpn) in [("localhost:4433", "roq-14"), ("127.0.0.1:4433", "roq-09")] {
+            let err = parse_native_answer(body(quic, alpn), location.clone()).expect_err("bad");
+            assert_eq!(err.kind(), "bad_native_answer", "{quic} {alpn}");
+        }
+    }
+
+    #[test]
+    fn native_flows_serialize_as_the_api_expects() {
+        let flow = NativeFlow {
+            participant_id: "spk0".to_owned(),
+            flow_id: 6,
+            codec: "opus",
+            payload_type: 111,
+        };
+        assert_eq!(
+            serde_json::to_value(&flow).expect("json"),
+            serde_json::json!({"participant_id": "spk0", "flow_id": 6, "codec": "opus", "payload_type": 111})
+        );
     }
 }

@@ -191,13 +191,43 @@ pub fn rtp_packet(
     ssrc: u32,
     payload: &[u8],
 ) -> Vec<u8> {
+    rtp_packet_marked(false, payload_type, seq, timestamp, ssrc, payload)
+}
+
+/// An RTP packet like [`rtp_packet`] with the marker bit set to `marker`:
+/// audio senders set it on the first packet of a talkspurt after a silence
+/// they did not send (RFC 3551 §4.1), as Opus DTX does.
+pub fn rtp_packet_marked(
+    marker: bool,
+    payload_type: u8,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(12 + payload.len());
-    // RFC 3550 §5.1: V=2, P=0, X=0, CC=0; M=0, PT; sequence; timestamp; SSRC.
+    // RFC 3550 §5.1: V=2, P=0, X=0, CC=0; M, PT; sequence; timestamp; SSRC.
     p.push(0x80);
-    p.push(payload_type & 0x7f);
+    p.push((u8::from(marker) << 7) | (payload_type & 0x7f));
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&timestamp.to_be_bytes());
     p.extend_from_slice(&ssrc.to_be_bytes());
     p.extend_from_slice(payload);
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_bit_sits_above_the_payload_type() {
+        let plain = rtp_packet(111, 7, 960, 0xabcd, &[1, 2]);
+        let marked = rtp_packet_marked(true, 111, 7, 960, 0xabcd, &[1, 2]);
+        assert_eq!(plain.len(), 14);
+        assert_eq!(plain[1], 111);
+        assert_eq!(marked[1], 0x80 | 111);
+        assert_eq!(plain[0], marked[0]);
+        assert_eq!(plain[2..], marked[2..]);
+    }
 }
