@@ -200,3 +200,28 @@ pub fn read_wav(path: &Path) -> (u32, u16, Vec<i16>) {
     let samples = reader.samples::<i16>().map(|s| s.unwrap_or(0)).collect();
     (spec.sample_rate, spec.channels, samples)
 }
+
+/// Speech at 8 kHz mono (what a G.711 phone sends), `seconds` long.
+pub fn phone_speech(dir: &std::path::Path, seconds: u32) -> std::path::PathBuf {
+    let text = "This is the caller speaking from Berlin. The quarterly numbers look good, \
+                and the launch is on track for March. Let us talk about the budget next.";
+    let spoken = dir.join("spoken.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&spoken)
+        .arg(text)
+        .status()
+        .expect("espeak-ng");
+    assert!(status.success());
+    let out = dir.join("phone.wav");
+    // Repeated to `seconds`, 8 kHz, mono, 16 bit.
+    let status = std::process::Command::new("sox")
+        .arg(&spoken)
+        .args(["-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .args(["repeat", "5", "trim", "0", &seconds.to_string()])
+        .status()
+        .expect("sox");
+    assert!(status.success());
+    out
+}

@@ -11,36 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::{
-    Baresip, TestServer, baresip_available, consent_log, decode_ogg_opus, put_participant,
-    read_wav, speech_tools_available,
+    Baresip, TestServer, baresip_available, consent_log, decode_ogg_opus, phone_speech,
+    put_participant, read_wav, speech_tools_available,
 };
 
-/// Speech at 8 kHz mono (what a G.711 phone sends), `seconds` long.
-fn phone_speech(dir: &std::path::Path, seconds: u32) -> std::path::PathBuf {
-    let text = "This is the caller speaking from Berlin. The quarterly numbers look good, \
-                and the launch is on track for March. Let us talk about the budget next.";
-    let spoken = dir.join("spoken.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&spoken)
-        .arg(text)
-        .status()
-        .expect("espeak-ng");
-    assert!(status.success());
-    let out = dir.join("phone.wav");
-    // Repeated to `seconds`, 8 kHz, mono, 16 bit.
-    let status = std::process::Command::new("sox")
-        .arg(&spoken)
-        .args(["-r", "8000", "-c", "1", "-b", "16"])
-        .arg(&out)
-        .args(["repeat", "5", "trim", "0", &seconds.to_string()])
-        .status()
-        .expect("sox");
-    assert!(status.success());
-    out
-}
-
-async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+pub async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -8,6 +8,7 @@ mod baresip_dial_in;
 mod dialogs;
 mod load;
 mod malformed;
+mod mixed_call;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
