@@ -196,9 +196,6 @@ pub struct QuicIngestConfig {
     /// A connection that presents no valid connection token this long after
     /// its handshake is closed.
     pub token_timeout_ms: u64,
-    /// A call's native ingest whose packets stop this long (its platform
-    /// vanished without `DELETE`) is ended as disconnected.
-    pub idle_timeout_ms: u64,
 }
 
 impl Default for QuicIngestConfig {
@@ -209,7 +206,6 @@ impl Default for QuicIngestConfig {
             cert_file: None,
             key_file: None,
             token_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -509,6 +505,11 @@ pub struct MediaConfig {
     pub inactivity_timeout_ms: u64,
     /// Requested kernel receive buffer per worker socket.
     pub udp_recv_buffer_bytes: usize,
+    /// A plain-RTP session (a call's native ingest, a SIP caller not on
+    /// hold) from which no packet arrives this long is ended as
+    /// disconnected: its platform or phone vanished without `DELETE` or
+    /// `BYE`.
+    pub rtp_idle_timeout_ms: u64,
 }
 
 /// Storage settings.
@@ -559,6 +560,7 @@ impl Default for MediaConfig {
             connect_timeout_ms: 15_000,
             inactivity_timeout_ms: 10_000,
             udp_recv_buffer_bytes: 4 * 1024 * 1024,
+            rtp_idle_timeout_ms: 60_000,
         }
     }
 }
@@ -810,14 +812,16 @@ impl Config {
                         .into(),
             });
         }
-        if q.token_timeout_ms == 0 || q.idle_timeout_ms == 0 {
+        if q.token_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
-                key: if q.token_timeout_ms == 0 {
-                    "ingest.quic.token_timeout_ms"
-                } else {
-                    "ingest.quic.idle_timeout_ms"
-                },
+                key: "ingest.quic.token_timeout_ms",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.media.rtp_idle_timeout_ms < 100 {
+            return Err(ConfigError::Invalid {
+                key: "media.rtp_idle_timeout_ms",
+                message: "must be at least 100".into(),
             });
         }
         if self.media.inactivity_timeout_ms < 100 {

@@ -271,7 +271,7 @@ pub async fn start_with_secrets(
             recv_buffer_bytes: config.media.udp_recv_buffer_bytes,
             connect_timeout: config.connect_timeout(),
             inactivity_timeout: config.inactivity_timeout(),
-            rtp_idle_timeout: Duration::from_millis(config.ingest.quic.idle_timeout_ms),
+            rtp_idle_timeout: Duration::from_millis(config.media.rtp_idle_timeout_ms),
             consent: consent.clone(),
             verbal: verbal.clone(),
         };

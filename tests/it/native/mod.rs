@@ -4,4 +4,5 @@
 mod bad_input;
 mod consent_without_prompts;
 mod flows_change_mid_call;
+mod platform_vanishes;
 mod three_calls_one_connection;
