@@ -20,8 +20,8 @@ install_debian_packages "${missing[@]}"
 # The real WebRTC peers of the interop tests: Chromium, Firefox ESR and
 # GStreamer from Debian, aiortc from PyPI (in a venv), werift from npm. Then
 # `speech`: the English pocketsphinx model, espeak-ng and sox (Debian), for
-# crates/hearken-verbal's tests; `sipp`: SIPp (Debian's sip-tester), the SIP
-# peer of SIP dial-in's tests.
+# crates/hearken-verbal's tests; `sipp`: SIPp (Debian's sip-tester) and
+# baresip, the SIP peers of SIP dial-in's tests.
 tests/peers/install.sh all speech sipp
 
 echo "==> format"

@@ -7,8 +7,9 @@
 #
 # Stacks: firefox chromium gstreamer aiortc werift (and `wav`: opus-tools, to
 # make speech WAVs with opusdec; `speech`: the English pocketsphinx model,
-# espeak-ng and sox for crates/hearken-verbal's tests; `sipp`: SIPp, the SIP
-# peer of tests/it/sip/; none of these three is part of `all`).
+# espeak-ng and sox for crates/hearken-verbal's tests; `sipp`: SIPp and
+# baresip, the SIP peers of tests/it/sip/; none of these three is part of
+# `all`).
 #
 # Sources: Debian packages (apt-get), PyPI (pip, into a venv) and npm
 # (`npm ci` from the committed package-lock.json). Nothing else is downloaded,
@@ -159,11 +160,13 @@ install_speech() {
 }
 
 # SIP dial-in's tests (tests/it/sip/) drive Hearken with SIPp scenarios
-# (tests/fixtures/sipp/).
+# (tests/fixtures/sipp/) and dial in with baresip, a real phone (headless:
+# baresip-core, no sound system).
 install_sipp() {
-  apt_install sip-tester
+  apt_install sip-tester baresip-core
   # `sipp -v` exits non-zero after printing its version.
   log "$( (sipp -v 2>/dev/null || true) | grep -m1 SIPp | sed 's/^ *//')"
+  log "$( (baresip -h 2>&1 || true) | grep -m1 baresip)"
 }
 
 stacks=("$@")
@@ -178,7 +181,7 @@ for s in "${stacks[@]}"; do
     werift) install_werift ;;
     wav | opus-tools) install_wav ;;
     speech) install_speech ;;
-    sipp | sip-tester) install_sipp ;;
+    sipp | sip-tester | sip | baresip) install_sipp ;;
     *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav speech sipp all)"; exit 2 ;;
   esac
 done

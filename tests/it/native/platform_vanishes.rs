@@ -35,7 +35,8 @@ async fn silent_native_ingest_ends_the_call() {
             .send_datagram(9, &rtp_packet(111, n as u16, n as u32 * 960, 5, p))
             .unwrap();
     }
-    // Gone without a word.
+    // Let the last DATAGRAMs leave, then go without a word.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     client.connection().close(0u32.into(), b"");
     let mut ended = serde_json::Value::Null;
     for _ in 0..60 {
