@@ -25,7 +25,9 @@ async fn silent_native_ingest_ends_the_call() {
         json!([{"participant_id": "vic", "flow_id": 9, "codec": "opus", "payload_type": 111}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256).await.unwrap();
+    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
+        .await
+        .unwrap();
     client.present_tokens(&[&answer.token]).await.unwrap();
     let clip = speech("speaker-a.opus");
     let mut tick = tokio::time::interval(Duration::from_millis(20));
