@@ -187,14 +187,17 @@ fn one_decoder_serves_many_utterances() {
         .score(&yes[0].audio)
         .expect("score");
     // The decisions do not depend on what the decoder heard before. The path
-    // scores may move by a unit or two (about 0.1 nats over the utterance):
-    // a little state survives in pocketsphinx's front end between utterances.
+    // scores may move by a few units (seen: up to 4, about 0.4 nats over the
+    // whole utterance; one unit is 0.1024 nats): a little state survives in
+    // pocketsphinx's front end between utterances. The answer's margin is
+    // 0.15 nats per frame, about 20 nats over these 138 frames, so a drift
+    // of 8 units (0.8 nats) cannot change a decision (asserted below).
     let close = |a: &hearken_verbal::Scores, b: &hearken_verbal::Scores| {
         let score = |p: &Option<hearken_verbal::PhraseScore>| p.as_ref().map_or(0, |p| p.score);
         a.frames == b.frames
-            && score(&a.yes).abs_diff(score(&b.yes)) <= 3
-            && score(&a.not_yes).abs_diff(score(&b.not_yes)) <= 3
-            && a.phones.unwrap_or(0).abs_diff(b.phones.unwrap_or(0)) <= 3
+            && score(&a.yes).abs_diff(score(&b.yes)) <= 8
+            && score(&a.not_yes).abs_diff(score(&b.not_yes)) <= 8
+            && a.phones.unwrap_or(0).abs_diff(b.phones.unwrap_or(0)) <= 8
     };
     assert!(close(&first, &again), "{first:?}\n{again:?}");
     assert!(close(&first, &fresh), "{first:?}\n{fresh:?}");

@@ -2,6 +2,7 @@
 //! many calls on one connection, and no participant joins the call.
 
 mod bad_input;
+mod certificate_from_files;
 mod consent_without_prompts;
 mod flows_change_mid_call;
 mod platform_vanishes;
