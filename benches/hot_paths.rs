@@ -141,6 +141,7 @@ fn frame(t0: Instant, j: u64, payload: &Arc<[u8]>) -> AudioFrame {
             + Duration::from_micros(jitter(j) * 1_000 / 48),
         payload: payload.clone(),
         voice: Default::default(),
+        source: None,
     }
 }
 

@@ -2049,6 +2049,7 @@ fn handle_event(
                     data.ext_vals.audio_level,
                     data.ext_vals.voice_activity,
                 ),
+                source: None,
             };
             let bytes = frame.payload.len() as u64;
             let stats = call

@@ -123,16 +123,17 @@ impl PlainSpeaker {
         }
         // A packet made into several Opus frames counts once: the pieces
         // after the first carry an empty sequence range.
-        let frame = |offset: u64, payload: Arc<[u8]>| AudioFrame {
+        let frame = |offset: u64, payload: Arc<[u8]>, source| AudioFrame {
             rtp_time: rtp_time + offset,
             seq_first: if offset == 0 { seq } else { seq + 1 },
             seq_last: seq,
             arrival,
             payload,
             voice: VoiceHint::from_extension(None, None),
+            source,
         };
         match self.to_opus.as_mut() {
-            None => Ok(PlainPacket::Audio(vec![frame(0, Arc::from(payload))])),
+            None => Ok(PlainPacket::Audio(vec![frame(0, Arc::from(payload), None)])),
             Some(to_opus) => {
                 let pieces = to_opus
                     .transcode(payload)
@@ -140,7 +141,7 @@ impl PlainSpeaker {
                 Ok(PlainPacket::Audio(
                     pieces
                         .into_iter()
-                        .map(|p| frame(p.offset, p.payload))
+                        .map(|p| frame(p.offset, p.payload, Some(p.source)))
                         .collect(),
                 ))
             }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use ezk_g722::libg722::Bitrate;
+use hearken_core::conference::SourcePcm;
 
 /// An audio codec as it travels on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +67,9 @@ pub struct OpusPiece {
     pub offset: u64,
     /// The Opus packet.
     pub payload: Arc<[u8]>,
+    /// The decoded audio it was made from, at the codec's own rate (what
+    /// transcription takes, rather than decoding the Opus again).
+    pub source: SourcePcm,
 }
 
 /// Why a packet could not be turned into Opus.
@@ -168,6 +172,10 @@ impl ToOpus {
             pieces.push(OpusPiece {
                 offset: at as u64 * to_48k,
                 payload: Arc::from(&self.out[..n]),
+                source: SourcePcm {
+                    rate: rate as u32,
+                    samples: Arc::from(&self.pcm[at..at + size]),
+                },
             });
             at += size;
         }

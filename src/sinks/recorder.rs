@@ -832,6 +832,7 @@ mod tests {
             payload: Arc::from(&PACKET[..]),
             arrival: Instant::now(),
             voice: VoiceHint::default(),
+            source: None,
         }
     }
 

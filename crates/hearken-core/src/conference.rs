@@ -37,6 +37,17 @@ pub struct SessionKey(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ParticipantIdx(pub u32);
 
+/// A telephone leg's own audio of a frame: what its Opus was encoded from
+/// (G.711 at 8 kHz, G.722 at 16 kHz), so transcription can take it at its
+/// own rate rather than decode the Opus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePcm {
+    /// Sample rate (Hz).
+    pub rate: u32,
+    /// Mono samples.
+    pub samples: Arc<[i16]>,
+}
+
 /// One received Opus frame, as the worker got it from str0m.
 #[derive(Debug, Clone)]
 pub struct AudioFrame {
@@ -54,6 +65,8 @@ pub struct AudioFrame {
     pub payload: Arc<[u8]>,
     /// What the sender said about speech in it (RTP audio level).
     pub voice: VoiceHint,
+    /// The audio the Opus was made from, for a telephone codec.
+    pub source: Option<SourcePcm>,
 }
 
 /// A frame placed on the call timeline, ready for the sinks.
@@ -73,6 +86,8 @@ pub struct SpeakerFrame {
     pub arrival: Instant,
     /// What the sender said about speech in it.
     pub voice: VoiceHint,
+    /// The audio the Opus was made from, for a telephone codec.
+    pub source: Option<SourcePcm>,
 }
 
 /// The participant index of the announcement track's frames (no
@@ -968,6 +983,7 @@ impl Conference {
                 payload: packet.payload,
                 arrival: packet.at,
                 voice: VoiceHint::default(),
+                source: None,
             }));
     }
 
@@ -1231,6 +1247,7 @@ impl Conference {
             payload: frame.payload,
             arrival: frame.arrival,
             voice: frame.voice,
+            source: frame.source,
         };
         match judgement {
             Judgement::Allow => {
@@ -1489,6 +1506,7 @@ mod tests {
             arrival: at + Duration::from_millis(ms),
             payload: Arc::from(&[0xFCu8, 0xFF, 0xFE][..]),
             voice: VoiceHint::default(),
+            source: None,
         }
     }
 

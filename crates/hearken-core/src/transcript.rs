@@ -1,7 +1,8 @@
 //! One speaker's audio on its way to a transcription backend, as bookkeeping.
 //!
 //! Sans-IO. The shell hands each consented frame here with its call time,
-//! either decoded to 16 kHz mono PCM or as the Opus packet itself (for a
+//! either as mono PCM (16 kHz decoded from Opus, or a telephone leg's own
+//! 8 or 16 kHz audio) or as the Opus packet itself (for a
 //! backend that takes Opus); this decides what to send on the current
 //! backend connection, keeps everything not yet covered by a final result (so
 //! a reconnect resends it and no word is lost), maps the backend's word times
@@ -14,7 +15,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Sample rate of the PCM sent to a backend that takes `linear16`.
+/// Sample rate of the PCM decoded from Opus for a backend that takes
+/// `linear16` (a telephone leg's audio keeps its own rate).
 pub const PCM_RATE: u64 = 16_000;
 /// Call-time samples (48 kHz) per PCM sample (16 kHz).
 const CALL_PER_PCM: u64 = 3;
@@ -24,8 +26,9 @@ const CALL_RATE: u64 = 48_000;
 /// The form in which a chunk goes to the backend.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChunkAudio {
-    /// 16 kHz mono samples, decoded from the frame.
-    Pcm16k(Vec<i16>),
+    /// Mono samples at the rate of the speaker's stream (16 kHz decoded
+    /// from Opus, or a telephone leg's own rate).
+    Pcm(Vec<i16>),
     /// The Opus packet as the speaker sent it.
     Opus(Arc<[u8]>),
 }
@@ -47,7 +50,18 @@ impl Chunk {
         Self {
             call_start,
             samples: pcm.len() as u64 * CALL_PER_PCM,
-            audio: ChunkAudio::Pcm16k(pcm),
+            audio: ChunkAudio::Pcm(pcm),
+        }
+    }
+
+    /// A chunk of PCM at `rate` Hz (8 or 16 kHz: a telephone leg's own
+    /// audio; any rate dividing 48 kHz).
+    pub fn pcm_at(call_start: u64, rate: u32, pcm: Vec<i16>) -> Self {
+        let per_sample = CALL_RATE / u64::from(rate.max(1));
+        Self {
+            call_start,
+            samples: pcm.len() as u64 * per_sample,
+            audio: ChunkAudio::Pcm(pcm),
         }
     }
 
@@ -67,7 +81,7 @@ impl Chunk {
     /// The chunk as `linear16` bytes (little endian); `None` for Opus.
     pub fn pcm_bytes(&self) -> Option<Vec<u8>> {
         match &self.audio {
-            ChunkAudio::Pcm16k(pcm) => {
+            ChunkAudio::Pcm(pcm) => {
                 let mut bytes = Vec::with_capacity(pcm.len() * 2);
                 extend_linear16(&mut bytes, pcm);
                 Some(bytes)

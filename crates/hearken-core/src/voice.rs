@@ -94,6 +94,8 @@ pub struct TalkFrame {
     pub samples: u64,
     /// The Opus packet.
     pub payload: Arc<[u8]>,
+    /// The audio it was made from, for a telephone codec.
+    pub source: Option<crate::conference::SourcePcm>,
 }
 
 /// Passes a speaker's frames while they talk (see the module docs).
@@ -183,6 +185,7 @@ mod tests {
             position: i * FRAME,
             samples: FRAME,
             payload: Arc::from(&[0x78u8, 1, 2, 3][..]),
+            source: None,
         }
     }
 

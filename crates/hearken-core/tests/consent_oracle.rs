@@ -666,6 +666,7 @@ impl Call {
                         arrival: self.at(t),
                         payload: Arc::from(payload),
                         voice: VoiceHint::default(),
+                        source: None,
                     };
                     let stats = self.conference.handle_audio(session, idx, frame);
                     self.frames[n as usize].held = stats.held;

@@ -109,8 +109,10 @@ pub enum BackendEvent {
 /// The audio a backend takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioInput {
-    /// 16 kHz mono PCM: the sink decodes each frame.
-    Pcm16k,
+    /// Mono PCM: the sink decodes each frame at 16 kHz, or passes a
+    /// telephone leg's own 8 or 16 kHz audio (one rate per speaker's stream,
+    /// given to [`Backend::connect`]).
+    Pcm,
     /// Opus packets as the speakers sent them: nothing is decoded.
     Opus,
 }
@@ -145,6 +147,10 @@ pub trait Backend: Send + Sync + 'static {
     fn model(&self) -> String;
     /// The audio its connections take.
     fn input(&self) -> AudioInput;
-    /// Opens a stream for one speaker.
-    fn connect(&self) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>>;
+    /// Opens a stream for one speaker; `pcm_rate` is the sample rate of its
+    /// PCM (for [`AudioInput::Pcm`]; ignored for Opus).
+    fn connect(
+        &self,
+        pcm_rate: u32,
+    ) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>>;
 }

@@ -73,12 +73,15 @@ impl Backend for DeepgramBackend {
 
     fn input(&self) -> AudioInput {
         match self.config.encoding {
-            DeepgramEncoding::Linear16 => AudioInput::Pcm16k,
+            DeepgramEncoding::Linear16 => AudioInput::Pcm,
             DeepgramEncoding::OggOpus => AudioInput::Opus,
         }
     }
 
-    fn connect(&self) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>> {
+    fn connect(
+        &self,
+        pcm_rate: u32,
+    ) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>> {
         let client = self.client.clone();
         let config = self.config.clone();
         Box::pin(async move {
@@ -100,7 +103,7 @@ impl Backend for DeepgramBackend {
             let request = match config.encoding {
                 DeepgramEncoding::Linear16 => request
                     .encoding(deepgram::common::options::Encoding::Linear16)
-                    .sample_rate(16_000)
+                    .sample_rate(pcm_rate)
                     .channels(1),
                 DeepgramEncoding::OggOpus => request,
             };
@@ -152,7 +155,7 @@ impl DeepgramConnection {
     /// Adds `chunk` to the next message.
     fn hold(&mut self, chunk: &Chunk) -> Result<(), BackendError> {
         match (&chunk.audio, self.ogg.as_mut()) {
-            (ChunkAudio::Pcm16k(pcm), None) => extend_linear16(&mut self.pcm, pcm),
+            (ChunkAudio::Pcm(pcm), None) => extend_linear16(&mut self.pcm, pcm),
             (ChunkAudio::Opus(packet), Some(ogg)) => {
                 let samples = u32::try_from(chunk.samples).map_err(|_| {
                     BackendError::new(Failure::Protocol, "an Opus chunk is too long")

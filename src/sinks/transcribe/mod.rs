@@ -39,9 +39,9 @@ use crate::metrics::{DropReason, Label, Metrics};
 use crate::sinks::{CONTROL_RESERVE, Completion, Downstream, SinkFull};
 use crate::store::Store;
 use backend::{AudioInput, Backend, BackendEvent, Connection, Failure};
-use hearken_core::conference::{CallSummary, SpeakerFrame};
+use hearken_core::conference::{CallSummary, SourcePcm, SpeakerFrame};
 use hearken_core::ids::CallId;
-use hearken_core::transcript::{CallWord, Chunk, Coverage, SpeakerStream};
+use hearken_core::transcript::{CallWord, Chunk, Coverage, PCM_RATE, SpeakerStream};
 use hearken_core::voice::{TalkFilter, TalkFilterConfig, TalkFrame, VoiceHint};
 
 /// A transcript segment on the call timeline.
@@ -220,6 +220,8 @@ struct FrameIn {
     /// Call time (48 kHz samples).
     position: u64,
     payload: Arc<[u8]>,
+    /// A telephone leg's own audio, when the Opus was made from it.
+    source: Option<SourcePcm>,
     voice: VoiceHint,
 }
 
@@ -229,6 +231,7 @@ impl From<&SpeakerFrame> for FrameIn {
             participant_id: frame.participant_id.clone(),
             position: frame.position,
             payload: frame.payload.clone(),
+            source: frame.source.clone(),
             voice: frame.voice,
         }
     }
@@ -401,6 +404,8 @@ enum SpeakerMsg {
     Frame {
         position: u64,
         payload: Arc<[u8]>,
+        /// A telephone leg's own audio of the frame.
+        source: Option<SourcePcm>,
         voice: VoiceHint,
         /// The speaker's purge count when the frame was queued: a frame
         /// queued before a purge is dropped with what the purge drops.
@@ -461,6 +466,7 @@ impl Dispatcher {
                         .try_send(SpeakerMsg::Frame {
                             position: frame.position,
                             payload: frame.payload,
+                            source: frame.source,
                             voice: frame.voice,
                             purges,
                         })
@@ -561,6 +567,7 @@ impl Dispatcher {
                 permit.send(SpeakerMsg::Frame {
                     position: frame.position,
                     payload: frame.payload,
+                    source: frame.source,
                     voice: frame.voice,
                     purges,
                 });
@@ -777,7 +784,7 @@ impl SpeakerTask {
             if conn.is_none() && !stream.is_drained() && now >= next_attempt {
                 let connected = match tokio::time::timeout(
                     self.settings.connect_timeout,
-                    self.backend.connect(),
+                    self.backend.connect(audio.pcm_rate()),
                 )
                 .await
                 {
@@ -857,11 +864,11 @@ impl SpeakerTask {
                 });
             tokio::select! {
                 msg = rx.recv(), if ending.is_none() => match msg {
-                    Some(SpeakerMsg::Frame { position, payload, voice, purges }) => {
+                    Some(SpeakerMsg::Frame { position, payload, source, voice, purges }) => {
                         self.apply_purge(&mut purged, &mut stream, &mut conn, &mut talk, &mut skipped_before);
                         // Queued before a purge: dropped with the rest.
                         if purges >= purged {
-                            let passed = self.filter(talk.as_mut(), position, payload, voice);
+                            let passed = self.filter(talk.as_mut(), position, payload, source, voice);
                             for frame in passed {
                                 self.buffer(&mut audio, &mut stream, &mut arrivals, frame);
                             }
@@ -975,6 +982,7 @@ impl SpeakerTask {
         talk: Option<&mut TalkFilter>,
         position: u64,
         payload: Arc<[u8]>,
+        source: Option<SourcePcm>,
         voice: VoiceHint,
     ) -> Vec<TalkFrame> {
         let Ok(samples) = hearken_core::opus::packet_samples(&payload) else {
@@ -986,6 +994,7 @@ impl SpeakerTask {
             position,
             samples: u64::from(samples),
             payload,
+            source,
         };
         match talk {
             Some(t) => {
@@ -1067,9 +1076,15 @@ impl SpeakerTask {
 
 /// Turns frames into chunks in the form the backend takes.
 enum FrameAudio {
-    /// Decode to 16 kHz mono (`None` if libopus could not start, in which
-    /// case every frame is dropped and counted).
-    Pcm16k {
+    /// Mono PCM at one rate per stream: a telephone leg's own audio at its
+    /// own rate (8 kHz G.711, 16 kHz G.722), or else the Opus decoded at
+    /// 16 kHz. The rate is fixed by the stream's first frame (the
+    /// connection is opened at it); a later frame at another rate is
+    /// decoded from its Opus at the stream's rate.
+    Pcm {
+        rate: Option<u32>,
+        /// Made when first needed (`None` after libopus could not start: the
+        /// frames that need it are dropped and counted).
         decoder: Option<opus::Decoder>,
         pcm: Vec<i16>,
     },
@@ -1080,21 +1095,39 @@ enum FrameAudio {
 impl FrameAudio {
     fn new(input: AudioInput) -> Self {
         match input {
-            AudioInput::Pcm16k => Self::Pcm16k {
-                decoder: opus::Decoder::new(16_000, opus::Channels::Mono).ok(),
-                // 120 ms at 16 kHz: the longest Opus packet.
-                pcm: vec![0; 1920],
+            AudioInput::Pcm => Self::Pcm {
+                rate: None,
+                decoder: None,
+                // 120 ms at 48 kHz: the longest Opus packet at any rate.
+                pcm: vec![0; 5760],
             },
             AudioInput::Opus => Self::Opus,
+        }
+    }
+
+    /// The sample rate of the stream's PCM (16 kHz until a first frame says
+    /// otherwise).
+    fn pcm_rate(&self) -> u32 {
+        match self {
+            Self::Pcm { rate, .. } => rate.unwrap_or(PCM_RATE as u32),
+            Self::Opus => PCM_RATE as u32,
         }
     }
 
     /// The chunk for a frame; `None` if it cannot be decoded.
     fn chunk(&mut self, frame: TalkFrame) -> Option<Chunk> {
         match self {
-            Self::Pcm16k { decoder, pcm } => {
+            Self::Pcm { rate, decoder, pcm } => {
+                let rate =
+                    *rate.get_or_insert(frame.source.as_ref().map_or(PCM_RATE as u32, |s| s.rate));
+                if let Some(source) = frame.source.filter(|s| s.rate == rate) {
+                    return Some(Chunk::pcm_at(frame.position, rate, source.samples.to_vec()));
+                }
+                if decoder.is_none() {
+                    *decoder = opus::Decoder::new(rate, opus::Channels::Mono).ok();
+                }
                 let n = decoder.as_mut()?.decode(&frame.payload, pcm, false).ok()?;
-                (n > 0).then(|| Chunk::pcm(frame.position, pcm[..n].to_vec()))
+                (n > 0).then(|| Chunk::pcm_at(frame.position, rate, pcm[..n].to_vec()))
             }
             Self::Opus => Some(Chunk::opus(frame.position, frame.samples, frame.payload)),
         }
@@ -1153,6 +1186,7 @@ mod tests {
         }
         fn connect(
             &self,
+            _pcm_rate: u32,
         ) -> backend::BoxFuture<'static, Result<Box<dyn Connection>, backend::BackendError>>
         {
             let result = if self.accept.load(Ordering::SeqCst) {
@@ -1282,6 +1316,7 @@ mod tests {
             payload: Arc::from(&PACKET[..]),
             arrival: std::time::Instant::now(),
             voice: VoiceHint::default(),
+            source: None,
         }
     }
 

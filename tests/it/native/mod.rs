@@ -6,4 +6,5 @@ mod certificate_from_files;
 mod consent_without_prompts;
 mod flows_change_mid_call;
 mod platform_vanishes;
+mod telephone_transcription;
 mod three_calls_one_connection;

@@ -1478,6 +1478,7 @@ impl Sim {
                     // A 20 ms CELT frame's TOC byte, then filler.
                     payload: Arc::from(&[0xFCu8, 0xFF, 0xFE][..]),
                     voice: VoiceHint::default(),
+                    source: None,
                 };
                 self.conference.handle_audio(session, idx, frame);
                 self.drain();
