@@ -492,61 +492,15 @@ impl Engine {
         };
         shared.counts.native_packets += 1;
         shared.counts.native_bytes += media.packet.len() as u64;
-        #[cfg(any(test, feature = "fault-injection"))]
-        if std::mem::take(&mut call.panic_on_next_frame) {
-            panic!("injected fault: a bug while handling a frame");
-        }
-        let frames = match speaker.handle_packet(&media.packet, media.arrival) {
-            Ok(PlainPacket::Audio(frames)) => frames,
-            Ok(PlainPacket::Event {
-                rtp_time,
-                event,
-                end,
-                duration,
-            }) => {
-                shared.counts.dtmf += 1;
-                let digit = speaker
-                    .dtmf
-                    .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
-                    .handle_packet(
-                        rtp_time,
-                        event,
-                        end,
-                        Duration::from_secs_f64(
-                            f64::from(duration) / f64::from(speaker.flow.codec.clock_rate()),
-                        ),
-                        media.arrival,
-                    );
-                if let Some(digit) = digit
-                    && call
-                        .conference
-                        .handle_digit(speaker.participant, digit.key, media.arrival)
-                {
-                    debug!(parent: &speaker.span, key = %digit.key.as_char(), "dtmf consent signal");
-                }
-                return;
-            }
-            Ok(PlainPacket::Rtcp) => return,
-            Err(reason) => {
-                trace!(parent: &speaker.span, reason = reason.as_label(), "native packet dropped");
-                shared.metrics.native_errors.get(reason).inc();
-                return;
-            }
-        };
-        for frame in frames {
-            let bytes = frame.payload.len() as u64;
-            let stats = call
-                .conference
-                .handle_audio(key, speaker.participant, frame);
-            let counts = &mut shared.counts;
-            counts.packets += stats.packets;
-            counts.bytes += bytes;
-            counts.lost += stats.lost;
-            counts.reanchored += stats.reanchored;
-            if let Some(reason) = stats.withheld {
-                shared.metrics.frames_withheld.get(reason).inc();
-            }
-        }
+        handle_plain_packet(
+            key,
+            speaker,
+            call,
+            shared,
+            Ingest::Native,
+            &media.packet,
+            media.arrival,
+        );
     }
 
     /// The SIP dialog of `call_id` whose secret is `secret`.
@@ -687,6 +641,9 @@ impl Engine {
         }
         call.conference.handle_hold(sip.participant, hold);
         sip.media = Some(media);
+        // A re-INVITE shows the caller is there: the idle clock (stopped
+        // while they held the call) starts again.
+        sip.last_input = now;
         if !sip.can_hear() {
             // Whatever was playing is cut off; it plays again on resume.
             for pb in std::mem::take(&mut sip.playbacks) {
@@ -743,57 +700,7 @@ impl Engine {
         };
         shared.counts.sip_packets += 1;
         shared.counts.sip_bytes += data.len() as u64;
-        #[cfg(any(test, feature = "fault-injection"))]
-        if std::mem::take(&mut call.panic_on_next_frame) {
-            panic!("injected fault: a bug while handling a frame");
-        }
-        match speaker.handle_packet(data, now) {
-            Ok(PlainPacket::Audio(frames)) => {
-                for frame in frames {
-                    let bytes = frame.payload.len() as u64;
-                    let stats = call.conference.handle_audio(key, sip.participant, frame);
-                    let counts = &mut shared.counts;
-                    counts.packets += stats.packets;
-                    counts.bytes += bytes;
-                    counts.lost += stats.lost;
-                    counts.reanchored += stats.reanchored;
-                    if let Some(reason) = stats.withheld {
-                        shared.metrics.frames_withheld.get(reason).inc();
-                    }
-                }
-            }
-            Ok(PlainPacket::Event {
-                rtp_time,
-                event,
-                end,
-                duration,
-            }) => {
-                shared.counts.dtmf += 1;
-                let clock = speaker.flow.codec.clock_rate();
-                let digit = speaker
-                    .dtmf
-                    .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
-                    .handle_packet(
-                        rtp_time,
-                        event,
-                        end,
-                        Duration::from_secs_f64(f64::from(duration) / f64::from(clock)),
-                        now,
-                    );
-                if let Some(digit) = digit
-                    && call
-                        .conference
-                        .handle_digit(sip.participant, digit.key, now)
-                {
-                    debug!(parent: &sip.span, key = %digit.key.as_char(), "dtmf consent signal");
-                }
-            }
-            Ok(PlainPacket::Rtcp) => {}
-            Err(reason) => {
-                trace!(parent: &sip.span, reason = reason.as_label(), "sip packet dropped");
-                shared.metrics.sip_errors.get(reason).inc();
-            }
-        }
+        handle_plain_packet(key, speaker, call, shared, Ingest::Sip, data, now);
     }
 
     /// A SIP dialog's timer: prompt packets due, the idle check, the next
@@ -884,12 +791,13 @@ impl Engine {
             return;
         }
         let next_packet = sip.playbacks.iter().map(|p| p.next_at).min();
-        let deadline = next_packet.map_or(idle_until, |t| t.min(idle_until));
-        let deadline = if sip.on_hold() {
-            next_packet.unwrap_or(now + shared.settings.rtp_idle_timeout)
+        // On hold, the idle check only looks again later.
+        let idle_check = if sip.on_hold() {
+            now + shared.settings.rtp_idle_timeout
         } else {
-            deadline
+            idle_until
         };
+        let deadline = next_packet.map_or(idle_check, |t| t.min(idle_check));
         shared
             .timers
             .schedule(&mut sip.scheduled, deadline, Timer::Session(key));
@@ -967,10 +875,13 @@ impl Engine {
             }
             e.flush_call(&call_id, now);
         });
-        if result.is_err() {
-            self.remove_plain(key, SessionEndReason::Failed, now);
+        match &result {
+            Ok(_) => info!(call = %call_id, "native ingest started"),
+            Err(e) => {
+                warn!(call = %call_id, error = %e, "native ingest not started");
+                self.remove_plain(key, SessionEndReason::Failed, now);
+            }
         }
-        info!(call = %call_id, "native ingest started");
         result
     }
 
@@ -2066,6 +1977,80 @@ fn handle_event(
             trace!(parent: &speaker.span, bytes, "frame");
         }
         _ => {}
+    }
+}
+
+/// Hands one plain-RTP packet of `speaker` (a native flow or a SIP caller,
+/// on session `key`) to the call: audio frames to the conference, a
+/// telephone event to the key assembler; what cannot be used is counted
+/// under `ingest`'s errors.
+fn handle_plain_packet(
+    key: SessionKey,
+    speaker: &mut PlainSpeaker,
+    call: &mut Call,
+    shared: &mut Shared,
+    ingest: Ingest,
+    packet: &[u8],
+    arrival: Instant,
+) {
+    #[cfg(any(test, feature = "fault-injection"))]
+    if std::mem::take(&mut call.panic_on_next_frame) {
+        panic!("injected fault: a bug while handling a frame");
+    }
+    let frames = match speaker.handle_packet(packet, arrival) {
+        Ok(PlainPacket::Audio(frames)) => frames,
+        Ok(PlainPacket::Event {
+            rtp_time,
+            event,
+            end,
+            duration,
+        }) => {
+            shared.counts.dtmf += 1;
+            // RFC 4733 §2.5.1.3: the duration counts the codec's clock.
+            let clock = f64::from(speaker.flow.codec.clock_rate());
+            let digit = speaker
+                .dtmf
+                .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
+                .handle_packet(
+                    rtp_time,
+                    event,
+                    end,
+                    Duration::from_secs_f64(f64::from(duration) / clock),
+                    arrival,
+                );
+            if let Some(digit) = digit
+                && call
+                    .conference
+                    .handle_digit(speaker.participant, digit.key, arrival)
+            {
+                debug!(parent: &speaker.span, key = %digit.key.as_char(), "dtmf consent signal");
+            }
+            return;
+        }
+        Ok(PlainPacket::Rtcp) => return,
+        Err(reason) => {
+            trace!(parent: &speaker.span, reason = reason.as_label(), "packet dropped");
+            let errors = match ingest {
+                Ingest::Sip => &shared.metrics.sip_errors,
+                _ => &shared.metrics.native_errors,
+            };
+            errors.get(reason).inc();
+            return;
+        }
+    };
+    for frame in frames {
+        let bytes = frame.payload.len() as u64;
+        let stats = call
+            .conference
+            .handle_audio(key, speaker.participant, frame);
+        let counts = &mut shared.counts;
+        counts.packets += stats.packets;
+        counts.bytes += bytes;
+        counts.lost += stats.lost;
+        counts.reanchored += stats.reanchored;
+        if let Some(reason) = stats.withheld {
+            shared.metrics.frames_withheld.get(reason).inc();
+        }
     }
 }
 

@@ -35,6 +35,24 @@ pub async fn post_native(server: &TestServer, call: &str, participants: Value) -
     }
 }
 
+/// Starts `call`'s native ingest and connects a RoQ client to it, the
+/// call's token presented.
+pub async fn native_client(
+    server: &TestServer,
+    call: &str,
+    participants: Value,
+) -> (NativeAnswer, RoqClient) {
+    let answer = post_native(server, call, participants).await;
+    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
+        .await
+        .expect("quic connects with the pinned certificate");
+    client
+        .present_tokens(&[&answer.token])
+        .await
+        .expect("token presented");
+    (answer, client)
+}
+
 /// `POST /v1/calls/{call}/native`, whatever the answer.
 pub async fn post_native_raw(
     server: &TestServer,

@@ -9,18 +9,18 @@
 
 use std::time::Duration;
 
-use hearken_testkit::roq::{RoqClient, rtp_packet};
+use hearken_testkit::roq::rtp_packet;
 use serde_json::json;
 
 use crate::common::{
-    TOKEN, TestServer, consent_log, delete_native, post_native, read_opus_packets, speech,
+    TOKEN, TestServer, consent_log, delete_native, native_client, read_opus_packets, speech,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_platforms_notice_releases_held_audio_and_is_audited() {
     let server = TestServer::start_with(|c| c.ingest.quic.listen = "127.0.0.1:0".into()).await;
     let call = "platform-notice";
-    let answer = post_native(
+    let (_, client) = native_client(
         &server,
         call,
         json!([
@@ -31,10 +31,6 @@ async fn the_platforms_notice_releases_held_audio_and_is_audited() {
         ]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
-        .await
-        .unwrap();
-    client.present_tokens(&[&answer.token]).await.unwrap();
     let clip = speech("speaker-a.opus");
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     for n in 0..200u32 {

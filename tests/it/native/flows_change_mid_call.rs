@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use hearken_testkit::roq::{RoqClient, rtp_packet};
+use hearken_testkit::roq::rtp_packet;
 use serde_json::json;
 
 use crate::common::{
-    TOKEN, TestServer, decode_ogg_opus, decode_packets, delete_native, metric_sum, post_native,
+    TOKEN, TestServer, decode_ogg_opus, decode_packets, delete_native, metric_sum, native_client,
     speech,
 };
 
@@ -38,16 +38,12 @@ async fn patch(server: &TestServer, call: &str, body: serde_json::Value) -> serd
 async fn a_flow_added_and_one_removed_mid_call() {
     let server = server().await;
     let call = "patched";
-    let answer = post_native(
+    let (_, client) = native_client(
         &server,
         call,
         json!([{"participant_id": "alice", "flow_id": 1, "codec": "opus", "payload_type": 111}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
-        .await
-        .unwrap();
-    client.present_tokens(&[&answer.token]).await.unwrap();
     let clip = speech("speaker-a.opus");
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let (mut alice_sent, mut bob_sent) = (0u32, 0u32);
@@ -141,16 +137,12 @@ fn best_correlation(a: &[f64], b: &[f64], max_lag: usize) -> f64 {
 async fn a_pcmu_flow_is_recorded_as_opus_made_once_from_it() {
     let server = server().await;
     let call = "pcmu-native";
-    let answer = post_native(
+    let (_, client) = native_client(
         &server,
         call,
         json!([{"participant_id": "dora", "flow_id": 7, "codec": "pcmu", "payload_type": 0}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
-        .await
-        .unwrap();
-    client.present_tokens(&[&answer.token]).await.unwrap();
     // The speech as a telephone sends it: decoded at 8 kHz, µ-law.
     let clip = speech("speaker-b.opus");
     let mut dec = opus::Decoder::new(8_000, opus::Channels::Mono).unwrap();

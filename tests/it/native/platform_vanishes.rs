@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use hearken_testkit::roq::{RoqClient, rtp_packet};
+use hearken_testkit::roq::rtp_packet;
 use serde_json::json;
 
-use crate::common::{TOKEN, TestServer, post_native, speech};
+use crate::common::{TOKEN, TestServer, native_client, speech};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_native_ingest_ends_the_call() {
@@ -19,16 +19,12 @@ async fn silent_native_ingest_ends_the_call() {
     })
     .await;
     let call = "vanished";
-    let answer = post_native(
+    let (_, client) = native_client(
         &server,
         call,
         json!([{"participant_id": "vic", "flow_id": 9, "codec": "opus", "payload_type": 111}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
-        .await
-        .unwrap();
-    client.present_tokens(&[&answer.token]).await.unwrap();
     let clip = speech("speaker-a.opus");
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     for (n, p) in clip.iter().take(50).enumerate() {

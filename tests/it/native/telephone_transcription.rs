@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
-use hearken_testkit::roq::{RoqClient, rtp_packet};
+use hearken_testkit::roq::rtp_packet;
 use serde_json::json;
 
-use crate::common::{delete_native, post_native, speech, transcribing_server};
+use crate::common::{delete_native, native_client, speech, transcribing_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pcmu_reaches_the_backend_at_8_khz_as_sent() {
@@ -26,16 +26,12 @@ async fn pcmu_reaches_the_backend_at_8_khz_as_sent() {
     })
     .await;
     let call = "phone-transcript";
-    let answer = post_native(
+    let (_, client) = native_client(
         &server,
         call,
         json!([{"participant_id": "tess", "flow_id": 3, "codec": "pcmu", "payload_type": 0}]),
     )
     .await;
-    let client = RoqClient::connect(answer.quic, &answer.cert_sha256)
-        .await
-        .unwrap();
-    client.present_tokens(&[&answer.token]).await.unwrap();
 
     // The phone's audio: the test speech at 8 kHz, in µ-law.
     let mut dec = opus::Decoder::new(8_000, opus::Channels::Mono).unwrap();
