@@ -177,6 +177,11 @@ pub struct CreateSip {
     /// What was negotiated; `None` for a late offer (INVITE without SDP)
     /// until the ACK brings the answer ([`Command::UpdateSip`]).
     pub media: Option<SipMedia>,
+    /// Where the INVITE came from. A caller behind NAT sends RTP from
+    /// another address than its SDP names; RTP from this IP, before any
+    /// came from the SDP's address, is latched onto (comedia) when exactly
+    /// one dialog from this IP waits for its first packet.
+    pub signalling_ip: Option<std::net::IpAddr>,
     /// As for [`CreateSession::early_inputs`].
     pub early_inputs: Vec<CallInput>,
 }

@@ -214,9 +214,12 @@ struct Routes {
     by_addr: FxHashMap<SocketAddr, SessionKey>,
     by_ufrag: FxHashMap<Box<str>, SessionKey>,
     by_secret: FxHashMap<Box<str>, SessionKey>,
-    /// SIP dialogs by the caller's RTP address (from their SDP): RTP from
-    /// any other address is not theirs.
+    /// SIP dialogs by the caller's RTP address (from their SDP, or latched):
+    /// RTP from any other address is not theirs.
     sip_by_addr: FxHashMap<SocketAddr, SessionKey>,
+    /// SIP dialogs that have media but no RTP yet, by their INVITE's source
+    /// IP: where a NATed caller's RTP may be latched from.
+    sip_latch: FxHashMap<std::net::IpAddr, Vec<SessionKey>>,
 }
 
 /// Packet counts gathered per batch and added to the shared counters once,
@@ -388,6 +391,14 @@ impl Engine {
         };
         let input = Input::Receive(now, receive);
         let Some(routed) = self.route_input(source, data, &input) else {
+            // RTP (RFC 7983: first byte 128-191) from a NATed SIP caller.
+            if !self.routes.sip_latch.is_empty()
+                && data.first().is_some_and(|b| (128..192).contains(b))
+                && let Some(key) = self.latch_sip(source)
+            {
+                self.handle_sip_datagram(key, now, data);
+                return;
+            }
             trace!(%source, "datagram for no session");
             self.shared.counts.unrouted += 1;
             return;
@@ -503,6 +514,27 @@ impl Engine {
         );
     }
 
+    /// The SIP dialog a NATed caller's first RTP from `source` belongs to:
+    /// the one dialog from that IP still waiting for its first packet (none
+    /// when several wait: the shared port cannot tell them apart). Its
+    /// route and the address its prompts go to move to `source`.
+    fn latch_sip(&mut self, source: SocketAddr) -> Option<SessionKey> {
+        let waiting = self.routes.sip_latch.get(&source.ip())?;
+        let [key] = waiting[..] else {
+            return None;
+        };
+        let SipSession { media, span, .. } = self.sips.get_mut(&key)?;
+        let media = media.as_mut()?;
+        info!(parent: &*span, from = %media.remote_rtp, to = %source, "sip rtp latched (caller behind NAT)");
+        if self.routes.sip_by_addr.get(&media.remote_rtp) == Some(&key) {
+            self.routes.sip_by_addr.remove(&media.remote_rtp);
+        }
+        media.remote_rtp = source;
+        self.routes.sip_by_addr.insert(source, key);
+        forget_latch(&mut self.routes.sip_latch, source.ip(), key);
+        Some(key)
+    }
+
     /// The SIP dialog of `call_id` whose secret is `secret`.
     fn sip_key(&self, call_id: &CallId, secret: &str) -> Option<SessionKey> {
         self.routes
@@ -560,6 +592,8 @@ impl Engine {
             line: None,
             waiting: Vec::new(),
             last_input: now,
+            signalling_ip: create.signalling_ip,
+            heard: false,
             scheduled: None,
             span,
         };
@@ -597,6 +631,14 @@ impl Engine {
             routes.remove(&old);
         }
         routes.insert(media.remote_rtp, key);
+        if !sip.heard
+            && let Some(ip) = sip.signalling_ip
+        {
+            let waiting = self.routes.sip_latch.entry(ip).or_default();
+            if !waiting.contains(&key) {
+                waiting.push(key);
+            }
+        }
         let same_stream = sip.media.as_ref().is_some_and(|m| {
             m.codec == media.codec
                 && m.payload_type == media.payload_type
@@ -679,6 +721,11 @@ impl Engine {
             return;
         };
         sip.last_input = now;
+        if !std::mem::replace(&mut sip.heard, true)
+            && let Some(ip) = sip.signalling_ip
+        {
+            forget_latch(&mut self.routes.sip_latch, ip, key);
+        }
         let call_id = sip.call_id.clone();
         self.contained(&call_id, now, |engine| {
             engine.sip_packet(key, data, now);
@@ -964,6 +1011,9 @@ impl Engine {
         } else {
             let sip = self.sips.remove(&key)?;
             info!(parent: &sip.span, "sip dialog ended");
+            if let Some(ip) = sip.signalling_ip {
+                forget_latch(&mut self.routes.sip_latch, ip, key);
+            }
             if let Some(remote) = sip.remote()
                 && self.routes.sip_by_addr.get(&remote) == Some(&key)
             {
@@ -2204,6 +2254,20 @@ fn start_prompt(
         // what that means (a notice counts only with the provider's own).
         call.conference
             .handle_prompt_played(prompt, &silent, Delivery::Inaudible, now, now);
+    }
+}
+
+/// Takes `key` off the dialogs waiting to be latched from `ip`.
+fn forget_latch(
+    latch: &mut FxHashMap<std::net::IpAddr, Vec<SessionKey>>,
+    ip: std::net::IpAddr,
+    key: SessionKey,
+) {
+    if let Some(waiting) = latch.get_mut(&ip) {
+        waiting.retain(|&k| k != key);
+        if waiting.is_empty() {
+            latch.remove(&ip);
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub(crate) struct SipSession {
     pub waiting: Vec<PromptKind>,
     /// When a packet last arrived.
     pub last_input: Instant,
+    /// The INVITE's source IP (see [`super::command::CreateSip`]).
+    pub signalling_ip: Option<std::net::IpAddr>,
+    /// RTP of the caller has arrived (the address is settled: no latching).
+    pub heard: bool,
     /// The time of this session's live entry in the timer heap.
     pub scheduled: Option<Instant>,
     pub span: Span,

@@ -678,6 +678,7 @@ impl Uas {
             public_id: public_id.clone(),
             participant_id: target.participant_id.clone(),
             media: negotiated.as_ref().map(|(_, n)| n.media.clone()),
+            signalling_ip: source_of(&req).as_ref().and_then(source_ip),
             early_inputs: placement.early_inputs,
         }));
         let outcome = match state.workers.get(placement.worker) {

@@ -5,7 +5,8 @@
 //! to the address her RTP comes from; nothing of her is kept until she
 //! presses 1 (RFC 4733, or SIP INFO); then her speech is recorded as Opus.
 //! On hold (`sendonly`) she is sent nothing and `call.json` says so; RTP
-//! from any other address is not hers.
+//! from any other address is not hers, except that behind NAT her first RTP
+//! from her INVITE's IP is latched onto (comedia).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,6 +58,7 @@ fn start(sim: &mut Sim, call: &str, with_media: bool) {
         public_id: "d1".into(),
         participant_id: "carol".into(),
         media: with_media.then(|| media(SipDirection::SendRecv)),
+        signalling_ip: Some(CAROL.parse::<SocketAddr>().unwrap().ip()),
         early_inputs: Vec::new(),
     })));
     let Reply::Sip(Ok(local)) = reply else {
@@ -226,4 +228,45 @@ fn a_late_offer_and_a_key_by_sip_info() {
     let t = consented["t"].as_f64().unwrap();
     assert!(captured(&sim, "carol", t + 0.1, 1.0 + request + 4.0) > 2.0);
     assert_eq!(captured(&sim, "carol", 0.0, t - 0.05), 0.0);
+}
+
+#[test]
+fn a_caller_behind_nat_is_latched_from_the_invites_ip() {
+    // Her SDP says 10.9.0.1:30000; her NAT sends from port 41000.
+    let mut sim = Sim::new(consent(5_000));
+    let call = "behind-nat";
+    start(&mut sim, call, true);
+    let nat: SocketAddr = "10.9.0.1:41000".parse().unwrap();
+    let elsewhere: SocketAddr = "10.7.7.7:41000".parse().unwrap();
+    let packets = pcmu_speech();
+    // Someone on another IP first: not latched, nobody's.
+    sim.datagram_from(elsewhere, &rtp(0, 1, 160, &packets[0]));
+    for n in 0..150u16 {
+        sim.datagram_from(nat, &rtp(0, n, u32::from(n) * 160, &packets[n as usize]));
+        sim.run_until(sim.t0 + Duration::from_millis(20 * (u64::from(n) + 1)));
+    }
+    sim.run_for(Duration::from_secs(1));
+    // Her audio reaches the call (Germany: withheld until she consents,
+    // so it shows as frames withheld, not as nothing).
+    let Reply::Snapshot(Some(summary)) = sim.command(Command::Snapshot {
+        call_id: CallId::parse(call).unwrap(),
+    }) else {
+        panic!("snapshot");
+    };
+    assert_eq!(summary.participants.len(), 1, "{summary:?}");
+    assert_eq!(summary.participants[0].packets_received, 150);
+    // The request goes where her RTP comes from, not to the SDP's port.
+    let to_nat = sim.elsewhere.iter().filter(|(_, to, _)| *to == nat).count();
+    let to_sdp = sim
+        .elsewhere
+        .iter()
+        .filter(|(_, to, _)| *to == CAROL.parse::<SocketAddr>().unwrap())
+        .count();
+    assert!(to_nat > 50, "{to_nat} prompt packets to the NAT's address");
+    // Before her first packet the prompt started toward the SDP address.
+    assert!(to_sdp <= 2, "{to_sdp} packets to the SDP address");
+    assert!(
+        !sim.elsewhere.iter().any(|(_, to, _)| *to == elsewhere),
+        "nothing to the stranger"
+    );
 }
