@@ -2088,7 +2088,10 @@ fn handle_plain_packet(
             return;
         }
     };
-    for frame in frames {
+    let Some(seq) = frames.first().map(|f| f.seq_last) else {
+        return;
+    };
+    for frame in speaker.reorder.push(seq, frames, arrival) {
         let bytes = frame.payload.len() as u64;
         let stats = call
             .conference

@@ -4,7 +4,7 @@
 use hearken::metrics::IngestError;
 use hearken::server::Secrets;
 
-use super::{SipTransport, sessions, sip_addr, sip_errors, sipp};
+use super::{SipTransport, settled_sessions, sip_addr, sip_errors, sipp};
 use crate::common::TestServer;
 
 /// A server that lets nobody in without credentials, with one user.
@@ -41,7 +41,7 @@ async fn a_stranger_is_challenged_and_a_wrong_password_refused_before_any_media(
     // Nothing was placed and no worker was asked: a worker's answer to a
     // CreateSip (today: no usable audio) would be counted here.
     assert_eq!(sip_errors(&server, IngestError::NoCommonCodec), 0);
-    assert_eq!(sessions(&server), 0);
+    assert_eq!(settled_sessions(&server).await, 0);
     assert_eq!(
         server.server.as_ref().unwrap().state.registry.call_ids(),
         vec![]
@@ -83,7 +83,7 @@ async fn the_right_credentials_get_past_the_challenge_over_udp_and_tcp() {
     .await;
     assert_eq!(sip_errors(&server, IngestError::AuthFailed), 1);
     // Whatever the engine answered, no session is left behind.
-    assert_eq!(sessions(&server), 0);
+    assert_eq!(settled_sessions(&server).await, 0);
     server.shutdown().await;
 }
 

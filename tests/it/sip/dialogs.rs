@@ -3,7 +3,7 @@
 
 use hearken::metrics::IngestError;
 
-use super::{SipTransport, sessions, sip_addr, sip_errors, sip_server, sipp};
+use super::{SipTransport, settled_sessions, sip_addr, sip_errors, sip_server, sipp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_invite_gets_487_and_leaves_nothing() {
@@ -14,7 +14,7 @@ async fn a_cancelled_invite_gets_487_and_leaves_nothing() {
     }
     // Cancelled before its media was asked for: no worker saw it.
     assert_eq!(sip_errors(&server, IngestError::NoCommonCodec), 0);
-    assert_eq!(sessions(&server), 0);
+    assert_eq!(settled_sessions(&server).await, 0);
     server.shutdown().await;
 }
 
@@ -55,7 +55,11 @@ async fn a_call_with_hold_dtmf_and_bye() {
     ] {
         sipp(addr, "call_hold_dtmf.xml", call, transport, &[]).await;
     }
-    assert_eq!(sessions(&server), 0, "BYE ended both dialogs' sessions");
+    assert_eq!(
+        settled_sessions(&server).await,
+        0,
+        "BYE ended both dialogs' sessions"
+    );
     server.shutdown().await;
 }
 
@@ -66,6 +70,6 @@ async fn a_late_offer_is_answered_in_the_ack() {
     let addr = sip_addr(&server);
     sipp(addr, "late_offer.xml", "late-call", SipTransport::Udp, &[]).await;
     assert_eq!(sip_errors(&server, IngestError::NoCommonCodec), 0);
-    assert_eq!(sessions(&server), 0);
+    assert_eq!(settled_sessions(&server).await, 0);
     server.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hearken_core::conference::Ingest;
 
-use super::{SipTransport, sessions, sip_addr, sip_server, sipp};
+use super::{SipTransport, settled_sessions, sip_addr, sip_server, sipp};
 use crate::common::metric_sum;
 
 /// RTP packets in `/usr/share/sip-tester/g711a.pcap` (read with a pcap
@@ -71,7 +71,7 @@ async fn fifty_concurrent_calls_with_rtp_while_bad_input_arrives() {
         .get(Ingest::Sip)
         .get();
     assert_eq!(open, 0, "no dialog left");
-    assert_eq!(sessions(&server), 0);
+    assert_eq!(settled_sessions(&server).await, 0);
     println!("{recorded} packets recorded across {CALLS} calls");
     server.shutdown().await;
 }

@@ -47,6 +47,18 @@ pub fn sip_errors(server: &TestServer, reason: IngestError) -> u64 {
         .get()
 }
 
+/// Sessions the registry holds once the workers' reports of ended ones
+/// have reached it (up to 2.5 s).
+pub async fn settled_sessions(server: &TestServer) -> usize {
+    for _ in 0..50 {
+        if sessions(server) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sessions(server)
+}
+
 /// Sessions the server's registry holds.
 pub fn sessions(server: &TestServer) -> usize {
     server
