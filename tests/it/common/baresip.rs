@@ -216,6 +216,7 @@ pub fn phone_speech(dir: &std::path::Path, seconds: u32) -> std::path::PathBuf {
     let out = dir.join("phone.wav");
     // Repeated to `seconds`, 8 kHz, mono, 16 bit.
     let status = std::process::Command::new("sox")
+        .arg("-D")
         .arg(&spoken)
         .args(["-r", "8000", "-c", "1", "-b", "16"])
         .arg(&out)

@@ -48,7 +48,10 @@ pub fn espeak(text: &str) -> Vec<i16> {
         .status()
         .expect("run espeak-ng");
     assert!(status.success(), "espeak-ng failed for {text:?}");
+    // Repeatable dither (`-R`): the same phrase gives the same samples on
+    // every run.
     let out = Command::new("sox")
+        .arg("-R")
         .arg(&wav)
         .args([
             "-t", "raw", "-r", "48000", "-e", "signed", "-b", "16", "-c", "1", "-",

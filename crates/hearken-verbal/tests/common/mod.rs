@@ -48,8 +48,11 @@ pub fn speak(text: &str, voice: &str, words_per_minute: u32) -> Vec<i16> {
         .status()
         .expect("run espeak-ng");
     assert!(status.success(), "espeak-ng failed for {text:?}");
-    // espeak-ng writes 22050 Hz; sox resamples it (its default, high quality).
+    // espeak-ng writes 22050 Hz; sox resamples it (its default, high
+    // quality) and dithers it with repeatable random numbers (`-R`): the
+    // same phrase gives the same samples on every run.
     let out = Command::new("sox")
+        .arg("-R")
         .arg(&wav)
         .args([
             "-t", "raw", "-r", "48000", "-e", "signed", "-b", "16", "-c", "1", "-",
