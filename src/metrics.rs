@@ -374,8 +374,8 @@ pub struct Metrics {
     pub consent_audit_write_errors: IntCounter,
     /// Time from WHIP offer received to answer ready.
     pub whip_answer_seconds: Histogram,
-    /// WHIP offers turned away with 503, by reason (`node_full`,
-    /// `shutting_down`).
+    /// New sessions (WHIP offers, native ingests) turned away with 503, by
+    /// reason (`node_full`, `shutting_down`).
     pub admission_rejected: IntCounterVec,
     /// Session capacity of this node (`limits.max_sessions`).
     pub sessions_capacity: IntGauge,
@@ -577,7 +577,7 @@ impl Metrics {
             )),
             admission_rejected: reg!(counter_vec(
                 "hearken_admission_rejected_total",
-                "WHIP offers answered 503 because the node was full or shutting down.",
+                "New sessions (WHIP offers, native ingests) answered 503 because the node was full or shutting down.",
                 &["reason"]
             )),
             recorder_frames_written: reg!(counter(

@@ -152,15 +152,42 @@ async fn deliver(
     }
 }
 
+impl ParticipantBody {
+    /// Checks what a provider may get wrong; `at` leads the field names in
+    /// the error (`participants[0].details.` in a native request).
+    pub(crate) fn check(&self, at: &str) -> Result<(), Problem> {
+        if let Some(location) = &self.location {
+            location.validate().map_err(|e| {
+                Problem::new(ProblemType::BadLocation, format!("{at}location: {e}"))
+            })?;
+        }
+        if let Some(user_id) = &self.user_id {
+            check_text(&format!("{at}user_id"), user_id, ProblemType::BadJson)?;
+        }
+        Ok(())
+    }
+}
+
 /// Keeps (and applies, when the call is live) a participant's details and,
-/// when given, their presence.
-pub(crate) async fn deliver_details(
+/// when given, their presence; their display name goes to transcripts.
+pub(crate) async fn deliver_participant(
     state: &Arc<AppState>,
     call_id: &CallId,
     participant_id: &str,
-    details: ParticipantDetails,
-    present: Option<bool>,
+    body: &ParticipantBody,
 ) -> Result<Applied, Problem> {
+    if let Some(name) = &body.display_name {
+        state
+            .transcripts
+            .set_display_name(call_id, participant_id, name);
+    }
+    let details = ParticipantDetails {
+        location: body.location.clone(),
+        internal: body.internal,
+        capture: body.capture,
+        user_id: body.user_id.clone(),
+        mixed: body.mixed,
+    };
     let mut applied = deliver(
         state,
         call_id,
@@ -170,7 +197,7 @@ pub(crate) async fn deliver_details(
         },
     )
     .await?;
-    if let Some(present) = present {
+    if let Some(present) = body.present {
         applied = deliver(
             state,
             call_id,
@@ -196,27 +223,8 @@ pub async fn put_participant(
         call_id,
         participant_id,
     } = path;
-    if let Some(location) = &body.location {
-        location
-            .validate()
-            .map_err(|e| Problem::new(ProblemType::BadLocation, format!("location: {e}")))?;
-    }
-    if let Some(user_id) = &body.user_id {
-        check_text("user_id", user_id, ProblemType::BadJson)?;
-    }
-    let details = ParticipantDetails {
-        location: body.location.clone(),
-        internal: body.internal,
-        capture: body.capture,
-        user_id: body.user_id.clone(),
-        mixed: body.mixed,
-    };
-    if let Some(name) = &body.display_name {
-        state
-            .transcripts
-            .set_display_name(&call_id, &participant_id, name);
-    }
-    let applied = deliver_details(&state, &call_id, &participant_id, details, body.present).await?;
+    body.check("")?;
+    let applied = deliver_participant(&state, &call_id, &participant_id, &body).await?;
     Ok(Json(serde_json::json!({
         "call_id": call_id.as_str(),
         "participant_id": participant_id,

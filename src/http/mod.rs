@@ -93,6 +93,51 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// 503 for a new session while the node shuts down (counted).
+pub(crate) fn refuse_shutting_down(state: &AppState) -> Problem {
+    state
+        .metrics
+        .admission_rejected
+        .with_label_values(&["shutting_down"])
+        .inc();
+    Problem::unavailable(
+        ProblemType::ShuttingDown,
+        "this node is shutting down",
+        state.config.limits.retry_after_secs,
+    )
+}
+
+/// 503 for a new session the registry could not place (counted): no
+/// worker runs, or the node carries `limits.max_sessions`.
+pub(crate) fn refuse_node_full(state: &AppState) -> Problem {
+    state
+        .metrics
+        .admission_rejected
+        .with_label_values(&["node_full"])
+        .inc();
+    let detail = if state.least_loaded_worker().is_none() {
+        "no media worker is running on this node".to_owned()
+    } else {
+        format!(
+            "this node carries its maximum of {} sessions",
+            state.config.limits.max_sessions
+        )
+    };
+    Problem::unavailable(
+        ProblemType::NodeFull,
+        detail,
+        state.config.limits.retry_after_secs,
+    )
+}
+
+/// 409 for a session of a call that has ended.
+pub(crate) fn call_ended(call_id: &CallId) -> Problem {
+    Problem::new(
+        ProblemType::CallEnded,
+        format!("call {call_id} has ended; its recordings are final. Use a new call id."),
+    )
+}
+
 /// Sends `command` to the worker that carries `call_id` and waits at most
 /// `limit` for its reply. `Ok(None)`: no worker carries the call.
 pub(crate) async fn ask_call_worker(

@@ -12,17 +12,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hearken_core::consent::engine::ParticipantDetails;
 use hearken_core::ids::CallId;
 use hearken_core::roq;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
 
-use super::consent::{ParticipantBody, deliver_details};
+use super::consent::{ParticipantBody, deliver_participant};
 use super::extract::{CallPath, JsonBody, MAX_PARTICIPANT_ID};
 use super::problem::{Problem, ProblemType};
-use super::{ask_call_worker, ask_worker};
+use super::{ask_call_worker, ask_worker, call_ended, refuse_node_full, refuse_shutting_down};
 use crate::control::meetings::Admission;
 use crate::ingest::TOKEN_FLOW_ID;
 use crate::ingest::native::NativeCall;
@@ -138,13 +137,8 @@ fn check_flow(at: &str, flow: &FlowBody) -> Result<NativeFlow, Problem> {
             "{at}.dtmf_payload_type: must differ from payload_type"
         )));
     }
-    if let Some(location) = flow.details.as_ref().and_then(|d| d.location.as_ref()) {
-        location.validate().map_err(|e| {
-            Problem::new(
-                ProblemType::BadLocation,
-                format!("{at}.details.location: {e}"),
-            )
-        })?;
+    if let Some(details) = &flow.details {
+        details.check(&format!("{at}.details."))?;
     }
     Ok(NativeFlow {
         flow_id: flow.flow_id,
@@ -195,22 +189,9 @@ async fn deliver_flow_details(
     flows: &[FlowBody],
 ) -> Result<(), Problem> {
     for flow in flows {
-        let Some(body) = &flow.details else {
-            continue;
-        };
-        let details = ParticipantDetails {
-            location: body.location.clone(),
-            internal: body.internal,
-            capture: body.capture,
-            user_id: body.user_id.clone(),
-            mixed: body.mixed,
-        };
-        if let Some(name) = &body.display_name {
-            state
-                .transcripts
-                .set_display_name(call_id, &flow.participant_id, name);
+        if let Some(body) = &flow.details {
+            deliver_participant(state, call_id, &flow.participant_id, body).await?;
         }
-        deliver_details(state, call_id, &flow.participant_id, details, body.present).await?;
     }
     Ok(())
 }
@@ -243,13 +224,8 @@ pub async fn post(
             "native ingest is off on this node: set ingest.quic.listen",
         ));
     };
-    let retry_after = state.config.limits.retry_after_secs;
     if !state.is_accepting() {
-        return Err(Problem::unavailable(
-            ProblemType::ShuttingDown,
-            "this node is shutting down",
-            retry_after,
-        ));
+        return Err(refuse_shutting_down(&state));
     }
     if body.participants.is_empty() {
         return Err(bad("participants: at least one flow is needed".into()));
@@ -259,10 +235,7 @@ pub async fn post(
         return Err(Problem::new(ProblemType::NotRecorded, reason));
     }
     if state.store.call_has_ended(&call_id) {
-        return Err(Problem::new(
-            ProblemType::CallEnded,
-            format!("call {call_id} has ended; its recordings are final. Use a new call id."),
-        ));
+        return Err(call_ended(&call_id));
     }
     if state.natives.contains(&call_id) {
         return Err(Problem::new(
@@ -274,18 +247,14 @@ pub async fn post(
 
     let secret = super::whip::random_hex(16);
     let public_id = format!("n{}", super::whip::random_hex(4));
-    let max_sessions = state.config.limits.max_sessions;
-    let Some(placement) = state
-        .registry
-        .place_session(&call_id, &secret, "", max_sessions, || {
-            state.least_loaded_worker()
-        })
-    else {
-        return Err(Problem::unavailable(
-            ProblemType::NodeFull,
-            format!("this node carries its maximum of {max_sessions} sessions"),
-            retry_after,
-        ));
+    let Some(placement) = state.registry.place_session(
+        &call_id,
+        &secret,
+        "",
+        state.config.limits.max_sessions,
+        || state.least_loaded_worker(),
+    ) else {
+        return Err(refuse_node_full(&state));
     };
     let worker = placement.worker;
     let command = Command::CreateNative(Box::new(CreateNative {
@@ -300,11 +269,9 @@ pub async fn post(
         outcome => {
             state.registry.remove_session(&secret);
             return Err(match outcome {
-                Ok(Reply::Native(Err(CreateSessionError::ShuttingDown))) => Problem::unavailable(
-                    ProblemType::ShuttingDown,
-                    "this node is shutting down",
-                    retry_after,
-                ),
+                Ok(Reply::Native(Err(CreateSessionError::ShuttingDown))) => {
+                    refuse_shutting_down(&state)
+                }
                 Ok(Reply::Native(Err(e))) => Problem::internal(e),
                 Ok(other) => Problem::internal(format!("unexpected worker reply {other:?}")),
                 Err(problem) => problem,

@@ -18,7 +18,7 @@ use tracing::{debug, info};
 
 use super::extract::{CallPath, SdpBody, SessionPath, content_type_is};
 use super::problem::{Problem, ProblemType};
-use super::{ask_call_worker, ask_worker};
+use super::{ask_call_worker, ask_worker, call_ended, refuse_node_full, refuse_shutting_down};
 use crate::control::meetings::Admission;
 use crate::media::{Command, CreateSession, CreateSessionError, Reply};
 use crate::server::AppState;
@@ -43,18 +43,8 @@ pub async fn create(
     SdpBody(sdp): SdpBody,
 ) -> Result<Response, Problem> {
     let started = Instant::now();
-    let retry_after = state.config.limits.retry_after_secs;
     if !state.is_accepting() {
-        state
-            .metrics
-            .admission_rejected
-            .with_label_values(&["shutting_down"])
-            .inc();
-        return Err(Problem::unavailable(
-            ProblemType::ShuttingDown,
-            "this node is shutting down",
-            retry_after,
-        ));
+        return Err(refuse_shutting_down(&state));
     }
     let summary = OfferSummary::scan(&sdp).map_err(|e| match e {
         OfferError::NoUsableAudio => Problem::new(ProblemType::NoUsableAudio, e.to_string()),
@@ -67,38 +57,20 @@ pub async fn create(
         return Err(Problem::new(ProblemType::NotRecorded, reason));
     }
     if state.store.call_has_ended(&call_id) {
-        return Err(Problem::new(
-            ProblemType::CallEnded,
-            format!("call {call_id} has ended; its recordings are final. Use a new call id."),
-        ));
+        return Err(call_ended(&call_id));
     }
 
     let secret = random_hex(16);
     let public_id = format!("s{}", &random_hex(4));
     let etag = format!("\"{}\"", random_hex(8));
-    let max_sessions = state.config.limits.max_sessions;
-    let Some(placement) =
-        state
-            .registry
-            .place_session(&call_id, &secret, &etag, max_sessions, || {
-                state.least_loaded_worker()
-            })
-    else {
-        state
-            .metrics
-            .admission_rejected
-            .with_label_values(&["node_full"])
-            .inc();
-        let detail = if state.least_loaded_worker().is_none() {
-            "no media worker is running on this node".to_owned()
-        } else {
-            format!("this node carries its maximum of {max_sessions} sessions")
-        };
-        return Err(Problem::unavailable(
-            ProblemType::NodeFull,
-            detail,
-            retry_after,
-        ));
+    let Some(placement) = state.registry.place_session(
+        &call_id,
+        &secret,
+        &etag,
+        state.config.limits.max_sessions,
+        || state.least_loaded_worker(),
+    ) else {
+        return Err(refuse_node_full(&state));
     };
     let worker = placement.worker;
     let command = Command::CreateSession(Box::new(CreateSession {
@@ -120,11 +92,9 @@ pub async fn create(
                 Ok(Reply::Answer(Err(e @ CreateSessionError::NoUsableAudio))) => {
                     Problem::new(ProblemType::NoUsableAudio, e.to_string())
                 }
-                Ok(Reply::Answer(Err(CreateSessionError::ShuttingDown))) => Problem::unavailable(
-                    ProblemType::ShuttingDown,
-                    "this node is shutting down",
-                    retry_after,
-                ),
+                Ok(Reply::Answer(Err(CreateSessionError::ShuttingDown))) => {
+                    refuse_shutting_down(&state)
+                }
                 Ok(Reply::Answer(Err(e))) => Problem::internal(e),
                 Ok(other) => Problem::internal(format!("unexpected worker reply {other:?}")),
                 Err(problem) => problem,
