@@ -535,6 +535,54 @@ impl Engine {
         Some(key)
     }
 
+    /// Opens a plain-RTP session (native or SIP) of `call_id`: its key, the
+    /// call (made with `early_inputs` when this engine does not carry it
+    /// yet), the session in the conference, counted and found by `secret`.
+    /// Nothing is negotiated, so the session is connected at once: the call
+    /// starts now, and its speakers join (for consent) as they are added.
+    /// Returns the key and the session's span (`span` makes it under the
+    /// call's).
+    #[allow(clippy::too_many_arguments)]
+    fn open_plain_session(
+        &mut self,
+        call_id: &CallId,
+        secret: &str,
+        public_id: &str,
+        early_inputs: &[CallInput],
+        ingest: Ingest,
+        span: impl FnOnce(&Span) -> Span,
+        now: Instant,
+    ) -> Result<(SessionKey, Span), CreateSessionError> {
+        if self.shut_down {
+            return Err(CreateSessionError::ShuttingDown);
+        }
+        let key = SessionKey(self.next_key);
+        self.next_key += 1;
+        let Shared {
+            consent,
+            metrics,
+            clock,
+            ..
+        } = &mut self.shared;
+        let call = call_entry(
+            &mut self.calls,
+            consent,
+            metrics,
+            call_id,
+            early_inputs,
+            now,
+        );
+        let span = span(&call.span);
+        call.conference.handle_session_added(key, public_id);
+        call.sessions.push(key);
+        call.conference
+            .handle_session_connected(key, now, clock.utc(now));
+        metrics.sessions_active.inc();
+        metrics.ingest_sessions.get(ingest).inc();
+        self.routes.by_secret.insert(secret.into(), key);
+        Ok((key, span))
+    }
+
     /// The SIP dialog of `call_id` whose secret is `secret`.
     fn sip_key(&self, call_id: &CallId, secret: &str) -> Option<SessionKey> {
         self.routes
@@ -549,38 +597,23 @@ impl Engine {
         create: CreateSip,
         now: Instant,
     ) -> Result<SocketAddr, CreateSessionError> {
-        if self.shut_down {
-            return Err(CreateSessionError::ShuttingDown);
-        }
-        let key = SessionKey(self.next_key);
-        self.next_key += 1;
-        let Shared {
-            consent, metrics, ..
-        } = &mut self.shared;
-        let call = call_entry(
-            &mut self.calls,
-            consent,
-            metrics,
+        let (key, span) = self.open_plain_session(
             &create.call_id,
+            &create.secret,
+            &create.public_id,
             &create.early_inputs,
+            Ingest::Sip,
+            |call| info_span!(parent: call, "sip", id = %create.public_id, participant = %create.participant_id),
             now,
-        );
-        let span = info_span!(parent: &call.span, "sip", id = %create.public_id, participant = %create.participant_id);
-        call.conference.handle_session_added(key, &create.public_id);
-        call.sessions.push(key);
-        metrics.sessions_active.inc();
-        metrics.speakers_active.inc();
-        metrics.ingest_sessions.get(Ingest::Sip).inc();
-        // The dialog is established: the call starts now and the caller
-        // joins (for consent) at once.
-        let now_utc = self.shared.clock.utc(now);
-        call.conference.handle_session_connected(key, now, now_utc);
+        )?;
+        self.shared.metrics.speakers_active.inc();
+        // The dialog is established: the caller joins (for consent) at once.
+        let Some(call) = self.calls.get_mut(&create.call_id) else {
+            return Err(CreateSessionError::NoUsableAudio);
+        };
         let participant =
             call.conference
                 .handle_speaker_added(key, "sip", Some(&create.participant_id), now);
-        self.routes
-            .by_secret
-            .insert(create.secret.clone().into_boxed_str(), key);
         let mut session = SipSession {
             call_id: create.call_id.clone(),
             secret: create.secret.into_boxed_str(),
@@ -866,30 +899,15 @@ impl Engine {
         create: CreateNative,
         now: Instant,
     ) -> Result<SessionKey, CreateSessionError> {
-        if self.shut_down {
-            return Err(CreateSessionError::ShuttingDown);
-        }
-        let key = SessionKey(self.next_key);
-        self.next_key += 1;
-        let Shared {
-            consent, metrics, ..
-        } = &mut self.shared;
-        let call = call_entry(
-            &mut self.calls,
-            consent,
-            metrics,
+        let (key, span) = self.open_plain_session(
             &create.call_id,
+            &create.secret,
+            &create.public_id,
             &create.early_inputs,
+            Ingest::Native,
+            |call| info_span!(parent: call, "native", id = %create.public_id),
             now,
-        );
-        let span = info_span!(parent: &call.span, "native", id = %create.public_id);
-        call.conference.handle_session_added(key, &create.public_id);
-        call.sessions.push(key);
-        metrics.sessions_active.inc();
-        metrics.ingest_sessions.get(Ingest::Native).inc();
-        self.routes
-            .by_secret
-            .insert(create.secret.clone().into_boxed_str(), key);
+        )?;
         self.natives.insert(
             key,
             NativeSession {
@@ -906,13 +924,6 @@ impl Engine {
             self.shared
                 .timers
                 .schedule(&mut native.scheduled, idle_until, Timer::Session(key));
-        }
-        // Nothing to negotiate: the session is "connected" at once, so the
-        // call starts now and its speakers join (for consent) as they are
-        // added.
-        let now_utc = self.shared.clock.utc(now);
-        if let Some(call) = self.calls.get_mut(&create.call_id) {
-            call.conference.handle_session_connected(key, now, now_utc);
         }
         let call_id = create.call_id;
         let mut result = Ok(key);
