@@ -64,6 +64,78 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The ways in besides WHIP: native RTP over QUIC (and SIP).
     pub ingest: IngestConfig,
+    /// Many nodes as one service (NATS JetStream); off by default.
+    pub cluster: ClusterConfig,
+    /// The fleet's durable call index (PostgreSQL); off by default.
+    pub store: StoreConfig,
+}
+
+/// Clustering: membership, placement and events on NATS JetStream (see
+/// `src/cluster/`). With `nats_url` empty the node runs alone, exactly as
+/// without this section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server (`nats://10.0.0.5:4222`, several separated by
+    /// commas); empty runs a single node.
+    pub nats_url: String,
+    /// This node's id in the fleet; empty means the host name.
+    pub node_id: String,
+    /// The base URL other nodes send a call's clients to
+    /// (`http://10.0.0.7:8080`); empty means `http://{http.listen}`.
+    pub advertised_url: String,
+    /// How often this node says it is alive. A node silent for three
+    /// heartbeats is out of placement.
+    pub heartbeat_ms: u64,
+    /// Seconds a draining node (`POST /v1/admin/drain`, SIGTERM) lets its
+    /// calls go on before it ends them and leaves.
+    pub drain_timeout: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: String::new(),
+            node_id: String::new(),
+            advertised_url: String::new(),
+            heartbeat_ms: 1000,
+            drain_timeout: 3600,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node is part of a fleet.
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.trim().is_empty()
+    }
+
+    /// `drain_timeout` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout)
+    }
+
+    /// `heartbeat_ms` as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+}
+
+/// The fleet index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// PostgreSQL connection URL
+    /// (`postgres://hearken:secret@10.0.0.9:5432/hearken`); empty keeps
+    /// the call index in the node's files only.
+    pub postgres_url: String,
+}
+
+impl StoreConfig {
+    /// Whether calls are indexed in PostgreSQL.
+    pub fn enabled(&self) -> bool {
+        !self.postgres_url.trim().is_empty()
+    }
 }
 
 /// Ingest settings: the ways audio reaches Hearken besides WHIP.
@@ -830,6 +902,57 @@ impl Config {
                 message: "must be at least 100".into(),
             });
         }
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.heartbeat_ms < 50 || c.heartbeat_ms > 60_000 {
+            return Err(ConfigError::Invalid {
+                key: "cluster.heartbeat_ms",
+                message: "must be between 50 and 60000".into(),
+            });
+        }
+        if c.enabled() {
+            for url in c.nats_url.split(',') {
+                let url = url.trim();
+                let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+                    .iter()
+                    .any(|s| url.starts_with(s))
+                    || !url.contains("://");
+                if url.is_empty() || !scheme_ok {
+                    return Err(ConfigError::Invalid {
+                        key: "cluster.nats_url",
+                        message: format!("{url:?} is not a NATS URL like nats://127.0.0.1:4222"),
+                    });
+                }
+            }
+        }
+        if !c.node_id.is_empty()
+            && !c
+                .node_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_'))
+        {
+            return Err(ConfigError::Invalid {
+                key: "cluster.node_id",
+                message: "may hold only letters, digits, '-' and '_'".into(),
+            });
+        }
+        let url = c.advertised_url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "cluster.advertised_url",
+                message: format!("{url:?} is not a base URL like http://10.0.0.7:8080"),
+            });
+        }
+        let pg = self.store.postgres_url.trim();
+        if !(pg.is_empty() || pg.starts_with("postgres://") || pg.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                key: "store.postgres_url",
+                message: "must be a URL like postgres://user@host:5432/db".into(),
+            });
+        }
         Ok(())
     }
 
@@ -876,8 +999,25 @@ impl Config {
                 })
                 .collect();
         }
+        if !show_secrets {
+            shown.store.postgres_url = redact_url_password(&shown.store.postgres_url);
+        }
         // INVARIANT: Config is plain data with string map keys; it always serializes.
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
+    }
+}
+
+/// `url` with the password of its user info (`user:password@`) replaced.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
     }
 }
 
@@ -1260,5 +1400,70 @@ mod tests {
         assert!(!text.contains("secret-one"));
         let reparsed: Config = toml::from_str(&c.to_toml(true)).unwrap();
         assert_eq!(reparsed, c);
+    }
+
+    #[test]
+    fn fleet_settings_load_from_the_environment_and_hide_the_password() {
+        let loaded = Config::load(
+            None,
+            env(&[
+                (
+                    "HEARKEN_CLUSTER_NATS_URL",
+                    "nats://10.0.0.5:4222,nats://10.0.0.6:4222",
+                ),
+                ("HEARKEN_CLUSTER_NODE_ID", "media-1"),
+                ("HEARKEN_CLUSTER_ADVERTISED_URL", "http://10.0.0.11:8080"),
+                ("HEARKEN_CLUSTER_HEARTBEAT_MS", "250"),
+                ("HEARKEN_CLUSTER_DRAIN_TIMEOUT", "900"),
+                (
+                    "HEARKEN_STORE_POSTGRES_URL",
+                    "postgres://hearken:s3cret@10.0.0.9/hearken",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(loaded.unknown_env.is_empty(), "{:?}", loaded.unknown_env);
+        let c = loaded.config;
+        assert!(c.cluster.enabled() && c.store.enabled());
+        assert_eq!(c.cluster.node_id, "media-1");
+        assert_eq!(c.cluster.heartbeat(), Duration::from_millis(250));
+        assert_eq!(c.cluster.drain_timeout(), Duration::from_secs(900));
+        let shown = c.to_toml(false);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://hearken:<redacted>@10.0.0.9/hearken"),
+            "{shown}"
+        );
+        // The defaults run a node alone, with no other service.
+        let alone = Config::default();
+        assert!(!alone.cluster.enabled() && !alone.store.enabled());
+    }
+
+    #[test]
+    fn bad_fleet_settings_name_their_key() {
+        for (var, value, key) in [
+            (
+                "HEARKEN_CLUSTER_NATS_URL",
+                "http://10.0.0.5:4222",
+                "cluster.nats_url",
+            ),
+            ("HEARKEN_CLUSTER_NODE_ID", "media 1", "cluster.node_id"),
+            (
+                "HEARKEN_CLUSTER_ADVERTISED_URL",
+                "10.0.0.11:8080",
+                "cluster.advertised_url",
+            ),
+            ("HEARKEN_CLUSTER_HEARTBEAT_MS", "10", "cluster.heartbeat_ms"),
+            (
+                "HEARKEN_STORE_POSTGRES_URL",
+                "mysql://db/hearken",
+                "store.postgres_url",
+            ),
+        ] {
+            let text = Config::load(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(key), "{var}={value}: {text}");
+        }
     }
 }

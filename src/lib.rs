@@ -25,6 +25,7 @@
 //!   [`metrics`], [`cli`].
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod http;

@@ -443,6 +443,29 @@ pub struct Metrics {
     pub ingest_errors: IntCounterVec,
     /// Time from a session's request (offer, POST, INVITE) to its answer.
     pub ingest_setup_seconds: prometheus::HistogramVec,
+    /// Live nodes of the fleet as this node sees them (1 alone).
+    pub cluster_nodes: IntGauge,
+    /// Calls this node placed, by where (`local`, `remote`).
+    pub cluster_placements: IntCounterVec,
+    /// Sessions answered with a redirect to the call's owner, by ingest.
+    pub cluster_redirects: IntCounterVec,
+    /// Drains started (API or signal).
+    pub cluster_drains: IntCounter,
+    /// Placements that lost a compare-and-set to another node, and calls
+    /// whose placement entry another node took over.
+    pub cluster_placement_conflicts: IntCounter,
+    /// Requests to a fleet service that failed, by service (`nats`,
+    /// `postgres`).
+    pub cluster_errors: IntCounterVec,
+    /// Time of requests to a fleet service, by service and operation.
+    pub cluster_request_seconds: prometheus::HistogramVec,
+    /// Time the cluster adds to a new call's first session (the placement
+    /// lookup and compare-and-set).
+    pub cluster_placement_seconds: Histogram,
+    /// Whether this node is draining (1) or taking new calls (0).
+    pub cluster_draining: IntGauge,
+    /// Fleet events, by outcome (`published`, `dropped`).
+    pub cluster_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -825,6 +848,69 @@ impl Metrics {
                 "hearken_sink_control_dropped_total",
                 "Control messages (call start and end, audit lines, session events) dropped because a bounded queue was full."
             )),
+            cluster_nodes: reg!(gauge(
+                "hearken_cluster_nodes",
+                "Live nodes of the fleet as this node sees them (heartbeats within three intervals)."
+            )),
+            cluster_placements: reg!(counter_vec(
+                "hearken_cluster_placements_total",
+                "Calls this node placed, by where they went (local, remote).",
+                &["target"]
+            )),
+            cluster_redirects: reg!(counter_vec(
+                "hearken_cluster_redirects_total",
+                "Sessions answered with a redirect to the node that owns the call, by ingest.",
+                &["ingest"]
+            )),
+            cluster_drains: reg!(counter(
+                "hearken_cluster_drains_total",
+                "Drains started on this node (POST /v1/admin/drain or SIGTERM)."
+            )),
+            cluster_placement_conflicts: reg!(counter(
+                "hearken_cluster_placement_conflicts_total",
+                "Placements of this node that lost a compare-and-set to another node's."
+            )),
+            cluster_errors: reg!(counter_vec(
+                "hearken_cluster_errors_total",
+                "Requests to a fleet service that failed or timed out, by service (nats, postgres).",
+                &["service"]
+            )),
+            cluster_request_seconds: reg!(
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "hearken_cluster_request_seconds",
+                        "Time of requests to a fleet service, by service and operation."
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0
+                    ]),
+                    &["service", "op"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid histogram vec")
+            ),
+            cluster_placement_seconds: reg!(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "hearken_cluster_placement_seconds",
+                        "Time the cluster adds to a call's first session: finding or choosing its owner."
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0
+                    ])
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid histogram")
+            ),
+            cluster_draining: reg!(gauge(
+                "hearken_cluster_draining",
+                "1 while this node drains (takes no new calls), else 0."
+            )),
+            cluster_events: reg!(counter_vec(
+                "hearken_cluster_events_total",
+                "Fleet events, by outcome: published (acknowledged by JetStream) or dropped (the queue was full).",
+                &["outcome"]
+            )),
             registry,
         };
         // process_cpu_seconds_total, process_resident_memory_bytes, … (Linux).
@@ -856,6 +942,16 @@ impl Metrics {
             let l = [ingest.as_label()];
             metrics.ingest_connections.with_label_values(&l);
             metrics.ingest_setup_seconds.with_label_values(&l);
+            metrics.cluster_redirects.with_label_values(&l);
+        }
+        for target in ["local", "remote"] {
+            metrics.cluster_placements.with_label_values(&[target]);
+        }
+        for outcome in ["published", "dropped"] {
+            metrics.cluster_events.with_label_values(&[outcome]);
+        }
+        for service in ["nats", "postgres"] {
+            metrics.cluster_errors.with_label_values(&[service]);
         }
         // Every labelled child of the media path exists (and shows 0) from
         // the start.

@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::cluster::index::FleetIndex;
+use crate::cluster::{Cluster, NodeStatus};
 use crate::config::{Config, TranscriptionBackend};
 use crate::control::meetings::Meetings;
 use crate::control::registry::Registry;
@@ -80,6 +82,12 @@ pub enum StartError {
     /// The SIP ingest cannot start.
     #[error(transparent)]
     Sip(#[from] crate::ingest::sip::SipSetupError),
+    /// The fleet (NATS) cannot be joined.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// The fleet index (PostgreSQL) cannot be used.
+    #[error(transparent)]
+    Index(#[from] crate::cluster::index::IndexError),
 }
 
 /// Where the server reads its secrets (the transcription API key, the
@@ -140,13 +148,65 @@ pub struct AppState {
     pub quic: Option<QuicInfo>,
     /// The SIP listener's address and its dialogs, when SIP dial-in is on.
     pub sip: Option<SipInfo>,
+    /// This node's membership of a fleet, when `cluster.nats_url` is set.
+    pub cluster: Option<Arc<Cluster>>,
+    /// The fleet's call index, when `store.postgres_url` is set.
+    pub index: Option<Arc<FleetIndex>>,
+    /// This node's id (`cluster.node_id`, else the host name).
+    pub node_id: String,
+    /// The base URL other nodes send this node's calls' clients to.
+    pub advertised_url: String,
+    started_at: chrono::DateTime<chrono::Utc>,
     accepting: AtomicBool,
+    draining: AtomicBool,
+    drain_requested: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
     /// Whether new sessions are accepted (false while shutting down).
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node drains: it takes no new calls, and its calls go on
+    /// until they end.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts draining (see [`crate::http::ops::drain`]); `false` when it
+    /// had started already.
+    pub fn start_drain(&self, why: &str) -> bool {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.metrics.cluster_drains.inc();
+        self.metrics.cluster_draining.set(1);
+        info!(
+            why,
+            calls = self.registry.call_ids().len(),
+            timeout_s = self.config.cluster.drain_timeout,
+            "draining: no new calls; the calls in progress go on until they end"
+        );
+        let _ = self.drain_requested.send(true);
+        true
+    }
+
+    /// What this node's heartbeat says about it now.
+    pub fn node_status(&self, node_id: &str, url: &str) -> NodeStatus {
+        NodeStatus {
+            node_id: node_id.to_owned(),
+            url: url.to_owned(),
+            media_ip: self.config.media.advertised_ip.to_string(),
+            sip: self.sip.as_ref().map(|s| s.contact_host.clone()),
+            sessions: self.registry.session_count(),
+            calls: self.registry.call_ids().len(),
+            capacity: self.config.limits.max_sessions,
+            draining: self.is_draining() || !self.is_accepting(),
+            heartbeat_ms: self.config.cluster.heartbeat_ms,
+            started_at: self.started_at,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
     }
 
     /// The least-loaded worker whose thread runs; `None` if none does.
@@ -220,11 +280,53 @@ pub async fn start_with_secrets(
 ) -> Result<RunningServer, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
+    let http_addr = listener.local_addr().map_err(StartError::Listener)?;
+    let node_id = node_id(&config);
+    let advertised_url = match config.cluster.advertised_url.trim() {
+        "" => format!("http://{http_addr}"),
+        url => url.trim_end_matches('/').to_owned(),
+    };
+    // The fleet first: a node that cannot reach NATS says so before it
+    // binds anything else.
+    let cluster = if config.cluster.enabled() {
+        Some(
+            Cluster::connect(
+                &config.cluster,
+                node_id.clone(),
+                advertised_url.clone(),
+                metrics.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let data_dir = &config.storage.data_dir;
-    let store = Store::open(data_dir).map_err(|source| StartError::DataDir {
+    let mut store = Store::open(data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
+    let index = match config.store.enabled() {
+        true => Some(
+            FleetIndex::connect(config.store.postgres_url.trim(), &node_id, metrics.clone())
+                .await?,
+        ),
+        false => None,
+    };
+    if cluster.is_some() || index.is_some() {
+        // The index first: an audit line is in PostgreSQL before its event
+        // is published.
+        let mut taps: Vec<Arc<dyn crate::store::StoreTap>> = Vec::new();
+        if let Some(index) = &index {
+            taps.push(index.clone());
+        }
+        if let Some(cluster) = &cluster {
+            taps.push(Arc::new(crate::cluster::tap::EventTap::new(
+                cluster.events().clone(),
+            )));
+        }
+        store = store.in_fleet(&node_id, Some(Arc::new(crate::store::Taps(taps))));
+    }
 
     let consent = Arc::new(crate::setup::consent::setup(&config.consent)?);
     metrics.watch_hold_budget(consent.hold_budget.clone());
@@ -331,7 +433,14 @@ pub async fn start_with_secrets(
         natives,
         quic: quic.as_ref().map(|q| q.info.clone()),
         sip: sip_bound.as_ref().map(|s| s.info()),
+        cluster: cluster.clone(),
+        index,
+        node_id,
+        advertised_url,
+        started_at: chrono::Utc::now(),
         accepting: AtomicBool::new(true),
+        draining: AtomicBool::new(false),
+        drain_requested: tokio::sync::watch::channel(false).0,
     });
     let sip = match sip_bound {
         Some(bound) => Some(bound.serve(state.clone()).await?),
@@ -360,17 +469,34 @@ pub async fn start_with_secrets(
         ));
     }
 
-    let http_addr = listener.local_addr().map_err(StartError::Listener)?;
+    if let Some(cluster) = &cluster {
+        tokio::spawn(heartbeat(state.clone(), cluster.clone()));
+    }
     let router = crate::http::router(state.clone());
     let drain_state = state.clone();
+    let mut drain_requested = state.drain_requested.subscribe();
     let http_task = tokio::spawn(async move {
         let shutdown = async move {
-            tokio::select! {
-                _ = stop_rx => {}
-                _ = external_shutdown => {}
+            let mut stop_rx = stop_rx;
+            // A signal drains a node of a fleet (its calls finish first); a
+            // node alone ends its calls at once, as it always has.
+            let drain_first = tokio::select! {
+                _ = &mut stop_rx => false,
+                _ = external_shutdown => drain_state.cluster.is_some(),
+                _ = drain_requested.wait_for(|d| *d) => true,
+            };
+            if drain_first {
+                drain_state.start_drain("signal");
+                tokio::select! {
+                    _ = &mut stop_rx => {}
+                    _ = wait_for_calls_to_end(&drain_state) => {}
+                }
             }
             let _ = stopping_tx.send(true);
-            drain(drain_state, joins, quic, sip).await;
+            drain(drain_state.clone(), joins, quic, sip).await;
+            if let Some(cluster) = &drain_state.cluster {
+                cluster.leave().await;
+            }
         };
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -437,6 +563,81 @@ fn start_transcriber(
     }
 }
 
+/// This node's id: `cluster.node_id`, else the host name (made of the
+/// characters a node id may hold).
+fn node_id(config: &Config) -> String {
+    if !config.cluster.node_id.is_empty() {
+        return config.cluster.node_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let id: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if id.is_empty() {
+        "hearken".to_owned()
+    } else {
+        id
+    }
+}
+
+/// Puts this node's heartbeat every `cluster.heartbeat_ms` until it leaves.
+async fn heartbeat(state: Arc<AppState>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(state.config.cluster.heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        if !state.is_accepting() {
+            return;
+        }
+        let status = state.node_status(cluster.node_id(), cluster.url());
+        match cluster.heartbeat(&status).await {
+            Ok(()) if failing => {
+                info!("heartbeats reach NATS again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                warn!(error = %e, "heartbeat failed; other nodes stop placing calls here");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Resolves once this draining node carries no call, or after
+/// `cluster.drain_timeout`.
+async fn wait_for_calls_to_end(state: &AppState) {
+    let deadline = tokio::time::Instant::now() + state.config.cluster.drain_timeout();
+    loop {
+        let calls = state.registry.call_ids().len();
+        if calls == 0 {
+            info!("drained: no call in progress");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                calls,
+                "drain timeout passed (cluster.drain_timeout): ending the calls left"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Stops taking sessions, ends every call, joins the media threads.
 async fn drain(
     state: Arc<AppState>,
@@ -491,7 +692,12 @@ async fn track_engine_events(
                     state.registry.session_failed(&call_id, failure);
                 }
             }
-            EngineEvent::CallEnded { call_id } => state.registry.call_ended(&call_id),
+            EngineEvent::CallEnded { call_id } => {
+                state.registry.call_ended(&call_id);
+                if let Some(cluster) = state.cluster.clone() {
+                    tokio::spawn(async move { cluster.release(&call_id).await });
+                }
+            }
         }
     }
 }

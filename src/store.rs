@@ -39,10 +39,53 @@ use serde::de::DeserializeOwned;
 /// Most numbered files (`{stem}.{n}.opus`) tried for one participant.
 const MAX_TRACK_FILES: u32 = 1000;
 
+/// Who hears of what the store writes, after it is on disk: the fleet's
+/// index and events (`src/cluster/`). Called on the writer's thread (a
+/// recorder, the transcriber), so an implementation only queues and never
+/// waits.
+pub trait StoreTap: Send + Sync {
+    /// A call's `call.json` was written (in progress, or final with
+    /// `ended_at`).
+    fn call_written(&self, summary: &CallSummary);
+    /// A line was appended to a call's audit log and synced.
+    fn audit_appended(&self, call_id: &CallId, line: &str);
+    /// A call's transcript was written (`transcript` is what
+    /// `transcript.json` holds).
+    fn transcript_written(&self, call_id: &CallId, transcript: &serde_json::Value);
+    /// A metadata-only meeting's `meeting.json` was written.
+    fn meeting_written(&self, _call_id: &CallId, _meeting: &serde_json::Value) {}
+}
+
+/// Several taps, told in order.
+pub struct Taps(pub Vec<std::sync::Arc<dyn StoreTap>>);
+
+impl StoreTap for Taps {
+    fn call_written(&self, summary: &CallSummary) {
+        self.0.iter().for_each(|t| t.call_written(summary));
+    }
+    fn audit_appended(&self, call_id: &CallId, line: &str) {
+        self.0.iter().for_each(|t| t.audit_appended(call_id, line));
+    }
+    fn transcript_written(&self, call_id: &CallId, transcript: &serde_json::Value) {
+        self.0
+            .iter()
+            .for_each(|t| t.transcript_written(call_id, transcript));
+    }
+    fn meeting_written(&self, call_id: &CallId, meeting: &serde_json::Value) {
+        self.0
+            .iter()
+            .for_each(|t| t.meeting_written(call_id, meeting));
+    }
+}
+
 /// The data directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     data_dir: PathBuf,
+    /// This node's id in a fleet, written into every `call.json` (which
+    /// node holds the call's files).
+    node_id: Option<std::sync::Arc<str>>,
+    tap: Option<std::sync::Arc<dyn StoreTap>>,
     #[cfg(any(test, feature = "fault-injection"))]
     faults: std::sync::Arc<Faults>,
 }
@@ -77,12 +120,44 @@ pub struct AuditLogRead {
     pub chain: Result<VerifiedLog, ChainError>,
 }
 
+impl AuditLogRead {
+    /// A log read from its lines (each without its newline), as the fleet
+    /// index mirrors them; the chain is checked over the same bytes the
+    /// file holds.
+    pub fn from_lines(lines: &[String]) -> Self {
+        let mut bytes = Vec::new();
+        for line in lines {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        Self {
+            events: lines
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
+            chain: audit::verify(&bytes),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.data_dir)
+            .field("node_id", &self.node_id)
+            .field("tapped", &self.tap.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// The store rooted at `data_dir` (created with its `calls/` if missing).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(data_dir.join("calls"))?;
         Ok(Self {
             data_dir: data_dir.to_owned(),
+            node_id: None,
+            tap: None,
             #[cfg(any(test, feature = "fault-injection"))]
             faults: Default::default(),
         })
@@ -115,6 +190,14 @@ impl Store {
         .is_err_and(|n| n == 0)
     }
 
+    /// This store as the files of node `node_id` of a fleet, telling `tap`
+    /// what it writes.
+    pub fn in_fleet(mut self, node_id: &str, tap: Option<std::sync::Arc<dyn StoreTap>>) -> Self {
+        self.node_id = Some(node_id.into());
+        self.tap = tap;
+        self
+    }
+
     /// The root.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -131,7 +214,23 @@ impl Store {
     pub fn write_call_json(&self, summary: &CallSummary) -> io::Result<()> {
         let call_id = CallId::parse(&summary.call_id)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_json_atomically(&self.call_dir(&call_id), "call.json", summary)
+        match &self.node_id {
+            Some(node) if summary.node.as_deref() != Some(node) => {
+                let mut stamped = summary.clone();
+                stamped.node = Some(node.to_string());
+                write_json_atomically(&self.call_dir(&call_id), "call.json", &stamped)?;
+                if let Some(tap) = &self.tap {
+                    tap.call_written(&stamped);
+                }
+            }
+            _ => {
+                write_json_atomically(&self.call_dir(&call_id), "call.json", summary)?;
+                if let Some(tap) = &self.tap {
+                    tap.call_written(summary);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A call's `call.json`, if there is one.
@@ -196,7 +295,12 @@ impl Store {
     /// [`Self::open_audit_log`], and syncs it. When that fails, the file is
     /// cut back to its length before (best effort), so no partial line is
     /// left for the next reader.
-    pub fn append_audit_line(&self, file: &mut File, line: &str) -> io::Result<()> {
+    pub fn append_audit_line(
+        &self,
+        call_id: &CallId,
+        file: &mut File,
+        line: &str,
+    ) -> io::Result<()> {
         let before = file.metadata()?.len();
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
@@ -209,8 +313,15 @@ impl Store {
             ));
         }
         let written = file.write_all(&bytes).and_then(|()| file.sync_data());
-        if written.is_err() {
-            let _ = file.set_len(before).and_then(|()| file.sync_data());
+        match &written {
+            Err(_) => {
+                let _ = file.set_len(before).and_then(|()| file.sync_data());
+            }
+            Ok(()) => {
+                if let Some(tap) = &self.tap {
+                    tap.audit_appended(call_id, line);
+                }
+            }
         }
         written
     }
@@ -302,7 +413,13 @@ impl Store {
     ) -> io::Result<()> {
         let dir = self.call_dir(call_id);
         write_json_atomically(&dir, "transcript.json", transcript)?;
-        fs::write(dir.join("transcript.vtt"), vtt)
+        fs::write(dir.join("transcript.vtt"), vtt)?;
+        if let Some(tap) = &self.tap
+            && let Ok(value) = serde_json::to_value(transcript)
+        {
+            tap.transcript_written(call_id, &value);
+        }
+        Ok(())
     }
 
     /// A call's `transcript.json`, if there is one.
@@ -314,7 +431,13 @@ impl Store {
 
     /// Writes a metadata-only meeting's `meeting.json`.
     pub fn write_meeting<T: Serialize>(&self, call_id: &CallId, meeting: &T) -> io::Result<()> {
-        write_json_atomically(&self.call_dir(call_id), "meeting.json", meeting)
+        write_json_atomically(&self.call_dir(call_id), "meeting.json", meeting)?;
+        if let Some(tap) = &self.tap
+            && let Ok(value) = serde_json::to_value(meeting)
+        {
+            tap.meeting_written(call_id, &value);
+        }
+        Ok(())
     }
 
     /// Every stored `meeting.json`.
@@ -401,6 +524,7 @@ mod tests {
             failed_sessions: Vec::new(),
             consent_log: None,
             announcement_track: None,
+            node: None,
         }
     }
 
@@ -450,7 +574,7 @@ mod tests {
             let mut fields = serde_json::Map::new();
             fields.insert("event".into(), event.into());
             let line = chain.append(at, &fields).unwrap();
-            store.append_audit_line(&mut f, &line.text).unwrap();
+            store.append_audit_line(&c, &mut f, &line.text).unwrap();
         }
         f.write_all(b"{\"seq\":3,\"eve").unwrap();
         let log = store.read_audit_log(&c).unwrap().unwrap();
@@ -471,16 +595,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let c = CallId::parse("c").unwrap();
         let (mut f, _) = store.open_audit_log(&c).unwrap();
-        store.append_audit_line(&mut f, "{\"one\":1}").unwrap();
+        store.append_audit_line(&c, &mut f, "{\"one\":1}").unwrap();
         store.fail_audit_appends_after(Some(1));
-        store.append_audit_line(&mut f, "{\"two\":2}").unwrap();
+        store.append_audit_line(&c, &mut f, "{\"two\":2}").unwrap();
         let e = store
-            .append_audit_line(&mut f, "{\"three\":3}")
+            .append_audit_line(&c, &mut f, "{\"three\":3}")
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::StorageFull);
-        assert!(store.append_audit_line(&mut f, "{\"four\":4}").is_err());
+        assert!(store.append_audit_line(&c, &mut f, "{\"four\":4}").is_err());
         store.fail_audit_appends_after(None);
-        store.append_audit_line(&mut f, "{\"five\":5}").unwrap();
+        store.append_audit_line(&c, &mut f, "{\"five\":5}").unwrap();
         let text = fs::read_to_string(store.call_dir(&c).join("consent.jsonl")).unwrap();
         assert_eq!(text, "{\"one\":1}\n{\"two\":2}\n{\"five\":5}\n");
     }

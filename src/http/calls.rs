@@ -46,6 +46,9 @@ pub struct CallListItem {
     pub ended_at: Option<DateTime<Utc>>,
     /// Participants seen (for a meeting: its organizer and attendees).
     pub participants: usize,
+    /// The node that holds its files (with a fleet index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// What `GET /v1/calls` reads of a stored `meeting.json`.
@@ -67,8 +70,11 @@ async fn snapshot(state: &AppState, call_id: &CallId) -> Result<Option<CallSumma
 }
 
 /// `GET /v1/calls`: calls in progress, ended calls and metadata-only
-/// meetings, by start.
+/// meetings, by start. With the fleet index, every call of the fleet.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, Problem> {
+    if let Some(index) = &state.index {
+        return list_fleet(&state, index).await;
+    }
     let mut calls = Vec::new();
     for id in state.registry.call_ids() {
         if let Some(s) = snapshot(&state, &id).await? {
@@ -78,6 +84,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<serde_json:
                 started_at: s.started_at,
                 ended_at: None,
                 participants: s.participants.len(),
+                node: None,
             });
         }
     }
@@ -94,25 +101,77 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<serde_json:
             started_at: s.started_at,
             ended_at: s.ended_at,
             participants: s.participants.len(),
+            node: None,
         });
     }
     // Meetings imported as metadata only are part of the call index too
     // (kept as `meeting.json`, so they survive a restart).
     for m in meetings {
-        calls.push(CallListItem {
-            call_id: m.call_id,
-            state: CallState::MetadataOnly,
-            started_at: Some(m.meeting.start),
-            ended_at: Some(m.meeting.end),
-            participants: m.meeting.attendees.len() + usize::from(m.meeting.organizer.is_some()),
-        });
+        calls.push(meeting_item(m));
     }
+    sort(&mut calls);
+    Ok(Json(serde_json::json!({ "calls": calls })))
+}
+
+fn meeting_item(m: StoredMeeting) -> CallListItem {
+    CallListItem {
+        call_id: m.call_id,
+        state: CallState::MetadataOnly,
+        started_at: Some(m.meeting.start),
+        ended_at: Some(m.meeting.end),
+        participants: m.meeting.attendees.len() + usize::from(m.meeting.organizer.is_some()),
+        node: None,
+    }
+}
+
+fn sort(calls: &mut [CallListItem]) {
     calls.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)
             .then(a.call_id.cmp(&b.call_id))
     });
+}
+
+/// `GET /v1/calls` from the fleet index: the same answer on every node.
+async fn list_fleet(
+    state: &AppState,
+    index: &crate::cluster::index::FleetIndex,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let (rows, meetings) = index
+        .calls()
+        .await
+        .map_err(|e| index_unavailable(state, &e))?;
+    let mut calls: Vec<CallListItem> = rows
+        .into_iter()
+        .map(|r| CallListItem {
+            call_id: r.call_id,
+            state: if r.state == "ended" {
+                CallState::Ended
+            } else {
+                CallState::Active
+            },
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            participants: r.participants,
+            node: Some(r.node_id),
+        })
+        .collect();
+    for m in meetings {
+        if let Ok(meeting) = serde_json::from_value::<StoredMeeting>(m.meeting) {
+            calls.push(meeting_item(meeting));
+        }
+    }
+    sort(&mut calls);
     Ok(Json(serde_json::json!({ "calls": calls })))
+}
+
+/// 503 for a read the fleet index could not answer.
+pub(crate) fn index_unavailable(state: &AppState, error: &str) -> Problem {
+    Problem::unavailable(
+        super::problem::ProblemType::ClusterUnavailable,
+        format!("the fleet index (PostgreSQL) is unavailable: {error}"),
+        state.config.limits.retry_after_secs,
+    )
 }
 
 /// The `call.json` of a call that is not in progress; for a call that never
@@ -125,6 +184,21 @@ async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, 
         .map_err(Problem::internal)?
         .map_err(Problem::internal)?;
     if let Some(summary) = stored {
+        return Ok(summary);
+    }
+    if let Some(index) = &state.index
+        && let Some((summary, node)) = index
+            .call(call_id)
+            .await
+            .map_err(|e| index_unavailable(state, &e))?
+    {
+        // A call in progress on another node: its owner's live summary.
+        if summary.ended_at.is_none()
+            && node != state.node_id
+            && let Some(live) = owner_snapshot(state, &node, call_id).await
+        {
+            return Ok(live);
+        }
         return Ok(summary);
     }
     let failed_sessions = state.registry.failed_sessions(call_id);
@@ -142,7 +216,34 @@ async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, 
         failed_sessions,
         consent_log: None,
         announcement_track: None,
+        node: None,
     })
+}
+
+/// The live summary of a call from the node that carries it, if that node
+/// is a live member of the fleet and answers.
+async fn owner_snapshot(state: &AppState, node: &str, call_id: &CallId) -> Option<CallSummary> {
+    let cluster = state.cluster.as_ref()?;
+    let owner = cluster
+        .nodes()
+        .into_iter()
+        .find(|n| n.status.node_id == node)?;
+    let token = state.config.auth.tokens.first()?;
+    let url = format!(
+        "{}/v1/calls/{call_id}",
+        owner.status.url.trim_end_matches('/')
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .timeout(SNAPSHOT_TIMEOUT)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<CallSummary>().await.ok()
 }
 
 /// `GET /v1/calls/{id}`: the call in progress, else its `call.json`.

@@ -357,11 +357,31 @@ pub async fn get_log(
 ) -> Result<Json<serde_json::Value>, Problem> {
     let store = state.store.clone();
     let id = call_id.clone();
-    let log = tokio::task::spawn_blocking(move || store.read_audit_log(&id))
+    let local = tokio::task::spawn_blocking(move || store.read_audit_log(&id))
         .await
         .map_err(Problem::internal)?
-        .map_err(Problem::internal)?
-        .ok_or_else(|| Problem::not_found(format!("no consent log for call {call_id}")))?;
+        .map_err(Problem::internal)?;
+    let log = match (local, &state.index) {
+        (Some(log), _) => log,
+        // Not on this node's disk: the mirror every node reads.
+        (None, Some(index)) => {
+            let lines = index
+                .audit_lines(&call_id)
+                .await
+                .map_err(|e| super::calls::index_unavailable(&state, &e))?;
+            if lines.is_empty() {
+                return Err(Problem::not_found(format!(
+                    "no consent log for call {call_id}"
+                )));
+            }
+            crate::store::AuditLogRead::from_lines(&lines)
+        }
+        (None, None) => {
+            return Err(Problem::not_found(format!(
+                "no consent log for call {call_id}"
+            )));
+        }
+    };
     let chain = match &log.chain {
         Ok(v) => serde_json::json!({
             "ok": true,

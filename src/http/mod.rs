@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hearken_core::ids::CallId;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -70,6 +70,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(transcripts::live),
         )
         .route("/v1/meetings", post(meetings::post).get(meetings::list))
+        .route("/v1/cluster/nodes", get(ops::cluster_nodes))
+        .route("/v1/admin/drain", post(ops::drain))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
@@ -126,6 +128,90 @@ pub(crate) fn refuse_node_full(state: &AppState) -> Problem {
     Problem::unavailable(
         ProblemType::NodeFull,
         detail,
+        state.config.limits.retry_after_secs,
+    )
+}
+
+/// Where a new session of a call goes.
+#[derive(Debug)]
+pub(crate) enum Route {
+    /// This node carries the call (or will).
+    Here,
+    /// Another node owns the call.
+    Owner {
+        /// Its base URL.
+        url: String,
+        /// Its SIP `host:port`, when it takes SIP.
+        sip: Option<String>,
+    },
+}
+
+/// Decides where a new session of `call_id` goes (WHIP, native, SIP): a call
+/// this node carries stays here, even while it drains; a new call is placed
+/// by the fleet when there is one (see [`crate::cluster`]), else taken here
+/// unless the node drains.
+pub(crate) async fn route_new_session(
+    state: &AppState,
+    call_id: &CallId,
+    ingest: &str,
+) -> Result<Route, Problem> {
+    if !state.is_accepting() {
+        return Err(refuse_shutting_down(state));
+    }
+    if state.registry.call_worker(call_id).is_some() {
+        return Ok(Route::Here);
+    }
+    let Some(cluster) = &state.cluster else {
+        return if state.is_draining() {
+            Err(refuse_draining(state))
+        } else {
+            Ok(Route::Here)
+        };
+    };
+    let local = crate::cluster::LocalLoad {
+        sessions: state.registry.session_count(),
+        capacity: state.config.limits.max_sessions,
+        draining: state.is_draining(),
+    };
+    let retry = state.config.limits.retry_after_secs;
+    match cluster.place(call_id, local).await {
+        Ok(crate::cluster::Owner::Here) => Ok(Route::Here),
+        Ok(crate::cluster::Owner::There { url, sip, .. }) => {
+            state
+                .metrics
+                .cluster_redirects
+                .with_label_values(&[ingest])
+                .inc();
+            Ok(Route::Owner { url, sip })
+        }
+        Err(e) => Err(Problem::unavailable(
+            ProblemType::ClusterUnavailable,
+            e.to_string(),
+            retry,
+        )),
+    }
+}
+
+/// A `307 Temporary Redirect` to `location` (RFC 9725 §4.5 lets a WHIP
+/// endpoint redirect; the client posts the same body there).
+pub(crate) fn redirect(location: &str) -> Result<Response, Problem> {
+    let value = HeaderValue::from_str(location)
+        .map_err(|_| Problem::internal(format!("unusable redirect target {location:?}")))?;
+    let mut response = axum::http::StatusCode::TEMPORARY_REDIRECT.into_response();
+    response.headers_mut().insert(header::LOCATION, value);
+    Ok(response)
+}
+
+/// 503 for a new call while the node drains (counted).
+pub(crate) fn refuse_draining(state: &AppState) -> Problem {
+    state
+        .metrics
+        .admission_rejected
+        .with_label_values(&["shutting_down"])
+        .inc();
+    Problem::unavailable(
+        ProblemType::ShuttingDown,
+        "this node is draining: it finishes its calls and takes no new ones",
         state.config.limits.retry_after_secs,
     )
 }

@@ -21,7 +21,10 @@ use tracing::info;
 use super::consent::{ParticipantBody, deliver_participant};
 use super::extract::{CallPath, JsonBody, MAX_PARTICIPANT_ID};
 use super::problem::{Problem, ProblemType};
-use super::{ask_call_worker, ask_worker, call_ended, refuse_node_full, refuse_shutting_down};
+use super::{
+    Route, ask_call_worker, ask_worker, call_ended, redirect, refuse_node_full,
+    refuse_shutting_down, route_new_session,
+};
 use crate::control::meetings::Admission;
 use crate::ingest::TOKEN_FLOW_ID;
 use crate::ingest::native::NativeCall;
@@ -224,8 +227,12 @@ pub async fn post(
             "native ingest is off on this node: set ingest.quic.listen",
         ));
     };
-    if !state.is_accepting() {
-        return Err(refuse_shutting_down(&state));
+    if let Route::Owner { url, .. } = route_new_session(&state, &call_id, "native").await? {
+        info!(call = %call_id, owner = %url, "native ingest redirected to the call's owner");
+        return redirect(&format!(
+            "{}/v1/calls/{call_id}/native",
+            url.trim_end_matches('/')
+        ));
     }
     if body.participants.is_empty() {
         return Err(bad("participants: at least one flow is needed".into()));

@@ -62,6 +62,9 @@ pub enum ProblemType {
     /// on disk: it could not be written (the call's capture has stopped) or
     /// was not written in time (503).
     AuditLogFailed,
+    /// The fleet's placement service did not answer, or no node takes new
+    /// calls (503).
+    ClusterUnavailable,
 }
 
 impl ProblemType {
@@ -93,6 +96,7 @@ impl ProblemType {
             Self::WorkerBusy => "worker-busy",
             Self::WorkerUnavailable => "worker-unavailable",
             Self::AuditLogFailed => "audit-log-failed",
+            Self::ClusterUnavailable => "cluster-unavailable",
         }
     }
 
@@ -123,7 +127,8 @@ impl ProblemType {
             | Self::TooManyPendingCalls
             | Self::WorkerBusy
             | Self::WorkerUnavailable
-            | Self::AuditLogFailed => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::AuditLogFailed
+            | Self::ClusterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -225,6 +230,11 @@ impl Problem {
             "Precondition required",
             detail.into(),
         )
+    }
+
+    /// What went wrong, in words (the `detail` member).
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 
     /// A problem of type `kind` (its status comes with the type).

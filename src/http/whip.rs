@@ -18,7 +18,10 @@ use tracing::{debug, info};
 
 use super::extract::{CallPath, SdpBody, SessionPath, content_type_is};
 use super::problem::{Problem, ProblemType};
-use super::{ask_call_worker, ask_worker, call_ended, refuse_node_full, refuse_shutting_down};
+use super::{
+    Route, ask_call_worker, ask_worker, call_ended, redirect, refuse_node_full,
+    refuse_shutting_down, route_new_session,
+};
 use crate::control::meetings::Admission;
 use crate::media::{Command, CreateSession, CreateSessionError, Reply};
 use crate::server::AppState;
@@ -43,8 +46,9 @@ pub async fn create(
     SdpBody(sdp): SdpBody,
 ) -> Result<Response, Problem> {
     let started = Instant::now();
-    if !state.is_accepting() {
-        return Err(refuse_shutting_down(&state));
+    if let Route::Owner { url, .. } = route_new_session(&state, &call_id, "whip").await? {
+        info!(call = %call_id, owner = %url, "whip offer redirected to the call's owner");
+        return redirect(&format!("{}/whip/{call_id}", url.trim_end_matches('/')));
     }
     let summary = OfferSummary::scan(&sdp).map_err(|e| match e {
         OfferError::NoUsableAudio => Problem::new(ProblemType::NoUsableAudio, e.to_string()),

@@ -621,7 +621,7 @@ fn write_audit_line(
     // Audit before effect: the line is durable before any frame queued
     // after it is written.
     store
-        .append_audit_line(&mut log.file, &line.text)
+        .append_audit_line(call_id, &mut log.file, &line.text)
         .map_err(|e| format!("cannot append line {} to consent.jsonl: {e}", line.seq))?;
     log.chain = chain;
     log.len += line.text.len() as u64 + 1;
@@ -875,6 +875,7 @@ mod tests {
             failed_sessions: Vec::new(),
             consent_log: None,
             announcement_track: None,
+            node: None,
         }
     }
 

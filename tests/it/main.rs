@@ -12,6 +12,7 @@
 //! `common` is the shared kit: a server in this process, a WHIP client on a
 //! real socket, Ogg Opus decoding, HTTP helpers.
 
+mod cluster;
 mod common;
 mod consent;
 mod engine;

@@ -395,6 +395,10 @@ pub struct CallSummary {
     /// announcement in the recording (US-WA, US-CT); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcement_track: Option<AnnouncementSummary>,
+    /// The fleet node that holds the call's files (`cluster.node_id`);
+    /// absent on a node that runs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Failed sessions a call remembers.
@@ -415,6 +419,7 @@ impl CallSummary {
             failed_sessions: Vec::new(),
             consent_log: None,
             announcement_track: None,
+            node: None,
         }
     }
 }
@@ -1429,6 +1434,7 @@ impl Conference {
             failed_sessions: self.failed_sessions.iter().cloned().collect(),
             consent_log: None,
             announcement_track: self.announcer.summary(),
+            node: None,
         }
     }
 }

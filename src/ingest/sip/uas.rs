@@ -615,13 +615,42 @@ impl Uas {
         };
         let state = &self.state;
         let retry = Header::RetryAfter(state.config.limits.retry_after_secs.to_string().into());
-        if !state.is_accepting() {
-            return self.refuse(
-                &sender,
-                &req,
-                &tag,
-                Refusal::new(503, "this node is shutting down").with(retry),
-            );
+        match crate::http::route_new_session(state, &target.call_id, "sip").await {
+            Ok(crate::http::Route::Here) => {}
+            Ok(crate::http::Route::Owner {
+                sip: Some(owner), ..
+            }) => {
+                // §8.1.3.4: the caller sends the same INVITE to the Contact.
+                let contact = redirect_uri(&req.uri.to_string(), &owner);
+                info!(call = %target.call_id, owner = %owner, "SIP INVITE redirected to the call's owner");
+                return self.refuse(
+                    &sender,
+                    &req,
+                    &tag,
+                    Refusal::new(302, "the call is carried by another node")
+                        .with(Header::Contact(format!("<{contact}>").into())),
+                );
+            }
+            Ok(crate::http::Route::Owner { sip: None, url }) => {
+                return self.refuse(
+                    &sender,
+                    &req,
+                    &tag,
+                    Refusal::new(
+                        503,
+                        format!("the call is carried by {url}, which does not take SIP"),
+                    )
+                    .with(retry),
+                );
+            }
+            Err(problem) => {
+                return self.refuse(
+                    &sender,
+                    &req,
+                    &tag,
+                    Refusal::new(503, problem.detail().to_owned()).with(retry),
+                );
+            }
         }
         if let crate::control::meetings::Admission::Refuse(reason) =
             state.meetings.admit(&target.call_id)
@@ -1071,4 +1100,35 @@ async fn pump(
         }
     }
     let _ = events.send(PumpEvent::Ended);
+}
+
+/// The request URI `uri` with its host and port replaced by `owner`
+/// (`sip:room-7@10.0.0.5:5060` to `sip:room-7@10.0.0.8:5060`), keeping the
+/// user part that names the call.
+fn redirect_uri(uri: &str, owner: &str) -> String {
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))
+        .unwrap_or(uri);
+    match rest.split_once('@') {
+        Some((user, _)) => format!("sip:{user}@{owner}"),
+        None => format!("sip:{owner}"),
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::redirect_uri;
+
+    #[test]
+    fn a_redirect_keeps_the_user_part_that_names_the_call() {
+        assert_eq!(
+            redirect_uri("sip:room-7@10.0.0.5:5060;transport=udp", "10.0.0.8:5070"),
+            "sip:room-7@10.0.0.8:5070"
+        );
+        assert_eq!(
+            redirect_uri("sip:10.0.0.5", "10.0.0.8:5060"),
+            "sip:10.0.0.8:5060"
+        );
+    }
 }

@@ -15,6 +15,7 @@
 mod audio;
 mod baresip;
 mod client;
+mod fleet;
 mod http;
 mod native;
 mod server;
@@ -23,6 +24,7 @@ mod speech;
 pub use audio::*;
 pub use baresip::*;
 pub use client::*;
+pub use fleet::*;
 pub use http::*;
 pub use native::*;
 pub use server::*;
