@@ -21,8 +21,10 @@ install_debian_packages "${missing[@]}"
 # GStreamer from Debian, aiortc from PyPI (in a venv), werift from npm. Then
 # `speech`: the English pocketsphinx model, espeak-ng and sox (Debian), for
 # crates/hearken-verbal's tests; `sipp`: SIPp (Debian's sip-tester) and
-# baresip, the SIP peers of SIP dial-in's tests.
-tests/peers/install.sh all speech sipp
+# baresip, the SIP peers of SIP dial-in's tests; `cluster`: NATS
+# (nats-server) and PostgreSQL, which the cluster tests start privately, on
+# their own ports inside the namespace (hearken-testkit's `services`).
+tests/peers/install.sh all speech sipp cluster
 
 echo "==> format"
 cargo fmt --all -- --check

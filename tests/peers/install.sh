@@ -8,7 +8,9 @@
 # Stacks: firefox chromium gstreamer aiortc werift (and `wav`: opus-tools, to
 # make speech WAVs with opusdec; `speech`: the English pocketsphinx model,
 # espeak-ng and sox for crates/hearken-verbal's tests; `sipp`: SIPp and
-# baresip, the SIP peers of tests/it/sip/; none of these three is part of
+# baresip, the SIP peers of tests/it/sip/; `cluster`: NATS (nats-server) and
+# PostgreSQL, which the cluster tests start privately through
+# crates/hearken-testkit/src/services.rs; none of these four is part of
 # `all`).
 #
 # Sources: Debian packages (apt-get), PyPI (pip, into a venv) and npm
@@ -169,6 +171,20 @@ install_sipp() {
   log "$( (baresip -h 2>&1 || true) | grep -m1 baresip)"
 }
 
+# A Hearken cluster's tests (issue 13) start their own NATS with JetStream
+# and their own PostgreSQL on free loopback ports, inside the tests' network
+# namespace (crates/hearken-testkit/src/services.rs); they need only the
+# binaries. Debian starts a PostgreSQL cluster on port 5432 when it installs
+# postgresql (and nats-server's service, if enabled); the tests never use
+# them, and this script leaves the machine's services alone.
+install_cluster() {
+  apt_install nats-server postgresql
+  log "$( (nats-server --version 2>/dev/null || /usr/sbin/nats-server --version 2>/dev/null || echo 'nats-server: version unknown') | head -1)"
+  local bindir
+  bindir="$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  log "$("$bindir/postgres" --version 2>/dev/null || echo 'postgres: version unknown')"
+}
+
 stacks=("$@")
 [ ${#stacks[@]} = 0 ] && stacks=(all)
 for s in "${stacks[@]}"; do
@@ -182,6 +198,7 @@ for s in "${stacks[@]}"; do
     wav | opus-tools) install_wav ;;
     speech) install_speech ;;
     sipp | sip-tester | sip | baresip) install_sipp ;;
-    *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav speech sipp all)"; exit 2 ;;
+    cluster | nats | nats-server | postgres | postgresql) install_cluster ;;
+    *) log "unknown stack '$s' (firefox chromium gstreamer aiortc werift wav speech sipp cluster all)"; exit 2 ;;
   esac
 done

@@ -9,6 +9,8 @@
 //!   [`WhipClient`].
 //! - [`roq`]: a native-ingest client (RTP over QUIC, quinn) as a platform
 //!   sends it.
+//! - [`services`]: private NATS (JetStream) and PostgreSQL servers for the
+//!   tests of a Hearken cluster, each on its own loopback port.
 //! - The caller moves datagrams: [`WhipClient::handle_datagram`] in,
 //!   [`WhipClient::poll_output`] out (until it returns a timeout), over real
 //!   sockets or an in-memory network in simulated time.
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod roq;
+pub mod services;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
