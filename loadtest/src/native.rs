@@ -20,6 +20,12 @@
 //!
 //! Each connection counts what it sends in its own [`SendCounters`], read
 //! by the coordinator exactly as a media thread's.
+//!
+//! A connection reaches one node: the listener its first call's answer
+//! names. In a cluster a call's POST may be redirected to another node,
+//! whose answer names that node's listener; such a call cannot be carried
+//! on the connection, and its speakers fail with `quic_other_node` rather
+//! than presenting its token to a node that does not know it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -157,6 +163,10 @@ struct Link {
     counters: Arc<SendCounters>,
     /// The client, once connected.
     client: OnceLock<Arc<RoqClient>>,
+    /// The listener and certificate the client connected to.
+    peer: OnceLock<(std::net::SocketAddr, String)>,
+    /// Whether a call placed on another node was reported.
+    other_node_reported: AtomicBool,
     /// In stream mode, once connected: the queue of the task that writes a
     /// stream per packet.
     streams: OnceLock<UnboundedSender<StreamPacket>>,
@@ -301,6 +311,8 @@ impl NativeMedia {
                     reports: reports.clone(),
                     counters: Arc::new(SendCounters::default()),
                     client: OnceLock::new(),
+                    peer: OnceLock::new(),
+                    other_node_reported: AtomicBool::new(false),
                     streams: OnceLock::new(),
                     in_flight: Arc::new(Semaphore::new(MAX_STREAMS_IN_FLIGHT as usize)),
                     lost: OnceLock::new(),
@@ -496,6 +508,19 @@ async fn set_up_calls(
                 }
             },
         };
+        if let Some((quic, cert)) = link.peer.get()
+            && (*quic != call.answer.quic || *cert != call.answer.cert_sha256)
+        {
+            if !link.other_node_reported.swap(true, Ordering::Relaxed) {
+                progress(format!(
+                    "QUIC connection {}: a call was placed on another node (listener {}, \
+                     not {quic}); a connection carries the calls of one node",
+                    link.index, call.answer.quic
+                ));
+            }
+            link.fail(sessions(), "quic_other_node");
+            continue;
+        }
         let token = call.answer.connection_token.as_str();
         match tokio::time::timeout(TOKEN_TIMEOUT, client.present_tokens(&[token])).await {
             Ok(Ok(())) => {}
@@ -565,6 +590,7 @@ async fn connect(link: &Arc<Link>, answer: &NativeAnswer) -> Option<Arc<RoqClien
         let _ = link.streams.set(streams);
     }
     let _ = link.client.set(Arc::clone(&client));
+    let _ = link.peer.set((answer.quic, answer.cert_sha256.clone()));
     let connection = client.connection().clone();
     let watcher = Arc::clone(link);
     tokio::spawn(async move {

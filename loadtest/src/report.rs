@@ -164,6 +164,17 @@ pub struct Report {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// DELETEs that failed (not counted in `errors`).
     pub delete_errors: u64,
+    /// Redirects (307 or 308 to another node of a cluster) followed by the
+    /// POSTs that were answered 201: one POST per WHIP session, one per
+    /// native call.
+    pub redirects_followed: u64,
+    /// Sessions (speakers) per node that answered their POST 201, keyed by
+    /// the node's base URL `scheme://host:port`. One key for a single
+    /// server.
+    pub sessions_by_node: BTreeMap<String, u64>,
+    /// Calls whose sessions more than one node answered; 0 when every call
+    /// landed whole on one node.
+    pub calls_split_across_nodes: u64,
     /// The generator's CPU seconds over the whole run.
     pub generator_cpu_seconds: f64,
     /// The generator's CPU seconds over the hold.
@@ -238,6 +249,23 @@ impl Report {
                 percentiles(&self.whip_answer_ms),
             ),
             ("delete ms", percentiles(&self.delete_ms)),
+            (
+                "placement",
+                format!(
+                    "{} ({} redirects followed, {} calls split across nodes)",
+                    if self.sessions_by_node.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        self.sessions_by_node
+                            .iter()
+                            .map(|(node, n)| format!("{node}={n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    self.redirects_followed,
+                    self.calls_split_across_nodes
+                ),
+            ),
             (
                 "errors",
                 if self.errors_by_kind.is_empty() {
@@ -392,6 +420,9 @@ mod tests {
         assert!(v["server_packets_recorded"].is_null());
         assert!(v["packets_sent"].is_u64());
         assert!(v["errors"].is_u64());
+        assert_eq!(v["redirects_followed"], 0);
+        assert_eq!(v["sessions_by_node"], serde_json::json!({}));
+        assert_eq!(v["calls_split_across_nodes"], 0);
         assert!(report.to_table().contains("3 connected"));
         // A WHIP report names its ingest and nothing of QUIC.
         let whip = Report {

@@ -43,7 +43,7 @@ use crate::native::{
 use crate::process::Pid;
 use crate::report::{FakeDeepgramStats, Percentiles, Quantiles, Report, Rss};
 use crate::schedule::{Pacer, TalkSchedule};
-use crate::whip::{HTTP_TIMEOUT, NativeFlow, Server};
+use crate::whip::{HTTP_TIMEOUT, NativeFlow, Placement, Server};
 
 /// Concurrent DELETEs at the end.
 const DELETE_CONCURRENCY: usize = 32;
@@ -112,6 +112,9 @@ enum SetupNote {
         session: usize,
         whip_answer_ms: f64,
         location: Url,
+        /// The node that answered and the redirects that led there (a
+        /// native call's counted on its first speaker only).
+        placement: Placement,
     },
     /// The session failed before reaching a media thread.
     Failed {
@@ -127,6 +130,7 @@ enum SetupNote {
 #[derive(Debug, Default)]
 struct Session {
     location: Option<Url>,
+    placement: Option<Placement>,
     whip_answer_ms: Option<f64>,
     connected_ms: Option<f64>,
     error: Option<String>,
@@ -527,10 +531,12 @@ impl Coordinator {
                 session,
                 whip_answer_ms,
                 location,
+                placement,
             } => {
                 let s = &mut self.sessions[session];
                 s.whip_answer_ms = Some(whip_answer_ms);
                 s.location = Some(location);
+                s.placement = Some(placement);
             }
             SetupNote::Failed {
                 session,
@@ -708,6 +714,7 @@ impl Coordinator {
             .iter()
             .filter_map(|s| s.whip_answer_ms)
             .collect();
+        let placement = placement(&self.sessions, plan.speakers_per_call);
 
         let packets_sent_hold = end.packets_sent - start.packets_sent;
         let received = delta("hearken_rtp_packets_received_total");
@@ -792,12 +799,43 @@ impl Coordinator {
             whip_answer_ms: Percentiles::of(&mut answer),
             errors: errors_by_kind.values().sum(),
             errors_by_kind,
+            redirects_followed: placement.redirects_followed,
+            sessions_by_node: placement.sessions_by_node,
+            calls_split_across_nodes: placement.calls_split_across_nodes,
             generator_cpu_seconds_hold: generator_hold,
             generator_cpu_us_per_packet: (packets_sent_hold > 0)
                 .then(|| generator_hold * 1e6 / packets_sent_hold as f64),
             ..Report::default()
         }
     }
+}
+
+/// Where the server placed the sessions.
+#[derive(Debug, Default, PartialEq)]
+struct Placed {
+    redirects_followed: u64,
+    sessions_by_node: BTreeMap<String, u64>,
+    calls_split_across_nodes: u64,
+}
+
+/// The placement of the answered sessions: the redirects followed, the
+/// sessions each node answered, and the calls whose sessions more than one
+/// node answered (sessions of a call are consecutive, `speakers_per_call`
+/// of them).
+fn placement(sessions: &[Session], speakers_per_call: u64) -> Placed {
+    let mut placed = Placed::default();
+    for call in sessions.chunks(speakers_per_call.max(1) as usize) {
+        let mut nodes = HashSet::new();
+        for p in call.iter().filter_map(|s| s.placement.as_ref()) {
+            placed.redirects_followed += u64::from(p.redirects);
+            *placed.sessions_by_node.entry(p.node.clone()).or_insert(0) += 1;
+            nodes.insert(p.node.as_str());
+        }
+        if nodes.len() > 1 {
+            placed.calls_split_across_nodes += 1;
+        }
+    }
+    placed
 }
 
 /// Which server process to read `/proc` of, and the probe's name: the
@@ -865,6 +903,7 @@ async fn setup(
                     session,
                     whip_answer_ms,
                     location,
+                    placement: answer.placement,
                 }
             } else {
                 failed("media_thread_gone", Some(location))
@@ -910,6 +949,7 @@ async fn setup_native(
     };
     let whip_answer_ms = post_started.elapsed().as_secs_f64() * 1e3;
     let location = answer.location.clone();
+    let placement = answer.placement.clone();
     let call = AnsweredCall {
         answer,
         post_started,
@@ -918,12 +958,18 @@ async fn setup_native(
     if !inbox.add(call) {
         return failed("media_thread_gone".to_owned(), Some(location));
     }
+    // The call's one POST: its redirects counted once, on its first speaker.
     sessions
         .iter()
-        .map(|&session| SetupNote::Answered {
+        .enumerate()
+        .map(|(i, &session)| SetupNote::Answered {
             session,
             whip_answer_ms,
             location: location.clone(),
+            placement: Placement {
+                node: placement.node.clone(),
+                redirects: if i == 0 { placement.redirects } else { 0 },
+            },
         })
         .collect()
 }
@@ -937,4 +983,45 @@ fn round_ticks(seconds: f64) -> f64 {
 /// A progress line on stderr (stdout is the report's).
 pub(crate) fn progress(message: String) {
     eprintln!("hearken-loadtest: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(node: &str, redirects: u32) -> Session {
+        Session {
+            placement: Some(Placement {
+                node: node.to_owned(),
+                redirects,
+            }),
+            ..Session::default()
+        }
+    }
+
+    #[test]
+    fn placement_counts_nodes_redirects_and_split_calls() {
+        let (a, b) = ("http://127.0.0.1:8080", "http://127.0.0.1:8081");
+        // Three calls of two speakers: whole on a, whole on b (reached by
+        // redirects), split; and a speaker that failed.
+        let sessions = vec![
+            on(a, 0),
+            on(a, 0),
+            on(b, 1),
+            on(b, 1),
+            on(a, 0),
+            on(b, 2),
+            Session::default(),
+        ];
+        let placed = placement(&sessions, 2);
+        assert_eq!(
+            placed,
+            Placed {
+                redirects_followed: 4,
+                sessions_by_node: BTreeMap::from([(a.to_owned(), 3), (b.to_owned(), 3)]),
+                calls_split_across_nodes: 1,
+            }
+        );
+        assert_eq!(placement(&[], 5), Placed::default());
+    }
 }
