@@ -5,6 +5,7 @@
 
 mod drain;
 mod fleet_index;
+mod load;
 mod nats_outage;
 mod placement_race;
 mod redirect_to_owner;

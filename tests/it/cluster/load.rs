@@ -1,0 +1,209 @@
+//! The fleet under load from the load generator (real WebRTC clients, real
+//! Opus), which enters through one node and follows redirects: calls spread
+//! over the nodes, each lands whole on one, and draining a node under load
+//! cuts no call and loses no packet.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Fleet, TOKEN, get_json, post_empty};
+
+/// 300 speakers: 60 calls of 5.
+const CALLS: u64 = 60;
+const SPEAKERS_PER_CALL: u64 = 5;
+
+fn loadtest_binary() -> PathBuf {
+    // Built with the workspace (`cargo build --workspace`), beside the server.
+    let path =
+        std::path::Path::new(env!("CARGO_BIN_EXE_hearken")).with_file_name("hearken-loadtest");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p hearken-loadtest`",
+        path.display()
+    );
+    path
+}
+
+/// Starts the load generator against `entry`; its JSON report comes from
+/// [`report`].
+fn start_load(entry: &str, run_id: &str, duration_s: u64, ramp: f64) -> std::process::Child {
+    Command::new(loadtest_binary())
+        .args(["--url", entry, "--token", TOKEN])
+        .args(["--calls", &CALLS.to_string()])
+        .args(["--speakers-per-call", &SPEAKERS_PER_CALL.to_string()])
+        .args(["--duration", &duration_s.to_string()])
+        .args(["--ramp", &ramp.to_string()])
+        .args(["--talk-ratio", "0.25", "--seed", "13", "--json"])
+        .args(["--run-id", run_id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("load generator starts")
+}
+
+fn report(child: std::process::Child) -> serde_json::Value {
+    let output = child.wait_with_output().expect("load generator runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "load generator failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Every call of the run as the fleet index holds it, once all have ended:
+/// call id to (node, summary).
+async fn ended_calls(
+    fleet: &Fleet,
+    node: usize,
+    run_id: &str,
+) -> BTreeMap<String, (String, serde_json::Value)> {
+    let server = &fleet.nodes[node].server;
+    let prefix = format!("lt-{run_id}-");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = get_json(server, "/v1/calls").await;
+        let ours: Vec<&serde_json::Value> = list["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["call_id"].as_str().unwrap().starts_with(&prefix))
+            .collect();
+        if ours.len() as u64 == CALLS && ours.iter().all(|c| c["state"] == "ended") {
+            let mut calls = BTreeMap::new();
+            for c in ours {
+                let id = c["call_id"].as_str().unwrap().to_owned();
+                let summary = server.call_json(&id).await;
+                calls.insert(id, (c["node"].as_str().unwrap().to_owned(), summary));
+            }
+            return calls;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {CALLS} calls listed, not all ended",
+            ours.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Packets the fleet received, by what its calls' summaries say.
+fn packets_received(calls: &BTreeMap<String, (String, serde_json::Value)>) -> u64 {
+    calls
+        .values()
+        .flat_map(|(_, s)| s["participants"].as_array().unwrap().clone())
+        .map(|p| p["packets_received"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_speakers_spread_over_the_fleet_each_call_whole() {
+    let fleet = Fleet::start(&["node-a", "node-b", "node-c"]).await;
+    let entry = fleet.nodes[0].url();
+    let load = tokio::task::spawn_blocking(move || report(start_load(&entry, "spread", 5, 150.0)));
+    let report = load.await.unwrap();
+
+    assert_eq!(
+        report["speakers_connected"],
+        CALLS * SPEAKERS_PER_CALL,
+        "{report}"
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["calls_split_across_nodes"], 0, "{report}");
+    let by_node = report["sessions_by_node"].as_object().unwrap();
+    assert_eq!(by_node.len(), 3, "every node took calls: {by_node:?}");
+    for (node, sessions) in by_node {
+        // Least-loaded placement: no node far from a third.
+        let sessions = sessions.as_u64().unwrap();
+        assert!((60..=140).contains(&sessions), "{node}: {sessions} of 300");
+    }
+    assert!(
+        report["redirects_followed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+
+    let calls = ended_calls(&fleet, 1, "spread").await;
+    let mut per_node: BTreeMap<&str, u64> = BTreeMap::new();
+    for (call, (node, summary)) in &calls {
+        assert_eq!(
+            summary["participants"].as_array().unwrap().len() as u64,
+            SPEAKERS_PER_CALL,
+            "{call} is whole on {node}"
+        );
+        assert_eq!(summary["node"], node.as_str());
+        *per_node.entry(node).or_default() += SPEAKERS_PER_CALL;
+    }
+    println!(
+        "sessions per node: {per_node:?}, redirects {}",
+        report["redirects_followed"]
+    );
+    // Every node lists the same calls.
+    let listed = get_json(&fleet.nodes[0].server, "/v1/calls").await;
+    for node in &fleet.nodes[1..] {
+        assert_eq!(
+            get_json(&node.server, "/v1/calls").await,
+            listed,
+            "{}",
+            node.id
+        );
+    }
+    assert_eq!(
+        packets_received(&calls),
+        report["packets_sent"].as_u64().unwrap(),
+        "every packet sent was received"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_node_under_load_cuts_no_call_and_loses_no_packet() {
+    let mut fleet = Fleet::start(&["node-a", "node-b", "node-c"]).await;
+    let entry = fleet.nodes[0].url();
+    // 300 speakers at 100 a second: the drain starts half way through.
+    let load = tokio::task::spawn_blocking(move || report(start_load(&entry, "drain", 6, 100.0)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let drained = post_empty(&fleet.nodes[1].server, "/v1/admin/drain").await;
+    let carried = drained["calls_in_progress"].as_u64().unwrap();
+    assert!(
+        carried > 0,
+        "node-b carried calls when it began to drain: {drained}"
+    );
+    let report = load.await.unwrap();
+    assert_eq!(
+        report["speakers_connected"],
+        CALLS * SPEAKERS_PER_CALL,
+        "{report}"
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["calls_split_across_nodes"], 0, "{report}");
+
+    // node-b leaves once its calls have ended, cleanly.
+    let node_b = &mut fleet.nodes[1];
+    let exit = node_b
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("drained node did not exit:\n{}", node_b.log_text()));
+    assert_eq!(exit.code(), Some(0));
+
+    let calls = ended_calls(&fleet, 0, "drain").await;
+    let on_b = calls.values().filter(|(n, _)| n == "node-b").count() as u64;
+    assert_eq!(on_b, carried, "node-b took no call after the drain began");
+    for (call, (node, summary)) in &calls {
+        assert_eq!(
+            summary["end_reason"], "last_session_left",
+            "{call} on {node} was cut"
+        );
+        assert_eq!(
+            summary["participants"].as_array().unwrap().len() as u64,
+            SPEAKERS_PER_CALL,
+            "{call} is whole on {node}"
+        );
+    }
+    assert_eq!(
+        packets_received(&calls),
+        report["packets_sent"].as_u64().unwrap(),
+        "no packet of a live call was lost"
+    );
+}
