@@ -107,6 +107,7 @@ impl Node {
                     summary: OfferSummary::scan(&sdp).expect("offer"),
                     offer_sdp: sdp,
                     early_inputs: Vec::new(),
+                    resume: None,
                 })),
             );
             let Reply::Answer(Ok(answer)) = reply else {

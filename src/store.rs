@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use hearken_core::audit::{self, ChainError, VerifiedLog};
-use hearken_core::conference::CallSummary;
+use hearken_core::conference::{CallSummary, SegmentSummary};
 use hearken_core::ids::CallId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -53,7 +53,10 @@ pub trait StoreTap: Send + Sync {
     /// `transcript.json` holds).
     fn transcript_written(&self, call_id: &CallId, transcript: &serde_json::Value);
     /// A metadata-only meeting's `meeting.json` was written.
-    fn meeting_written(&self, _call_id: &CallId, _meeting: &serde_json::Value) {}
+    fn meeting_written(&self, call_id: &CallId, meeting: &serde_json::Value);
+    /// A recording file was created (`file` relative to the call
+    /// directory: `audio/alice.opus`).
+    fn file_created(&self, call_id: &CallId, file: &str);
 }
 
 /// Several taps, told in order.
@@ -76,6 +79,9 @@ impl StoreTap for Taps {
             .iter()
             .for_each(|t| t.meeting_written(call_id, meeting));
     }
+    fn file_created(&self, call_id: &CallId, file: &str) {
+        self.0.iter().for_each(|t| t.file_created(call_id, file));
+    }
 }
 
 /// The data directory.
@@ -86,6 +92,10 @@ pub struct Store {
     /// node holds the call's files).
     node_id: Option<std::sync::Arc<str>>,
     tap: Option<std::sync::Arc<dyn StoreTap>>,
+    /// Calls that went on here after the node that carried them was lost:
+    /// the segments recorded before ([`Store::prepare_resume`]).
+    resumed:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<CallId, Vec<SegmentSummary>>>>,
     #[cfg(any(test, feature = "fault-injection"))]
     faults: std::sync::Arc<Faults>,
 }
@@ -158,6 +168,7 @@ impl Store {
             data_dir: data_dir.to_owned(),
             node_id: None,
             tap: None,
+            resumed: Default::default(),
             #[cfg(any(test, feature = "fault-injection"))]
             faults: Default::default(),
         })
@@ -214,22 +225,83 @@ impl Store {
     pub fn write_call_json(&self, summary: &CallSummary) -> io::Result<()> {
         let call_id = CallId::parse(&summary.call_id)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        match &self.node_id {
-            Some(node) if summary.node.as_deref() != Some(node) => {
-                let mut stamped = summary.clone();
-                stamped.node = Some(node.to_string());
-                write_json_atomically(&self.call_dir(&call_id), "call.json", &stamped)?;
-                if let Some(tap) = &self.tap {
-                    tap.call_written(&stamped);
+        let prior = self.resumed_segments(&call_id, summary.ended_at.is_some());
+        let stamped;
+        let summary = match (&self.node_id, prior) {
+            (None, _) => summary,
+            (Some(node), prior) => {
+                let mut s = summary.clone();
+                s.node = Some(node.to_string());
+                if let Some(mut segments) = prior {
+                    segments.push(SegmentSummary {
+                        node: node.to_string(),
+                        files: s
+                            .participants
+                            .iter()
+                            .map(|p| p.file.clone())
+                            .filter(|f| !f.is_empty())
+                            .collect(),
+                    });
+                    s.segments = segments;
                 }
+                stamped = s;
+                &stamped
             }
-            _ => {
-                write_json_atomically(&self.call_dir(&call_id), "call.json", summary)?;
-                if let Some(tap) = &self.tap {
-                    tap.call_written(summary);
-                }
-            }
+        };
+        write_json_atomically(&self.call_dir(&call_id), "call.json", summary)?;
+        if let Some(tap) = &self.tap {
+            tap.call_written(summary);
         }
+        Ok(())
+    }
+
+    /// The segments recorded elsewhere before a resumed call came here
+    /// (forgotten once `ended`).
+    fn resumed_segments(&self, call_id: &CallId, ended: bool) -> Option<Vec<SegmentSummary>> {
+        let mut resumed = self.resumed.lock().unwrap_or_else(|p| p.into_inner());
+        if ended {
+            resumed.remove(call_id)
+        } else {
+            resumed.get(call_id).cloned()
+        }
+    }
+
+    /// Makes this node ready to go on with a call another node began and
+    /// was lost with: its audit log is written here as the fleet index
+    /// holds it (unless this node has one already), so the hash chain goes
+    /// on from the last line the lost node wrote; the files it recorded are
+    /// remembered, so this node's tracks are the next segment
+    /// (`{stem}.2.opus`, …) and `call.json` lists them all in order.
+    pub fn prepare_resume(
+        &self,
+        call_id: &CallId,
+        audit_lines: &[String],
+        prior: Vec<SegmentSummary>,
+    ) -> io::Result<()> {
+        let dir = self.call_dir(call_id);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            sync_dir(&self.data_dir.join("calls"))?;
+        }
+        let path = dir.join("consent.jsonl");
+        if !path.exists() && !audit_lines.is_empty() {
+            let mut bytes = Vec::new();
+            for line in audit_lines {
+                bytes.extend_from_slice(line.as_bytes());
+                bytes.push(b'\n');
+            }
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            sync_dir(&dir)?;
+        }
+        self.resumed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(call_id.clone(), prior);
         Ok(())
     }
 
@@ -351,7 +423,26 @@ impl Store {
     pub fn create_track(&self, call_id: &CallId, stem: &str) -> io::Result<(File, String)> {
         let audio = self.call_dir(call_id).join("audio");
         fs::create_dir_all(&audio)?;
-        create_numbered(&audio, stem)
+        // A resumed call's earlier segments are on another node's disk:
+        // their names are taken all the same.
+        let taken: Vec<String> = self
+            .resumed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(call_id)
+            .map(|segments| {
+                segments
+                    .iter()
+                    .flat_map(|s| s.files.iter())
+                    .filter_map(|f| f.strip_prefix("audio/").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (file, name) = create_numbered(&audio, stem, &taken)?;
+        if let Some(tap) = &self.tap {
+            tap.file_created(call_id, &format!("audio/{name}"));
+        }
+        Ok((file, name))
     }
 
     // ---- consent-evidence/ ----
@@ -367,7 +458,7 @@ impl Store {
         if created {
             sync_dir(&call_dir)?;
         }
-        let (mut file, name) = create_numbered(&dir, stem)?;
+        let (mut file, name) = create_numbered(&dir, stem, &[])?;
         file.write_all(bytes)?;
         file.sync_all()?;
         sync_dir(&dir)?;
@@ -459,7 +550,7 @@ impl Store {
 
 /// Creates `{stem}.opus` in `dir`, or `{stem}.2.opus`, … when it exists:
 /// never overwrites a file. Returns the file and its name.
-fn create_numbered(dir: &Path, stem: &str) -> io::Result<(File, String)> {
+fn create_numbered(dir: &Path, stem: &str, taken: &[String]) -> io::Result<(File, String)> {
     let mut n = 1;
     loop {
         let name = if n == 1 {
@@ -467,6 +558,10 @@ fn create_numbered(dir: &Path, stem: &str) -> io::Result<(File, String)> {
         } else {
             format!("{stem}.{n}.opus")
         };
+        if taken.contains(&name) && n < MAX_TRACK_FILES {
+            n += 1;
+            continue;
+        }
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -525,6 +620,7 @@ mod tests {
             consent_log: None,
             announcement_track: None,
             node: None,
+            segments: Vec::new(),
         }
     }
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use hearken_core::conference::CallSummary;
+use hearken_core::conference::{CallSummary, SegmentSummary};
 use hearken_core::ids::CallId;
 use serde_json::Value;
 use tokio::sync::{RwLock, mpsc};
@@ -29,11 +29,18 @@ use crate::metrics::Metrics;
 use crate::store::StoreTap;
 
 /// The schema migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "fleet_index",
-    include_str!("../../migrations/0001_fleet_index.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "fleet_index",
+        include_str!("../../migrations/0001_fleet_index.sql"),
+    ),
+    (
+        2,
+        "call_files",
+        include_str!("../../migrations/0002_call_files.sql"),
+    ),
+];
 /// Longest a recorder waits for an audit line's row before it goes on (the
 /// line is queued and written when PostgreSQL answers).
 pub const MIRROR_WAIT: Duration = Duration::from_secs(1);
@@ -110,6 +117,10 @@ enum Write {
     Meeting {
         call_id: String,
         meeting: Value,
+    },
+    File {
+        call_id: String,
+        file: String,
     },
 }
 
@@ -300,6 +311,41 @@ impl FleetIndex {
         }))
     }
 
+    /// What a node needs to go on with a call another node began: the
+    /// call's row (summary and holder) and, per node in the order they
+    /// recorded, the files written.
+    pub async fn resume_state(
+        &self,
+        call_id: &CallId,
+    ) -> Result<Option<(CallSummary, String, Vec<SegmentSummary>)>, String> {
+        let Some((summary, node)) = self.call(call_id).await? else {
+            return Ok(None);
+        };
+        let id = call_id.as_str().to_owned();
+        let rows = self
+            .run("get_files", async move |c: Arc<Client>| {
+                c.query(
+                    "SELECT node_id, file FROM call_files WHERE call_id = $1 \
+                     ORDER BY created_at, file",
+                    &[&id],
+                )
+                .await
+            })
+            .await?;
+        let mut segments: Vec<SegmentSummary> = Vec::new();
+        for row in rows {
+            let (node, file): (String, String) = (row.get(0), row.get(1));
+            match segments.last_mut() {
+                Some(last) if last.node == node => last.files.push(file),
+                _ => segments.push(SegmentSummary {
+                    node,
+                    files: vec![file],
+                }),
+            }
+        }
+        Ok(Some((summary, node, segments)))
+    }
+
     /// A call's audit log lines, in order (empty when there is none).
     pub async fn audit_lines(&self, call_id: &CallId) -> Result<Vec<String>, String> {
         let id = call_id.as_str().to_owned();
@@ -384,6 +430,19 @@ impl FleetIndex {
                 })
                 .await
             }
+            Write::File { call_id, file } => {
+                let (call_id, file) = (call_id.clone(), file.clone());
+                self.run("put_file", async move |c: Arc<Client>| {
+                    c.execute(
+                        "INSERT INTO call_files (call_id, file, node_id) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING",
+                        &[&call_id, &file, &node],
+                    )
+                    .await
+                    .map(|_| ())
+                })
+                .await
+            }
             Write::Meeting { call_id, meeting } => {
                 let (call_id, meeting) = (call_id.clone(), meeting.clone());
                 self.run("put_meeting", async move |c: Arc<Client>| {
@@ -432,6 +491,13 @@ impl StoreTap for FleetIndex {
         self.queue(Write::Transcript {
             call_id: call_id.as_str().to_owned(),
             transcript: transcript.clone(),
+        });
+    }
+
+    fn file_created(&self, call_id: &CallId, file: &str) {
+        self.queue(Write::File {
+            call_id: call_id.as_str().to_owned(),
+            file: file.to_owned(),
         });
     }
 

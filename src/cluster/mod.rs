@@ -22,6 +22,7 @@
 
 pub mod events;
 pub mod index;
+pub mod resume;
 pub mod tap;
 
 use std::collections::HashMap;

@@ -124,4 +124,9 @@ impl StoreTap for EventTap {
             );
         }
     }
+
+    // Meetings and files are the index's business, not events.
+    fn meeting_written(&self, _call_id: &CallId, _meeting: &Value) {}
+
+    fn file_created(&self, _call_id: &CallId, _file: &str) {}
 }

@@ -12,13 +12,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::discriminant;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hearken_core::conference::SessionFailure;
 use hearken_core::ids::CallId;
 
-use crate::media::CallInput;
+use crate::media::{CallInput, Resume};
 
 /// Calls for which the provider's inputs are kept.
 pub const MAX_PENDING_CALLS: usize = 10_000;
@@ -88,6 +88,9 @@ struct Inner {
     kept: HashMap<CallId, Kept>,
     failed: HashMap<CallId, Vec<SessionFailure>>,
     failed_order: VecDeque<CallId>,
+    /// Calls that go on here after their node was lost, until their first
+    /// session is placed.
+    resumes: HashMap<CallId, Arc<Resume>>,
 }
 
 /// The inputs kept for one call.
@@ -106,6 +109,9 @@ pub struct Placement {
     /// What the provider said about the call's participants so far, when
     /// this session starts the call on its worker (empty otherwise).
     pub early_inputs: Vec<CallInput>,
+    /// Set when this session starts, on its worker, a call that goes on
+    /// here after the node that began it was lost.
+    pub resume: Option<Arc<Resume>>,
 }
 
 impl Registry {
@@ -154,10 +160,10 @@ impl Registry {
         if inner.sessions.len() >= max_sessions {
             return None;
         }
-        let (worker, early_inputs) = match inner.calls.get_mut(call_id) {
+        let (worker, early_inputs, resume) = match inner.calls.get_mut(call_id) {
             Some(call) => {
                 call.sessions += 1;
-                (call.worker, Vec::new())
+                (call.worker, Vec::new(), None)
             }
             None => {
                 let worker = choose_worker()?;
@@ -169,7 +175,8 @@ impl Registry {
                     },
                 );
                 let kept = inner.kept.get(call_id).map(|k| k.inputs.clone());
-                (worker, kept.unwrap_or_default())
+                let resume = inner.resumes.remove(call_id);
+                (worker, kept.unwrap_or_default(), resume)
             }
         };
         inner.sessions.insert(
@@ -183,7 +190,18 @@ impl Registry {
         Some(Placement {
             worker,
             early_inputs,
+            resume,
         })
+    }
+
+    /// Notes that `call_id` goes on here after the node that began it was
+    /// lost: its first session placed here takes `resume` along. Kept for
+    /// at most [`MAX_PENDING_CALLS`] calls.
+    pub fn set_resume(&self, call_id: &CallId, resume: Arc<Resume>) {
+        let mut inner = self.lock();
+        if inner.resumes.len() < MAX_PENDING_CALLS || inner.resumes.contains_key(call_id) {
+            inner.resumes.insert(call_id.clone(), resume);
+        }
     }
 
     /// Forgets a session; forgets its call when it was the last one.

@@ -217,6 +217,7 @@ async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, 
         consent_log: None,
         announcement_track: None,
         node: None,
+        segments: Vec::new(),
     })
 }
 

@@ -162,11 +162,11 @@ pub(crate) async fn route_new_session(
         return Ok(Route::Here);
     }
     let Some(cluster) = &state.cluster else {
-        return if state.is_draining() {
-            Err(refuse_draining(state))
-        } else {
-            Ok(Route::Here)
-        };
+        if state.is_draining() {
+            return Err(refuse_draining(state));
+        }
+        resume_if_begun_elsewhere(state, call_id).await?;
+        return Ok(Route::Here);
     };
     let local = crate::cluster::LocalLoad {
         sessions: state.registry.session_count(),
@@ -175,7 +175,10 @@ pub(crate) async fn route_new_session(
     };
     let retry = state.config.limits.retry_after_secs;
     match cluster.place(call_id, local).await {
-        Ok(crate::cluster::Owner::Here) => Ok(Route::Here),
+        Ok(crate::cluster::Owner::Here) => {
+            resume_if_begun_elsewhere(state, call_id).await?;
+            Ok(Route::Here)
+        }
         Ok(crate::cluster::Owner::There { url, sip, .. }) => {
             state
                 .metrics
@@ -190,6 +193,55 @@ pub(crate) async fn route_new_session(
             retry,
         )),
     }
+}
+
+/// Before a call this node does not carry starts here: with a fleet
+/// index, a call that has ended anywhere in the fleet is refused (409), and
+/// a call that began on a node since lost goes on from what that node wrote
+/// (see [`crate::cluster::resume`]). The index must answer: without it,
+/// this node cannot tell a new call from one to go on with (503).
+async fn resume_if_begun_elsewhere(state: &AppState, call_id: &CallId) -> Result<(), Problem> {
+    let Some(index) = &state.index else {
+        return Ok(());
+    };
+    let unavailable = |e: String| calls::index_unavailable(state, &e);
+    let Some((summary, node, segments)) = index.resume_state(call_id).await.map_err(unavailable)?
+    else {
+        return Ok(());
+    };
+    if summary.ended_at.is_some() {
+        return Err(call_ended(call_id));
+    }
+    if state.registry.call_worker(call_id).is_some() {
+        return Ok(());
+    }
+    let lines = index.audit_lines(call_id).await.map_err(unavailable)?;
+    let started_at = summary.started_at.unwrap_or_else(chrono::Utc::now);
+    let inputs = crate::cluster::resume::inputs_from_audit(&lines, started_at);
+    let store = state.store.clone();
+    let id = call_id.clone();
+    let audit_lines = lines.len();
+    tokio::task::spawn_blocking(move || store.prepare_resume(&id, &lines, segments))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    tracing::info!(
+        call = %call_id,
+        from = %node,
+        %started_at,
+        audit_lines,
+        inputs = inputs.len(),
+        "going on with a call begun on a node that was lost"
+    );
+    state.registry.set_resume(
+        call_id,
+        std::sync::Arc::new(crate::media::Resume {
+            started_at,
+            from_node: node,
+            inputs,
+        }),
+    );
+    Ok(())
 }
 
 /// A `307 Temporary Redirect` to `location` (RFC 9725 §4.5 lets a WHIP

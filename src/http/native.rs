@@ -270,6 +270,7 @@ pub async fn post(
         public_id: public_id.clone(),
         flows: flows.clone(),
         early_inputs: placement.early_inputs,
+        resume: placement.resume,
     }));
     let session = match ask_worker(&state, worker, command, ANSWER_TIMEOUT).await {
         Ok(Reply::Native(Ok(key))) => key,

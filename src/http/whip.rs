@@ -84,6 +84,7 @@ pub async fn create(
         offer_sdp: sdp,
         summary,
         early_inputs: placement.early_inputs,
+        resume: placement.resume,
     }));
     let answer = match ask_worker(&state, worker, command, ANSWER_TIMEOUT).await {
         Ok(Reply::Answer(Ok(sdp))) => sdp,

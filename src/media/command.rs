@@ -184,6 +184,8 @@ pub struct CreateSip {
     pub signalling_ip: Option<std::net::IpAddr>,
     /// As for [`CreateSession::early_inputs`].
     pub early_inputs: Vec<CallInput>,
+    /// As for [`CreateSession::resume`].
+    pub resume: Option<std::sync::Arc<Resume>>,
 }
 
 /// A call's native ingest to start.
@@ -199,6 +201,8 @@ pub struct CreateNative {
     pub flows: Vec<NativeFlow>,
     /// As for [`CreateSession::early_inputs`].
     pub early_inputs: Vec<CallInput>,
+    /// As for [`CreateSession::resume`].
+    pub resume: Option<std::sync::Arc<Resume>>,
 }
 
 /// A WHIP offer to answer.
@@ -218,6 +222,23 @@ pub struct CreateSession {
     /// call reached this engine, in the order it was said (applied when the
     /// call is created here; ignored otherwise).
     pub early_inputs: Vec<CallInput>,
+    /// Set when the call goes on here after the node that began it was
+    /// lost (applied when the call is created here; ignored otherwise).
+    pub resume: Option<std::sync::Arc<Resume>>,
+}
+
+/// A call that began on another node of the fleet, lost with that node,
+/// going on here (see [`crate::cluster::resume`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The call's time zero, on the node that began it.
+    pub started_at: DateTime<Utc>,
+    /// That node.
+    pub from_node: String,
+    /// What was said about the participants there, read back from the
+    /// audit log (details, roster presence, notices, consent decisions), in
+    /// order: applied before anything said since.
+    pub inputs: Vec<CallInput>,
 }
 
 /// What the provider said about one participant of a call, through the

@@ -57,7 +57,7 @@ use str0m::{Event, IceConnectionState, Input, Output as RtcOutput};
 use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
 
 use super::command::{
-    CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply,
+    CallInput, Command, CreateSession, CreateSessionError, EngineEvent, InputKind, Reply, Resume,
 };
 use super::command::{CreateNative, CreateSip, NativeFlow, SipMedia};
 use super::native::{NativeMedia, NativeSession};
@@ -549,6 +549,7 @@ impl Engine {
         secret: &str,
         public_id: &str,
         early_inputs: &[CallInput],
+        resume: Option<&Resume>,
         ingest: Ingest,
         span: impl FnOnce(&Span) -> Span,
         now: Instant,
@@ -570,6 +571,7 @@ impl Engine {
             metrics,
             call_id,
             early_inputs,
+            resume.map(|r| (r, clock.utc(now))),
             now,
         );
         let span = span(&call.span);
@@ -602,6 +604,7 @@ impl Engine {
             &create.secret,
             &create.public_id,
             &create.early_inputs,
+            create.resume.as_deref(),
             Ingest::Sip,
             |call| info_span!(parent: call, "sip", id = %create.public_id, participant = %create.participant_id),
             now,
@@ -904,6 +907,7 @@ impl Engine {
             &create.secret,
             &create.public_id,
             &create.early_inputs,
+            create.resume.as_deref(),
             Ingest::Native,
             |call| info_span!(parent: call, "native", id = %create.public_id),
             now,
@@ -1347,6 +1351,7 @@ impl Engine {
             settings,
             consent,
             metrics,
+            clock,
             ..
         } = &mut self.shared;
         let call = call_entry(
@@ -1355,6 +1360,7 @@ impl Engine {
             metrics,
             &create.call_id,
             &create.early_inputs,
+            create.resume.as_deref().map(|r| (r, clock.utc(now))),
             now,
         );
         let span = info_span!(parent: &call.span, "session", id = %create.public_id);
@@ -2143,12 +2149,20 @@ fn call_entry<'a>(
     metrics: &MediaMetrics,
     call_id: &CallId,
     early_inputs: &[CallInput],
+    resume: Option<(&Resume, DateTime<Utc>)>,
     now: Instant,
 ) -> &'a mut Call {
     calls.entry(call_id.clone()).or_insert_with(|| {
         let engine = ConsentEngine::new(consent.rules.clone(), consent.engine.clone());
         let mut conference =
             Conference::new(call_id.clone(), engine).with_hold_budget(consent.hold_budget.clone());
+        if let Some((resume, now_utc)) = resume {
+            info!(call = %call_id, from = %resume.from_node, started_at = %resume.started_at, "call goes on here after its node was lost");
+            conference.resume_from(resume.started_at, now, now_utc);
+            for input in &resume.inputs {
+                apply_input(&mut conference, input.clone(), now);
+            }
+        }
         for input in early_inputs {
             apply_input(&mut conference, input.clone(), now);
         }

@@ -37,7 +37,7 @@ pub mod worker;
 
 pub use command::{
     CallInput, Command, CreateNative, CreateSession, CreateSessionError, CreateSip, EngineEvent,
-    InputKind, NativeFlow, Reply, SipDirection, SipMedia,
+    InputKind, NativeFlow, Reply, Resume, SipDirection, SipMedia,
 };
 pub use engine::{Engine, EngineSettings, Output, Routed};
 pub use native::NativeMedia;

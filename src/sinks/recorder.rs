@@ -876,6 +876,7 @@ mod tests {
             consent_log: None,
             announcement_track: None,
             node: None,
+            segments: Vec::new(),
         }
     }
 

@@ -212,6 +212,7 @@ impl Sim {
                 summary: OfferSummary::scan(&sdp).expect("offer summary"),
                 offer_sdp: sdp,
                 early_inputs: Vec::new(),
+                resume: None,
             })),
         );
         let Reply::Answer(Ok(answer)) = reply else {

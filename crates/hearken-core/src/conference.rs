@@ -399,6 +399,21 @@ pub struct CallSummary {
     /// absent on a node that runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Where the call's recordings are, in order, when it went on on
+    /// another node after the node that carried it was lost: each node and
+    /// the files it wrote (all aligned to the call's time zero). Empty for a
+    /// call carried by one node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentSummary>,
+}
+
+/// One node's part of a call's recordings (see [`CallSummary::segments`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSummary {
+    /// The node that holds the files.
+    pub node: String,
+    /// The files, relative to the call directory (`audio/alice.2.opus`).
+    pub files: Vec<String>,
 }
 
 /// Failed sessions a call remembers.
@@ -420,6 +435,7 @@ impl CallSummary {
             consent_log: None,
             announcement_track: None,
             node: None,
+            segments: Vec::new(),
         }
     }
 }
@@ -565,6 +581,10 @@ pub struct FrameStats {
 pub struct Conference {
     call_id: CallId,
     start: Option<CallStart>,
+    /// The call time zero of a call that began on another node and goes
+    /// on here ([`Self::resume_from`]), taken when the first session
+    /// connects.
+    resumed: Option<CallStart>,
     participants: Vec<Participant>,
     sessions: BTreeMap<SessionKey, SessionInfo>,
     outputs: VecDeque<ConferenceOutput>,
@@ -599,6 +619,7 @@ impl Conference {
         Self {
             call_id,
             start: None,
+            resumed: None,
             participants: Vec::new(),
             sessions: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -1063,12 +1084,13 @@ impl Conference {
         now_utc: DateTime<Utc>,
     ) {
         if self.start.is_none() {
-            self.start = Some(CallStart {
+            let start = self.resumed.take().unwrap_or(CallStart {
                 instant: now,
                 utc: now_utc,
             });
             self.outputs
-                .push_back(ConferenceOutput::Started { at: now_utc });
+                .push_back(ConferenceOutput::Started { at: start.utc });
+            self.start = Some(start);
         }
         if let Some(info) = self.sessions.get_mut(&session) {
             info.connected = true;
@@ -1084,6 +1106,21 @@ impl Conference {
             self.consent.handle_join(&id, t);
         }
         self.pump_consent();
+    }
+
+    /// Continues a call that began at `started_at` on another node (one of
+    /// the fleet that was lost): call time runs from `started_at`, not from
+    /// the first session connecting here, so the tracks recorded here stay
+    /// aligned to the call's time zero. Does nothing once the call started.
+    pub fn resume_from(&mut self, started_at: DateTime<Utc>, now: Instant, now_utc: DateTime<Utc>) {
+        if self.start.is_some() {
+            return;
+        }
+        let elapsed = (now_utc - started_at).to_std().unwrap_or_default();
+        self.resumed = Some(CallStart {
+            instant: now.checked_sub(elapsed).unwrap_or(now),
+            utc: started_at,
+        });
     }
 
     /// A received audio m-line of `session` becomes a speaker. The participant
@@ -1435,6 +1472,7 @@ impl Conference {
             consent_log: None,
             announcement_track: self.announcer.summary(),
             node: None,
+            segments: Vec::new(),
         }
     }
 }

@@ -709,6 +709,7 @@ impl Uas {
             media: negotiated.as_ref().map(|(_, n)| n.media.clone()),
             signalling_ip: source_of(&req).as_ref().and_then(source_ip),
             early_inputs: placement.early_inputs,
+            resume: placement.resume,
         }));
         let outcome = match state.workers.get(placement.worker) {
             Some(worker) => worker.ask(command, ANSWER_TIMEOUT).await,

@@ -7,6 +7,7 @@ mod drain;
 mod fleet_index;
 mod load;
 mod nats_outage;
+mod node_loss;
 mod placement_race;
 mod redirect_to_owner;
 mod services_unreachable;

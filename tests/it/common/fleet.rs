@@ -91,6 +91,11 @@ impl Fleet {
     /// Starts the services and `ids.len()` nodes, and waits until every
     /// node sees every other one.
     pub async fn start(ids: &[&str]) -> Self {
+        Self::start_with(ids, &[]).await
+    }
+
+    /// Like [`Self::start`], every node with `extra` environment too.
+    pub async fn start_with(ids: &[&str], extra: &[(&str, String)]) -> Self {
         let nats = PrivateNats::start().expect("private NATS starts");
         let postgres = PrivatePostgres::start().expect("private PostgreSQL starts");
         let mut fleet = Self {
@@ -99,7 +104,7 @@ impl Fleet {
             nodes: Vec::new(),
         };
         for id in ids {
-            let node = fleet.spawn(id, &[]);
+            let node = fleet.spawn(id, extra);
             fleet.nodes.push(node);
         }
         for i in 0..fleet.nodes.len() {

@@ -60,6 +60,7 @@ fn start(sim: &mut Sim, call: &str, with_media: bool) {
         media: with_media.then(|| media(SipDirection::SendRecv)),
         signalling_ip: Some(CAROL.parse::<SocketAddr>().unwrap().ip()),
         early_inputs: Vec::new(),
+        resume: None,
     })));
     let Reply::Sip(Ok(local)) = reply else {
         panic!("{reply:?}");
