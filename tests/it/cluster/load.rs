@@ -141,6 +141,19 @@ async fn three_hundred_speakers_spread_over_the_fleet_each_call_whole() {
         "sessions per node: {per_node:?}, redirects {}",
         report["redirects_followed"]
     );
+    // What the fleet adds to a call's first session (for RESULTS.md).
+    for node in &fleet.nodes {
+        let metrics = node.server.metrics().await;
+        println!(
+            "{}: placement p50 {:.2} ms, p99 {:.2} ms over {} placements; WHIP answer p50 {} ms, p99 {} ms",
+            node.id,
+            1000.0 * histogram_quantile(&metrics, "hearken_cluster_placement_seconds", 0.5),
+            1000.0 * histogram_quantile(&metrics, "hearken_cluster_placement_seconds", 0.99),
+            crate::common::metric_sum(&metrics, "hearken_cluster_placement_seconds_count"),
+            report["whip_answer_ms"]["p50"],
+            report["whip_answer_ms"]["p99"],
+        );
+    }
     // Every node lists the same calls.
     let listed = get_json(&fleet.nodes[0].server, "/v1/calls").await;
     for node in &fleet.nodes[1..] {
@@ -206,4 +219,41 @@ async fn draining_a_node_under_load_cuts_no_call_and_loses_no_packet() {
         report["packets_sent"].as_u64().unwrap(),
         "no packet of a live call was lost"
     );
+}
+
+/// The `q` quantile of a Prometheus histogram, interpolated within its
+/// bucket as Prometheus's `histogram_quantile` does.
+fn histogram_quantile(text: &str, name: &str, q: f64) -> f64 {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let rank = q * total;
+    let mut previous = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return previous.0;
+            }
+            let within = if count > previous.1 {
+                (rank - previous.1) / (count - previous.1)
+            } else {
+                0.0
+            };
+            return previous.0 + (le - previous.0) * within;
+        }
+        previous = (le, count);
+    }
+    previous.0
 }
