@@ -1001,6 +1001,13 @@ impl Config {
         }
         if !show_secrets {
             shown.store.postgres_url = redact_url_password(&shown.store.postgres_url);
+            shown.cluster.nats_url = shown
+                .cluster
+                .nats_url
+                .split(',')
+                .map(|u| redact_url_password(u.trim()))
+                .collect::<Vec<_>>()
+                .join(",");
         }
         // INVARIANT: Config is plain data with string map keys; it always serializes.
         toml::to_string_pretty(&shown).expect("config serializes to TOML")

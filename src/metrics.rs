@@ -953,6 +953,19 @@ impl Metrics {
         for service in ["nats", "postgres"] {
             metrics.cluster_errors.with_label_values(&[service]);
         }
+        // The requests a fleet makes (the `op` label takes only these).
+        for (service, op) in [
+            ("nats", "heartbeat"),
+            ("nats", "placement_read"),
+            ("nats", "event"),
+            ("postgres", "put_call"),
+            ("postgres", "put_audit"),
+            ("postgres", "list_calls"),
+        ] {
+            metrics
+                .cluster_request_seconds
+                .with_label_values(&[service, op]);
+        }
         // Every labelled child of the media path exists (and shows 0) from
         // the start.
         let _ = metrics.media();

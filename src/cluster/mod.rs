@@ -312,6 +312,7 @@ impl Cluster {
         });
         tokio::spawn(watch_nodes(Arc::downgrade(&cluster)));
         tokio::spawn(refresh_placements(Arc::downgrade(&cluster)));
+        tokio::spawn(release_lost_nodes(Arc::downgrade(&cluster)));
         info!(
             node = %cluster.node_id,
             url = %cluster.url,
@@ -793,6 +794,84 @@ fn instant_of(created: time::OffsetDateTime) -> Instant {
     let age = Duration::from_nanos(u64::try_from(now_ns - created_ns).unwrap_or(0));
     let now = Instant::now();
     now.checked_sub(age).unwrap_or(now)
+}
+
+/// Releases the placement entries of nodes that stopped heartbeating, so
+/// their calls are placed afresh when clients reconnect. One node does it:
+/// the live one with the lowest id (no leader election; if two disagree
+/// for a moment, each delete names the revision it read, so a call taken
+/// over meanwhile is left alone).
+async fn release_lost_nodes(cluster: std::sync::Weak<Cluster>) {
+    let mut live_before: std::collections::BTreeSet<String> = Default::default();
+    loop {
+        let heartbeat = match cluster.upgrade() {
+            Some(c) => c.heartbeat,
+            None => return,
+        };
+        tokio::time::sleep(heartbeat).await;
+        let Some(c) = cluster.upgrade() else { return };
+        let now = Instant::now();
+        let live: std::collections::BTreeSet<String> = c
+            .view()
+            .nodes
+            .values()
+            .filter(|s| s.is_live(now))
+            .map(|s| s.status.node_id.clone())
+            .collect();
+        let lost: Vec<String> = live_before
+            .difference(&live)
+            .filter(|n| **n != c.node_id)
+            .cloned()
+            .collect();
+        live_before = live.clone();
+        let sweeper = live.iter().next().is_some_and(|first| *first == c.node_id);
+        if lost.is_empty() || !sweeper {
+            continue;
+        }
+        for node in lost {
+            c.release_calls_of(&node).await;
+        }
+    }
+}
+
+impl Cluster {
+    /// Deletes every placement entry that names `node`.
+    async fn release_calls_of(&self, node: &str) {
+        let keys = match self.timed("placement_keys", self.calls.keys()).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(node, error = %e, "cannot list the calls of a lost node; they are taken over as clients return");
+                return;
+            }
+        };
+        let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+        let mut released = 0;
+        for key in keys {
+            let Ok(Some(entry)) = self.timed("placement_read", self.calls.entry(&key)).await else {
+                continue;
+            };
+            let owner = serde_json::from_slice::<PlacementRecord>(&entry.value)
+                .map(|r| r.node_id)
+                .unwrap_or_default();
+            if entry.operation != kv::Operation::Put || owner != node {
+                continue;
+            }
+            // A call taken over since the read keeps its new owner.
+            let deleted = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                self.calls
+                    .delete_expect_revision(&key, Some(entry.revision)),
+            )
+            .await;
+            if matches!(deleted, Ok(Ok(()))) {
+                released += 1;
+            }
+        }
+        info!(
+            node,
+            released, "released the placements of a lost node's calls"
+        );
+    }
 }
 
 /// Keeps the placement entries of this node's live calls from expiring.

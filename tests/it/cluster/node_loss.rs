@@ -73,6 +73,21 @@ async fn a_lost_nodes_call_goes_on_elsewhere_with_its_consent_chain() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The lost node's placements are released (by the live node with the
+    // lowest id) before any client comes back.
+    let kv = async_nats::jetstream::new(async_nats::connect(fleet.nats.url()).await.unwrap())
+        .get_key_value("hearken_calls")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kv.get("lost").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "node-b's placement of the call was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Alice's client reconnects through node-a; node-a, the least loaded,
     // takes the call over and it goes on there.
     let a = &fleet.nodes[0];

@@ -10,7 +10,15 @@ use super::{recorded_in_order, talk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_participant_posted_elsewhere_is_sent_to_the_owner() {
-    let fleet = Fleet::start(&["node-a", "node-b", "node-c"]).await;
+    // Native ingest and SIP on too: their requests are redirected as well.
+    let fleet = Fleet::start_with(
+        &["node-a", "node-b", "node-c"],
+        &[
+            ("HEARKEN_INGEST_QUIC_LISTEN", "127.0.0.1:0".to_owned()),
+            ("HEARKEN_INGEST_SIP_LISTEN", "127.0.0.1:0".to_owned()),
+        ],
+    )
+    .await;
     let (a, b, c) = (&fleet.nodes[0], &fleet.nodes[1], &fleet.nodes[2]);
     let alice_packets = speech("speaker-a.opus")[..50].to_vec();
     let bob_packets = speech("speaker-b.opus")[..50].to_vec();
@@ -41,6 +49,46 @@ async fn a_second_participant_posted_elsewhere_is_sent_to_the_owner() {
     let r = c.server.post_offer("standup", &offer).await;
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], location.as_str());
+
+    // A platform's native ingest for the call, posted to A, goes to B too.
+    let r = a
+        .server
+        .client
+        .post(a.server.url("/v1/calls/standup/native"))
+        .bearer_auth(crate::common::TOKEN)
+        .json(&serde_json::json!({"participants": [
+            {"participant_id": "carol", "flow_id": 1, "codec": "opus", "payload_type": 111}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(
+        r.headers()["location"],
+        format!("{}/v1/calls/standup/native", b.url()).as_str()
+    );
+    // And a phone dialling the call at A is sent to B's SIP address (302).
+    let nodes = crate::common::get_json(&a.server, "/v1/cluster/nodes").await;
+    let sip_of = |id: &str| -> String {
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node_id"] == id)
+            .and_then(|n| n["sip"].as_str())
+            .unwrap_or_else(|| panic!("{id} has no SIP address: {nodes}"))
+            .to_owned()
+    };
+    let answer = invite(&sip_of("node-a"), "standup").await;
+    assert!(answer.starts_with("SIP/2.0 302"), "{answer}");
+    let contact = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("contact:"))
+        .unwrap_or_else(|| panic!("no Contact: {answer}"));
+    assert!(
+        contact.contains(&format!("sip:standup@{}", sip_of("node-b"))),
+        "{contact}"
+    );
 
     // Bob follows the redirect.
     talk(&b.server, "standup", "bob", bob_packets.clone()).await;
@@ -82,4 +130,42 @@ async fn a_second_participant_posted_elsewhere_is_sent_to_the_owner() {
         crate::common::metric_sum(&metrics, "hearken_cluster_redirects_total") >= 1.0,
         "redirects counted"
     );
+}
+
+/// Sends a SIP INVITE for `call` (the request URI's user) over UDP to
+/// `to`; the first final answer's text.
+async fn invite(to: &str, call: &str) -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        local.port() + 2
+    );
+    let request = format!(
+        "INVITE sip:{call}@{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-fleet-redirect;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:dora@127.0.0.1>;tag=fleet1\r\n\
+         To: <sip:{call}@{to}>\r\n\
+         Call-ID: fleet-redirect-1@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:dora@{local}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    socket.send_to(request.as_bytes(), to).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+            .await
+            .expect("an answer to the INVITE")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // 1xx answers are provisional.
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
 }
