@@ -184,7 +184,7 @@ impl AppState {
         self.metrics.cluster_draining.set(1);
         info!(
             why,
-            calls = self.registry.call_ids().len(),
+            calls = self.registry.call_count(),
             timeout_s = self.config.cluster.drain_timeout,
             "draining: no new calls; the calls in progress go on until they end"
         );
@@ -200,7 +200,7 @@ impl AppState {
             media_ip: self.config.media.advertised_ip.to_string(),
             sip: self.sip.as_ref().map(|s| s.contact_host.clone()),
             sessions: self.registry.session_count(),
-            calls: self.registry.call_ids().len(),
+            calls: self.registry.call_count(),
             capacity: self.config.limits.max_sessions,
             draining: self.is_draining() || !self.is_accepting(),
             heartbeat_ms: self.config.cluster.heartbeat_ms,
@@ -494,6 +494,10 @@ pub async fn start_with_secrets(
             }
             let _ = stopping_tx.send(true);
             drain(drain_state.clone(), joins, quic, sip).await;
+            // The calls' last rows and events leave before the node does.
+            if let Some(index) = &drain_state.index {
+                index.flush(Duration::from_secs(10)).await;
+            }
             if let Some(cluster) = &drain_state.cluster {
                 cluster.leave().await;
             }
@@ -622,7 +626,7 @@ async fn heartbeat(state: Arc<AppState>, cluster: Arc<Cluster>) {
 async fn wait_for_calls_to_end(state: &AppState) {
     let deadline = tokio::time::Instant::now() + state.config.cluster.drain_timeout();
     loop {
-        let calls = state.registry.call_ids().len();
+        let calls = state.registry.call_count();
         if calls == 0 {
             info!("drained: no call in progress");
             return;

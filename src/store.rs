@@ -290,13 +290,17 @@ impl Store {
                 bytes.extend_from_slice(line.as_bytes());
                 bytes.push(b'\n');
             }
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            sync_dir(&dir)?;
+            // Two sessions of the call reconnecting at once may both get
+            // here: the first writes the log, the second finds it.
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    file.write_all(&bytes)?;
+                    file.sync_all()?;
+                    sync_dir(&dir)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
         }
         self.resumed
             .lock()

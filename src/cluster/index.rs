@@ -14,7 +14,7 @@
 //! order, when it returns. The files on the node stay the record.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -131,6 +131,8 @@ pub struct FleetIndex {
     node_id: String,
     client: RwLock<Option<Arc<Client>>>,
     writes: mpsc::Sender<Write>,
+    /// Writes queued and not yet applied (or given up).
+    pending: AtomicUsize,
     up: AtomicBool,
     metrics: Metrics,
 }
@@ -165,6 +167,7 @@ impl FleetIndex {
             node_id: node_id.to_owned(),
             client: RwLock::new(Some(Arc::new(client))),
             writes,
+            pending: AtomicUsize::new(0),
             up: AtomicBool::new(true),
             metrics,
         });
@@ -178,10 +181,28 @@ impl FleetIndex {
         self.up.load(Ordering::SeqCst)
     }
 
+    /// Waits until every queued write is applied, at most `limit` (a node
+    /// that stops writes its calls' last rows before it exits).
+    pub async fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                warn!(
+                    pending = self.pending.load(Ordering::SeqCst),
+                    "fleet index writes left unwritten at exit; the files on this node hold them"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn queue(&self, write: Write) -> bool {
+        self.pending.fetch_add(1, Ordering::SeqCst);
         match self.writes.try_send(write) {
             Ok(()) => true,
             Err(_) => {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
                 self.metrics
                     .cluster_errors
                     .with_label_values(&["postgres"])
@@ -649,6 +670,9 @@ async fn write_loop(index: std::sync::Weak<FleetIndex>, mut rx: mpsc::Receiver<W
             drop(index);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        if let Some(index) = index.upgrade() {
+            index.pending.fetch_sub(1, Ordering::SeqCst);
         }
         if let Write::Audit { ack: Some(ack), .. } = write {
             let _ = ack.try_send(());

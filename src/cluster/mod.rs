@@ -136,6 +136,8 @@ pub enum Owner {
 /// This node's load, as placement weighs it against the others' heartbeats.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalLoad {
+    /// Calls carried now.
+    pub calls: usize,
     /// Sessions carried now.
     pub sessions: usize,
     /// `limits.max_sessions`.
@@ -229,9 +231,10 @@ struct Seen {
     /// When the heartbeat was put (taken from NATS's timestamp for entries
     /// that were already there when the watch began).
     at: Instant,
-    /// Calls this node placed there since that heartbeat: the next choice
-    /// counts them before the node's own count catches up.
-    placed_since: usize,
+    /// When this node placed calls there that its heartbeat may not count
+    /// yet: the next choice counts them before the node's own count
+    /// catches up.
+    placed: Vec<Instant>,
 }
 
 impl Seen {
@@ -432,7 +435,11 @@ impl Cluster {
                 // taken over like one whose node is gone.
                 let record = serde_json::from_slice::<PlacementRecord>(&entry.value).ok();
                 if let Some(record) = record {
-                    if record.node_id == self.node_id && !local.draining {
+                    // A call placed here stays here, even once this node
+                    // drains: another session of it may be starting here
+                    // right now, and a call has one owner. (The drain waits
+                    // for it; new calls are no longer placed here.)
+                    if record.node_id == self.node_id {
                         self.view().owned.insert(call_id.clone(), entry.revision);
                         return Ok(Owner::Here);
                     }
@@ -448,7 +455,7 @@ impl Cluster {
                     info!(
                         call = %call_id,
                         owner = %record.node_id,
-                        "the call's owner is gone or draining: placing the call again"
+                        "the call's owner is gone: placing the call again"
                     );
                 }
             }
@@ -556,14 +563,16 @@ impl Cluster {
             .map(|s| (s.status.url.clone(), s.status.sip.clone()))
     }
 
-    /// The least-loaded live node that takes new calls: on equal load this
-    /// node (no redirect), then the lowest node id.
+    /// The least-loaded live node that takes new calls: the fewest calls
+    /// for its capacity (a call is placed once, its sessions follow it), on
+    /// equal load this node (no redirect), then the lowest node id. A node
+    /// whose sessions reach its capacity takes no call.
     fn choose(&self, local: LocalLoad) -> Result<(String, String), PlacementError> {
         let now = Instant::now();
         let view = self.view();
         let mut candidates: Vec<(f64, bool, &str, &str)> = Vec::new();
         if !local.draining && local.sessions < local.capacity {
-            let load = load_of(local.sessions, local.capacity);
+            let load = load_of(local.calls, local.capacity);
             candidates.push((load, false, &self.node_id, &self.url));
         }
         for seen in view.nodes.values() {
@@ -571,11 +580,11 @@ impl Cluster {
             if s.node_id == self.node_id || s.draining || !seen.is_live(now) {
                 continue;
             }
-            let sessions = s.sessions + seen.placed_since;
-            if sessions >= s.capacity {
+            if s.sessions >= s.capacity {
                 continue;
             }
-            candidates.push((load_of(sessions, s.capacity), true, &s.node_id, &s.url));
+            let calls = s.calls + seen.placed.len();
+            candidates.push((load_of(calls, s.capacity), true, &s.node_id, &s.url));
         }
         candidates
             .into_iter()
@@ -586,7 +595,7 @@ impl Cluster {
 
     fn note_placed(&self, node_id: &str) {
         if let Some(seen) = self.view().nodes.get_mut(node_id) {
-            seen.placed_since += 1;
+            seen.placed.push(Instant::now());
         }
     }
 
@@ -620,14 +629,19 @@ impl Cluster {
     fn saw(&self, status: NodeStatus, at: Instant) {
         let mut view = self.view();
         let live_before = view.nodes.values().filter(|s| s.is_live(at)).count();
-        view.nodes.insert(
-            status.node_id.clone(),
-            Seen {
-                status,
-                at,
-                placed_since: 0,
-            },
-        );
+        // Placements made a heartbeat or more before this one are in its
+        // count by now (their first session has long arrived).
+        let counted_before = at
+            .checked_sub(Duration::from_millis(status.heartbeat_ms))
+            .unwrap_or(at);
+        let mut placed = view
+            .nodes
+            .remove(&status.node_id)
+            .map(|s| s.placed)
+            .unwrap_or_default();
+        placed.retain(|p| *p >= counted_before);
+        view.nodes
+            .insert(status.node_id.clone(), Seen { status, at, placed });
         let now = Instant::now();
         view.nodes.retain(|_, s| {
             now.saturating_duration_since(s.at) < timeout_of(&s.status) * FORGET_AFTER_TIMEOUTS
@@ -944,7 +958,7 @@ mod tests {
         let seen = |ago_ms: u64| Seen {
             status: status.clone(),
             at: now - Duration::from_millis(ago_ms),
-            placed_since: 0,
+            placed: Vec::new(),
         };
         assert!(seen(599).is_live(now));
         assert!(!seen(600).is_live(now));

@@ -126,6 +126,11 @@ impl Registry {
         self.lock().sessions.len()
     }
 
+    /// How many calls are registered.
+    pub fn call_count(&self) -> usize {
+        self.lock().calls.len()
+    }
+
     /// Calls registered.
     pub fn call_ids(&self) -> Vec<CallId> {
         self.lock().calls.keys().cloned().collect()
@@ -268,7 +273,11 @@ impl Registry {
     /// The call ended: what was said about its participants is forgotten
     /// (a later call with the same id starts afresh).
     pub fn call_ended(&self, call_id: &CallId) {
-        self.lock().kept.remove(call_id);
+        let mut inner = self.lock();
+        inner.kept.remove(call_id);
+        // A second session that raced the first to resume the call left
+        // its copy behind.
+        inner.resumes.remove(call_id);
     }
 
     /// Remembers a failed session of a call (shown while the call has no

@@ -169,6 +169,7 @@ pub(crate) async fn route_new_session(
         return Ok(Route::Here);
     };
     let local = crate::cluster::LocalLoad {
+        calls: state.registry.call_count(),
         sessions: state.registry.session_count(),
         capacity: state.config.limits.max_sessions,
         draining: state.is_draining(),

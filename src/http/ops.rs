@@ -102,7 +102,7 @@ pub async fn cluster_nodes(State(state): State<Arc<AppState>>) -> Response {
 /// Answers 202 with the calls still in progress; again, the same.
 pub async fn drain(State(state): State<Arc<AppState>>) -> Response {
     let started = state.start_drain("api");
-    let calls = state.registry.call_ids().len();
+    let calls = state.registry.call_count();
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({

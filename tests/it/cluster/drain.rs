@@ -106,12 +106,14 @@ async fn a_draining_node_finishes_its_calls_and_leaves() {
             .unwrap_or_else(|| panic!("drained node did not exit:\n{}", node.log_text()));
         assert_eq!(exit.code(), Some(0), "{}", node.log_text());
         let dir = node.server.call_dir(&call);
-        assert_eq!(
-            recorded_in_order(&dir.join("audio/alice.opus"), &packets),
-            150
-        );
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("call.json")).unwrap()).unwrap();
+        assert_eq!(
+            recorded_in_order(&dir.join("audio/alice.opus"), &packets),
+            150,
+            "{how}: {}",
+            summary["participants"][0]
+        );
         assert_eq!(summary["end_reason"], "last_session_left", "{summary}");
     }
 }

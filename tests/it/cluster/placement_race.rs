@@ -61,6 +61,7 @@ async fn racing_placements_agree_on_one_owner_per_call() {
     }
     // Each node is idle by its own count, so each wants every call itself.
     let idle = LocalLoad {
+        calls: 0,
         sessions: 0,
         capacity: 1000,
         draining: false,
@@ -132,6 +133,7 @@ async fn a_call_whose_owner_is_gone_is_taken_over_once() {
     gone_status.heartbeat_ms = 100;
     gone.heartbeat(&gone_status).await.unwrap();
     let idle = LocalLoad {
+        calls: 0,
         sessions: 0,
         capacity: 1000,
         draining: false,
