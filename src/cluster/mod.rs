@@ -46,6 +46,10 @@ pub const NODES_BUCKET: &str = "hearken_nodes";
 pub const CALLS_BUCKET: &str = "hearken_calls";
 /// Heartbeats a node may miss before it is out of placement.
 pub const MISSED_HEARTBEATS: u32 = 3;
+/// Heartbeats a node must have missed before its calls are taken from it
+/// (twice [`MISSED_HEARTBEATS`]: a node that was only slow for a moment
+/// keeps its calls; in between, its calls' new sessions are told to retry).
+pub const GONE_AFTER_HEARTBEATS: u32 = 2 * MISSED_HEARTBEATS;
 /// Longest wait for one request to NATS before the request counts as
 /// failed (a new call then gets 503 with `Retry-After`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -241,6 +245,12 @@ impl Seen {
     fn is_live(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.at) < timeout_of(&self.status)
     }
+
+    /// Silent long enough that its calls may be taken from it.
+    fn is_gone(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at)
+            >= Duration::from_millis(self.status.heartbeat_ms.max(1)) * GONE_AFTER_HEARTBEATS
+    }
 }
 
 fn timeout_of(status: &NodeStatus) -> Duration {
@@ -313,6 +323,9 @@ impl Cluster {
             view: Mutex::new(View::default()),
             metrics,
         });
+        // The fleet as it is now, before this node places anything: an
+        // owner missing from an empty view would look gone.
+        cluster.load_view().await;
         tokio::spawn(watch_nodes(Arc::downgrade(&cluster)));
         tokio::spawn(refresh_placements(Arc::downgrade(&cluster)));
         tokio::spawn(release_lost_nodes(Arc::downgrade(&cluster)));
@@ -323,6 +336,23 @@ impl Cluster {
             "joined the fleet"
         );
         Ok(cluster)
+    }
+
+    /// Reads every node's last heartbeat into the view (best effort: the
+    /// watch delivers them too, a moment later).
+    async fn load_view(&self) {
+        let Ok(keys) = self.timed("nodes_keys", self.nodes.keys()).await else {
+            return;
+        };
+        let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+        for key in keys {
+            if let Ok(Some(entry)) = self.timed("nodes_read", self.nodes.entry(&key)).await
+                && entry.operation == kv::Operation::Put
+                && let Ok(status) = serde_json::from_slice::<NodeStatus>(&entry.value)
+            {
+                self.saw(status, instant_of(entry.created));
+            }
+        }
     }
 
     /// This node's id.
@@ -443,14 +473,18 @@ impl Cluster {
                         self.view().owned.insert(call_id.clone(), entry.revision);
                         return Ok(Owner::Here);
                     }
-                    if record.node_id != self.node_id
-                        && let Some((url, sip)) = self.live_address(&record.node_id)
-                    {
+                    if let Some((url, sip)) = self.live_address(&record.node_id) {
                         return Ok(Owner::There {
                             node_id: record.node_id,
                             url,
                             sip,
                         });
+                    }
+                    if !self.is_gone(&record.node_id) {
+                        return Err(PlacementError::Unavailable(format!(
+                            "the call's node {} missed its heartbeats; try again",
+                            record.node_id
+                        )));
                     }
                     info!(
                         call = %call_id,
@@ -551,6 +585,16 @@ impl Cluster {
                 warn!(call = %call_id, "releasing the call's placement timed out; it expires");
             }
         }
+    }
+
+    /// Whether `node_id` is gone: silent for [`GONE_AFTER_HEARTBEATS`], or
+    /// not known at all (the view holds every node that heartbeats).
+    fn is_gone(&self, node_id: &str) -> bool {
+        let now = Instant::now();
+        self.view()
+            .nodes
+            .get(node_id)
+            .is_none_or(|s| s.is_gone(now))
     }
 
     /// The URL and SIP address of `node_id` if it is live.
@@ -816,7 +860,7 @@ fn instant_of(created: time::OffsetDateTime) -> Instant {
 /// for a moment, each delete names the revision it read, so a call taken
 /// over meanwhile is left alone).
 async fn release_lost_nodes(cluster: std::sync::Weak<Cluster>) {
-    let mut live_before: std::collections::BTreeSet<String> = Default::default();
+    let mut released: std::collections::BTreeSet<String> = Default::default();
     loop {
         let heartbeat = match cluster.upgrade() {
             Some(c) => c.heartbeat,
@@ -825,25 +869,32 @@ async fn release_lost_nodes(cluster: std::sync::Weak<Cluster>) {
         tokio::time::sleep(heartbeat).await;
         let Some(c) = cluster.upgrade() else { return };
         let now = Instant::now();
-        let live: std::collections::BTreeSet<String> = c
-            .view()
-            .nodes
-            .values()
-            .filter(|s| s.is_live(now))
-            .map(|s| s.status.node_id.clone())
-            .collect();
-        let lost: Vec<String> = live_before
-            .difference(&live)
-            .filter(|n| **n != c.node_id)
-            .cloned()
-            .collect();
-        live_before = live.clone();
-        let sweeper = live.iter().next().is_some_and(|first| *first == c.node_id);
-        if lost.is_empty() || !sweeper {
+        let (live, gone): (Vec<String>, Vec<String>) = {
+            let view = c.view();
+            let live = view
+                .nodes
+                .values()
+                .filter(|s| s.is_live(now))
+                .map(|s| s.status.node_id.clone())
+                .collect();
+            let gone = view
+                .nodes
+                .values()
+                .filter(|s| s.is_gone(now) && s.status.node_id != c.node_id)
+                .map(|s| s.status.node_id.clone())
+                .collect();
+            (live, gone)
+        };
+        // A node that came back may be lost again later.
+        released.retain(|n| gone.contains(n));
+        let sweeper = live.iter().min().is_some_and(|first| *first == c.node_id);
+        if !sweeper {
             continue;
         }
-        for node in lost {
-            c.release_calls_of(&node).await;
+        for node in gone {
+            if released.insert(node.clone()) {
+                c.release_calls_of(&node).await;
+            }
         }
     }
 }
@@ -962,5 +1013,8 @@ mod tests {
         };
         assert!(seen(599).is_live(now));
         assert!(!seen(600).is_live(now));
+        // Its calls are taken from it only after six.
+        assert!(!seen(1199).is_gone(now));
+        assert!(seen(1200).is_gone(now));
     }
 }

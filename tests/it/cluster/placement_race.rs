@@ -143,7 +143,14 @@ async fn a_call_whose_owner_is_gone_is_taken_over_once() {
     drop(gone);
 
     let (one, two) = (join(&nats, "node-1").await, join(&nats, "node-2").await);
+    // Out of placement after three of its heartbeats, but its call is not
+    // taken from it before six: a node slow for a moment keeps its calls.
     tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        one.place(&call, idle).await.is_err(),
+        "taken from a node only 400 ms silent"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (a, b) = tokio::join!(one.place(&call, idle), two.place(&call, idle));
     match (a.unwrap(), b.unwrap()) {
         (Owner::Here, Owner::There { node_id, .. }) => assert_eq!(node_id, "node-1"),
