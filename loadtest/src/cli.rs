@@ -21,6 +21,13 @@ pub const MAX_RAMP_S: f64 = 3_600.0;
 pub const MAX_THREADS: usize = 64;
 /// Longest accepted `--run-id` (call ids are at most 64 characters).
 const MAX_RUN_ID_LEN: usize = 32;
+/// The default `--reconnect-silence-ms`.
+pub const DEFAULT_RECONNECT_SILENCE_MS: u64 = 2_000;
+/// Shortest `--reconnect-silence-ms`: two consent checks (one every
+/// [`crate::reconnect::CONSENT_INTERVAL`]) unanswered.
+pub const MIN_RECONNECT_SILENCE_MS: u64 = 1_000;
+/// Longest `--reconnect-silence-ms`.
+pub const MAX_RECONNECT_SILENCE_MS: u64 = 30_000;
 
 /// Plays a conferencing provider against a Hearken server on this machine:
 /// `--calls` calls of `--speakers-per-call` speakers, each speaker its own
@@ -98,6 +105,15 @@ pub struct Args {
     /// unidirectional stream per packet.
     #[arg(long, value_enum)]
     pub roq_mode: Option<RoqMode>,
+    /// When a connected speaker's session dies (its node stops answering),
+    /// start a new WHIP session for the same call and participant through
+    /// `--url` and go on sending (WHIP only).
+    #[arg(long)]
+    pub reconnect: bool,
+    /// With `--reconnect`: a session is dead after this many milliseconds
+    /// without a datagram from its node (default 2000).
+    #[arg(long)]
+    pub reconnect_silence_ms: Option<u64>,
 }
 
 /// The value of `--ingest`.
@@ -224,6 +240,9 @@ pub struct Plan {
     pub json: bool,
     /// WHIP sessions or native ingest.
     pub ingest: Ingest,
+    /// `--reconnect`: how long a silent node means a dead session; `None`
+    /// without the flag (a dead session is a failure).
+    pub reconnect: Option<Duration>,
 }
 
 impl Plan {
@@ -314,6 +333,7 @@ impl Args {
             ));
         }
         let ingest = self.ingest()?;
+        let reconnect = self.reconnect(ingest)?;
         let (random_id, random_seed) = random();
         let run_id = match self.run_id {
             Some(id) => {
@@ -352,7 +372,41 @@ impl Args {
             seed: self.seed.unwrap_or(random_seed),
             json: self.json,
             ingest,
+            reconnect,
         })
+    }
+
+    /// Checks `--reconnect` and `--reconnect-silence-ms`.
+    fn reconnect(&self, ingest: Ingest) -> Result<Option<Duration>, CliError> {
+        if !self.reconnect {
+            if self.reconnect_silence_ms.is_some() {
+                return Err(CliError::new(
+                    "--reconnect-silence-ms",
+                    "only applies with --reconnect",
+                ));
+            }
+            return Ok(None);
+        }
+        if ingest != Ingest::Whip {
+            return Err(CliError::new(
+                "--reconnect",
+                "only applies to --ingest whip",
+            ));
+        }
+        let ms = self
+            .reconnect_silence_ms
+            .unwrap_or(DEFAULT_RECONNECT_SILENCE_MS);
+        if !(MIN_RECONNECT_SILENCE_MS..=MAX_RECONNECT_SILENCE_MS).contains(&ms) {
+            return Err(CliError::new(
+                "--reconnect-silence-ms",
+                format!(
+                    "must be {MIN_RECONNECT_SILENCE_MS} to {MAX_RECONNECT_SILENCE_MS} \
+                     milliseconds (consent checks go out every {} ms)",
+                    crate::reconnect::CONSENT_INTERVAL.as_millis()
+                ),
+            ));
+        }
+        Ok(Some(Duration::from_millis(ms)))
     }
 
     /// Checks `--ingest` and the flags that only apply to one ingest.
@@ -594,6 +648,45 @@ mod tests {
         let whip = validate(&["--ingest", "whip"]).expect("valid");
         assert_eq!(whip.ingest, Ingest::Whip);
         assert_eq!(whip.media_sockets(), 40);
+    }
+
+    #[test]
+    fn reconnect_flags_are_checked_naming_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--reconnect-silence-ms", "2000"],
+                "--reconnect-silence-ms",
+            ),
+            (
+                &["--reconnect", "--reconnect-silence-ms", "999"],
+                "--reconnect-silence-ms",
+            ),
+            (
+                &["--reconnect", "--reconnect-silence-ms", "30001"],
+                "--reconnect-silence-ms",
+            ),
+            (&["--reconnect", "--ingest", "roq"], "--reconnect"),
+        ];
+        for (extra, flag) in cases {
+            let err = validate(extra).expect_err("refused");
+            assert_eq!(err.flag, *flag, "{extra:?}: {err}");
+            assert!(err.to_string().starts_with(flag), "{err}");
+        }
+        assert_eq!(
+            validate(&[]).expect("valid").reconnect,
+            None,
+            "off by default"
+        );
+        assert_eq!(
+            validate(&["--reconnect"]).expect("valid").reconnect,
+            Some(Duration::from_millis(DEFAULT_RECONNECT_SILENCE_MS))
+        );
+        assert_eq!(
+            validate(&["--reconnect", "--reconnect-silence-ms", "1500"])
+                .expect("valid")
+                .reconnect,
+            Some(Duration::from_millis(1_500))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! `--talk-ratio`; with `--ingest roq`, every call is a native ingest whose
 //! speakers send the same speech as RTP over shared QUIC connections. It
 //! measures session setup, and reads the server's CPU, memory, packet
-//! counters and latency histogram over the hold. See `loadtest/README.md`.
+//! counters and latency histogram over the hold. With `--reconnect`, a
+//! speaker whose session dies (its node killed) goes on in a new session
+//! for the same call and participant. See `loadtest/README.md`.
 //!
 //! Exit status: 0 when the run completed (its errors are in the report),
 //! 1 when it could not run, 2 for refused flags.
@@ -19,6 +21,7 @@ mod media;
 mod metrics;
 mod native;
 mod process;
+mod reconnect;
 mod report;
 mod run;
 mod schedule;

@@ -17,6 +17,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::audio::Audio;
-use crate::client::{RECV_BUFFER, SendCounters, Speaker, Status};
+use crate::client::{RECV_BUFFER, Resume, SendCounters, Speaker, Status};
 
 /// The token of the waker that signals new commands; speakers use their slot
 /// index, which never reaches it.
@@ -34,7 +35,7 @@ const WAKER: Token = Token(usize::MAX);
 const EVENTS_CAPACITY: usize = 1_024;
 
 /// What a media thread tells the coordinator.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug)]
 pub enum MediaReport {
     /// Session `session` connected `ms` after its POST was sent.
     Connected {
@@ -49,6 +50,25 @@ pub enum MediaReport {
         session: usize,
         /// Why (a stable `errors_by_kind` key).
         kind: &'static str,
+    },
+    /// With `--reconnect`: session `session`'s connected session was lost
+    /// (its node fell silent or ICE gave up on it); the speaker's speech, to
+    /// go on in a new session.
+    Lost {
+        /// The coordinator's session index.
+        session: usize,
+        /// How the loss showed (`server_silent`, `ice_disconnected`).
+        kind: &'static str,
+        /// Where the speaker is in its speech.
+        resume: Box<Resume>,
+    },
+    /// With `--reconnect`: session `session` connected again, `ms` after
+    /// its loss was detected.
+    Reconnected {
+        /// The coordinator's session index.
+        session: usize,
+        /// Loss detected to the new session connected, in milliseconds.
+        ms: f64,
     },
 }
 
@@ -69,9 +89,17 @@ pub struct MediaInbox {
 }
 
 impl MediaInbox {
-    /// Hands a speaker to the thread. False if the thread has exited.
+    /// Hands a speaker to the thread. False if the thread has exited (a
+    /// reconnect attempt's speech then goes back to its task).
     pub fn add(&self, speaker: Speaker) -> bool {
-        self.commands.send(Command::Add(Box::new(speaker))).is_ok() && self.waker.wake().is_ok()
+        match self.commands.send(Command::Add(Box::new(speaker))) {
+            Ok(()) => self.waker.wake().is_ok(),
+            Err(mpsc::SendError(Command::Add(speaker))) => {
+                speaker.attempt_failed("media_thread_gone");
+                false
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -195,7 +223,10 @@ impl Worker {
         loop {
             match self.inbox.try_recv() {
                 Ok(Command::Add(speaker)) => self.insert(speaker),
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                    self.release_attempts();
+                    return false;
+                }
                 Err(TryRecvError::Empty) => return true,
             }
         }
@@ -214,10 +245,13 @@ impl Worker {
         {
             eprintln!("hearken-loadtest: cannot register a socket: {e}");
             self.free.push(slot);
-            let _ = self.reports.send(MediaReport::Failed {
-                session: speaker.session,
-                kind: "poll_register",
-            });
+            let session = speaker.session;
+            if !speaker.attempt_failed("poll_register") {
+                let _ = self.reports.send(MediaReport::Failed {
+                    session,
+                    kind: "poll_register",
+                });
+            }
             return;
         }
         // Run it at once: its `Rtc` has ICE checks to send.
@@ -257,6 +291,11 @@ impl Worker {
     /// Acts on a speaker's status: reports it, drops a failed speaker, and
     /// otherwise makes sure the heap holds its next wake-up (not before
     /// `floor`, if given).
+    ///
+    /// With `--reconnect`, a connected session that is lost is handed back
+    /// to the coordinator (its speech goes on in a new session), and a
+    /// reconnect attempt says how it ended to the task retrying rather
+    /// than to the coordinator.
     fn settle(&mut self, slot: usize, status: Status, floor: Option<Instant>) {
         let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             return;
@@ -265,17 +304,37 @@ impl Worker {
         match status {
             Status::Running => {}
             Status::Connected { ms } => {
-                let _ = self.reports.send(MediaReport::Connected { session, ms });
+                let report = match entry.speaker.attempt_connected() {
+                    Some(lost_at) => MediaReport::Reconnected {
+                        session,
+                        ms: lost_at.elapsed().as_secs_f64() * 1e3,
+                    },
+                    None => MediaReport::Connected { session, ms },
+                };
+                let _ = self.reports.send(report);
             }
             Status::Failed(failure) => {
-                let _ = self.reports.send(MediaReport::Failed {
-                    session,
-                    kind: failure.kind(),
-                });
-                if let Some(mut entry) = self.slots[slot].take() {
-                    let _ = self.poll.registry().deregister(entry.speaker.socket_mut());
+                let Some(speaker) = self.remove(slot) else {
+                    return;
+                };
+                if speaker.is_attempt() {
+                    speaker.attempt_failed(failure.kind());
+                } else if failure.is_loss() && speaker.reconnects() {
+                    let (resume, sent_since_heard) = speaker.into_resume(Instant::now());
+                    self.counters
+                        .sent_before_detection
+                        .fetch_add(sent_since_heard, Ordering::Relaxed);
+                    let _ = self.reports.send(MediaReport::Lost {
+                        session,
+                        kind: failure.kind(),
+                        resume,
+                    });
+                } else {
+                    let _ = self.reports.send(MediaReport::Failed {
+                        session,
+                        kind: failure.kind(),
+                    });
                 }
-                self.free.push(slot);
                 return;
             }
         }
@@ -286,6 +345,29 @@ impl Worker {
         if entry.scheduled != Some(wake) {
             entry.scheduled = Some(wake);
             self.timers.push(Reverse(Wake { at: wake, slot }));
+        }
+    }
+
+    /// Takes speaker `slot` out of the poll and frees its slot.
+    fn remove(&mut self, slot: usize) -> Option<Box<Speaker>> {
+        let mut entry = self.slots.get_mut(slot)?.take()?;
+        let _ = self.poll.registry().deregister(entry.speaker.socket_mut());
+        self.free.push(slot);
+        Some(entry.speaker)
+    }
+
+    /// On stop: gives every reconnect attempt still connecting its speech
+    /// back (`stopped`), so that the tasks retrying can count what it did
+    /// not send.
+    fn release_attempts(&mut self) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot]
+                .as_ref()
+                .is_some_and(|entry| entry.speaker.is_attempt())
+                && let Some(speaker) = self.remove(slot)
+            {
+                speaker.attempt_failed("stopped");
+            }
         }
     }
 }

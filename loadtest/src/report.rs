@@ -112,7 +112,8 @@ pub struct Report {
     pub server_probe: &'static str,
     /// The server process read through `/proc`, if any.
     pub server_pid: Option<u32>,
-    /// RTP packets sent over the whole run.
+    /// RTP packets sent over the whole run (with `--reconnect`, by every
+    /// session of each speaker; never those paused while it reconnected).
     pub packets_sent: u64,
     /// RTP packets sent during the hold window.
     pub packets_sent_hold: u64,
@@ -175,6 +176,34 @@ pub struct Report {
     /// Calls whose sessions more than one node answered; 0 when every call
     /// landed whole on one node.
     pub calls_split_across_nodes: u64,
+    /// `--reconnect-silence-ms`: the silence after which a session is
+    /// taken for dead; null without `--reconnect`.
+    pub reconnect_silence_ms: Option<u64>,
+    /// With `--reconnect`: sessions re-established after a loss (a speaker
+    /// lost twice counts twice).
+    pub reconnects: u64,
+    /// With `--reconnect`: losses not recovered, each ending its speaker
+    /// (`reconnect_failed` past the deadline, `reconnect_unfinished` when
+    /// the hold ended first; both also in `errors_by_kind`).
+    /// `reconnects + reconnect_failures` is the number of losses.
+    pub reconnect_failures: u64,
+    /// With `--reconnect`: loss detected to the new session connected, in
+    /// milliseconds.
+    pub reconnect_ms: Percentiles,
+    /// With `--reconnect`: failed attempts (each retried until the
+    /// deadline) by kind: `http_503`, `http_transport`, `connect_timeout`,
+    /// ….
+    pub reconnect_attempt_errors_by_kind: BTreeMap<String, u64>,
+    /// With `--reconnect`: packets not sent because their speaker's session
+    /// was down (due from the loss's detection until the new session
+    /// connected, the speaker gave up, or the hold ended). Not in
+    /// `packets_sent`: `packets_sent + packets_sent_while_disconnected` is
+    /// what the speakers would have sent without the losses.
+    pub packets_sent_while_disconnected: u64,
+    /// With `--reconnect`: of `packets_sent`, those lost sessions sent after
+    /// the last datagram they heard from their node, i.e. in the detection
+    /// window: an upper bound on what a dead node took with it.
+    pub packets_sent_before_detection: u64,
     /// The generator's CPU seconds over the whole run.
     pub generator_cpu_seconds: f64,
     /// The generator's CPU seconds over the hold.
@@ -265,6 +294,21 @@ impl Report {
                     self.redirects_followed,
                     self.calls_split_across_nodes
                 ),
+            ),
+            (
+                "reconnects",
+                match self.reconnect_silence_ms {
+                    None => "off".to_owned(),
+                    Some(ms) => format!(
+                        "{} re-established, {} failed (silence limit {ms} ms); ms {}; \
+                         {} packets not sent while down, {} sent before detection",
+                        self.reconnects,
+                        self.reconnect_failures,
+                        percentiles(&self.reconnect_ms),
+                        self.packets_sent_while_disconnected,
+                        self.packets_sent_before_detection
+                    ),
+                },
             ),
             (
                 "errors",
@@ -432,6 +476,59 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&whip.to_json_line()).expect("json");
         assert_eq!(v["ingest"], "whip");
         assert!(v.get("quic_connections").is_none() && v.get("roq_mode").is_none());
+    }
+
+    #[test]
+    fn reconnect_fields_are_always_there() {
+        let off = Report::default();
+        let v: serde_json::Value = serde_json::from_str(&off.to_json_line()).expect("json");
+        assert!(v["reconnect_silence_ms"].is_null());
+        for key in [
+            "reconnects",
+            "reconnect_failures",
+            "packets_sent_while_disconnected",
+            "packets_sent_before_detection",
+        ] {
+            assert_eq!(v[key], 0, "{key}");
+        }
+        for key in ["p50", "p95", "p99"] {
+            assert!(v["reconnect_ms"][key].is_null());
+        }
+        assert_eq!(v["reconnect_attempt_errors_by_kind"], serde_json::json!({}));
+        let table = off.to_table();
+        let row = table.lines().find(|l| l.starts_with("reconnects"));
+        assert!(row.is_some_and(|r| r.ends_with("  off")), "{table}");
+
+        let on = Report {
+            reconnect_silence_ms: Some(2_000),
+            reconnects: 48,
+            reconnect_failures: 2,
+            reconnect_ms: Percentiles::of(&mut [900.0, 1_200.0, 4_100.0]),
+            reconnect_attempt_errors_by_kind: BTreeMap::from([("http_503".to_owned(), 7)]),
+            packets_sent: 10_000,
+            packets_sent_while_disconnected: 1_234,
+            packets_sent_before_detection: 321,
+            ..Report::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&on.to_json_line()).expect("json");
+        assert_eq!(v["reconnect_silence_ms"], 2_000);
+        assert_eq!(v["reconnects"], 48);
+        assert_eq!(v["reconnect_failures"], 2);
+        assert_eq!(v["reconnect_ms"]["p50"], 1_200.0);
+        assert_eq!(v["reconnect_ms"]["p99"], 4_100.0);
+        assert_eq!(v["reconnect_attempt_errors_by_kind"]["http_503"], 7);
+        assert_eq!(v["packets_sent"], 10_000);
+        assert_eq!(v["packets_sent_while_disconnected"], 1_234);
+        assert_eq!(v["packets_sent_before_detection"], 321);
+        let table = on.to_table();
+        assert!(
+            table.contains("48 re-established, 2 failed (silence limit 2000 ms)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("1234 packets not sent while down"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! 4. hold: scrape, sample RSS every second until `--duration` after the
 //!    last start, scrape again;
 //! 5. stop sending, DELETE every session (bounded concurrency).
+//!
+//! With `--reconnect`, a connected WHIP session that is lost at any time
+//! until sending stops gets a reconnect task (see `reconnect.rs`); its new
+//! session replaces the lost one for the placement and the DELETE.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -27,20 +31,21 @@ use anyhow::Context as _;
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
 use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
-use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use url::Url;
 
 use crate::audio::{Audio, FRAME_SAMPLES};
 use crate::cli::{Ingest, Plan};
-use crate::client::{CONNECT_TIMEOUT, PendingSpeaker, SendCounters};
+use crate::client::{CONNECT_TIMEOUT, PendingSpeaker, Resume, SendCounters};
 use crate::media::{MediaInbox, MediaReport, MediaThread};
 use crate::metrics::Exposition;
 use crate::native::{
     AnsweredCall, CallInbox, NativeMedia, NativeSpeaker, OPUS_PAYLOAD_TYPE, RtpIdentity,
 };
 use crate::process::Pid;
+use crate::reconnect::{CONSENT_INTERVAL, Ended, Lost, ReconnectNote, Reconnector};
 use crate::report::{FakeDeepgramStats, Percentiles, Quantiles, Report, Rss};
 use crate::schedule::{Pacer, TalkSchedule};
 use crate::whip::{HTTP_TIMEOUT, NativeFlow, Placement, Server};
@@ -61,6 +66,7 @@ const SPARE_FILES: u64 = 128;
 /// Past it the process exits on its own whatever it is doing.
 pub fn overall_deadline(plan: &Plan) -> Duration {
     let shutdown = match plan.ingest {
+        Ingest::Whip if plan.reconnect.is_some() => crate::reconnect::STOP_LIMIT,
         Ingest::Whip => Duration::ZERO,
         Ingest::Roq { .. } => crate::native::SHUTDOWN_LIMIT,
     };
@@ -126,11 +132,17 @@ enum SetupNote {
     },
 }
 
-/// What is known about one session.
+/// What is known about one session (one speaker: with `--reconnect`, its
+/// current session).
 #[derive(Debug, Default)]
 struct Session {
+    /// The URL to DELETE at the end; `None` once lost (its node is taken
+    /// for dead) until a new session is answered.
     location: Option<Url>,
+    /// Where the speaker's current session is.
     placement: Option<Placement>,
+    /// Redirects followed by every POST of the speaker answered 201.
+    redirects: u64,
     whip_answer_ms: Option<f64>,
     connected_ms: Option<f64>,
     error: Option<String>,
@@ -212,6 +224,27 @@ impl Transport {
     }
 }
 
+/// What `--reconnect` did.
+#[derive(Debug, Default)]
+struct Reconnects {
+    /// Sessions re-established.
+    done: u64,
+    /// Speakers that lost a session and did not get a new one.
+    failed: u64,
+    /// Loss detected to new session connected, per reconnect.
+    ms: Vec<f64>,
+    /// Failed attempts by kind.
+    attempt_errors: BTreeMap<String, u64>,
+    /// Packets not sent by speakers that gave up, from their loss until
+    /// then (those that reconnected are counted by their media thread).
+    paused: u64,
+    /// Failures printed so far (a few are, not thousands).
+    printed: u32,
+}
+
+/// Reconnect failures printed on stderr; the rest are only counted.
+const PRINTED_RECONNECT_FAILURES: u32 = 10;
+
 struct Coordinator {
     plan: Plan,
     audio: Arc<Audio>,
@@ -223,6 +256,17 @@ struct Coordinator {
     setup_tx: UnboundedSender<SetupNote>,
     setup_rx: UnboundedReceiver<SetupNote>,
     sessions: Vec<Session>,
+    /// The WHIP media threads' inboxes (none with native ingest).
+    inboxes: Vec<MediaInbox>,
+    /// With `--reconnect`: what the reconnect tasks share.
+    reconnector: Option<Arc<Reconnector>>,
+    reconnect_rx: UnboundedReceiver<ReconnectNote>,
+    /// Tells the reconnect tasks when sending stopped.
+    stop_tx: watch::Sender<Option<Instant>>,
+    reconnect_tasks: JoinSet<()>,
+    reconnects: Reconnects,
+    /// When the media stopped sending (the hold is over).
+    sending_stopped: Option<Instant>,
     /// The server process whose CPU and RSS are read from `/proc`.
     server_pid: Option<u32>,
     /// Where server CPU and RSS come from (see [`Report::server_probe`]).
@@ -237,6 +281,22 @@ impl Coordinator {
         let counters = transport.counters();
         let (setup_tx, setup_rx) = mpsc::unbounded_channel();
         let sessions = (0..plan.speakers()).map(|_| Session::default()).collect();
+        let inboxes = match &transport {
+            Transport::Whip(threads) => threads.iter().map(MediaThread::inbox).collect(),
+            Transport::Roq(_) => Vec::new(),
+        };
+        let (reconnect_tx, reconnect_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stopped) = watch::channel(None);
+        let reconnector = plan.reconnect.map(|silence_limit| {
+            Arc::new(Reconnector {
+                server: server.clone(),
+                audio: Arc::clone(&audio),
+                notes: reconnect_tx,
+                stopped,
+                silence_limit,
+                deadline: crate::reconnect::RECONNECT_DEADLINE,
+            })
+        });
         let (server_pid, server_probe) = server_process(&plan)?;
         Ok(Self {
             plan,
@@ -248,6 +308,13 @@ impl Coordinator {
             setup_tx,
             setup_rx,
             sessions,
+            inboxes,
+            reconnector,
+            reconnect_rx,
+            stop_tx,
+            reconnect_tasks: JoinSet::new(),
+            reconnects: Reconnects::default(),
+            sending_stopped: None,
             server_pid,
             server_probe,
         })
@@ -307,6 +374,7 @@ impl Coordinator {
 
         // Stop sending before ending the sessions, as a client leaving does;
         // the server would otherwise log the stragglers as unrouted.
+        self.sending_stopped = Some(Instant::now());
         self.transport.stop_sending().await;
         // Notes that arrived during the last instants of the hold.
         while let Ok(note) = self.setup_rx.try_recv() {
@@ -315,6 +383,7 @@ impl Coordinator {
         while let Ok(report) = self.media_rx.try_recv() {
             self.on_media(report);
         }
+        self.finish_reconnects().await;
         let (mut delete_ms, delete_errors) = self.delete_all().await;
         let counters = self.counters.clone();
         let sum = |f: fn(&SendCounters) -> u64| -> u64 { counters.iter().map(|c| f(c)).sum() };
@@ -340,6 +409,10 @@ impl Coordinator {
         report.delete_errors = delete_errors;
         report.generator_cpu_seconds = generator_cpu;
         report.fake_deepgram = fake_stats;
+        report.packets_sent_while_disconnected =
+            sum(|c| c.paused.load(Ordering::Relaxed)) + self.reconnects.paused;
+        report.packets_sent_before_detection =
+            sum(|c| c.sent_before_detection.load(Ordering::Relaxed));
         self.transport.close().await;
         Ok(report)
     }
@@ -410,10 +483,6 @@ impl Coordinator {
                 mode.name()
             )),
         }
-        let inboxes: Vec<MediaInbox> = match &self.transport {
-            Transport::Whip(threads) => threads.iter().map(MediaThread::inbox).collect(),
-            Transport::Roq(_) => Vec::new(),
-        };
         let ramp_start = Instant::now();
         let mut last = ramp_start;
         for session in 0..total {
@@ -422,7 +491,7 @@ impl Coordinator {
             last = Instant::now();
             match &self.transport {
                 Transport::Whip(_) => {
-                    self.spawn_session(session, inboxes[session % inboxes.len()].clone());
+                    self.spawn_session(session, self.inbox_of(session));
                 }
                 Transport::Roq(native) => {
                     let index = session as u64;
@@ -458,16 +527,31 @@ impl Coordinator {
         Pacer::new(schedule, self.plan.dtx, clip, offset, phase)
     }
 
+    /// The media thread of WHIP session `session`.
+    fn inbox_of(&self, session: usize) -> MediaInbox {
+        self.inboxes[session % self.inboxes.len()].clone()
+    }
+
+    /// The call id and msid stream id (participant id) of speaker `index`.
+    fn speaker_ids(&self, index: u64) -> (String, String) {
+        let spc = self.plan.speakers_per_call;
+        (
+            self.plan.call_id(index / spc),
+            format!("spk{}", index % spc),
+        )
+    }
+
     /// One session's signalling, as its own task.
     fn spawn_session(&self, session: usize, inbox: MediaInbox) {
         let index = session as u64;
-        let call_id = self.plan.call_id(index / self.plan.speakers_per_call);
-        let stream_id = format!("spk{}", index % self.plan.speakers_per_call);
+        let (call_id, stream_id) = self.speaker_ids(index);
         let pacer = self.speaker_pacer(index);
         let server = self.server.clone();
         let notes = self.setup_tx.clone();
+        let reconnect = self.plan.reconnect;
         tokio::spawn(async move {
-            let note = setup(session, &server, &call_id, &stream_id, pacer, &inbox).await;
+            let ids = (call_id.as_str(), stream_id.as_str());
+            let note = setup(session, &server, ids, pacer, reconnect, &inbox).await;
             // The coordinator outlives every task it waits for.
             let _ = notes.send(note);
         });
@@ -521,6 +605,9 @@ impl Coordinator {
                 () = tokio::time::sleep_until(deadline) => return,
                 Some(note) = self.setup_rx.recv() => self.on_setup(note),
                 Some(report) = self.media_rx.recv() => self.on_media(report),
+                Some(note) = self.reconnect_rx.recv() => self.on_reconnect(note),
+                // Reap finished reconnect tasks (a panic has been printed).
+                Some(_) = self.reconnect_tasks.join_next() => {}
             }
         }
     }
@@ -536,6 +623,7 @@ impl Coordinator {
                 let s = &mut self.sessions[session];
                 s.whip_answer_ms = Some(whip_answer_ms);
                 s.location = Some(location);
+                s.redirects += u64::from(placement.redirects);
                 s.placement = Some(placement);
             }
             SetupNote::Failed {
@@ -558,7 +646,144 @@ impl Coordinator {
             MediaReport::Failed { session, kind } => {
                 self.sessions[session].error.get_or_insert(kind.to_owned());
             }
+            MediaReport::Lost {
+                session,
+                kind,
+                resume,
+            } => self.on_lost(session, kind, resume),
+            MediaReport::Reconnected { session, ms } => {
+                self.reconnects.done += 1;
+                self.reconnects.ms.push(ms);
+                if self.reconnects.done == 1 {
+                    progress(format!(
+                        "session {session}: reconnected {ms:.0} ms after its loss was detected"
+                    ));
+                }
+            }
         }
+    }
+
+    /// A connected session was lost (`--reconnect`): its node is taken for
+    /// dead, so its session is neither placed nor DELETEd any more; a
+    /// reconnect task starts, unless sending has stopped.
+    fn on_lost(&mut self, session: usize, kind: &'static str, mut resume: Box<Resume>) {
+        let s = &mut self.sessions[session];
+        s.location = None;
+        s.placement = None;
+        let reconnector = self.reconnector.as_ref().map(Arc::clone);
+        let (Some(ctx), None) = (reconnector, self.sending_stopped) else {
+            let stopped = self.sending_stopped.unwrap_or_else(Instant::now);
+            let paused = resume.skip_until(stopped, &self.audio);
+            self.on_reconnect(ReconnectNote::Ended {
+                session,
+                outcome: Ended::Unfinished,
+                paused,
+                attempts: 0,
+            });
+            return;
+        };
+        if self.reconnects.done + self.reconnects.failed == 0 && self.reconnect_tasks.is_empty() {
+            progress(format!(
+                "session {session}: lost ({kind}); reconnecting (later losses are not printed)"
+            ));
+        }
+        let (call_id, stream_id) = self.speaker_ids(session as u64);
+        let lost = Lost {
+            session,
+            call_id,
+            stream_id,
+            inbox: self.inbox_of(session),
+            resume,
+        };
+        self.reconnect_tasks
+            .spawn(crate::reconnect::reconnect(ctx, lost));
+    }
+
+    fn on_reconnect(&mut self, note: ReconnectNote) {
+        match note {
+            ReconnectNote::Answered {
+                session,
+                location,
+                placement,
+            } => {
+                let s = &mut self.sessions[session];
+                s.location = Some(location);
+                s.redirects += u64::from(placement.redirects);
+                s.placement = Some(placement);
+            }
+            ReconnectNote::Discarded { session } => {
+                let s = &mut self.sessions[session];
+                s.location = None;
+                s.placement = None;
+            }
+            ReconnectNote::AttemptFailed { session, kind } => {
+                if self.reconnects.attempt_errors.is_empty() {
+                    progress(format!(
+                        "session {session}: reconnect attempt failed ({kind}); retrying \
+                         (later failed attempts are only counted)"
+                    ));
+                }
+                *self.reconnects.attempt_errors.entry(kind).or_insert(0) += 1;
+            }
+            ReconnectNote::Ended {
+                session,
+                outcome,
+                paused,
+                attempts,
+            } => {
+                self.reconnects.failed += 1;
+                self.reconnects.paused += paused;
+                let s = &mut self.sessions[session];
+                // A session still connecting when sending stopped is
+                // DELETEd, but the speaker is on no node.
+                s.placement = None;
+                s.error.get_or_insert_with(|| outcome.kind().to_owned());
+                if self.reconnects.printed < PRINTED_RECONNECT_FAILURES {
+                    self.reconnects.printed += 1;
+                    progress(format!(
+                        "session {session}: {} after {attempts} attempt(s)",
+                        outcome.kind()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Once sending has stopped: tells the reconnect tasks, waits for them
+    /// (each ends at once, a speaker still reconnecting counting as
+    /// `reconnect_unfinished`), and reads their last notes.
+    async fn finish_reconnects(&mut self) {
+        if self.reconnector.is_none() {
+            return;
+        }
+        let _ = self.stop_tx.send(self.sending_stopped);
+        let limit = tokio::time::Instant::now() + crate::reconnect::STOP_LIMIT;
+        loop {
+            tokio::select! {
+                joined = self.reconnect_tasks.join_next() => {
+                    if joined.is_none() {
+                        break;
+                    }
+                }
+                Some(note) = self.reconnect_rx.recv() => self.on_reconnect(note),
+                () = tokio::time::sleep_until(limit) => {
+                    progress(format!(
+                        "{} reconnect task(s) did not stop in time",
+                        self.reconnect_tasks.len()
+                    ));
+                    self.reconnect_tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        while let Ok(note) = self.reconnect_rx.try_recv() {
+            self.on_reconnect(note);
+        }
+        let r = &self.reconnects;
+        progress(format!(
+            "reconnects: {} sessions re-established, {} speakers failed",
+            r.done, r.failed
+        ));
     }
 
     /// The server's resident memory now.
@@ -802,6 +1027,11 @@ impl Coordinator {
             redirects_followed: placement.redirects_followed,
             sessions_by_node: placement.sessions_by_node,
             calls_split_across_nodes: placement.calls_split_across_nodes,
+            reconnect_silence_ms: plan.reconnect.map(|d| d.as_millis() as u64),
+            reconnects: self.reconnects.done,
+            reconnect_failures: self.reconnects.failed,
+            reconnect_ms: Percentiles::of(&mut self.reconnects.ms.clone()),
+            reconnect_attempt_errors_by_kind: self.reconnects.attempt_errors.clone(),
             generator_cpu_seconds_hold: generator_hold,
             generator_cpu_us_per_packet: (packets_sent_hold > 0)
                 .then(|| generator_hold * 1e6 / packets_sent_hold as f64),
@@ -818,16 +1048,21 @@ struct Placed {
     calls_split_across_nodes: u64,
 }
 
-/// The placement of the answered sessions: the redirects followed, the
-/// sessions each node answered, and the calls whose sessions more than one
-/// node answered (sessions of a call are consecutive, `speakers_per_call`
-/// of them).
+/// The placement of the answered sessions: the redirects followed (by
+/// every POST answered 201, reconnects' included), the speakers each node
+/// holds at the end (a reconnected speaker counts on its new node, one
+/// whose session was lost for good on none), and the calls whose final
+/// sessions more than one node holds (sessions of a call are consecutive,
+/// `speakers_per_call` of them).
 fn placement(sessions: &[Session], speakers_per_call: u64) -> Placed {
     let mut placed = Placed::default();
     for call in sessions.chunks(speakers_per_call.max(1) as usize) {
         let mut nodes = HashSet::new();
-        for p in call.iter().filter_map(|s| s.placement.as_ref()) {
-            placed.redirects_followed += u64::from(p.redirects);
+        for s in call {
+            placed.redirects_followed += s.redirects;
+            let Some(p) = &s.placement else {
+                continue;
+            };
             *placed.sessions_by_node.entry(p.node.clone()).or_insert(0) += 1;
             nodes.insert(p.node.as_str());
         }
@@ -868,13 +1103,15 @@ fn server_process(plan: &Plan) -> anyhow::Result<(Option<u32>, &'static str)> {
     }
 }
 
-/// One session's signalling: offer, POST, answer, hand-over.
+/// One session's signalling: offer, POST, answer, hand-over. `ids` are
+/// the call id and msid stream id; `reconnect` is `--reconnect`'s silence
+/// limit.
 async fn setup(
     session: usize,
     server: &Server,
-    call_id: &str,
-    stream_id: &str,
+    (call_id, stream_id): (&str, &str),
     pacer: Pacer,
+    reconnect: Option<Duration>,
     inbox: &MediaInbox,
 ) -> SetupNote {
     let failed = |kind: &str, location: Option<Url>| SetupNote::Failed {
@@ -882,7 +1119,8 @@ async fn setup(
         kind: kind.to_owned(),
         location,
     };
-    let (pending, offer) = match PendingSpeaker::new(stream_id) {
+    let consent_interval = reconnect.map(|_| CONSENT_INTERVAL);
+    let (pending, offer) = match PendingSpeaker::new(stream_id, consent_interval) {
         Ok(p) => p,
         Err(e) => {
             progress(format!("session {session}: {e}"));
@@ -896,8 +1134,9 @@ async fn setup(
     };
     let whip_answer_ms = post_started.elapsed().as_secs_f64() * 1e3;
     let location = answer.location;
-    match pending.accept(&answer.sdp, session, post_started, pacer) {
-        Ok(speaker) => {
+    match pending.accept(&answer.sdp) {
+        Ok(answered) => {
+            let speaker = answered.first(session, post_started, pacer, reconnect);
             if inbox.add(speaker) {
                 SetupNote::Answered {
                     session,
@@ -995,6 +1234,7 @@ mod tests {
                 node: node.to_owned(),
                 redirects,
             }),
+            redirects: u64::from(redirects),
             ..Session::default()
         }
     }
@@ -1023,5 +1263,29 @@ mod tests {
             }
         );
         assert_eq!(placement(&[], 5), Placed::default());
+    }
+
+    #[test]
+    fn placement_counts_the_final_session_of_each_speaker() {
+        let b = "http://127.0.0.1:8081";
+        // Two calls of two speakers, all first on a (port 8080). Node a died: call 0's
+        // speakers reconnected to b (one through a redirect), call 1's one
+        // speaker did and the other gave up (no session anywhere).
+        let mut moved = on(b, 1);
+        moved.redirects += 1; // its first POST's redirect, to a
+        let sessions = vec![on(b, 0), moved, on(b, 0), Session::default()];
+        let placed = placement(&sessions, 2);
+        assert_eq!(
+            placed,
+            Placed {
+                redirects_followed: 2,
+                sessions_by_node: BTreeMap::from([(b.to_owned(), 3)]),
+                calls_split_across_nodes: 0,
+            }
+        );
+        // A call half reconnected to b while a speaker is on c is split.
+        let c = "http://127.0.0.1:8082";
+        let split = placement(&[on(b, 0), on(c, 0)], 2);
+        assert_eq!(split.calls_split_across_nodes, 1);
     }
 }
