@@ -46,6 +46,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 pub const MIRROR_WAIT: Duration = Duration::from_secs(1);
 /// Writes that may wait for PostgreSQL before new ones are dropped.
 const QUEUE: usize = 65_536;
+/// Write queues, each applied in order by its own task.
+const SHARDS: usize = 8;
 /// Longest one statement may take before PostgreSQL counts as away.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The advisory lock key the migrations are applied under.
@@ -121,7 +123,29 @@ enum Write {
     File {
         call_id: String,
         file: String,
+        ack: Option<std::sync::mpsc::SyncSender<()>>,
     },
+}
+
+impl Write {
+    /// The call it is about (its shard).
+    fn call_id(&self) -> &str {
+        match self {
+            Self::Call(summary) => &summary.call_id,
+            Self::Audit { call_id, .. }
+            | Self::Transcript { call_id, .. }
+            | Self::Meeting { call_id, .. }
+            | Self::File { call_id, .. } => call_id,
+        }
+    }
+}
+
+/// The shard of a call's writes.
+fn shard_of(call_id: &str, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    call_id.hash(&mut hasher);
+    (hasher.finish() % shards.max(1) as u64) as usize
 }
 
 /// The index (see the module docs).
@@ -130,7 +154,10 @@ pub struct FleetIndex {
     shown_url: String,
     node_id: String,
     client: RwLock<Option<Arc<Client>>>,
-    writes: mpsc::Sender<Write>,
+    /// One queue per shard of calls: a call's writes stay in order, and a
+    /// busy call does not hold the others' back (tokio-postgres pipelines
+    /// the shards' statements over the one connection).
+    writes: Vec<mpsc::Sender<Write>>,
     /// Writes queued and not yet applied (or given up).
     pending: AtomicUsize,
     up: AtomicBool,
@@ -160,7 +187,8 @@ impl FleetIndex {
             message,
         })?;
         migrate(&client, &shown_url).await?;
-        let (writes, rx) = mpsc::channel(QUEUE);
+        let (writes, queues): (Vec<_>, Vec<_>) =
+            (0..SHARDS).map(|_| mpsc::channel(QUEUE / SHARDS)).unzip();
         let index = Arc::new(Self {
             url: url.to_owned(),
             shown_url,
@@ -171,7 +199,9 @@ impl FleetIndex {
             up: AtomicBool::new(true),
             metrics,
         });
-        tokio::spawn(write_loop(Arc::downgrade(&index), rx));
+        for rx in queues {
+            tokio::spawn(write_loop(Arc::downgrade(&index), rx));
+        }
         info!(postgres = %index.shown_url, "fleet index ready");
         Ok(index)
     }
@@ -197,9 +227,25 @@ impl FleetIndex {
         }
     }
 
+    /// Queues `write` (an audit line or a file) and, while PostgreSQL
+    /// answers, waits for it to be applied, at most [`MIRROR_WAIT`]; whether
+    /// it was (or nothing was to wait for).
+    fn queue_and_wait(&self, mut write: Write) -> bool {
+        if !self.is_up() {
+            return self.queue(write);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        match &mut write {
+            Write::Audit { ack, .. } | Write::File { ack, .. } => *ack = Some(tx),
+            _ => return self.queue(write),
+        }
+        self.queue(write) && rx.recv_timeout(MIRROR_WAIT).is_ok()
+    }
+
     fn queue(&self, write: Write) -> bool {
         self.pending.fetch_add(1, Ordering::SeqCst);
-        match self.writes.try_send(write) {
+        let shard = shard_of(write.call_id(), self.writes.len());
+        match self.writes[shard].try_send(write) {
             Ok(()) => true,
             Err(_) => {
                 self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -451,7 +497,7 @@ impl FleetIndex {
                 })
                 .await
             }
-            Write::File { call_id, file } => {
+            Write::File { call_id, file, .. } => {
                 let (call_id, file) = (call_id.clone(), file.clone());
                 self.run("put_file", async move |c: Arc<Client>| {
                     c.execute(
@@ -489,21 +535,12 @@ impl StoreTap for FleetIndex {
     fn audit_appended(&self, call_id: &CallId, line: &str) {
         // While PostgreSQL answers, the gate waits for the row as it waits
         // for the file; while it is away, the line queues and the call goes on.
-        let (ack, acked) = if self.is_up() {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let queued = self.queue(Write::Audit {
+        let write = Write::Audit {
             call_id: call_id.as_str().to_owned(),
             line: line.to_owned(),
-            ack,
-        });
-        if queued
-            && let Some(acked) = acked
-            && acked.recv_timeout(MIRROR_WAIT).is_err()
-        {
+            ack: None,
+        };
+        if !self.queue_and_wait(write) {
             warn!(call = %call_id, "audit line not yet in PostgreSQL; it is written when PostgreSQL answers");
         }
     }
@@ -516,10 +553,17 @@ impl StoreTap for FleetIndex {
     }
 
     fn file_created(&self, call_id: &CallId, file: &str) {
-        self.queue(Write::File {
+        // Waited for like an audit line: a node that dies a moment later
+        // must have said which files it began, so the call's next node
+        // numbers its own after them.
+        let write = Write::File {
             call_id: call_id.as_str().to_owned(),
             file: file.to_owned(),
-        });
+            ack: None,
+        };
+        if !self.queue_and_wait(write) {
+            warn!(call = %call_id, file, "recording file not yet in PostgreSQL; it is written when PostgreSQL answers");
+        }
     }
 
     fn meeting_written(&self, call_id: &CallId, meeting: &Value) {
@@ -650,8 +694,8 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Applies queued writes in order; a write PostgreSQL did not take is tried
-/// again (with backoff) before the next one.
+/// Applies one shard's queued writes in order; a write PostgreSQL did not
+/// take is tried again (with backoff) before the next one.
 async fn write_loop(index: std::sync::Weak<FleetIndex>, mut rx: mpsc::Receiver<Write>) {
     while let Some(write) = rx.recv().await {
         let mut backoff = Duration::from_millis(100);
@@ -674,7 +718,7 @@ async fn write_loop(index: std::sync::Weak<FleetIndex>, mut rx: mpsc::Receiver<W
         if let Some(index) = index.upgrade() {
             index.pending.fetch_sub(1, Ordering::SeqCst);
         }
-        if let Write::Audit { ack: Some(ack), .. } = write {
+        if let Write::Audit { ack: Some(ack), .. } | Write::File { ack: Some(ack), .. } = write {
             let _ = ack.try_send(());
         }
     }

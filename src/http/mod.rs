@@ -219,6 +219,15 @@ async fn resume_if_begun_elsewhere(state: &AppState, call_id: &CallId) -> Result
     let lines = index.audit_lines(call_id).await.map_err(unavailable)?;
     let started_at = summary.started_at.unwrap_or_else(chrono::Utc::now);
     let inputs = crate::cluster::resume::inputs_from_audit(&lines, started_at);
+    // The lost node is listed even when it had recorded nothing yet: the
+    // call's record says where it was.
+    let mut segments = segments;
+    if segments.last().is_none_or(|s| s.node != node) {
+        segments.push(hearken_core::conference::SegmentSummary {
+            node: node.clone(),
+            files: Vec::new(),
+        });
+    }
     let store = state.store.clone();
     let id = call_id.clone();
     let audit_lines = lines.len();

@@ -100,6 +100,7 @@ async fn a_draining_node_finishes_its_calls_and_leaves() {
         // The call goes on to its end; then the node exits, cleanly.
         let client = run.await.unwrap();
         let node = &mut fleet.nodes[drained];
+        super::wait_received(&node.server, &call, "alice", packets.len() as u64).await;
         assert_eq!(node.server.delete(&client.location).await.status(), 200);
         let exit = node
             .wait_exit(Duration::from_secs(15))

@@ -19,6 +19,7 @@ use crate::common::{Outgoing, TestServer, WhipClient, read_opus_packets};
 /// Connects a WHIP client for `who` to `node` and sends `packets` from it
 /// (real time), then ends its session with DELETE.
 pub async fn talk(server: &TestServer, call: &str, who: &str, packets: Vec<Vec<u8>>) {
+    let packets_len = packets.len() as u64;
     let client = WhipClient::connect(server, call, &[who]).await;
     let stream = who.to_owned();
     let client = tokio::task::spawn_blocking(move || {
@@ -33,8 +34,28 @@ pub async fn talk(server: &TestServer, call: &str, who: &str, packets: Vec<Vec<u
     })
     .await
     .expect("client runs");
+    wait_received(server, call, who, packets_len).await;
     let r = server.delete(&client.location).await;
     assert_eq!(r.status(), 200, "DELETE of {who}'s session");
+}
+
+/// Waits until `server` has counted `n` packets from `who` in `call` (its
+/// live summary), at most 5 s: a DELETE sent the moment the last packet
+/// left must not overtake it on a busy machine.
+pub async fn wait_received(server: &TestServer, call: &str, who: &str, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let summary = server.call_json(call).await;
+        let got = summary["participants"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == who))
+            .and_then(|p| p["packets_received"].as_u64())
+            .unwrap_or(0);
+        if got >= n || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// How many of `sent` are in the recording at `path`: every one when

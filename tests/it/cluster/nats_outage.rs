@@ -68,6 +68,7 @@ async fn calls_go_on_and_new_ones_wait_while_the_services_are_away() {
     // The call in progress lost nothing.
     let alice = run.await.unwrap();
     let a = &fleet.nodes[0];
+    super::wait_received(&a.server, "steady", "alice", packets.len() as u64).await;
     assert_eq!(a.server.delete(&alice.location).await.status(), 200);
     let dir = a.server.call_dir("steady");
     assert_eq!(

@@ -98,9 +98,11 @@ async fn a_lost_nodes_call_goes_on_elsewhere_with_its_consent_chain() {
     })
     .await
     .unwrap();
+    super::wait_received(&a.server, "lost", "alice", after.len() as u64).await;
     assert_eq!(a.server.delete(&alice.location).await.status(), 200);
     let bob = bob_run.await.unwrap();
     let c = &fleet.nodes[2];
+    super::wait_received(&c.server, "bystander", "bob", bystander.len() as u64).await;
     assert_eq!(c.server.delete(&bob.location).await.status(), 200);
 
     // The next segment, on node-a, aligned to the call's time zero.

@@ -93,6 +93,7 @@ async fn a_second_participant_posted_elsewhere_is_sent_to_the_owner() {
     // Bob follows the redirect.
     talk(&b.server, "standup", "bob", bob_packets.clone()).await;
     let alice = alice.await.unwrap();
+    super::wait_received(&b.server, "standup", "alice", alice_packets.len() as u64).await;
     assert_eq!(b.server.delete(&alice.location).await.status(), 200);
 
     // Both are recorded on B, every packet; A and C hold nothing of the call.
