@@ -557,8 +557,22 @@ struct SessionInfo {
 
 #[derive(Debug, Clone, Copy)]
 struct CallStart {
+    /// A local instant, at which call time was `before`.
     instant: Instant,
+    /// Call time zero (UTC).
     utc: DateTime<Utc>,
+    /// Call time at `instant` (48 kHz samples): 0 when the call starts
+    /// here; for a call that goes on here after its node was lost, how long
+    /// it had run. Kept as an offset because a local `Instant` cannot go
+    /// back before this machine booted.
+    before: u64,
+}
+
+impl CallStart {
+    /// Call time at `at`.
+    fn time(&self, at: Instant) -> u64 {
+        self.before + samples_between(self.instant, at)
+    }
 }
 
 /// Counts of what happened to frames, for the shell's metrics.
@@ -657,6 +671,8 @@ impl Conference {
         // Rounded up: `call_time(instant_at(t))` is `t` again, so a deadline
         // is due when its instant comes (rounding down would wake the shell
         // a few nanoseconds early, forever).
+        // A time before `before` (a resumed call's past) is due at once.
+        let t = t.saturating_sub(start.before);
         let nanos = (u128::from(t) * 1_000_000_000).div_ceil(u128::from(SAMPLE_RATE));
         start
             .instant
@@ -1087,6 +1103,7 @@ impl Conference {
             let start = self.resumed.take().unwrap_or(CallStart {
                 instant: now,
                 utc: now_utc,
+                before: 0,
             });
             self.outputs
                 .push_back(ConferenceOutput::Started { at: start.utc });
@@ -1118,8 +1135,9 @@ impl Conference {
         }
         let elapsed = (now_utc - started_at).to_std().unwrap_or_default();
         self.resumed = Some(CallStart {
-            instant: now.checked_sub(elapsed).unwrap_or(now),
+            instant: now,
             utc: started_at,
+            before: duration_to_samples(elapsed),
         });
     }
 
@@ -1267,7 +1285,7 @@ impl Conference {
         p.first_packet.get_or_insert(frame.arrival);
         p.last_packet = Some(frame.arrival);
 
-        let arrival = samples_between(start.instant, frame.arrival);
+        let arrival = start.time(frame.arrival);
         let placement = p.timeline.handle_frame(frame.rtp_time, arrival);
         if placement
             .reanchored
@@ -1355,10 +1373,7 @@ impl Conference {
     /// Participant `i` stops being active at `now`; their track is padded
     /// to now once nothing of theirs is held.
     fn leave(&mut self, i: usize, now: Instant) {
-        let position = self
-            .start
-            .map(|s| samples_between(s.instant, now))
-            .unwrap_or(0);
+        let position = self.start.map(|s| s.time(now)).unwrap_or(0);
         self.latest = self.latest.max(position);
         let p = &mut self.participants[i];
         p.active = None;
@@ -1397,9 +1412,7 @@ impl Conference {
 
     /// Call time of `now` in 48 kHz samples (0 before the call started).
     pub fn call_time(&self, now: Instant) -> u64 {
-        self.start
-            .map(|s| samples_between(s.instant, now))
-            .unwrap_or(0)
+        self.start.map(|s| s.time(now)).unwrap_or(0)
     }
 
     /// Next thing for the shell to do.
@@ -1422,7 +1435,13 @@ impl Conference {
     pub fn summary(&self) -> CallSummary {
         let to_utc = |t: Option<Instant>| -> Option<DateTime<Utc>> {
             let (start, t) = (self.start?, t?);
-            let offset = t.saturating_duration_since(start.instant);
+            let offset = t.saturating_duration_since(start.instant)
+                + Duration::from_nanos(
+                    u64::try_from(
+                        u128::from(start.before) * 1_000_000_000 / u128::from(SAMPLE_RATE),
+                    )
+                    .unwrap_or(u64::MAX),
+                );
             chrono::Duration::from_std(offset)
                 .ok()
                 .map(|d| start.utc + d)
@@ -1738,6 +1757,33 @@ mod tests {
         assert_eq!(a.prompts, 1);
         assert_eq!(a.prompt_seconds, 0.08);
         assert_eq!(a.required_from, 0.0);
+    }
+
+    #[test]
+    fn a_resumed_call_keeps_the_time_zero_it_began_with() {
+        let t0 = Instant::now();
+        let began: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().unwrap();
+        // It went on here 90 s after it began on a node since lost.
+        let here: DateTime<Utc> = "2026-12-06T10:01:30Z".parse().unwrap();
+        let mut c = conference();
+        c.resume_from(began, t0, here);
+        c.handle_session_added(SessionKey(1), "s1");
+        c.handle_session_connected(SessionKey(1), t0, here);
+        assert_eq!(c.summary().started_at, Some(began));
+        let started = std::iter::from_fn(|| c.poll_output()).find_map(|o| match o {
+            ConferenceOutput::Started { at } => Some(at),
+            _ => None,
+        });
+        assert_eq!(
+            started,
+            Some(began),
+            "call.json's time zero is the first node's"
+        );
+        // Call time runs from then: 90 s (48 kHz samples) now.
+        assert_eq!(c.call_time(t0), 90 * 48_000);
+        // Once started, a late resume changes nothing.
+        c.resume_from(here, t0, here);
+        assert_eq!(c.summary().started_at, Some(began));
     }
 
     #[test]
