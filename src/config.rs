@@ -1014,8 +1014,9 @@ impl Config {
     }
 }
 
-/// `url` with the password of its user info (`user:password@`) replaced.
-fn redact_url_password(url: &str) -> String {
+/// `url` with the password of its user info (`user:password@`) replaced,
+/// for logs, errors and `hearken config`.
+pub fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

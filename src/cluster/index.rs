@@ -181,7 +181,7 @@ impl FleetIndex {
         node_id: &str,
         metrics: Metrics,
     ) -> Result<Arc<Self>, IndexError> {
-        let shown_url = without_password(url);
+        let shown_url = crate::config::redact_url_password(url);
         let client = connect(url).await.map_err(|message| IndexError::Connect {
             url: shown_url.clone(),
             message,
@@ -721,19 +721,5 @@ async fn write_loop(index: std::sync::Weak<FleetIndex>, mut rx: mpsc::Receiver<W
         if let Write::Audit { ack: Some(ack), .. } | Write::File { ack: Some(ack), .. } = write {
             let _ = ack.try_send(());
         }
-    }
-}
-
-/// `url` without the password of its user info.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }

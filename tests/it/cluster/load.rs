@@ -30,9 +30,15 @@ fn loadtest_binary() -> PathBuf {
     path
 }
 
-/// Starts the load generator against `entry`; its JSON report comes from
-/// [`report`].
-fn start_load(entry: &str, run_id: &str, duration_s: u64, ramp: f64) -> std::process::Child {
+/// Starts the load generator against `entry` (its JSON report comes from
+/// [`report`]), with `extra` flags.
+fn start_load(
+    entry: &str,
+    run_id: &str,
+    duration_s: u64,
+    ramp: f64,
+    extra: &[&str],
+) -> std::process::Child {
     Command::new(loadtest_binary())
         .args(["--url", entry, "--token", TOKEN])
         .args(["--calls", &CALLS.to_string()])
@@ -41,23 +47,7 @@ fn start_load(entry: &str, run_id: &str, duration_s: u64, ramp: f64) -> std::pro
         .args(["--ramp", &ramp.to_string()])
         .args(["--talk-ratio", "0.25", "--seed", "13", "--json"])
         .args(["--run-id", run_id])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("load generator starts")
-}
-
-/// Like [`start_load`], with speakers that reconnect when their node dies.
-fn start_reconnecting_load(entry: &str, run_id: &str, duration_s: u64) -> std::process::Child {
-    Command::new(loadtest_binary())
-        .args(["--url", entry, "--token", TOKEN])
-        .args(["--calls", &CALLS.to_string()])
-        .args(["--speakers-per-call", &SPEAKERS_PER_CALL.to_string()])
-        .args(["--duration", &duration_s.to_string()])
-        .args(["--ramp", "150"])
-        .args(["--talk-ratio", "0.25", "--seed", "13", "--json"])
-        .args(["--reconnect", "--reconnect-silence-ms", "1000"])
-        .args(["--run-id", run_id])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -126,7 +116,8 @@ async fn three_hundred_speakers_spread_over_the_fleet_each_call_whole() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let fleet = Fleet::start(&["node-a", "node-b", "node-c"]).await;
     let entry = fleet.nodes[0].url();
-    let load = tokio::task::spawn_blocking(move || report(start_load(&entry, "spread", 5, 150.0)));
+    let load =
+        tokio::task::spawn_blocking(move || report(start_load(&entry, "spread", 5, 150.0, &[])));
     let report = load.await.unwrap();
 
     assert_eq!(
@@ -199,7 +190,8 @@ async fn draining_a_node_under_load_cuts_no_call_and_loses_no_packet() {
     let mut fleet = Fleet::start(&["node-a", "node-b", "node-c"]).await;
     let entry = fleet.nodes[0].url();
     // 300 speakers at 100 a second: the drain starts half way through.
-    let load = tokio::task::spawn_blocking(move || report(start_load(&entry, "drain", 6, 100.0)));
+    let load =
+        tokio::task::spawn_blocking(move || report(start_load(&entry, "drain", 6, 100.0, &[])));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let drained = post_empty(&fleet.nodes[1].server, "/v1/admin/drain").await;
     let drain_at = chrono::Utc::now();
@@ -327,8 +319,16 @@ async fn killing_a_node_under_load_moves_its_calls_and_harms_no_other() {
     )
     .await;
     let entry = fleet.nodes[0].url();
-    let load =
-        tokio::task::spawn_blocking(move || report(start_reconnecting_load(&entry, "kill", 10)));
+    let load = tokio::task::spawn_blocking(move || {
+        report(start_load(
+            &entry,
+            "kill",
+            10,
+            150.0,
+            // Speakers whose node dies start a new session for their call.
+            &["--reconnect", "--reconnect-silence-ms", "1000"],
+        ))
+    });
     // The ramp takes 2 s; node-c dies a second and a half after it.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     fleet.nodes[2].kill();
