@@ -97,6 +97,19 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// 503 for a new session while the node shuts down (counted).
 pub(crate) fn refuse_shutting_down(state: &AppState) -> Problem {
+    refuse_leaving(state, "this node is shutting down")
+}
+
+/// 503 for a new call while the node drains (counted as shutting down).
+pub(crate) fn refuse_draining(state: &AppState) -> Problem {
+    refuse_leaving(
+        state,
+        "this node is draining: it finishes its calls and takes no new ones",
+    )
+}
+
+/// 503 `shutting-down` with `detail`, counted.
+fn refuse_leaving(state: &AppState, detail: &str) -> Problem {
     state
         .metrics
         .admission_rejected
@@ -104,7 +117,7 @@ pub(crate) fn refuse_shutting_down(state: &AppState) -> Problem {
         .inc();
     Problem::unavailable(
         ProblemType::ShuttingDown,
-        "this node is shutting down",
+        detail,
         state.config.limits.retry_after_secs,
     )
 }
@@ -262,20 +275,6 @@ pub(crate) fn redirect(location: &str) -> Result<Response, Problem> {
     let mut response = axum::http::StatusCode::TEMPORARY_REDIRECT.into_response();
     response.headers_mut().insert(header::LOCATION, value);
     Ok(response)
-}
-
-/// 503 for a new call while the node drains (counted).
-pub(crate) fn refuse_draining(state: &AppState) -> Problem {
-    state
-        .metrics
-        .admission_rejected
-        .with_label_values(&["shutting_down"])
-        .inc();
-    Problem::unavailable(
-        ProblemType::ShuttingDown,
-        "this node is draining: it finishes its calls and takes no new ones",
-        state.config.limits.retry_after_secs,
-    )
 }
 
 /// 409 for a session of a call that has ended.

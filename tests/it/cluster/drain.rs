@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Fleet, Outgoing, WhipClient, offer_sdp, post_empty, speech};
+use crate::common::{Fleet, WhipClient, offer_sdp, post_empty, speech};
 
 use super::recorded_in_order;
 
@@ -34,19 +34,7 @@ async fn a_draining_node_finishes_its_calls_and_leaves() {
         let call = format!("drained-by-{how}");
         let node = &fleet.nodes[drained];
         let client = WhipClient::connect(&node.server, &call, &["alice"]).await;
-        let run = tokio::task::spawn_blocking({
-            let packets = packets.clone();
-            move || {
-                client.run(
-                    vec![Outgoing {
-                        stream_id: "alice".into(),
-                        packets,
-                        start_after: Duration::ZERO,
-                    }],
-                    Duration::from_millis(300),
-                )
-            }
-        });
+        let run = super::send(client, "alice", packets.clone());
         tokio::time::sleep(Duration::from_millis(300)).await;
         match how {
             "api" => {

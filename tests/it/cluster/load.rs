@@ -54,6 +54,18 @@ fn start_load(
         .expect("load generator starts")
 }
 
+/// What every fleet run's report must say: all 300 speakers connected,
+/// none failed, every call on one node.
+fn every_speaker_connected_and_no_call_split(report: &serde_json::Value) {
+    assert_eq!(
+        report["speakers_connected"],
+        CALLS * SPEAKERS_PER_CALL,
+        "{report}"
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["calls_split_across_nodes"], 0, "{report}");
+}
+
 fn report(child: std::process::Child) -> serde_json::Value {
     let output = child.wait_with_output().expect("load generator runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -120,13 +132,7 @@ async fn three_hundred_speakers_spread_over_the_fleet_each_call_whole() {
         tokio::task::spawn_blocking(move || report(start_load(&entry, "spread", 5, 150.0, &[])));
     let report = load.await.unwrap();
 
-    assert_eq!(
-        report["speakers_connected"],
-        CALLS * SPEAKERS_PER_CALL,
-        "{report}"
-    );
-    assert_eq!(report["errors"], 0, "{report}");
-    assert_eq!(report["calls_split_across_nodes"], 0, "{report}");
+    every_speaker_connected_and_no_call_split(&report);
     let by_node = report["sessions_by_node"].as_object().unwrap();
     assert_eq!(by_node.len(), 3, "every node took calls: {by_node:?}");
     for (node, sessions) in by_node {
@@ -201,13 +207,7 @@ async fn draining_a_node_under_load_cuts_no_call_and_loses_no_packet() {
         "node-b carried calls when it began to drain: {drained}"
     );
     let report = load.await.unwrap();
-    assert_eq!(
-        report["speakers_connected"],
-        CALLS * SPEAKERS_PER_CALL,
-        "{report}"
-    );
-    assert_eq!(report["errors"], 0, "{report}");
-    assert_eq!(report["calls_split_across_nodes"], 0, "{report}");
+    every_speaker_connected_and_no_call_split(&report);
 
     // node-b leaves once its calls have ended, cleanly.
     let node_b = &mut fleet.nodes[1];
@@ -336,8 +336,7 @@ async fn killing_a_node_under_load_moves_its_calls_and_harms_no_other() {
     let reconnects = report["reconnects"].as_u64().unwrap();
     assert!(reconnects > 0, "node-c carried speakers: {report}");
     assert_eq!(report["reconnect_failures"], 0, "{report}");
-    assert_eq!(report["errors"], 0, "{report}");
-    assert_eq!(report["calls_split_across_nodes"], 0, "{report}");
+    every_speaker_connected_and_no_call_split(&report);
     println!(
         "kill -9 under load: {reconnects} speakers reconnected, reconnect p50 {} ms p99 {} ms, sessions by node at the end {}",
         report["reconnect_ms"]["p50"], report["reconnect_ms"]["p99"], report["sessions_by_node"]

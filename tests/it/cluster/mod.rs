@@ -16,13 +16,16 @@ use std::time::Duration;
 
 use crate::common::{Outgoing, TestServer, WhipClient, read_opus_packets};
 
-/// Connects a WHIP client for `who` to `node` and sends `packets` from it
-/// (real time), then ends its session with DELETE.
-pub async fn talk(server: &TestServer, call: &str, who: &str, packets: Vec<Vec<u8>>) {
-    let packets_len = packets.len() as u64;
-    let client = WhipClient::connect(server, call, &[who]).await;
+/// Starts sending `packets` as `who`'s stream from `client`, in real time on
+/// a blocking thread, keeping the session up 300 ms after the last; the
+/// client comes back when it is done.
+pub fn send(
+    client: WhipClient,
+    who: &str,
+    packets: Vec<Vec<u8>>,
+) -> tokio::task::JoinHandle<WhipClient> {
     let stream = who.to_owned();
-    let client = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         client.run(
             vec![Outgoing {
                 stream_id: stream,
@@ -32,8 +35,14 @@ pub async fn talk(server: &TestServer, call: &str, who: &str, packets: Vec<Vec<u
             Duration::from_millis(300),
         )
     })
-    .await
-    .expect("client runs");
+}
+
+/// Connects a WHIP client for `who` to `node` and sends `packets` from it
+/// (real time), then ends its session with DELETE.
+pub async fn talk(server: &TestServer, call: &str, who: &str, packets: Vec<Vec<u8>>) {
+    let packets_len = packets.len() as u64;
+    let client = WhipClient::connect(server, call, &[who]).await;
+    let client = send(client, who, packets).await.expect("client runs");
     wait_received(server, call, who, packets_len).await;
     let r = server.delete(&client.location).await;
     assert_eq!(r.status(), 200, "DELETE of {who}'s session");

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Fleet, Outgoing, WhipClient, offer_sdp, speech};
+use crate::common::{Fleet, WhipClient, offer_sdp, speech};
 
 use super::recorded_in_order;
 
@@ -20,19 +20,7 @@ async fn calls_go_on_and_new_ones_wait_while_the_services_are_away() {
     assert_eq!(packets.len(), 250, "five seconds of speech");
 
     let alice = WhipClient::connect(&a.server, "steady", &["alice"]).await;
-    let run = tokio::task::spawn_blocking({
-        let packets = packets.clone();
-        move || {
-            alice.run(
-                vec![Outgoing {
-                    stream_id: "alice".into(),
-                    packets,
-                    start_after: Duration::ZERO,
-                }],
-                Duration::from_millis(300),
-            )
-        }
-    });
+    let run = super::send(alice, "alice", packets.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     fleet.nats.stop().expect("NATS stops");
     fleet.postgres.stop().expect("PostgreSQL stops");

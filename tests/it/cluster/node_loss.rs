@@ -6,20 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Fleet, Outgoing, WhipClient, decode_ogg_opus, get_json, speech};
+use crate::common::{Fleet, WhipClient, decode_ogg_opus, get_json, speech};
 
 use super::recorded_in_order;
-
-fn send(client: WhipClient, who: &str, packets: Vec<Vec<u8>>) -> WhipClient {
-    client.run(
-        vec![Outgoing {
-            stream_id: who.to_owned(),
-            packets,
-            start_after: Duration::ZERO,
-        }],
-        Duration::from_millis(200),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_nodes_call_goes_on_elsewhere_with_its_consent_chain() {
@@ -36,18 +25,10 @@ async fn a_lost_nodes_call_goes_on_elsewhere_with_its_consent_chain() {
 
     // A call on node-c that must not notice anything.
     let bob = WhipClient::connect(&fleet.nodes[2].server, "bystander", &["bob"]).await;
-    let bob_run = tokio::task::spawn_blocking({
-        let packets = bystander.clone();
-        move || send(bob, "bob", packets)
-    });
+    let bob_run = super::send(bob, "bob", bystander.clone());
     // Alice's call on node-b; 1.2 s of her speech is recorded there.
     let alice = WhipClient::connect(&fleet.nodes[1].server, "lost", &["alice"]).await;
-    let alice = tokio::task::spawn_blocking({
-        let packets = before.clone();
-        move || send(alice, "alice", packets)
-    })
-    .await
-    .unwrap();
+    let alice = super::send(alice, "alice", before.clone()).await.unwrap();
     let b_dir = fleet.nodes[1].server.call_dir("lost");
     // Everything node-b wrote of the audit log has reached the index (the
     // gate waits for each line's row; give the last one a moment).
@@ -92,12 +73,7 @@ async fn a_lost_nodes_call_goes_on_elsewhere_with_its_consent_chain() {
     // takes the call over and it goes on there.
     let a = &fleet.nodes[0];
     let alice = WhipClient::connect(&a.server, "lost", &["alice"]).await;
-    let alice = tokio::task::spawn_blocking({
-        let packets = after.clone();
-        move || send(alice, "alice", packets)
-    })
-    .await
-    .unwrap();
+    let alice = super::send(alice, "alice", after.clone()).await.unwrap();
     super::wait_received(&a.server, "lost", "alice", after.len() as u64).await;
     assert_eq!(a.server.delete(&alice.location).await.status(), 200);
     let bob = bob_run.await.unwrap();

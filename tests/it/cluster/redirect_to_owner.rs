@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Fleet, Outgoing, WhipClient, offer_sdp, speech};
+use crate::common::{Fleet, WhipClient, offer_sdp, speech};
 
 use super::{recorded_in_order, talk};
 
@@ -25,19 +25,7 @@ async fn a_second_participant_posted_elsewhere_is_sent_to_the_owner() {
 
     // Alice joins through node B: the fleet is idle, so B keeps the call.
     let alice = WhipClient::connect(&b.server, "standup", &["alice"]).await;
-    let alice = tokio::task::spawn_blocking({
-        let packets = alice_packets.clone();
-        move || {
-            alice.run(
-                vec![Outgoing {
-                    stream_id: "alice".into(),
-                    packets,
-                    start_after: Duration::ZERO,
-                }],
-                Duration::from_millis(300),
-            )
-        }
-    });
+    let alice = super::send(alice, "alice", alice_packets.clone());
     // Bob posts to node A while Alice talks: A redirects him to B.
     let offer = offer_sdp(&["bob"], str0m::media::Direction::SendOnly);
     let r = a.server.post_offer("standup", &offer).await;
