@@ -18,6 +18,8 @@
 //! - [`ogg`], [`track`], [`opus`]: aligned Ogg Opus tracks, byte for byte.
 //! - [`voice`], [`transcript`]: what to transcribe, and the bookkeeping of a
 //!   speaker's transcription stream.
+//! - [`insights`]: after the call: talk ratios, turns, questions, trackers
+//!   and key moments from talk spans and words; talk spans from levels.
 //! - [`audit`]: the consent audit log as a hash chain (formatting a line,
 //!   verifying a log).
 //! - [`offer`], [`ids`]: what the server reads of an SDP offer, and ids that
@@ -33,6 +35,7 @@ pub mod conference;
 pub mod consent;
 pub mod dtmf;
 pub mod ids;
+pub mod insights;
 pub mod offer;
 pub mod ogg;
 pub mod opus;
