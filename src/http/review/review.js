@@ -76,8 +76,9 @@
     return Number.isFinite(n) ? n : fallback;
   }
 
+  /** The objects of a JSON array (anything else is skipped, not a crash). */
   function arr(value) {
-    return Array.isArray(value) ? value : [];
+    return Array.isArray(value) ? value.filter((x) => x !== null && typeof x === 'object') : [];
   }
 
   function pad2(n) {
@@ -294,7 +295,7 @@
       // Not known yet (a live call): the last thing that happened.
       duration = transcript.reduce((m, seg) => Math.max(m, num(seg.end)), 0);
       for (const p of arr(data.participants)) {
-        for (const span of arr(p.talk)) duration = Math.max(duration, num(span[1]));
+        for (const pair of arr(p.talk)) duration = Math.max(duration, num(pair[1]));
       }
     }
     const t0 = range ? range.start : 0;
@@ -794,6 +795,7 @@
       if (e instanceof ApiError && [401, 404, 410].includes(e.status)) return handleApiError(e);
       return schedulePoll(); // a blip: try again
     }
+    if (!data || typeof data !== 'object') return schedulePoll();
     if (!view.insightsShown && data.insights) renderInsights(data.insights);
     setAudio(data.audio);
   }
