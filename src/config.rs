@@ -68,6 +68,95 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The fleet's durable call index (PostgreSQL); off by default.
     pub store: StoreConfig,
+    /// What is made of a call after it ends: the playable mix and the
+    /// insights.
+    pub insights: InsightsSettings,
+    /// Share links to a call's review page.
+    pub shares: SharesConfig,
+}
+
+/// Post-call work (`src/postcall.rs`): `audio/mix.opus` and
+/// `insights.json`, made once a call's files are final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InsightsSettings {
+    /// Whether ended calls are mixed and analysed.
+    pub enabled: bool,
+    /// Calls worked on at once (each decodes and encodes on one core).
+    pub concurrency: usize,
+    /// Ended calls waiting their turn; beyond it a call is left `pending`
+    /// (counted) and picked up at the next start.
+    pub queue: usize,
+    /// Bitrate of the mix (bits/s).
+    pub mix_bitrate: i32,
+    /// A turn at least this long (seconds) is a key moment.
+    pub monologue_moment_seconds: f64,
+    /// Nobody talking for this long (seconds) is a key moment.
+    pub long_silence_seconds: f64,
+    /// Another person's talk shorter than this (seconds, "mm-hm") does not
+    /// end a turn.
+    pub backchannel_seconds: f64,
+    /// Level (dBFS, RMS of 20 ms) from which a track counts as talking.
+    pub voice_threshold_dbfs: f32,
+    /// Trackers: a name and the phrases that count for it, matched on
+    /// word boundaries, case and punctuation ignored (`[insights.trackers]`
+    /// in the file; the environment can only replace a listed tracker's
+    /// phrases).
+    pub trackers: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for InsightsSettings {
+    fn default() -> Self {
+        let tracker = |phrases: &[&str]| phrases.iter().map(|p| (*p).to_owned()).collect();
+        Self {
+            enabled: true,
+            concurrency: 1,
+            queue: 1024,
+            mix_bitrate: 32_000,
+            monologue_moment_seconds: 60.0,
+            long_silence_seconds: 10.0,
+            backchannel_seconds: 1.0,
+            voice_threshold_dbfs: -45.0,
+            trackers: [
+                (
+                    "pricing".to_owned(),
+                    tracker(&["price", "pricing", "cost", "budget", "discount"]),
+                ),
+                (
+                    "next steps".to_owned(),
+                    tracker(&["next steps", "follow up", "action item", "send over"]),
+                ),
+                (
+                    "competitors".to_owned(),
+                    tracker(&["competitor", "alternative", "other vendor"]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+}
+
+/// Share links (`POST /v1/calls/{id}/shares`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharesConfig {
+    /// The key share links are signed with (HMAC-SHA256; at least 32
+    /// characters). Empty: one is generated at first start and kept in
+    /// `{storage.data_dir}/share-secret` (mode 0600). Every node of a
+    /// fleet needs the same one.
+    pub secret: String,
+    /// The longest a link may live (seconds).
+    pub max_expires_in: u64,
+}
+
+impl Default for SharesConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            max_expires_in: 90 * 24 * 3600,
+        }
+    }
 }
 
 /// Clustering: membership, placement and events on NATS JetStream (see
@@ -902,7 +991,73 @@ impl Config {
                 message: "must be at least 100".into(),
             });
         }
-        self.validate_cluster()
+        self.validate_cluster()?;
+        self.validate_insights()
+    }
+
+    fn validate_insights(&self) -> Result<(), ConfigError> {
+        let i = &self.insights;
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if i.concurrency == 0 || i.concurrency > 64 {
+            return invalid("insights.concurrency", "must be between 1 and 64");
+        }
+        if i.queue == 0 {
+            return invalid("insights.queue", "must be at least 1");
+        }
+        if !(6_000..=510_000).contains(&i.mix_bitrate) {
+            return invalid(
+                "insights.mix_bitrate",
+                "must be between 6000 and 510000 (what Opus can encode)",
+            );
+        }
+        for (key, value) in [
+            (
+                "insights.monologue_moment_seconds",
+                i.monologue_moment_seconds,
+            ),
+            ("insights.long_silence_seconds", i.long_silence_seconds),
+            ("insights.backchannel_seconds", i.backchannel_seconds),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return invalid(key, "must be a number of seconds, 0 or more");
+            }
+        }
+        if !(-100.0..=0.0).contains(&i.voice_threshold_dbfs) {
+            return invalid(
+                "insights.voice_threshold_dbfs",
+                "must be between -100 and 0",
+            );
+        }
+        for (name, phrases) in &i.trackers {
+            if name.trim().is_empty() {
+                return invalid("insights.trackers", "a tracker needs a name");
+            }
+            if phrases
+                .iter()
+                .all(|p| p.split_whitespace().next().is_none())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "insights.trackers",
+                    message: format!("tracker {name:?} has no phrase"),
+                });
+            }
+        }
+        let secret = &self.shares.secret;
+        if !secret.is_empty() && secret.len() < 32 {
+            return invalid(
+                "shares.secret",
+                "must be at least 32 characters (or empty, to generate one)",
+            );
+        }
+        if self.shares.max_expires_in == 0 {
+            return invalid("shares.max_expires_in", "must be at least 1");
+        }
+        Ok(())
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
@@ -998,6 +1153,9 @@ impl Config {
                     }
                 })
                 .collect();
+        }
+        if !show_secrets && !shown.shares.secret.is_empty() {
+            shown.shares.secret = "<redacted>".to_owned();
         }
         if !show_secrets {
             shown.store.postgres_url = redact_url_password(&shown.store.postgres_url);

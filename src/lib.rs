@@ -21,6 +21,7 @@
 //!   webhook scheduler.
 //! - [`http`]: WHIP and the REST API (axum), problem+json errors.
 //! - [`ingest`]: the ways in besides WHIP: native RTP over QUIC (quinn).
+//! - [`postcall`]: after a call, its mix (`hearken-mix`) and insights.
 //! - [`server`]: wiring, start and graceful shutdown; [`config`], [`setup`],
 //!   [`metrics`], [`cli`].
 
@@ -32,6 +33,7 @@ pub mod http;
 pub mod ingest;
 pub mod media;
 pub mod metrics;
+pub mod postcall;
 pub mod server;
 pub mod setup;
 pub mod sinks;

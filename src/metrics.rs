@@ -466,6 +466,21 @@ pub struct Metrics {
     pub cluster_draining: IntGauge,
     /// Fleet events, by outcome (`published`, `dropped`).
     pub cluster_events: IntCounterVec,
+    /// Post-call work finished, by job (`mix`, `insights`) and outcome
+    /// (`done`, `failed`).
+    pub postcall_jobs: IntCounterVec,
+    /// Time one post-call job took, by job.
+    pub postcall_job_seconds: prometheus::HistogramVec,
+    /// Ended calls waiting for their post-call work.
+    pub postcall_queued: IntGauge,
+    /// Calls whose post-call work runs now.
+    pub postcall_running: IntGauge,
+    /// Ended calls not queued because the queue was full (left `pending`,
+    /// picked up at the next start).
+    pub postcall_dropped: IntCounter,
+    /// Requests made with a share link, by outcome (`allowed`, `expired`,
+    /// `revoked`, `invalid`, `outside_range`).
+    pub share_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -911,6 +926,40 @@ impl Metrics {
                 "Fleet events, by outcome: published (acknowledged by JetStream) or dropped (the queue was full).",
                 &["outcome"]
             )),
+            postcall_jobs: reg!(counter_vec(
+                "hearken_postcall_jobs_total",
+                "Post-call work finished, by job (mix, insights) and outcome (done, failed).",
+                &["job", "outcome"]
+            )),
+            postcall_job_seconds: reg!(
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "hearken_postcall_job_seconds",
+                        "Time one post-call job took, by job (mix, insights)."
+                    )
+                    .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
+                    &["job"]
+                )
+                // INVARIANT: a static, valid metric definition.
+                .expect("valid histogram vec")
+            ),
+            postcall_queued: reg!(gauge(
+                "hearken_postcall_queued_calls",
+                "Ended calls waiting for their mix and insights."
+            )),
+            postcall_running: reg!(gauge(
+                "hearken_postcall_running_calls",
+                "Calls whose mix and insights are being made now."
+            )),
+            postcall_dropped: reg!(counter(
+                "hearken_postcall_dropped_total",
+                "Ended calls not queued for their mix and insights because the queue was full (left pending until the next start)."
+            )),
+            share_requests: reg!(counter_vec(
+                "hearken_share_requests_total",
+                "Requests made with a share link, by outcome (allowed, expired, revoked, invalid, outside_range).",
+                &["outcome"]
+            )),
             registry,
         };
         // process_cpu_seconds_total, process_resident_memory_bytes, … (Linux).
@@ -949,6 +998,15 @@ impl Metrics {
         }
         for outcome in ["published", "dropped"] {
             metrics.cluster_events.with_label_values(&[outcome]);
+        }
+        for job in ["mix", "insights"] {
+            metrics.postcall_job_seconds.with_label_values(&[job]);
+            for outcome in ["done", "failed"] {
+                metrics.postcall_jobs.with_label_values(&[job, outcome]);
+            }
+        }
+        for outcome in ["allowed", "expired", "revoked", "invalid", "outside_range"] {
+            metrics.share_requests.with_label_values(&[outcome]);
         }
         for service in ["nats", "postgres"] {
             metrics.cluster_errors.with_label_values(&[service]);

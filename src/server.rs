@@ -154,6 +154,12 @@ pub struct AppState {
     pub index: Option<Arc<FleetIndex>>,
     /// This node's id (`cluster.node_id`, else the host name).
     pub node_id: String,
+    /// The key share links are signed with (`shares.secret`, or the one
+    /// kept in the data directory).
+    pub share_secret: Vec<u8>,
+    /// Set at shutdown: post-call work stops and is resumed at the next
+    /// start.
+    pub postcall_stop: Arc<AtomicBool>,
     /// The base URL other nodes send this node's calls' clients to.
     pub advertised_url: String,
     started_at: chrono::DateTime<chrono::Utc>,
@@ -313,20 +319,33 @@ pub async fn start_with_secrets(
         ),
         false => None,
     };
-    if cluster.is_some() || index.is_some() {
-        // The index first: an audit line is in PostgreSQL before its event
-        // is published.
-        let mut taps: Vec<Arc<dyn crate::store::StoreTap>> = Vec::new();
-        if let Some(index) = &index {
-            taps.push(index.clone());
-        }
-        if let Some(cluster) = &cluster {
-            taps.push(Arc::new(crate::cluster::tap::EventTap::new(
-                cluster.events().clone(),
-            )));
-        }
-        store = store.in_fleet(&node_id, Some(Arc::new(crate::store::Taps(taps))));
+    // The index first: an audit line is in PostgreSQL before its event
+    // is published. Post-call work last: it only queues the call.
+    let (postcall, postcall_tap) = crate::postcall::PostCall::new(&config.insights, &metrics);
+    let mut taps: Vec<Arc<dyn crate::store::StoreTap>> = Vec::new();
+    if let Some(index) = &index {
+        taps.push(index.clone());
     }
+    if let Some(cluster) = &cluster {
+        taps.push(Arc::new(crate::cluster::tap::EventTap::new(
+            cluster.events().clone(),
+        )));
+    }
+    if cluster.is_some() || index.is_some() {
+        store = store.in_fleet(&node_id, None);
+    }
+    if config.insights.enabled {
+        taps.push(postcall_tap);
+    }
+    if !taps.is_empty() {
+        store = store.tapped(Arc::new(crate::store::Taps(taps)));
+    }
+    let share_secret = store
+        .share_secret(&config.shares.secret)
+        .map_err(|source| StartError::DataDir {
+            path: data_dir.join("share-secret"),
+            source,
+        })?;
 
     let consent = Arc::new(crate::setup::consent::setup(&config.consent)?);
     metrics.watch_hold_budget(consent.hold_budget.clone());
@@ -437,6 +456,8 @@ pub async fn start_with_secrets(
         index,
         node_id,
         advertised_url,
+        share_secret,
+        postcall_stop: postcall.stop_flag(),
         started_at: chrono::Utc::now(),
         accepting: AtomicBool::new(true),
         draining: AtomicBool::new(false),
@@ -447,6 +468,10 @@ pub async fn start_with_secrets(
         None => None,
     };
     tokio::spawn(track_engine_events(state.clone(), events_rx));
+    if config.insights.enabled {
+        postcall.resume_unfinished(&state.store);
+        postcall.start(state.store.clone());
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -494,6 +519,11 @@ pub async fn start_with_secrets(
             }
             let _ = stopping_tx.send(true);
             drain(drain_state.clone(), joins, quic, sip).await;
+            // A mix in progress stops at its next write; the next start
+            // makes it again.
+            drain_state
+                .postcall_stop
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             // The calls' last rows and events leave before the node does.
             if let Some(index) = &drain_state.index {
                 index.flush(Duration::from_secs(10)).await;

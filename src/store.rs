@@ -15,13 +15,22 @@
 //!   transcript.json    segments, words and coverage (with a backend)
 //!   transcript.vtt     the same as WebVTT with <v Speaker> tags
 //!   meeting.json       a meeting imported as metadata only (no media)
+//!   audio/mix.opus     every track mixed at its place, made after the call
+//!   insights.json      talk time, turns, trackers, key moments (after the call)
+//!   shares.jsonl       share links: created, revoked, every use
+//!   shares/{id}.opus   the part of the mix a share of a time range serves
+//! {data_dir}/share-secret
+//!                      the key share links are signed with (mode 0600),
+//!                      unless `shares.secret` is set
 //! ```
 //!
 //! Each file has one writer: `call.json` is written by the recorder at call
 //! time zero and by the call's completion at its end (see
 //! [`crate::sinks::Completion`]); `consent.jsonl`, the tracks and the
 //! evidence clips by the recorder; the transcript by the transcriber; `meeting.json` by the
-//! meeting index. They all write through this module, and the HTTP layer
+//! meeting index; the mix, `insights.json` and the post-call status in
+//! `call.json` by the post-call worker (`src/postcall.rs`); the share files
+//! by the share handlers. They all write through this module, and the HTTP layer
 //! reads through it, never through a sink. Call ids are safe path
 //! components by construction ([`CallId`]), and track stems are made safe by
 //! the conference.
@@ -38,6 +47,9 @@ use serde::de::DeserializeOwned;
 
 /// Most numbered files (`{stem}.{n}.opus`) tried for one participant.
 const MAX_TRACK_FILES: u32 = 1000;
+
+/// The mix's name in `audio/`: never given to a participant's track.
+pub const MIX_FILE: &str = "mix.opus";
 
 /// Who hears of what the store writes, after it is on disk: the fleet's
 /// index and events (`src/cluster/`). Called on the writer's thread (a
@@ -57,6 +69,9 @@ pub trait StoreTap: Send + Sync {
     /// A recording file was created (`file` relative to the call
     /// directory: `audio/alice.opus`).
     fn file_created(&self, call_id: &CallId, file: &str);
+    /// An ended call's `insights.json` was written (`insights` is what it
+    /// holds).
+    fn insights_written(&self, call_id: &CallId, insights: &serde_json::Value);
 }
 
 /// Several taps, told in order.
@@ -81,6 +96,11 @@ impl StoreTap for Taps {
     }
     fn file_created(&self, call_id: &CallId, file: &str) {
         self.0.iter().for_each(|t| t.file_created(call_id, file));
+    }
+    fn insights_written(&self, call_id: &CallId, insights: &serde_json::Value) {
+        self.0
+            .iter()
+            .for_each(|t| t.insights_written(call_id, insights));
     }
 }
 
@@ -205,7 +225,16 @@ impl Store {
     /// what it writes.
     pub fn in_fleet(mut self, node_id: &str, tap: Option<std::sync::Arc<dyn StoreTap>>) -> Self {
         self.node_id = Some(node_id.into());
-        self.tap = tap;
+        if tap.is_some() {
+            self.tap = tap;
+        }
+        self
+    }
+
+    /// This store, telling `tap` what it writes (the fleet's index and
+    /// events, post-call work).
+    pub fn tapped(mut self, tap: std::sync::Arc<dyn StoreTap>) -> Self {
+        self.tap = Some(tap);
         self
     }
 
@@ -442,6 +471,7 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
+        let taken = [taken, vec![MIX_FILE.to_owned()]].concat();
         let (file, name) = create_numbered(&audio, stem, &taken)?;
         if let Some(tap) = &self.tap {
             tap.file_created(call_id, &format!("audio/{name}"));
@@ -520,6 +550,179 @@ impl Store {
     /// A call's `transcript.json`, if there is one.
     pub fn read_transcript<T: DeserializeOwned>(&self, call_id: &CallId) -> io::Result<Option<T>> {
         read_json(&self.call_dir(call_id).join("transcript.json"))
+    }
+
+    // ---- after the call: mix.opus, insights.json ----
+
+    /// Rewrites an ended call's `call.json` with where its post-call work
+    /// stands. Not told to the taps: the call's end was, and a status is
+    /// not an event.
+    pub fn write_postcall_status(
+        &self,
+        call_id: &CallId,
+        status: &hearken_core::conference::PostCallSummary,
+    ) -> io::Result<()> {
+        let Some(mut summary) = self.read_call(call_id)? else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("call {call_id} has no call.json"),
+            ));
+        };
+        summary.postcall = Some(status.clone());
+        write_json_atomically(&self.call_dir(call_id), "call.json", &summary)
+    }
+
+    /// Where a call's track or mix `name` is (`alice.opus`, `mix.opus`), if
+    /// `name` is a plain file name of `audio/` (no path, no hidden file).
+    pub fn audio_path(&self, call_id: &CallId, name: &str) -> Option<PathBuf> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.ends_with(".opus")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        plain.then(|| self.call_dir(call_id).join("audio").join(name))
+    }
+
+    /// Writes `audio/mix.opus` through `write` into a temporary file, syncs
+    /// it and renames it into place, so a reader sees a whole mix or none.
+    pub fn write_mix<T, E>(
+        &self,
+        call_id: &CallId,
+        write: impl FnOnce(&mut io::BufWriter<File>) -> Result<T, E>,
+    ) -> io::Result<Result<T, E>> {
+        let audio = self.call_dir(call_id).join("audio");
+        fs::create_dir_all(&audio)?;
+        let tmp = audio.join(format!(".{MIX_FILE}.tmp"));
+        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        let made = write(&mut out);
+        if made.is_err() {
+            drop(out);
+            let _ = fs::remove_file(&tmp);
+            return Ok(made);
+        }
+        out.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()?;
+        fs::rename(&tmp, audio.join(MIX_FILE))?;
+        sync_dir(&audio)?;
+        Ok(made)
+    }
+
+    /// Writes `insights.json`.
+    pub fn write_insights<T: Serialize>(&self, call_id: &CallId, insights: &T) -> io::Result<()> {
+        write_json_atomically(&self.call_dir(call_id), "insights.json", insights)?;
+        if let Some(tap) = &self.tap
+            && let Ok(value) = serde_json::to_value(insights)
+        {
+            tap.insights_written(call_id, &value);
+        }
+        Ok(())
+    }
+
+    /// A call's `insights.json`, if there is one.
+    pub fn read_insights<T: DeserializeOwned>(&self, call_id: &CallId) -> io::Result<Option<T>> {
+        read_json(&self.call_dir(call_id).join("insights.json"))
+    }
+
+    // ---- shares ----
+
+    /// The key share links are signed with: `secret` when given, else the
+    /// one kept in `{data_dir}/share-secret`, made (32 random bytes, mode
+    /// 0600) the first time.
+    pub fn share_secret(&self, configured: &str) -> io::Result<Vec<u8>> {
+        if !configured.is_empty() {
+            return Ok(configured.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("share-secret");
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                return hex::decode(text.trim()).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is not hex: {e}", path.display()),
+                    )
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let secret: [u8; 32] = rand::random();
+        let tmp = self.data_dir.join(".share-secret.tmp");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(hex::encode(secret).as_bytes())?;
+            f.sync_all()?;
+        }
+        // Two servers on one data directory starting at once: the first
+        // rename wins and both read what is there.
+        if fs::hard_link(&tmp, &path).is_ok() {
+            sync_dir(&self.data_dir)?;
+        }
+        let _ = fs::remove_file(&tmp);
+        let text = fs::read_to_string(&path)?;
+        hex::decode(text.trim()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Appends one line to a call's `shares.jsonl` (created, revoked, used)
+    /// and syncs it. Lines are written whole by one `write` on a file
+    /// opened for appending, so concurrent handlers never interleave.
+    pub fn append_share_line(&self, call_id: &CallId, line: &serde_json::Value) -> io::Result<()> {
+        let dir = self.call_dir(call_id);
+        let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("shares.jsonl"))?;
+        f.write_all(&bytes)?;
+        f.sync_data()
+    }
+
+    /// Every line of a call's `shares.jsonl` that is JSON, in order.
+    pub fn read_share_lines(&self, call_id: &CallId) -> io::Result<Vec<serde_json::Value>> {
+        match fs::read(self.call_dir(call_id).join("shares.jsonl")) {
+            Ok(bytes) => Ok(bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| serde_json::from_slice(l).ok())
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The part of the mix a share of a time range serves
+    /// (`shares/{share_id}.opus`), made by `make` the first time it is
+    /// asked for. `share_id` must be a plain id (hex).
+    pub fn share_cut(
+        &self,
+        call_id: &CallId,
+        share_id: &str,
+        make: impl FnOnce(&[u8], &mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<PathBuf> {
+        if share_id.is_empty() || !share_id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad share id"));
+        }
+        let dir = self.call_dir(call_id).join("shares");
+        let path = dir.join(format!("{share_id}.opus"));
+        if path.is_file() {
+            return Ok(path);
+        }
+        let mix = fs::read(self.call_dir(call_id).join("audio").join(MIX_FILE))?;
+        let mut cut = Vec::new();
+        make(&mix, &mut cut)?;
+        fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{share_id}.{:016x}.tmp", rand::random::<u64>()));
+        fs::write(&tmp, &cut)?;
+        fs::rename(&tmp, &path)?;
+        Ok(path)
     }
 
     // ---- meeting.json ----
@@ -625,6 +828,7 @@ mod tests {
             announcement_track: None,
             node: None,
             segments: Vec::new(),
+            postcall: None,
         }
     }
 

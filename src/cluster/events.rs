@@ -52,6 +52,8 @@ pub enum EventKind {
     ConsentChanged,
     /// A final transcript segment.
     TranscriptSegment,
+    /// The call's insights were made after it ended (`insights.json`).
+    InsightsReady,
 }
 
 impl EventKind {
@@ -64,6 +66,7 @@ impl EventKind {
             Self::ParticipantLeft => "participant_left",
             Self::ConsentChanged => "consent_changed",
             Self::TranscriptSegment => "transcript_segment",
+            Self::InsightsReady => "insights_ready",
         }
     }
 }

@@ -566,6 +566,10 @@ impl StoreTap for FleetIndex {
         }
     }
 
+    // The index lists calls; their insights stay with their files (and go
+    // out as an event).
+    fn insights_written(&self, _call_id: &CallId, _insights: &Value) {}
+
     fn meeting_written(&self, call_id: &CallId, meeting: &Value) {
         self.queue(Write::Meeting {
             call_id: call_id.as_str().to_owned(),

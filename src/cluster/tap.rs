@@ -125,6 +125,15 @@ impl StoreTap for EventTap {
         }
     }
 
+    fn insights_written(&self, call_id: &CallId, insights: &Value) {
+        self.events.emit(
+            EventKind::InsightsReady,
+            call_id.as_str(),
+            Utc::now(),
+            insights.clone(),
+        );
+    }
+
     // Meetings and files are the index's business, not events.
     fn meeting_written(&self, _call_id: &CallId, _meeting: &Value) {}
 

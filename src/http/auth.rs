@@ -29,11 +29,7 @@ pub async fn require_bearer(
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let accepted = presented.is_some_and(|presented| {
-        state.config.auth.tokens.iter().fold(false, |found, t| {
-            found | constant_time_eq(t.as_bytes(), presented.as_bytes())
-        })
-    });
+    let accepted = presented.is_some_and(|presented| accepts(&state.config.auth.tokens, presented));
     if accepted {
         next.run(request).await
     } else {
@@ -41,8 +37,15 @@ pub async fn require_bearer(
     }
 }
 
+/// Whether `presented` is one of `tokens` (each compared in constant time).
+pub(crate) fn accepts(tokens: &[String], presented: &str) -> bool {
+    tokens.iter().fold(false, |found, t| {
+        found | constant_time_eq(t.as_bytes(), presented.as_bytes())
+    })
+}
+
 /// Compares without an early exit, so timing does not reveal a token prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

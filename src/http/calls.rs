@@ -49,6 +49,48 @@ pub struct CallListItem {
     /// The node that holds its files (with a fleet index).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Its length (ended calls).
+    pub duration_seconds: Option<f64>,
+    /// The consent mode it ran under.
+    pub consent_mode: Option<hearken_core::consent::rules::ConsentMode>,
+    /// `ready` once `transcript.json` is written, else `none`.
+    pub transcript: &'static str,
+    /// Where its insights stand (`none`, `pending`, `running`, `done`,
+    /// `failed`).
+    pub insights: &'static str,
+    /// Where its mix stands (the same states).
+    pub mix: &'static str,
+}
+
+impl CallListItem {
+    /// The line of a call from its summary.
+    fn from_summary(s: CallSummary, state: CallState, transcript: bool, postcall: bool) -> Self {
+        let status = crate::postcall::status_of(&s, postcall);
+        let duration_seconds = match (s.started_at, s.ended_at) {
+            (Some(a), Some(b)) => Some((b - a).num_milliseconds().max(0) as f64 / 1000.0),
+            _ => None,
+        };
+        Self {
+            state,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            participants: s.participants.len(),
+            node: None,
+            duration_seconds,
+            consent_mode: s.consent_mode,
+            transcript: if transcript { "ready" } else { "none" },
+            insights: status
+                .as_ref()
+                .map_or("none", |p| p.insights.state.as_str()),
+            mix: status
+                .as_ref()
+                .map_or("none", |p| match (p.mix.state, &p.mix.file) {
+                    (hearken_core::conference::JobState::Done, None) => "none",
+                    (state, _) => state.as_str(),
+                }),
+            call_id: s.call_id,
+        }
+    }
 }
 
 /// What `GET /v1/calls` reads of a stored `meeting.json`.
@@ -78,31 +120,37 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<serde_json:
     let mut calls = Vec::new();
     for id in state.registry.call_ids() {
         if let Some(s) = snapshot(&state, &id).await? {
-            calls.push(CallListItem {
-                call_id: s.call_id,
-                state: CallState::Active,
-                started_at: s.started_at,
-                ended_at: None,
-                participants: s.participants.len(),
-                node: None,
-            });
+            calls.push(CallListItem::from_summary(
+                s,
+                CallState::Active,
+                false,
+                false,
+            ));
         }
     }
     let store = state.store.clone();
     let (ended, meetings) = tokio::task::spawn_blocking(move || {
-        (store.ended_calls(), store.meetings::<StoredMeeting>())
+        let ended: Vec<(CallSummary, bool)> = store
+            .ended_calls()
+            .into_iter()
+            .map(|s| {
+                let transcript = CallId::parse(&s.call_id)
+                    .is_ok_and(|id| store.call_dir(&id).join("transcript.json").is_file());
+                (s, transcript)
+            })
+            .collect();
+        (ended, store.meetings::<StoredMeeting>())
     })
     .await
     .map_err(Problem::internal)?;
-    for s in ended {
-        calls.push(CallListItem {
-            call_id: s.call_id,
-            state: CallState::Ended,
-            started_at: s.started_at,
-            ended_at: s.ended_at,
-            participants: s.participants.len(),
-            node: None,
-        });
+    let postcall = state.config.insights.enabled;
+    for (s, transcript) in ended {
+        calls.push(CallListItem::from_summary(
+            s,
+            CallState::Ended,
+            transcript,
+            postcall,
+        ));
     }
     // Meetings imported as metadata only are part of the call index too
     // (kept as `meeting.json`, so they survive a restart).
@@ -121,9 +169,15 @@ fn meeting_item(m: StoredMeeting) -> CallListItem {
         ended_at: Some(m.meeting.end),
         participants: m.meeting.attendees.len() + usize::from(m.meeting.organizer.is_some()),
         node: None,
+        duration_seconds: Some((m.meeting.end - m.meeting.start).num_seconds().max(0) as f64),
+        consent_mode: None,
+        transcript: "none",
+        insights: "none",
+        mix: "none",
     }
 }
 
+/// Oldest first (the page shows newest first).
 fn sort(calls: &mut [CallListItem]) {
     calls.sort_by(|a, b| {
         a.started_at
@@ -154,6 +208,15 @@ async fn list_fleet(
             ended_at: r.ended_at,
             participants: r.participants,
             node: Some(r.node_id),
+            duration_seconds: match (r.started_at, r.ended_at) {
+                (Some(a), Some(b)) => Some((b - a).num_milliseconds().max(0) as f64 / 1000.0),
+                _ => None,
+            },
+            // The index lists calls; these live with the call's files.
+            consent_mode: None,
+            transcript: "none",
+            insights: "none",
+            mix: "none",
         })
         .collect();
     for m in meetings {
@@ -218,6 +281,7 @@ async fn stored_call(state: &AppState, call_id: &CallId) -> Result<CallSummary, 
         announcement_track: None,
         node: None,
         segments: Vec::new(),
+        postcall: None,
     })
 }
 

@@ -12,6 +12,8 @@ pub mod meetings;
 pub mod native;
 pub mod ops;
 pub mod problem;
+pub mod review;
+pub mod shares;
 pub mod transcripts;
 pub mod whip;
 
@@ -69,6 +71,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/calls/{call_id}/transcript/live",
             get(transcripts::live),
         )
+        .route("/v1/calls/{call_id}/insights", get(review::insights))
+        .route(
+            "/v1/calls/{call_id}/shares",
+            post(shares::create).get(shares::list),
+        )
+        .route(
+            "/v1/calls/{call_id}/shares/{share_id}",
+            axum::routing::delete(shares::revoke),
+        )
         .route("/v1/meetings", post(meetings::post).get(meetings::list))
         .route("/v1/cluster/nodes", get(ops::cluster_nodes))
         .route("/v1/admin/drain", post(ops::drain))
@@ -76,7 +87,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::require_bearer,
         ));
+    // A bearer token or a share link (checked by the handlers), and the
+    // pages, which hold no data of their own.
     let mut router = api
+        .route("/v1/calls/{call_id}/review", get(review::review))
+        .route("/v1/calls/{call_id}/audio/{name}", get(review::audio))
+        .route("/calls", get(review::calls_page))
+        .route("/calls/{call_id}", get(review::review_page))
+        .route("/assets/{name}", get(review::asset))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -65,6 +65,14 @@ pub enum ProblemType {
     /// The fleet's placement service did not answer, or no node takes new
     /// calls (503).
     ClusterUnavailable,
+    /// A share link that is not one of ours (or not for this call).
+    BadShareLink,
+    /// A share link that was revoked or has expired.
+    ShareGone,
+    /// A share link asked for what it does not share.
+    OutsideShare,
+    /// What was asked for is still being made (the mix, the insights).
+    NotReady,
 }
 
 impl ProblemType {
@@ -97,6 +105,10 @@ impl ProblemType {
             Self::WorkerUnavailable => "worker-unavailable",
             Self::AuditLogFailed => "audit-log-failed",
             Self::ClusterUnavailable => "cluster-unavailable",
+            Self::BadShareLink => "bad-share-link",
+            Self::ShareGone => "share-gone",
+            Self::OutsideShare => "outside-share",
+            Self::NotReady => "not-ready",
         }
     }
 
@@ -114,11 +126,14 @@ impl ProblemType {
             | Self::BadLocation
             | Self::BadMethod
             | Self::BadFlow => StatusCode::BAD_REQUEST,
-            Self::NotRecorded => StatusCode::FORBIDDEN,
+            Self::NotRecorded | Self::OutsideShare => StatusCode::FORBIDDEN,
+            Self::BadShareLink => StatusCode::UNAUTHORIZED,
+            Self::ShareGone => StatusCode::GONE,
             Self::NativeIngestOff => StatusCode::NOT_FOUND,
-            Self::CallEnded | Self::NoPolicySettings | Self::NativeIngestExists => {
-                StatusCode::CONFLICT
-            }
+            Self::CallEnded
+            | Self::NoPolicySettings
+            | Self::NativeIngestExists
+            | Self::NotReady => StatusCode::CONFLICT,
             Self::NoUsableAudio | Self::IceRestartUnsupported | Self::TooManyParticipants => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -877,6 +877,7 @@ mod tests {
             announcement_track: None,
             node: None,
             segments: Vec::new(),
+            postcall: None,
         }
     }
 

@@ -8,6 +8,8 @@
 //! - `sip`: SIP dial-in's signalling, against SIPp and raw SIP text.
 //! - `consent`, `transcribe`, `policy`, `ops`: the behaviours of those
 //!   areas, end to end.
+//! - `review`: after the call: the mix, the insights, share links, the
+//!   review page in Chromium.
 //!
 //! `common` is the shared kit: a server in this process, a WHIP client on a
 //! real socket, Ogg Opus decoding, HTTP helpers.
@@ -19,6 +21,7 @@ mod engine;
 mod native;
 mod ops;
 mod policy;
+mod review;
 mod sim;
 mod sip;
 mod transcribe;

@@ -405,6 +405,64 @@ pub struct CallSummary {
     /// call carried by one node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<SegmentSummary>,
+    /// What was made of the call after it ended (the playable mix and the
+    /// insights): absent until that work starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcall: Option<PostCallSummary>,
+}
+
+/// The work done on a call after it ended (see `src/postcall.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostCallSummary {
+    /// `audio/mix.opus`: every track decoded, mixed at its place, encoded once.
+    pub mix: JobSummary,
+    /// `insights.json`: talk time, turns, trackers, key moments.
+    pub insights: JobSummary,
+}
+
+/// Where one piece of post-call work stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Pending, running, done or failed.
+    pub state: JobState,
+    /// How far it is, 0 to 1.
+    pub progress: f64,
+    /// The file it made, relative to the call directory, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds it took, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+/// The state of a [`JobSummary`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Queued behind other calls' work.
+    #[default]
+    Pending,
+    /// Being made.
+    Running,
+    /// Made.
+    Done,
+    /// Given up (see `error`).
+    Failed,
+}
+
+impl JobState {
+    /// The name used in JSON and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// One node's part of a call's recordings (see [`CallSummary::segments`]).
@@ -436,6 +494,7 @@ impl CallSummary {
             announcement_track: None,
             node: None,
             segments: Vec::new(),
+            postcall: None,
         }
     }
 }
@@ -1492,6 +1551,7 @@ impl Conference {
             announcement_track: self.announcer.summary(),
             node: None,
             segments: Vec::new(),
+            postcall: None,
         }
     }
 }

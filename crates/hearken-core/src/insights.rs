@@ -38,9 +38,9 @@
 //! - **Longest monologue:** the participant's longest turn (the first one on
 //!   a tie).
 //! - **Patience:** for each turn of X right after a turn of someone else Y,
-//!   max(0, start of X's turn − end of Y's turn) (an interruption counts 0);
-//!   the mean over X's such turns, null if there are none. Y's turn is the
-//!   turn just before in start order, even if a turn before that ends later.
+//!   max(0, start of X's turn − the latest end of any turn before it) (an
+//!   interruption counts 0: nobody had stopped yet); the mean over X's such
+//!   turns, null if there are none.
 //! - **Questions:** the participant's words (in time order) that end with `?`
 //!   once closing quotes and brackets are trimmed. The question's sentence
 //!   starts at the participant's first word, after a word of theirs ending in
@@ -775,13 +775,19 @@ fn turns(people: &[Person<'_>], backchannel: f64) -> Vec<Turn> {
 /// Each participant's mean pause before a turn that follows someone else's.
 fn patience_by_participant(turns: &[Turn], participants: usize) -> Vec<Option<f64>> {
     let mut sums = vec![(0.0_f64, 0_u64); participants];
+    // The quiet before a turn is measured from when the last talk before
+    // it ended, whoever's it was: someone who talked on past the previous
+    // speaker (their own earlier turn) left no quiet until they stopped.
+    let mut talk_ended = f64::NEG_INFINITY;
     for pair in turns.windows(2) {
-        if let [before, turn] = pair
-            && before.who != turn.who
-            && let Some((sum, count)) = sums.get_mut(turn.who)
-        {
-            *sum += (turn.start - before.end).max(0.0);
-            *count += 1;
+        if let [before, turn] = pair {
+            talk_ended = talk_ended.max(before.end);
+            if before.who != turn.who
+                && let Some((sum, count)) = sums.get_mut(turn.who)
+            {
+                *sum += (turn.start - talk_ended).max(0.0);
+                *count += 1;
+            }
         }
     }
     sums.into_iter()

@@ -291,6 +291,31 @@ fn patience_counts_gaps_and_overlap_as_zero() {
 }
 
 #[test]
+fn patience_counts_the_quiet_after_the_last_talk_not_after_the_last_turn() {
+    // alice 0–60 with bob's turn 10–20 inside it; alice again at 62: the
+    // quiet before her second turn is 62 − 60 = 2 s, not 62 − 20.
+    let insights = compute(
+        &input(
+            70.0,
+            vec![
+                speaker("alice", None, &[(0.0, 60.0), (62.0, 70.0)]),
+                speaker("bob", None, &[(10.0, 20.0)]),
+            ],
+            Vec::new(),
+        ),
+        &InsightsConfig::default(),
+    );
+    assert_close(
+        participant(&insights, "alice")
+            .patience_seconds
+            .expect("alice follows bob"),
+        2.0,
+    );
+    // Bob began while alice talked.
+    assert_eq!(participant(&insights, "bob").patience_seconds, Some(0.0));
+}
+
+#[test]
 fn patience_is_null_without_a_turn_after_someone_else() {
     let insights = compute(
         &input(

@@ -574,8 +574,12 @@
     seek(Number(target.dataset.s));
   });
 
-  /** The index of the last word starting at or before `t`, or -1. */
+  /** The index of the last word starting at or before `t`, or -1. A media
+   *  element reports a seek to a word's start a hair before it
+   *  (5.525999… for 5.526), so `t` is taken 5 ms later: far less than
+   *  any word. */
   function wordAt(t) {
+    t += 0.005;
     const starts = view.starts;
     let lo = 0;
     let hi = starts.length - 1;

@@ -142,3 +142,56 @@ pub fn decode_ogg_opus(path: &Path) -> Decoded {
         pages_with_eos: eos_pages(&std::fs::read(path).expect("read recording")),
     }
 }
+
+/// Opus packets (20 ms, mono 48 kHz, libopus) of a sequence of parts: a
+/// tone of `(hz, seconds)`, or digital silence where `hz` is 0. A client
+/// sends silence rather than nothing, so no packet-loss concealment
+/// continues a tone past its end.
+pub fn tone_packets(parts: &[(f64, f64)]) -> Vec<Vec<u8>> {
+    let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
+        .expect("encoder");
+    let mut packets = Vec::new();
+    let mut phase = 0.0f64;
+    for &(hz, seconds) in parts {
+        for _ in 0..(seconds / 0.02).round() as usize {
+            let frame: Vec<i16> = (0..960)
+                .map(|_| {
+                    let s = if hz > 0.0 {
+                        // -12 dBFS peak.
+                        (phase.sin() * 0.25 * 32767.0) as i16
+                    } else {
+                        0
+                    };
+                    phase += 2.0 * std::f64::consts::PI * hz / 48_000.0;
+                    s
+                })
+                .collect();
+            let mut out = vec![0u8; 1500];
+            let n = encoder.encode(&frame, &mut out).expect("encode");
+            out.truncate(n);
+            packets.push(out);
+        }
+    }
+    packets
+}
+
+impl Decoded {
+    /// Amplitude of the `hz` component over `[from, to)` seconds (Goertzel;
+    /// a full-scale sine reads 32767), to tell which tone is where.
+    pub fn tone(&self, hz: f64, from: f64, to: f64) -> f64 {
+        let a = ((from * 48_000.0) as usize).min(self.samples.len());
+        let b = ((to * 48_000.0) as usize).min(self.samples.len());
+        if b <= a {
+            return 0.0;
+        }
+        let w = 2.0 * std::f64::consts::PI * hz / 48_000.0;
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in &self.samples[a..b] {
+            let s0 = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+        2.0 * power.max(0.0).sqrt() / (b - a) as f64
+    }
+}

@@ -6,6 +6,8 @@
 //! - `baresip`: a real SIP phone (Debian's baresip) driven over its
 //!   control socket;
 //! - `audio`: the test speech, and decoding recordings with libopus;
+//! - `browser`: Debian's headless Chromium driven over its DevTools
+//!   protocol (the review page's tests);
 //! - `http`: the API requests the tests make;
 //! - `native`: native ingest as a platform drives it (RTP over QUIC);
 //! - `speech`: phrases said by espeak-ng, and a spoken answer to the
@@ -14,6 +16,7 @@
 
 mod audio;
 mod baresip;
+mod browser;
 mod client;
 mod fleet;
 mod http;
@@ -23,6 +26,7 @@ mod speech;
 
 pub use audio::*;
 pub use baresip::*;
+pub use browser::*;
 pub use client::*;
 pub use fleet::*;
 pub use http::*;
