@@ -818,7 +818,18 @@ impl Config {
                         path: path.to_owned(),
                         message: e.to_string(),
                     })?;
+            // The file's trackers are the trackers (a deep merge would keep
+            // the shipped ones beside them, and they could not be removed).
+            let trackers = from_file
+                .get("insights")
+                .and_then(|i| i.get("trackers"))
+                .cloned();
             merge(&mut table, from_file);
+            if let (Some(trackers), Some(toml::Value::Table(insights))) =
+                (trackers, table.get_mut("insights"))
+            {
+                insights.insert("trackers".to_owned(), trackers);
+            }
             // Catch unknown keys and wrong types with the file's name in the error.
             Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
                 ConfigError::File {
@@ -1328,6 +1339,61 @@ mod tests {
         assert_eq!(loaded.config.media.port_base, 40000);
         assert_eq!(loaded.config.storage.data_dir, PathBuf::from("./data"));
         assert!(loaded.config.accepts_development_token());
+    }
+
+    #[test]
+    fn insights_and_shares_settings_are_checked_by_key() {
+        for (var, value, key) in [
+            ("HEARKEN_INSIGHTS_CONCURRENCY", "0", "insights.concurrency"),
+            (
+                "HEARKEN_INSIGHTS_MIX_BITRATE",
+                "1000",
+                "insights.mix_bitrate",
+            ),
+            (
+                "HEARKEN_INSIGHTS_LONG_SILENCE_SECONDS",
+                "-1",
+                "insights.long_silence_seconds",
+            ),
+            ("HEARKEN_SHARES_SECRET", "too short", "shares.secret"),
+            (
+                "HEARKEN_SHARES_MAX_EXPIRES_IN",
+                "0",
+                "shares.max_expires_in",
+            ),
+        ] {
+            let text = Config::load(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(key), "{var}={value}: {text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearken.toml");
+        std::fs::write(
+            &path,
+            "[insights.trackers]\n\"renewal\" = [\"renew\", \"contract end\"]\nempty = [\" \"]\n",
+        )
+        .unwrap();
+        let text = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            text.contains("insights.trackers") && text.contains("empty"),
+            "{text}"
+        );
+        std::fs::write(&path, "[insights.trackers]\nrenewal = [\"renew\"]\n").unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap().config;
+        assert_eq!(
+            c.insights.trackers.len(),
+            1,
+            "the file's trackers replace the shipped ones"
+        );
+        let shown = Config::load(
+            None,
+            env(&[("HEARKEN_SHARES_SECRET", "0123456789abcdef0123456789abcdef")]),
+        )
+        .unwrap()
+        .config
+        .to_toml(false);
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
     }
 
     #[test]

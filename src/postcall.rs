@@ -17,7 +17,7 @@
 //!    ([`hearken_core::insights::compute`]).
 //!
 //! A crash or a shutdown mid-way leaves the status `running` or `pending`;
-//! the next start queues those calls again ([`PostCall::resume_unfinished`]).
+//! the next start queues those calls again ([`PostCall::start`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +27,8 @@ use std::time::Instant;
 use hearken_core::conference::{CallSummary, JobState, JobSummary, PostCallSummary};
 use hearken_core::ids::CallId;
 use hearken_core::insights::{
-    ConsentMoment, InsightsConfig, InsightsInput, SpeakerInput, VoiceActivityConfig, WordInput,
-    compute, talk_spans,
+    ConsentMoment, InsightsConfig, InsightsInput, Span, SpeakerInput, VoiceActivityConfig,
+    WordInput, compute, talk_spans,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -124,30 +124,21 @@ impl PostCall {
         self.stop.clone()
     }
 
-    /// Queues the ended calls whose work a crash or shutdown interrupted.
-    pub fn resume_unfinished(&self, store: &Store) {
-        for summary in store.ended_calls() {
-            let unfinished = summary.postcall.as_ref().is_some_and(|p| {
-                [p.mix.state, p.insights.state]
-                    .iter()
-                    .any(|s| matches!(s, JobState::Pending | JobState::Running))
-            });
-            if unfinished
-                && let Ok(call_id) = CallId::parse(&summary.call_id)
-                && self.sender.try_send(call_id).is_ok()
-            {
-                self.metrics.postcall_queued.inc();
-            }
-        }
-    }
-
-    /// Runs the worker on the current runtime until the queue closes.
+    /// Runs the worker on the current runtime until the queue closes,
+    /// after queueing the ended calls whose work a crash or shutdown
+    /// interrupted.
     pub fn start(mut self, store: Store) -> tokio::task::JoinHandle<()> {
         let Some(mut queue) = self.queue.take() else {
             return tokio::spawn(async {});
         };
         let limit = Arc::new(Semaphore::new(self.settings.concurrency));
         tokio::spawn(async move {
+            let (sender, metrics, scan) =
+                (self.sender.clone(), self.metrics.clone(), store.clone());
+            // Reading every call.json is file work: off the runtime.
+            let _ =
+                tokio::task::spawn_blocking(move || resume_unfinished(&scan, &sender, &metrics))
+                    .await;
             while let Some(call_id) = queue.recv().await {
                 let Ok(permit) = limit.clone().acquire_owned().await else {
                     break;
@@ -187,6 +178,23 @@ impl PostCall {
                 );
             }
         })
+    }
+}
+
+/// Queues the ended calls whose work a crash or shutdown interrupted.
+fn resume_unfinished(store: &Store, sender: &mpsc::Sender<CallId>, metrics: &Metrics) {
+    for summary in store.ended_calls() {
+        let unfinished = summary.postcall.as_ref().is_some_and(|p| {
+            [p.mix.state, p.insights.state]
+                .iter()
+                .any(|s| matches!(s, JobState::Pending | JobState::Running))
+        });
+        if unfinished
+            && let Ok(call_id) = CallId::parse(&summary.call_id)
+            && sender.try_send(call_id).is_ok()
+        {
+            metrics.postcall_queued.inc();
+        }
     }
 }
 
@@ -428,10 +436,8 @@ struct Stoppable<'a, W> {
 impl<W: std::io::Write> std::io::Write for Stoppable<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stop.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "shutting down",
-            ));
+            // Not `Interrupted`: `write_all` retries that forever.
+            return Err(std::io::Error::other("shutting down"));
         }
         self.inner.write(buf)
     }
@@ -566,6 +572,66 @@ fn insights_input(
     }
 }
 
+/// Gaps between one speaker's words up to this long are one stretch of
+/// talk (the pause between words of a sentence).
+const WORD_GAP_SECONDS: f64 = 0.5;
+
+/// The insights' input for a call in progress, from its transcript so far:
+/// a speaker talks from the start of a word to the end of their last word
+/// with no longer pause; the call lasts until the last word heard.
+pub fn live_input(transcript: &Transcript) -> InsightsInput {
+    let mut speakers: Vec<SpeakerInput> = Vec::new();
+    let mut words = Vec::new();
+    for segment in &transcript.segments {
+        let i = match speakers
+            .iter()
+            .position(|s| s.participant == segment.participant_id)
+        {
+            Some(i) => i,
+            None => {
+                speakers.push(SpeakerInput {
+                    participant: segment.participant_id.clone(),
+                    name: segment.display_name.clone(),
+                    talk: Vec::new(),
+                });
+                speakers.len() - 1
+            }
+        };
+        for w in &segment.words {
+            words.push(WordInput {
+                participant: segment.participant_id.clone(),
+                word: w.word.clone(),
+                start: w.start,
+                end: w.end,
+            });
+            speakers[i].talk.push(Span::new(w.start, w.end));
+        }
+    }
+    for speaker in &mut speakers {
+        speaker.talk = joined(std::mem::take(&mut speaker.talk), WORD_GAP_SECONDS);
+    }
+    let duration = words.iter().map(|w| w.end).fold(0.0, f64::max);
+    InsightsInput {
+        duration,
+        speakers,
+        words,
+        consent: Vec::new(),
+    }
+}
+
+/// `spans` in order, those less than `gap` apart joined.
+fn joined(mut spans: Vec<Span>, gap: f64) -> Vec<Span> {
+    spans.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let mut out: Vec<Span> = Vec::new();
+    for span in spans {
+        match out.last_mut() {
+            Some(last) if span.start - last.end <= gap => last.end = last.end.max(span.end),
+            _ => out.push(span),
+        }
+    }
+    out
+}
+
 /// The status a call's review shows: what `call.json` says, or pending
 /// for an ended call whose work has not begun.
 pub fn status_of(summary: &CallSummary, enabled: bool) -> Option<PostCallSummary> {
@@ -580,6 +646,81 @@ pub fn status_of(summary: &CallSummary, enabled: bool) -> Option<PostCallSummary
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn live_talk_is_words_with_short_pauses_joined() {
+        use crate::sinks::transcribe::Segment;
+        use hearken_core::transcript::CallWord;
+        let word = |w: &str, start: f64, end: f64| CallWord {
+            word: w.to_owned(),
+            start,
+            end,
+            confidence: 0.9,
+        };
+        let segment = |who: &str, words: Vec<CallWord>| Segment {
+            participant_id: who.to_owned(),
+            display_name: None,
+            start: words.first().map_or(0.0, |w| w.start),
+            end: words.last().map_or(0.0, |w| w.end),
+            text: String::new(),
+            words,
+        };
+        let transcript = Transcript {
+            call_id: "c".into(),
+            backend: "deepgram".into(),
+            model: "nova-3".into(),
+            segments: vec![
+                // Pauses of 0.3 s (joined) and 1.2 s (not).
+                segment(
+                    "alice",
+                    vec![
+                        word("so", 1.0, 1.4),
+                        word("yes", 1.7, 2.0),
+                        word("ok", 3.2, 3.5),
+                    ],
+                ),
+                segment("bob", vec![word("right?", 4.0, 4.6)]),
+            ],
+            coverage: Default::default(),
+            complete: false,
+        };
+        let input = live_input(&transcript);
+        let talk: Vec<(String, Vec<(f64, f64)>)> = input
+            .speakers
+            .iter()
+            .map(|s| {
+                (
+                    s.participant.clone(),
+                    s.talk.iter().map(|t| (t.start, t.end)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            talk,
+            vec![
+                ("alice".to_owned(), vec![(1.0, 2.0), (3.2, 3.5)]),
+                ("bob".to_owned(), vec![(4.0, 4.6)]),
+            ]
+        );
+        assert_eq!(input.duration, 4.6);
+        assert_eq!(input.words.len(), 4);
+    }
+
+    #[test]
+    fn a_stopped_writer_fails_at_once() {
+        use std::io::Write;
+        let stop = AtomicBool::new(false);
+        let mut out = Vec::new();
+        let mut w = Stoppable {
+            inner: &mut out,
+            stop: &stop,
+        };
+        w.write_all(b"OggS").unwrap();
+        stop.store(true, Ordering::SeqCst);
+        // write_all retries an `Interrupted` error forever: this must end.
+        assert!(w.write_all(b"more").is_err());
+        assert_eq!(out, b"OggS");
+    }
 
     #[test]
     fn a_discard_mutes_what_came_before_it() {

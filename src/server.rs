@@ -469,7 +469,6 @@ pub async fn start_with_secrets(
     };
     tokio::spawn(track_engine_events(state.clone(), events_rx));
     if config.insights.enabled {
-        postcall.resume_unfinished(&state.store);
         postcall.start(state.store.clone());
     }
 

@@ -924,6 +924,86 @@ mod tests {
     }
 
     #[test]
+    fn the_share_secret_is_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.share_secret("").unwrap();
+        assert_eq!(first.len(), 32);
+        let mode = fs::metadata(dir.path().join("share-secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "only the server's user reads it");
+        assert_eq!(store.share_secret("").unwrap(), first, "kept across starts");
+        let configured = "a secret of at least thirty-two characters";
+        assert_eq!(
+            store.share_secret(configured).unwrap(),
+            configured.as_bytes()
+        );
+    }
+
+    #[test]
+    fn audio_paths_are_plain_names_of_audio() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        assert_eq!(
+            store.audio_path(&c, "alice.2.opus"),
+            Some(store.call_dir(&c).join("audio/alice.2.opus"))
+        );
+        for bad in [
+            "../consent.jsonl",
+            "../../x.opus",
+            "a/b.opus",
+            ".mix.opus.tmp",
+            "alice.ogg",
+            "",
+            "%2e%2e.opus",
+        ] {
+            assert_eq!(store.audio_path(&c, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_track_is_named_like_the_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        let (_, name) = store.create_track(&c, "mix").unwrap();
+        assert_eq!(name, "mix.2.opus");
+    }
+
+    #[test]
+    fn a_mix_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        let failed: Result<(), &str> = store
+            .write_mix(&c, |out| {
+                out.write_all(b"half").unwrap();
+                Err("encoder failed")
+            })
+            .unwrap();
+        assert!(failed.is_err());
+        let audio = store.call_dir(&c).join("audio");
+        assert!(!audio.join(MIX_FILE).exists());
+        assert_eq!(
+            fs::read_dir(&audio).unwrap().count(),
+            0,
+            "no temp file left"
+        );
+        let made: Result<(), &str> = store
+            .write_mix(&c, |out| {
+                out.write_all(b"OggS").unwrap();
+                Ok(())
+            })
+            .unwrap();
+        assert!(made.is_ok());
+        assert_eq!(fs::read(audio.join(MIX_FILE)).unwrap(), b"OggS");
+    }
+
+    #[test]
     fn one_track_can_be_removed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -121,12 +121,24 @@ fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `GET /v1/calls/{id}/insights` (bearer token): `insights.json`; 409
-/// `not-ready` while the call goes on or its insights are being made.
+/// `GET /v1/calls/{id}/insights` (bearer token): `insights.json`. While
+/// the call goes on and is transcribed, insights of the call so far from
+/// its transcript (`"live": true`: talk is when words were spoken); 409
+/// `not-ready` otherwise, until they are made after the call.
 pub async fn insights(
     State(state): State<Arc<AppState>>,
     super::extract::CallPath(call_id): super::extract::CallPath,
 ) -> Result<Json<Value>, Problem> {
+    if let Some(live) = state.transcripts.snapshot(&call_id) {
+        let input = crate::postcall::live_input(&live);
+        let insights = hearken_core::insights::compute(
+            &input,
+            &crate::postcall::insights_config(&state.config.insights),
+        );
+        let mut value = serde_json::to_value(insights).map_err(Problem::internal)?;
+        value["live"] = Value::Bool(true);
+        return Ok(Json(value));
+    }
     let (summary, insights) = read(&state, &call_id, |s, id| {
         Ok((s.read_call(id)?, s.read_insights::<Value>(id)?))
     })

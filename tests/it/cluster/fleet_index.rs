@@ -1,7 +1,7 @@
 //! One API for the whole fleet: every node lists every call from the
 //! PostgreSQL index, answers for a call another node holds, and serves its
 //! consent log with the hash chain intact; and every call's life is on the
-//! `HEARKEN_EVENTS` stream for downstream systems.
+//! `HEARKEN_EVENTS` stream for downstream systems, its insights last.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ async fn every_node_answers_for_every_call_and_events_tell_their_story() {
     let mut ids = BTreeSet::new();
     let mut messages = consumer.messages().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.values().map(Vec::len).sum::<usize>() < 9 || !all_ended(&seen) {
+    while seen.values().map(Vec::len).sum::<usize>() < 12 || !all_ended(&seen) {
         let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
         let Ok(Some(Ok(message))) = next else {
             assert!(Instant::now() < deadline, "events so far: {seen:?}");
@@ -126,14 +126,19 @@ async fn every_node_answers_for_every_call_and_events_tell_their_story() {
             kinds.contains(&"participant_left".to_owned()),
             "{call}: {kinds:?}"
         );
+        // The call's story ends with its end; its insights, made after it
+        // ended, follow.
         assert_eq!(
-            kinds.last().map(String::as_str),
-            Some("call_ended"),
+            &kinds[kinds.len() - 2..],
+            ["call_ended", "insights_ready"],
             "{call}: {kinds:?}"
         );
     }
 }
 
 fn all_ended(seen: &BTreeMap<String, Vec<String>>) -> bool {
-    seen.len() == 3 && seen.values().all(|k| k.iter().any(|e| e == "call_ended"))
+    seen.len() == 3
+        && seen
+            .values()
+            .all(|k| k.iter().any(|e| e == "insights_ready"))
 }

@@ -4,6 +4,8 @@
 //!   insights and the mix against what the test sent.
 //! - `discarded_audio_is_not_in_the_mix`: a participant who turns out never
 //!   to be recorded is silent in the mix.
+//! - `interrupted_work_resumes_at_start`: a mix a crash cut short is made
+//!   by the next server.
 //! - `share_links`: creating, listing, using and revoking links; a range
 //!   link reaches only its range.
 //! - `review_page_in_chromium`: the page in Debian's Chromium through a
@@ -11,6 +13,7 @@
 //!   one-hour call's page rendering and scrolling.
 
 mod discarded_audio_is_not_in_the_mix;
+mod interrupted_work_resumes_at_start;
 mod review_page_in_chromium;
 mod share_links;
 mod two_speaker_call;

@@ -5,7 +5,8 @@
 //! So alice talks 6 s, bob 4 s, one second at once; one turn each, bob
 //! taking over before alice stops (patience 0).
 //!
-//! After the call, the insights must say so (to the 20 ms of the level
+//! While the call goes on, the insights of the call so far come from its
+//! words. After the call, the insights must say so (to the 20 ms of the level
 //! frames plus the codec's edges: ±0.15 s), and `audio/mix.opus`, decoded
 //! here with libopus, must hold each tone at its time and both where they
 //! overlap.
