@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+use super::extract::CallPath;
 use super::problem::{Problem, ProblemType};
 use super::shares::{TimeRange, Viewer, ViewerQuery, authorize};
 use crate::server::AppState;
@@ -34,6 +35,7 @@ const REVIEW_JS: &str = include_str!("review/review.js");
 const REVIEW_CSS: &str = include_str!("review/review.css");
 const CALLS_HTML: &str = include_str!("review/calls.html");
 const CALLS_JS: &str = include_str!("review/calls.js");
+const COMMON_JS: &str = include_str!("review/common.js");
 
 /// `GET /calls`: the calls list page (its data comes from `GET /v1/calls`).
 pub async fn calls_page() -> Response {
@@ -44,17 +46,12 @@ pub async fn calls_page() -> Response {
 /// first, so a revoked or expired one answers 410 at once.
 pub async fn review_page(
     State(state): State<Arc<AppState>>,
-    Path(call): Path<String>,
+    CallPath(call_id): CallPath,
     Query(query): Query<ViewerQuery>,
     headers: HeaderMap,
 ) -> Response {
     if query.share.is_some() {
-        let checked = match CallId::parse(&call) {
-            Ok(id) => authorize(&state, &id, &headers, &query, false, "page")
-                .await
-                .map(|_| ()),
-            Err(e) => Err(Problem::new(ProblemType::BadCallId, e.to_string())),
-        };
+        let checked = authorize(&state, &call_id, &headers, &query, false, "page").await;
         if let Err(problem) = checked {
             let status = problem.status();
             let body = format!(
@@ -79,6 +76,7 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     let (body, mime) = match name.as_str() {
         "review.js" => (REVIEW_JS, "text/javascript; charset=utf-8"),
         "calls.js" => (CALLS_JS, "text/javascript; charset=utf-8"),
+        "common.js" => (COMMON_JS, "text/javascript; charset=utf-8"),
         "review.css" => (REVIEW_CSS, "text/css; charset=utf-8"),
         _ => return Problem::not_found(format!("no asset {name}")).into_response(),
     };
@@ -127,7 +125,7 @@ fn escape_html(text: &str) -> String {
 /// `not-ready` otherwise, until they are made after the call.
 pub async fn insights(
     State(state): State<Arc<AppState>>,
-    super::extract::CallPath(call_id): super::extract::CallPath,
+    CallPath(call_id): CallPath,
 ) -> Result<Json<Value>, Problem> {
     if let Some(live) = state.transcripts.snapshot(&call_id) {
         let input = crate::postcall::live_input(&live);
@@ -173,12 +171,11 @@ pub async fn insights(
 /// range.
 pub async fn audio(
     State(state): State<Arc<AppState>>,
-    Path((call, name)): Path<(String, String)>,
+    CallPath(call_id): CallPath,
+    Path((_, name)): Path<(String, String)>,
     Query(query): Query<ViewerQuery>,
     request: Request,
 ) -> Result<Response, Problem> {
-    let call_id =
-        CallId::parse(&call).map_err(|e| Problem::new(ProblemType::BadCallId, e.to_string()))?;
     let viewer = authorize(&state, &call_id, request.headers(), &query, true, "audio").await?;
     let Some(path) = state.store.audio_path(&call_id, &name) else {
         return Err(Problem::not_found(format!("no audio file {name:?}")));
@@ -244,12 +241,10 @@ pub async fn audio(
 /// document (README: "Reviewing and sharing a call").
 pub async fn review(
     State(state): State<Arc<AppState>>,
-    Path(call): Path<String>,
+    CallPath(call_id): CallPath,
     Query(query): Query<ViewerQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Problem> {
-    let call_id =
-        CallId::parse(&call).map_err(|e| Problem::new(ProblemType::BadCallId, e.to_string()))?;
     let viewer = authorize(&state, &call_id, &headers, &query, false, "review").await?;
     let (summary, transcript, insights, audit) = read(&state, &call_id, |s, id| {
         Ok((

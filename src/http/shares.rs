@@ -251,10 +251,9 @@ pub async fn list(
 /// 204; unknown: 404).
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
-    Path((call, share_id)): Path<(String, String)>,
+    CallPath(call_id): CallPath,
+    Path((_, share_id)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
-    let call_id =
-        CallId::parse(&call).map_err(|e| Problem::new(ProblemType::BadCallId, e.to_string()))?;
     let lines = read_lines(&state, &call_id).await?;
     if !records(&lines).any(|r| r.share_id == share_id) {
         return Err(Problem::not_found(format!(

@@ -1,72 +1,33 @@
 // Hearken calls list: GET /calls. Reads GET /v1/calls with the operator
-// token (sessionStorage 'hearken-token', asked for when missing) and shows
+// token (kept by common.js for this tab, asked for when missing) and shows
 // the calls newest first, each row linking to its review page /calls/{id}.
+// Shared helpers come from common.js, loaded before this script.
 //
 // Test hooks: window.hearkenCalls = { ready } (resolved after the first
 // render) and document.body.dataset.state = 'loading' | 'login' | 'error' | 'ready'.
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'hearken-token';
+  const { esc, token, pad2, fmtTime, fmtDate, operatorToken, storeToken, clearToken } = window.HearkenPage;
   // While a call is live or a job is running, the list refreshes itself.
   const REFRESH_MS = 10000;
 
   const $ = (id) => document.getElementById(id);
-  let memoryToken = null;
   let refreshTimer = 0;
   let resolveReady;
   const ready = new Promise((resolve) => { resolveReady = resolve; });
   window.hearkenCalls = { ready };
 
-  const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-  function esc(value) {
-    return String(value ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c]);
-  }
-  function token(value) {
-    return String(value ?? '').toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 40);
-  }
-  function pad2(n) {
-    return n < 10 ? '0' + n : String(n);
-  }
-  /** mm:ss, or h:mm:ss from an hour on (as on the review page). */
-  function fmtTime(seconds) {
-    if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return '–';
-    const total = Math.max(0, Math.floor(seconds + 1e-6));
-    const h = Math.floor(total / 3600);
-    const m = Math.floor((total % 3600) / 60);
-    const s = total % 60;
-    return h > 0 ? `${h}:${pad2(m)}:${pad2(s)}` : `${pad2(m)}:${pad2(s)}`;
-  }
   function startedMs(call) {
     const ms = typeof call.started_at === 'string' ? Date.parse(call.started_at) : Number.NaN;
     return Number.isNaN(ms) ? -Infinity : ms;
   }
-  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  /** "12 May 2026, 14:00" in local time, as on the review page. */
-  function fmtDate(ms) {
-    if (!Number.isFinite(ms)) return 'Unknown start';
-    const d = new Date(ms);
-    return `${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()}, ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  /** "12 May 2026, 14:00" in local time (the review page adds the weekday). */
+  function fmtStarted(call) {
+    return fmtDate(call.started_at) || 'Unknown start';
   }
   function fmtClock(d) {
     return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  }
-
-  function operatorToken() {
-    try {
-      return sessionStorage.getItem(TOKEN_KEY) || memoryToken;
-    } catch (_) {
-      return memoryToken;
-    }
-  }
-  function storeToken(value) {
-    memoryToken = value || null;
-    try {
-      if (value) sessionStorage.setItem(TOKEN_KEY, value);
-      else sessionStorage.removeItem(TOKEN_KEY);
-    } catch (_) {
-      // Storage disabled: memoryToken keeps it for this page.
-    }
   }
 
   function show(id) {
@@ -105,7 +66,7 @@
       return showMessage('Something went wrong', 'The server could not be reached.');
     }
     if (res.status === 401) {
-      storeToken(null);
+      clearToken();
       return showLogin('That token was not accepted.');
     }
     let body = null;
@@ -130,13 +91,13 @@
     const rows = calls.filter((c) => c && typeof c === 'object')
       .map((c) => ({ c, ms: startedMs(c) }))
       .sort((a, b) => b.ms - a.ms);
-    $('calls').innerHTML = rows.map(({ c, ms }) => {
+    $('calls').innerHTML = rows.map(({ c }) => {
       const id = String(c.call_id ?? '');
       const href = `/calls/${encodeURIComponent(id)}`;
       const participants = typeof c.participants === 'number' ? c.participants : '–';
       const node = typeof c.node === 'string' && c.node ? ` <span class="muted">on ${esc(c.node)}</span>` : '';
       return `<tr data-href="${esc(href)}">`
-        + `<td><a href="${esc(href)}">${esc(fmtDate(ms))}</a><span class="call-id">${esc(id)}</span></td>`
+        + `<td><a href="${esc(href)}">${esc(fmtStarted(c))}</a><span class="call-id">${esc(id)}</span></td>`
         + `<td class="num">${fmtTime(c.duration_seconds)}</td>`
         + `<td class="num">${esc(participants)}</td>`
         + `<td>${esc(c.consent_mode || 'none')}</td>`
@@ -173,7 +134,7 @@
     load();
   });
   $('signout').addEventListener('click', () => {
-    storeToken(null);
+    clearToken();
     showLogin();
   });
 

@@ -7,6 +7,9 @@
 // of escaped text and never re-rendered, and clicks are handled by one
 // delegated listener per container.
 //
+// Shared helpers (escaping, time and date formats, the operator token) come
+// from common.js, loaded before this script.
+//
 // Test hooks: window.hearkenReview = { ready, renderMs, player, seek(callTime) }
 // and document.body.dataset.state = 'loading' | 'login' | 'error' | 'ready'.
 'use strict';
@@ -14,7 +17,7 @@
 (() => {
   const scriptStart = performance.now();
 
-  const TOKEN_KEY = 'hearken-token';
+  const { esc, token, fmtTime, fmtDate, operatorToken, storeToken, clearToken } = window.HearkenPage;
   const POLL_MS = 2000;
   const PALETTE_SIZE = 8;
   // A word stays highlighted this long after its end, so short pauses between
@@ -65,11 +68,6 @@
     }
   }
 
-  const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-  function esc(value) {
-    return String(value ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c]);
-  }
-
   /** A finite number from JSON, or `fallback`. */
   function num(value, fallback = 0) {
     const n = typeof value === 'number' ? value : Number.NaN;
@@ -81,20 +79,6 @@
     return Array.isArray(value) ? value.filter((x) => x !== null && typeof x === 'object') : [];
   }
 
-  function pad2(n) {
-    return n < 10 ? '0' + n : String(n);
-  }
-
-  /** mm:ss, or h:mm:ss from an hour on. */
-  function fmtTime(seconds) {
-    if (!Number.isFinite(seconds)) return '–';
-    const total = Math.max(0, Math.floor(seconds + 1e-6));
-    const h = Math.floor(total / 3600);
-    const m = Math.floor((total % 3600) / 60);
-    const s = total % 60;
-    return h > 0 ? `${h}:${pad2(m)}:${pad2(s)}` : `${pad2(m)}:${pad2(s)}`;
-  }
-
   function fmtSeconds(seconds) {
     if (!Number.isFinite(seconds)) return '–';
     return seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;
@@ -104,25 +88,14 @@
     return `${Math.round(Math.max(0, Math.min(1, ratio)) * 100)}%`;
   }
 
-  const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  /** "Tue 12 May 2026, 14:00" in local time (no Intl: its start-up is slow). */
-  function fmtDate(rfc3339) {
-    if (typeof rfc3339 !== 'string') return null;
-    const d = new Date(rfc3339);
-    if (Number.isNaN(d.getTime())) return null;
-    return `${WEEKDAYS[d.getDay()]} ${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()}, `
-      + `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  /** "Tue 12 May 2026, 14:00" in local time, or null. */
+  function fmtDay(rfc3339) {
+    return fmtDate(rfc3339, { weekday: true });
   }
 
   /** 10000 as "10,000". */
   function groupDigits(n) {
     return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-  }
-
-  /** A word safe to use in a class name (kinds and states come from JSON). */
-  function token(value) {
-    return String(value ?? '').toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 40);
   }
 
   function setState(state) {
@@ -136,31 +109,6 @@
   }
 
   // ---------- auth and API ----------
-
-  // The token when sessionStorage is unavailable (some privacy settings).
-  let memoryToken = null;
-
-  function storedToken() {
-    try {
-      return sessionStorage.getItem(TOKEN_KEY);
-    } catch (_) {
-      return null;
-    }
-  }
-
-  function storeToken(value) {
-    try {
-      if (value) sessionStorage.setItem(TOKEN_KEY, value);
-      else sessionStorage.removeItem(TOKEN_KEY);
-    } catch (_) {
-      // Storage disabled: the token lives only until the page is left.
-    }
-    memoryToken = value || null;
-  }
-
-  function operatorToken() {
-    return storedToken() || memoryToken;
-  }
 
   class ApiError extends Error {
     constructor(status, problem) {
@@ -237,7 +185,7 @@
   function handleApiError(e) {
     const status = e instanceof ApiError ? e.status : 0;
     if (status === 401 && !share) {
-      storeToken(null);
+      clearToken();
       return showLogin('That token was not accepted.');
     }
     if (status === 410) return showMessage('Link unavailable', 'This link has expired or was revoked.');
@@ -276,7 +224,7 @@
   });
 
   $('signout').addEventListener('click', () => {
-    storeToken(null);
+    clearToken();
     player.removeAttribute('src');
     player.load();
     showLogin();
@@ -353,7 +301,7 @@
   function renderHeader(call, consent, shareInfo, range, duration) {
     $('call-title').textContent = `Call ${call.call_id || callId}`;
     const items = [];
-    const started = fmtDate(call.started_at);
+    const started = fmtDay(call.started_at);
     if (started) items.push(['Started', started]);
     items.push(['Duration', Number.isFinite(duration) && duration > 0 ? fmtTime(duration) : '–']);
     const mode = call.consent_mode || (consent && consent.mode);
@@ -370,7 +318,7 @@
     const note = $('share-note');
     const parts = [];
     if (shareInfo) {
-      const expires = fmtDate(shareInfo.expires_at);
+      const expires = fmtDay(shareInfo.expires_at);
       parts.push(expires ? `Shared link, valid until ${expires}` : 'Shared link');
       if (typeof shareInfo.note === 'string' && shareInfo.note) parts.push(`“${shareInfo.note}”`);
     }

@@ -11,32 +11,23 @@
 
 use std::time::Duration;
 
-use super::wait_for_insights;
-use crate::common::TestServer;
-use crate::common::{Outgoing, WhipClient, consent_log, decode_ogg_opus, locate, tone_packets};
+use super::{talk, wait_for_insights};
+use crate::common::{TestServer, consent_log, decode_ogg_opus, locate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discarded_participant_is_silent_in_the_mix() {
     let server = TestServer::start().await;
     let call = "discarded-in-mix";
     locate(&server, call, "alice", "US-NY").await;
-    let client = WhipClient::connect(&server, call, &["alice", "carol"]).await;
-    let streams = vec![
-        Outgoing {
-            stream_id: "alice".into(),
-            packets: tone_packets(&[(440.0, 3.0), (0.0, 2.5)]),
-            start_after: Duration::ZERO,
-        },
-        Outgoing {
-            stream_id: "carol".into(),
-            packets: tone_packets(&[(1000.0, 3.0), (0.0, 2.5)]),
-            start_after: Duration::ZERO,
-        },
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        locate(&server, call, "carol", "US-CA").await;
+    };
+    let speakers: [(&str, &[(f64, f64)]); 2] = [
+        ("alice", &[(440.0, 3.0), (0.0, 2.5)]),
+        ("carol", &[(1000.0, 3.0), (0.0, 2.5)]),
     ];
-    let run = tokio::task::spawn_blocking(move || client.run(streams, Duration::from_millis(300)));
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    locate(&server, call, "carol", "US-CA").await;
-    let client = run.await.unwrap();
+    let (client, ()) = tokio::join!(talk(&server, call, &speakers), during);
     assert_eq!(server.delete(&client.location).await.status(), 200);
 
     let log = consent_log(&server, call).await;

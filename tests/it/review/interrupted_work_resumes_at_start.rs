@@ -3,10 +3,8 @@
 //! leaves it) gets its mix and insights from the next server on the same
 //! data directory.
 
-use std::time::Duration;
-
-use super::wait_for_insights;
-use crate::common::{Outgoing, TestServer, WhipClient, decode_ogg_opus, tone_packets};
+use super::{call_of, wait_for_insights};
+use crate::common::{TestServer, decode_ogg_opus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mix_cut_short_is_made_at_the_next_start() {
@@ -18,17 +16,7 @@ async fn a_mix_cut_short_is_made_at_the_next_start() {
         c.insights.enabled = false;
     })
     .await;
-    let client = WhipClient::connect(&first, call, &["alice"]).await;
-    let streams = vec![Outgoing {
-        stream_id: "alice".into(),
-        packets: tone_packets(&[(440.0, 2.0), (0.0, 0.5)]),
-        start_after: Duration::ZERO,
-    }];
-    let client =
-        tokio::task::spawn_blocking(move || client.run(streams, Duration::from_millis(200)))
-            .await
-            .unwrap();
-    assert_eq!(first.delete(&client.location).await.status(), 200);
+    call_of(&first, call, &[("alice", &[(440.0, 2.0), (0.0, 0.5)])]).await;
     first.shutdown().await;
 
     // What a crash in the middle of the mix leaves.

@@ -20,7 +20,36 @@ mod two_speaker_call;
 
 use std::time::{Duration, Instant};
 
-use crate::common::{TOKEN, TestServer};
+use crate::common::{Outgoing, TOKEN, TestServer, WhipClient, tone_packets};
+
+/// One WHIP session (a gateway) carrying a speaker per `(id, parts)`, each
+/// sounding `tone_packets(parts)` from the moment it connects; returns the
+/// client once everything was sent (the call goes on until it is deleted).
+pub async fn talk(
+    server: &TestServer,
+    call: &str,
+    speakers: &[(&str, &[(f64, f64)])],
+) -> WhipClient {
+    let ids: Vec<&str> = speakers.iter().map(|(id, _)| *id).collect();
+    let client = WhipClient::connect(server, call, &ids).await;
+    let streams = speakers
+        .iter()
+        .map(|(id, parts)| Outgoing {
+            stream_id: (*id).to_owned(),
+            packets: tone_packets(parts),
+            start_after: Duration::ZERO,
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || client.run(streams, Duration::from_millis(300)))
+        .await
+        .expect("the client ran")
+}
+
+/// [`talk`], then the call's end (its session deleted).
+pub async fn call_of(server: &TestServer, call: &str, speakers: &[(&str, &[(f64, f64)])]) {
+    let client = talk(server, call, speakers).await;
+    assert_eq!(server.delete(&client.location).await.status(), 200);
+}
 
 /// Waits for the call's insights (made after it ended), or fails.
 pub async fn wait_for_insights(server: &TestServer, call: &str) -> serde_json::Value {

@@ -21,11 +21,8 @@ use std::time::Duration;
 
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
 
-use super::{create_share, token_of, wait_for_insights};
-use crate::common::{
-    Browser, Outgoing, TOKEN, TestServer, WhipClient, decode_ogg_opus, tone_packets,
-    transcribing_server,
-};
+use super::{call_of, create_share, token_of, wait_for_insights};
+use crate::common::{Browser, TOKEN, TestServer, decode_ogg_opus, transcribing_server};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -37,6 +34,17 @@ fn artifact(name: &str) -> PathBuf {
 
 fn f(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Opens `url` and waits until the page says it is ready.
+fn open_ready(browser: &mut Browser, url: &str) {
+    browser.navigate(url).unwrap();
+    browser
+        .wait_for(
+            "document.body.dataset.state === 'ready'",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
 }
 
 /// Clicks the element `js` finds (after giving it an id) and waits until
@@ -73,24 +81,15 @@ async fn a_share_link_opens_the_page_and_words_and_moments_seek() {
     })
     .await;
     let call = "reviewed";
-    let client = WhipClient::connect(&server, call, &["alice", "bob"]).await;
-    let streams = vec![
-        Outgoing {
-            stream_id: "alice".into(),
-            packets: tone_packets(&[(440.0, 4.0), (0.0, 5.0)]),
-            start_after: Duration::ZERO,
-        },
-        Outgoing {
-            stream_id: "bob".into(),
-            packets: tone_packets(&[(0.0, 4.5), (1000.0, 4.0), (0.0, 0.5)]),
-            start_after: Duration::ZERO,
-        },
-    ];
-    let client =
-        tokio::task::spawn_blocking(move || client.run(streams, Duration::from_millis(300)))
-            .await
-            .unwrap();
-    assert_eq!(server.delete(&client.location).await.status(), 200);
+    call_of(
+        &server,
+        call,
+        &[
+            ("alice", &[(440.0, 4.0), (0.0, 5.0)]),
+            ("bob", &[(0.0, 4.5), (1000.0, 4.0), (0.0, 0.5)]),
+        ],
+    )
+    .await;
     let insights = wait_for_insights(&server, call).await;
     let transcript = crate::common::transcript(&server, call).await;
     let bob_words = crate::common::words_of(&transcript, "bob");
@@ -114,13 +113,7 @@ async fn a_share_link_opens_the_page_and_words_and_moments_seek() {
     let page = server.url(share["url"].as_str().unwrap());
     let mut browser = tokio::task::block_in_place(Browser::launch).expect("chromium starts");
     tokio::task::block_in_place(|| {
-        browser.navigate(&page).unwrap();
-        browser
-            .wait_for(
-                "document.body.dataset.state === 'ready'",
-                Duration::from_secs(20),
-            )
-            .unwrap();
+        open_ready(&mut browser, &page);
         // The player has the mix.
         browser
             .wait_for(
@@ -188,13 +181,7 @@ async fn a_share_link_opens_the_page_and_words_and_moments_seek() {
     let excerpt_page = server.url(excerpt["url"].as_str().unwrap());
     let excerpt_token = token_of(excerpt["url"].as_str().unwrap());
     tokio::task::block_in_place(|| {
-        browser.navigate(&excerpt_page).unwrap();
-        browser
-            .wait_for(
-                "document.body.dataset.state === 'ready'",
-                Duration::from_secs(20),
-            )
-            .unwrap();
+        open_ready(&mut browser, &excerpt_page);
         let starts = browser
             .eval("[...document.querySelectorAll('#transcript .w')].map(e => Number(e.dataset.s))")
             .unwrap();
@@ -478,13 +465,7 @@ async fn an_hour_long_call_renders_and_scrolls_quickly() {
     let page = server.url(share["url"].as_str().unwrap());
     let mut browser = tokio::task::block_in_place(Browser::launch).expect("chromium starts");
     tokio::task::block_in_place(|| {
-        browser.navigate(&page).unwrap();
-        browser
-            .wait_for(
-                "document.body.dataset.state === 'ready'",
-                Duration::from_secs(30),
-            )
-            .unwrap();
+        open_ready(&mut browser, &page);
         let rendered = browser
             .eval("document.querySelectorAll('#transcript .w').length")
             .unwrap();

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::{create_share, token_of, wait_for_insights};
-use crate::common::{Decoded, Outgoing, TOKEN, TestServer, WhipClient, metric_sum, tone_packets};
+use super::{call_of, create_share, token_of, wait_for_insights};
+use crate::common::{Decoded, TOKEN, TestServer, get_json, metric_sum};
 
 async fn get(server: &TestServer, path: &str, range: Option<&str>) -> reqwest::Response {
     let mut request = server.client.get(server.url(path));
@@ -30,17 +30,12 @@ fn decode(bytes: &[u8]) -> Decoded {
 async fn links_share_what_they_say_and_stop_when_told() {
     let server = TestServer::start().await;
     let call = "shared";
-    let client = WhipClient::connect(&server, call, &["alice"]).await;
-    let streams = vec![Outgoing {
-        stream_id: "alice".into(),
-        packets: tone_packets(&[(440.0, 4.0), (1000.0, 4.0), (0.0, 0.5)]),
-        start_after: Duration::ZERO,
-    }];
-    let client =
-        tokio::task::spawn_blocking(move || client.run(streams, Duration::from_millis(200)))
-            .await
-            .unwrap();
-    assert_eq!(server.delete(&client.location).await.status(), 200);
+    call_of(
+        &server,
+        call,
+        &[("alice", &[(440.0, 4.0), (1000.0, 4.0), (0.0, 0.5)])],
+    )
+    .await;
     wait_for_insights(&server, call).await;
 
     // Bad requests name what is wrong.
@@ -217,16 +212,7 @@ async fn links_share_what_they_say_and_stop_when_told() {
     assert_eq!(again.bytes().await.unwrap().len(), cut.len());
 
     // The list, with uses.
-    let list: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/shares")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&server, &format!("/v1/calls/{call}/shares")).await;
     let shares = list["shares"].as_array().unwrap();
     assert_eq!(shares.len(), 2, "{list}");
     assert!(shares.iter().all(|s| s["state"] == "active"));

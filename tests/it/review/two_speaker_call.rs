@@ -15,10 +15,8 @@ use std::time::Duration;
 
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
 
-use super::wait_for_insights;
-use crate::common::{
-    Outgoing, TOKEN, WhipClient, decode_ogg_opus, metric_sum, tone_packets, transcribing_server,
-};
+use super::{talk, wait_for_insights};
+use crate::common::{decode_ogg_opus, get_json, metric_sum, transcribing_server};
 
 const TOLERANCE: f64 = 0.15;
 
@@ -34,23 +32,39 @@ async fn insights_and_mix_match_what_was_said() {
     let fake = FakeDeepgram::start(FakeConfig::default()).await;
     let server = transcribing_server(&fake, "REVIEW_DG_KEY", |_| {}).await;
     let call = "two-speakers";
-    let client = WhipClient::connect(&server, call, &["alice", "bob"]).await;
-    let streams = vec![
-        Outgoing {
-            stream_id: "alice".into(),
-            packets: tone_packets(&[(440.0, 6.0), (0.0, 5.0)]),
-            start_after: Duration::ZERO,
-        },
-        Outgoing {
-            stream_id: "bob".into(),
-            packets: tone_packets(&[(0.0, 5.0), (1000.0, 4.0), (0.0, 2.0)]),
-            start_after: Duration::ZERO,
-        },
-    ];
-    let client =
-        tokio::task::spawn_blocking(move || client.run(streams, Duration::from_millis(300)))
-            .await
-            .unwrap();
+    let client = talk(
+        &server,
+        call,
+        &[
+            ("alice", &[(440.0, 6.0), (0.0, 5.0)]),
+            ("bob", &[(0.0, 5.0), (1000.0, 4.0), (0.0, 2.0)]),
+        ],
+    )
+    .await;
+
+    // While the call goes on: insights of the call so far, from its words.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let live = loop {
+        let live = get_json(&server, &format!("/v1/calls/{call}/insights")).await;
+        let talked = |i: usize| {
+            live["participants"][i]["talk_seconds"]
+                .as_f64()
+                .unwrap_or(0.0)
+        };
+        if talked(0) > 5.0 && talked(1) > 3.0 || std::time::Instant::now() > deadline {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("live insights of {call}: {live}");
+    assert_eq!(live["live"], true, "{live}");
+    for (i, who, talk) in [(0, "alice", 6.0), (1, "bob", 4.0)] {
+        let p = &live["participants"][i];
+        assert_eq!(p["participant"], who, "{live}");
+        // Words are 0.5 s windows of sound: talk is known to half a second.
+        let got = p["talk_seconds"].as_f64().unwrap_or(0.0);
+        close(&format!("{who}'s live talk"), got, talk, 0.6);
+    }
     assert_eq!(server.delete(&client.location).await.status(), 200);
 
     let insights = wait_for_insights(&server, call).await;
@@ -145,16 +159,7 @@ async fn insights_and_mix_match_what_was_said() {
     assert!(mix.rms(quiet.0, quiet.1) < 100.0, "silence after both stop");
 
     // The review document says the same to an operator.
-    let review: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/v1/calls/{call}/review")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let review = get_json(&server, &format!("/v1/calls/{call}/review")).await;
     assert_eq!(review["audio"]["state"], "done");
     assert_eq!(
         review["audio"]["url"],
