@@ -181,14 +181,17 @@ impl PostCall {
     }
 }
 
-/// Queues the ended calls whose work a crash or shutdown interrupted.
+/// Queues the ended calls whose work a crash or shutdown interrupted, or
+/// never began (a call that ended as the server stopped, or while this
+/// work was off).
 fn resume_unfinished(store: &Store, sender: &mpsc::Sender<CallId>, metrics: &Metrics) {
     for summary in store.ended_calls() {
-        let unfinished = summary.postcall.as_ref().is_some_and(|p| {
-            [p.mix.state, p.insights.state]
+        let unfinished = match &summary.postcall {
+            None => summary.started_at.is_some(),
+            Some(p) => [p.mix.state, p.insights.state]
                 .iter()
-                .any(|s| matches!(s, JobState::Pending | JobState::Running))
-        });
+                .any(|s| matches!(s, JobState::Pending | JobState::Running)),
+        };
         if unfinished
             && let Ok(call_id) = CallId::parse(&summary.call_id)
             && sender.try_send(call_id).is_ok()

@@ -1,7 +1,8 @@
-//! Post-call work a crash interrupted is done at the next start: a call
-//! whose `call.json` says its mix was running (as a server killed mid-mix
-//! leaves it) gets its mix and insights from the next server on the same
-//! data directory.
+//! Post-call work a crash interrupted, or that never began, is done at the
+//! next start: a call whose `call.json` says its mix was running (as a
+//! server killed mid-mix leaves it), and one that ended while that work was
+//! off (or as the server stopped), get their mix and insights from the next
+//! server on the same data directory.
 
 use super::{call_of, wait_for_insights};
 use crate::common::{TestServer, decode_ogg_opus};
@@ -17,6 +18,8 @@ async fn a_mix_cut_short_is_made_at_the_next_start() {
     })
     .await;
     call_of(&first, call, &[("alice", &[(440.0, 2.0), (0.0, 0.5)])]).await;
+    let untouched = "never-began";
+    call_of(&first, untouched, &[("bob", &[(1000.0, 1.0), (0.0, 0.5)])]).await;
     first.shutdown().await;
 
     // What a crash in the middle of the mix leaves.
@@ -31,6 +34,9 @@ async fn a_mix_cut_short_is_made_at_the_next_start() {
     std::fs::write(&call_json, serde_json::to_vec(&summary).unwrap()).unwrap();
 
     let second = TestServer::start_with(|c| c.storage.data_dir = dir.clone()).await;
+    let bob = wait_for_insights(&second, untouched).await;
+    let talk = bob["participants"][0]["talk_seconds"].as_f64().unwrap();
+    assert!((talk - 1.0).abs() < 0.15, "bob talked 1 s: {talk}");
     let insights = wait_for_insights(&second, call).await;
     let alice = &insights["participants"][0];
     assert_eq!(alice["participant"], "alice");
