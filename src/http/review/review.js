@@ -265,7 +265,7 @@
     renderTranscript(transcript);
     renderInsights(data.insights);
     renderConsent(data.consent);
-    setAudio(data.audio);
+    setAudio(data.audio, data.call);
     $('clock-end').textContent = fmtTime(t1);
     showTime(t0);
 
@@ -694,8 +694,11 @@
 
   // ---------- audio ----------
 
-  function setAudio(audio) {
+  /** Shows the player once the mix exists; until then its state, polling
+   *  while it can still come (being made, or the call still going on). */
+  function setAudio(audio, call) {
     const a = audio && typeof audio === 'object' ? audio : {};
+    const ended = Boolean(call && typeof call === 'object' && call.ended_at);
     view.offset = num(a.offset, view.offset);
     const box = $('audio-state');
     if (typeof a.url === 'string' && a.url) {
@@ -717,14 +720,14 @@
       pending: 'The recording is queued for mixing…',
       running: `Mixing the recording… ${fmtPercent(progress)}`,
       failed: 'Mixing the recording failed; the transcript is still here.',
-      none: 'No mixed recording yet.',
+      none: ended ? 'No audio was recorded in this call.' : 'The recording is mixed when the call ends.',
       done: 'The recording is almost ready…',
     }[state] || `Audio: ${state}`;
     $('audio-state-text').textContent = text;
     $('audio-progress').style.width = `${progress * 100}%`;
     box.className = `audio-state state-${token(state)}`;
-    if (state !== 'failed') schedulePoll();
-    else stopPolling();
+    if (state === 'failed' || (state === 'none' && ended)) stopPolling();
+    else schedulePoll();
   }
 
   function schedulePoll() {
@@ -749,7 +752,7 @@
     }
     if (!data || typeof data !== 'object') return schedulePoll();
     if (!view.insightsShown && data.insights) renderInsights(data.insights);
-    setAudio(data.audio);
+    setAudio(data.audio, data.call);
   }
 
   /** Seeks the player to call time `callTime`; returns the file time. */
