@@ -744,14 +744,50 @@ struct SpeakerTask {
     purge: Arc<PurgeSignal>,
 }
 
+/// When a speaker's task may try the backend again: after each failed
+/// connect or lost connection, a wait doubling from [`Retry::FIRST`] to
+/// [`Retry::MOST`], with up to 255 ms of jitter so the speakers of a call
+/// do not retry in step. Only a final result resets it: a backend that
+/// takes connections but never acknowledges the audio (or closes before
+/// it does) is not hammered with reconnects.
+#[derive(Debug)]
+struct Retry {
+    backoff: Duration,
+    /// The earliest next attempt.
+    next: Instant,
+}
+
+impl Retry {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MOST: Duration = Duration::from_secs(10);
+
+    fn new(now: Instant) -> Self {
+        Self {
+            backoff: Self::FIRST,
+            next: now,
+        }
+    }
+
+    /// A connect failed or a connection was lost at `now`.
+    fn failed(&mut self, now: Instant) {
+        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
+        self.next = now + self.backoff + jitter;
+        self.backoff = (self.backoff * 2).min(Self::MOST);
+    }
+
+    /// The backend acknowledged audio.
+    fn answered(&mut self) {
+        self.backoff = Self::FIRST;
+    }
+}
+
 impl SpeakerTask {
     async fn run(self, mut rx: mpsc::Receiver<SpeakerMsg>) -> Coverage {
         let mut stream = SpeakerStream::new(self.settings.buffer_seconds);
         let mut talk = self.settings.talk_filter.map(TalkFilter::new);
         let mut audio = FrameAudio::new(self.backend.input());
         let mut conn: Option<Box<dyn Connection>> = None;
-        let mut backoff = Duration::from_millis(200);
-        let mut next_attempt = Instant::now();
+        let mut retry = Retry::new(Instant::now());
         let mut ending: Option<Instant> = None;
         let mut closed_sent = false;
         // When audio a connection held back must go out.
@@ -781,7 +817,7 @@ impl SpeakerTask {
             }
             // Connect as soon as there is audio (and on every loss of the
             // connection), with backoff and jitter.
-            if conn.is_none() && !stream.is_drained() && now >= next_attempt {
+            if conn.is_none() && !stream.is_drained() && now >= retry.next {
                 let connected = match tokio::time::timeout(
                     self.settings.connect_timeout,
                     self.backend.connect(audio.pcm_rate()),
@@ -799,7 +835,6 @@ impl SpeakerTask {
                         conn = Some(c);
                         stream.handle_connected();
                         closed_sent = false;
-                        backoff = Duration::from_millis(200);
                         self.metrics.transcription_connections.inc();
                         debug!(call = %self.call_id, "transcription connected");
                     }
@@ -809,9 +844,7 @@ impl SpeakerTask {
                             .with_label_values(&[e.failure.as_label()])
                             .inc();
                         warn!(call = %self.call_id, error = %e, "transcription backend unavailable; retrying");
-                        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
-                        next_attempt = Instant::now() + backoff + jitter;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        retry.failed(Instant::now());
                     }
                 }
             }
@@ -853,12 +886,13 @@ impl SpeakerTask {
                 }
                 if failed {
                     self.lose_connection(&mut conn, &mut stream, Some(Failure::Send));
+                    retry.failed(Instant::now());
                 }
             }
             let wake = ending
                 .unwrap_or(now + Duration::from_secs(3600))
                 .min(if conn.is_none() {
-                    next_attempt.max(now + Duration::from_millis(10))
+                    retry.next.max(now + Duration::from_millis(10))
                 } else {
                     flush_at.unwrap_or(now + Duration::from_secs(3600))
                 });
@@ -886,6 +920,8 @@ impl SpeakerTask {
                 () = self.purge.wake.notified() => {}
                 event = next_event(&mut conn), if self.purge.asked() == purged => match event {
                     Some(Ok(BackendEvent::Final { start, duration, text, words })) => {
+                        // The backend answers: a later loss retries soon again.
+                        retry.answered();
                         let words = stream.handle_final(start, duration, &words);
                         if let Some(last) = words.last() {
                             let end = (last.end * 48_000.0) as u64;
@@ -908,10 +944,12 @@ impl SpeakerTask {
                         // After our CloseStream, the close is the end we asked for.
                         let failure = (!closed_sent).then_some(Failure::Closed);
                         self.lose_connection(&mut conn, &mut stream, failure);
+                        retry.failed(Instant::now());
                     }
                     Some(Err(e)) => {
                         debug!(error = %e, "transcription connection lost");
                         self.lose_connection(&mut conn, &mut stream, Some(e.failure));
+                        retry.failed(Instant::now());
                     }
                 },
                 _ = tokio::time::sleep_until(wake) => {}
@@ -1189,7 +1227,11 @@ mod tests {
             _pcm_rate: u32,
         ) -> backend::BoxFuture<'static, Result<Box<dyn Connection>, backend::BackendError>>
         {
-            let result = if self.accept.load(Ordering::SeqCst) {
+            // Refusing past a thousand connections ends a reconnect storm,
+            // so a test of one fails instead of spinning for ever.
+            let result = if self.accept.load(Ordering::SeqCst)
+                && self.connections.load(Ordering::SeqCst) < 1000
+            {
                 Ok(Box::new(FakeConnection {
                     index: self.connections.fetch_add(1, Ordering::SeqCst),
                     finals: self.finals,
@@ -1469,6 +1511,50 @@ mod tests {
             .collect();
         assert_eq!(second, (100..105).map(|n| n * FRAME).collect::<Vec<_>>());
         assert_eq!(s.sent().len(), 55);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_never_acknowledges_is_not_hammered_at_the_end() {
+        // It takes every connection and closes each when asked, with no
+        // final result: the unacknowledged second is sent again on each new
+        // connection until the finish timeout (500 ms here). Waiting 200 ms,
+        // then 400 ms (plus jitter under 256 ms) between connections, that
+        // is at most three; without the wait it was one every 10 ms.
+        let mut s = sink(false, true, 64, 3_000);
+        s.send("alice", 0..50);
+        s.settle(50).await;
+        let (summary, s) = s.end(&["alice"]).await;
+        let connections = s.metrics.transcription_connections.get();
+        assert!((2..=3).contains(&connections), "{connections} connections");
+        let c = coverage(&summary, "alice");
+        assert_eq!(c.acknowledged_seconds, 0.0);
+        assert!((c.captured_seconds - 1.0).abs() < 1e-9, "{c:?}");
+    }
+
+    #[test]
+    fn retries_wait_longer_each_time_until_the_backend_answers() {
+        let t0 = Instant::now();
+        let mut retry = Retry::new(t0);
+        assert_eq!(retry.next, t0, "the first attempt is at once");
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            retry.failed(t0);
+            waits.push(retry.next - t0);
+        }
+        let jitter = Duration::from_millis(255);
+        for (wait, base) in waits
+            .iter()
+            .zip([200, 400, 800, 1600, 3200, 6400, 10_000, 10_000])
+        {
+            let base = Duration::from_millis(base);
+            assert!(
+                *wait >= base && *wait <= base + jitter,
+                "{wait:?} for {base:?}"
+            );
+        }
+        retry.answered();
+        retry.failed(t0);
+        assert!(retry.next - t0 <= Retry::FIRST + jitter);
     }
 
     #[tokio::test(start_paused = true)]
