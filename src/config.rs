@@ -137,6 +137,9 @@ impl Default for InsightsSettings {
     }
 }
 
+/// The longest `shares.max_expires_in`: ten years.
+const MAX_SHARE_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// Share links (`POST /v1/calls/{id}/shares`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1065,8 +1068,11 @@ impl Config {
                 "must be at least 32 characters (or empty, to generate one)",
             );
         }
-        if self.shares.max_expires_in == 0 {
-            return invalid("shares.max_expires_in", "must be at least 1");
+        if !(1..=MAX_SHARE_SECONDS).contains(&self.shares.max_expires_in) {
+            return invalid(
+                "shares.max_expires_in",
+                "must be between 1 and 315360000 (ten years)",
+            );
         }
         Ok(())
     }

@@ -181,7 +181,16 @@ pub async fn create(
     };
     let range = body.range.map(|r| valid_range(r, duration)).transpose()?;
     let now = Utc::now();
-    let expires_at = now + chrono::Duration::seconds(i64::try_from(body.expires_in).unwrap_or(0));
+    let Some(expires_at) = i64::try_from(body.expires_in)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|d| now.checked_add_signed(d))
+    else {
+        return Err(Problem::new(
+            ProblemType::BadBody,
+            "expires_in is too far in the future",
+        ));
+    };
     let record = ShareRecord {
         share_id: hex::encode(rand::random::<[u8; 16]>()),
         created_at: now,
