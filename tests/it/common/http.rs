@@ -122,3 +122,22 @@ pub async fn locate(server: &TestServer, call: &str, who: &str, subdivision: &st
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Waits until `server` has counted `n` packets from `who` in `call` (its
+/// live summary), at most 5 s: a DELETE sent the moment the last packet
+/// left must not overtake it on a busy machine.
+pub async fn wait_received(server: &TestServer, call: &str, who: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let summary = server.call_json(call).await;
+        let got = summary["participants"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == who))
+            .and_then(|p| p["packets_received"].as_u64())
+            .unwrap_or(0);
+        if got >= n || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -139,6 +139,7 @@ async fn a_dead_worker_leaves_placement_and_readiness() {
         })
         .await
         .unwrap();
+        crate::common::wait_received(&server, &format!("after-{n}"), "cat", 50).await;
         assert_eq!(server.delete(&client.location).await.status(), 200);
         let summary = server.call_json(&format!("after-{n}")).await;
         assert_eq!(
