@@ -686,6 +686,7 @@ mod tests {
             ],
             coverage: Default::default(),
             complete: false,
+            incomplete: false,
         };
         let input = live_input(&transcript);
         let talk: Vec<(String, Vec<(f64, f64)>)> = input

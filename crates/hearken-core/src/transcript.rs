@@ -153,6 +153,15 @@ pub struct Coverage {
     pub purged_seconds: f64,
 }
 
+impl Coverage {
+    /// Whether audio is missing: some was lost to a full buffer, or some is
+    /// still waiting for the backend (at the end of a call: never
+    /// acknowledged). Purged audio is not missing: a decline withdrew it.
+    pub fn is_incomplete(&self) -> bool {
+        self.lost_seconds > 0.0 || self.buffered_seconds > 0.0
+    }
+}
+
 /// One sent chunk on the current connection.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -389,6 +398,30 @@ impl SpeakerStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_is_incomplete_when_audio_is_lost_or_never_acknowledged() {
+        let full = Coverage {
+            captured_seconds: 10.0,
+            acknowledged_seconds: 8.0,
+            purged_seconds: 2.0,
+            ..Coverage::default()
+        };
+        assert!(
+            !full.is_incomplete(),
+            "a decline's purge is not missing audio"
+        );
+        let lost = Coverage {
+            lost_seconds: 0.02,
+            ..full
+        };
+        assert!(lost.is_incomplete());
+        let unacknowledged = Coverage {
+            buffered_seconds: 0.5,
+            ..full
+        };
+        assert!(unacknowledged.is_incomplete());
+    }
 
     /// `n` chunks of 20 ms starting at call time `at` seconds, loud.
     fn talk(stream: &mut SpeakerStream, at: f64, n: usize) {

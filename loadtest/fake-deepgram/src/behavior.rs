@@ -25,6 +25,14 @@ pub struct Behavior {
     /// kept). Read when each message is produced, so it can change
     /// mid-stream.
     pub result_delay: Duration,
+    /// Take every connection and read its audio, but never send a message,
+    /// never honour `Finalize` or `CloseStream` and never time out: a
+    /// backend that hangs after the upgrade.
+    pub silent: bool,
+    /// Never acknowledge the tail: `Finalize` is ignored and `CloseStream`
+    /// is answered by closing the connection (code 1000) without the final
+    /// results that would cover the audio not yet acknowledged.
+    pub withhold_tail: bool,
 }
 
 impl Behavior {
@@ -45,6 +53,18 @@ impl Behavior {
     /// Hold every server message for `delay` before sending it.
     pub fn delay_results(mut self, delay: Duration) -> Self {
         self.result_delay = delay;
+        self
+    }
+
+    /// Accept connections and never answer (see [`Behavior::silent`]).
+    pub fn silent(mut self) -> Self {
+        self.silent = true;
+        self
+    }
+
+    /// Never acknowledge the last audio (see [`Behavior::withhold_tail`]).
+    pub fn withhold_tail(mut self) -> Self {
+        self.withhold_tail = true;
         self
     }
 }

@@ -382,7 +382,7 @@ impl Connection {
                     return End::Done;
                 }
                 () = sleep_until(next_due.unwrap_or(idle_deadline)), if next_due.is_some() => {}
-                () = sleep_until(idle_deadline), if !closing => {
+                () = sleep_until(idle_deadline), if !closing && !self.silent() => {
                     return End::Close(NET_0001.0, NET_0001.1.to_owned());
                 }
                 msg = socket.recv() => {
@@ -390,7 +390,7 @@ impl Connection {
                     match msg {
                         Some(Ok(Message::Binary(bytes))) if bytes.is_empty() => {
                             self.control(at, ControlMessage::CloseStream);
-                            closing = true;
+                            closing = !self.silent();
                         }
                         Some(Ok(Message::Binary(bytes))) => {
                             idle_deadline = Instant::now() + idle_timeout;
@@ -404,7 +404,7 @@ impl Connection {
                                 idle_deadline = Instant::now() + idle_timeout;
                             }
                             if matches!(message, ControlMessage::CloseStream) {
-                                closing = true;
+                                closing = !self.silent();
                             }
                             self.control(at, message);
                         }
@@ -472,11 +472,21 @@ impl Connection {
         None
     }
 
+    /// Whether this fake answers nothing at all (read when needed, so a
+    /// test can change it mid-stream).
+    fn silent(&self) -> bool {
+        self.shared.lock().behavior.silent
+    }
+
     fn control(&mut self, at: Duration, message: ControlMessage) {
+        let honoured = {
+            let behavior = &self.shared.lock().behavior;
+            !behavior.silent && !behavior.withhold_tail
+        };
         match &message {
-            ControlMessage::Finalize { .. } => self.transcriber.handle_finalize(),
-            ControlMessage::CloseStream => self.transcriber.handle_close_stream(),
-            ControlMessage::KeepAlive | ControlMessage::Other(_) => {}
+            ControlMessage::Finalize { .. } if honoured => self.transcriber.handle_finalize(),
+            ControlMessage::CloseStream if honoured => self.transcriber.handle_close_stream(),
+            _ => {}
         }
         self.shared.with_connection(self.index, |c| {
             c.events.push(ReceivedEvent::Control { at, message });
@@ -485,8 +495,14 @@ impl Connection {
     }
 
     fn queue_output(&mut self) {
-        let delay = self.shared.lock().behavior.result_delay;
+        let (delay, silent) = {
+            let behavior = &self.shared.lock().behavior;
+            (behavior.result_delay, behavior.silent)
+        };
         while let Some(message) = self.transcriber.poll_output() {
+            if silent {
+                continue;
+            }
             let text = match serde_json::to_string(&message) {
                 Ok(text) => text,
                 Err(e) => {

@@ -76,6 +76,11 @@ pub struct Transcript {
     pub coverage: HashMap<String, Coverage>,
     /// Whether the call has ended (the transcript is final).
     pub complete: bool,
+    /// Whether consented audio is missing from it: lost to a full buffer,
+    /// or never acknowledged by the backend before `finish_timeout`.
+    /// `coverage` says how much, per participant.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 /// Whether a result may still change.
@@ -169,6 +174,7 @@ impl TranscriptStore {
                     segments: Vec::new(),
                     coverage: HashMap::new(),
                     complete: false,
+                    incomplete: false,
                 },
                 live: broadcast::channel(256).0,
             });
@@ -676,7 +682,20 @@ impl FinishCall {
             segments: Vec::new(),
             coverage: HashMap::new(),
             complete: false,
+            incomplete: false,
         });
+        for (id, c) in &coverage {
+            if c.is_incomplete() {
+                warn!(
+                    call = %call_id,
+                    participant = %id,
+                    lost_seconds = c.lost_seconds,
+                    unacknowledged_seconds = c.buffered_seconds,
+                    "the transcript is incomplete: the backend did not acknowledge all consented audio"
+                );
+            }
+        }
+        transcript.incomplete = coverage.values().any(Coverage::is_incomplete);
         transcript.coverage = coverage.clone();
         transcript.complete = true;
         for p in &mut summary.participants {

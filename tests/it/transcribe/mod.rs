@@ -1,7 +1,9 @@
 //! Transcription through a fake Deepgram that speaks the real protocol:
-//! start-up, reconnects, shutdown, consent, backpressure, silence.
+//! start-up, reconnects, shutdown, consent, backpressure, silence, and
+//! backends that misbehave.
 
 mod backpressure;
+mod bad_backends;
 mod consent;
 mod reconnects;
 mod shutdown;
