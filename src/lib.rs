@@ -22,6 +22,8 @@
 //! - [`http`]: WHIP and the REST API (axum), problem+json errors.
 //! - [`ingest`]: the ways in besides WHIP: native RTP over QUIC (quinn).
 //! - [`postcall`]: after a call, its mix (`hearken-mix`) and insights.
+//! - [`recovery`]: at start, the calls a crash left in progress are
+//!   repaired and ended.
 //! - [`server`]: wiring, start and graceful shutdown; [`config`], [`setup`],
 //!   [`metrics`], [`cli`].
 
@@ -34,6 +36,7 @@ pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod postcall;
+pub mod recovery;
 pub mod server;
 pub mod setup;
 pub mod sinks;

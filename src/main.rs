@@ -114,7 +114,12 @@ fn main() -> anyhow::Result<()> {
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARKEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Stderr, as the README says: stdout stays for what a command prints.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 
     let loaded = load(config_path.as_deref())?;
     for var in &loaded.unknown_env {

@@ -235,6 +235,7 @@ label_enum!(DropReason {
     DropReason::Discarded => "discarded",
     DropReason::TranscriberQueueFull => "transcriber_queue_full",
     DropReason::AuditLogFailed => "audit_log_failed",
+    DropReason::RecordingFailed => "recording_failed",
 } all: [
     DropReason::TranscriberQueueFull,
     DropReason::RecorderQueueFull,
@@ -243,6 +244,7 @@ label_enum!(DropReason {
     DropReason::NotOpus,
     DropReason::Discarded,
     DropReason::AuditLogFailed,
+    DropReason::RecordingFailed,
 ]);
 
 label_enum!(SessionEndReason {
@@ -264,7 +266,14 @@ label_enum!(EndReason {
     EndReason::Api => "api",
     EndReason::Shutdown => "shutdown",
     EndReason::Internal => "internal",
-} all: [EndReason::LastSessionLeft, EndReason::Api, EndReason::Shutdown, EndReason::Internal]);
+    EndReason::CrashRecovered => "crash_recovered",
+} all: [
+    EndReason::LastSessionLeft,
+    EndReason::Api,
+    EndReason::Shutdown,
+    EndReason::Internal,
+    EndReason::CrashRecovered,
+]);
 
 label_enum!(FailureCause {
     FailureCause::IceTimeout => "ice_timeout",
@@ -314,6 +323,9 @@ pub enum DropReason {
     /// The call's consent audit log could not be written: its capture
     /// stopped (fail closed).
     AuditLogFailed,
+    /// A recording of the call could not be written (a full disk): its
+    /// capture stopped (fail closed).
+    RecordingFailed,
 }
 
 /// The metrics of one server.
@@ -369,6 +381,9 @@ pub struct Metrics {
     pub recorder_frames_written: IntCounter,
     /// Recording write failures.
     pub recorder_write_errors: IntCounter,
+    /// 1 while the data directory is full (capture stopped everywhere, new
+    /// calls refused), else 0.
+    pub store_disk_full: IntGauge,
     /// Consent audit lines that could not be written and synced (each stops
     /// its call's capture).
     pub consent_audit_write_errors: IntCounter,
@@ -615,7 +630,7 @@ impl Metrics {
             )),
             admission_rejected: reg!(counter_vec(
                 "hearken_admission_rejected_total",
-                "New sessions (WHIP offers, native ingests) answered 503 because the node was full or shutting down.",
+                "New sessions (WHIP offers, native ingests, SIP INVITEs) refused because the node was full, shutting down, or out of disk space.",
                 &["reason"]
             )),
             recorder_frames_written: reg!(counter(
@@ -625,6 +640,10 @@ impl Metrics {
             recorder_write_errors: reg!(counter(
                 "hearken_recorder_write_errors_total",
                 "Failed writes to recordings or call metadata."
+            )),
+            store_disk_full: reg!(gauge(
+                "hearken_store_disk_full",
+                "1 while the data directory is full: capture stops on every call and new calls are refused until space is freed."
             )),
             consent_audit_write_errors: reg!(counter(
                 "hearken_consent_audit_write_errors_total",

@@ -308,10 +308,23 @@ pub async fn start_with_secrets(
         None
     };
     let data_dir = &config.storage.data_dir;
-    let mut store = Store::open(data_dir).map_err(|source| StartError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
+    let mut store = Store::open(data_dir)
+        .map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?
+        .watched_by(metrics.store_disk_full.clone());
+    // Before anything can write to a call: what a crash left in progress
+    // is repaired and ended, then post-call work finds it to resume. In a
+    // fleet the index is not told (another node may have taken the call
+    // over; its own `call.json` lists this node's part as a segment).
+    let recovered = crate::recovery::recover_interrupted_calls(&store, &metrics);
+    if recovered > 0 {
+        info!(
+            calls = recovered,
+            "calls the last run left in progress were ended"
+        );
+    }
     let index = match config.store.enabled() {
         true => Some(
             FleetIndex::connect(config.store.postgres_url.trim(), &node_id, metrics.clone())

@@ -36,20 +36,33 @@
 //! the conference.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use hearken_core::audit::{self, ChainError, VerifiedLog};
 use hearken_core::conference::{CallSummary, SegmentSummary};
 use hearken_core::ids::CallId;
+use hearken_core::ogg;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::{error, info, warn};
 
 /// Most numbered files (`{stem}.{n}.opus`) tried for one participant.
 const MAX_TRACK_FILES: u32 = 1000;
 
 /// The mix's name in `audio/`: never given to a participant's track.
 pub const MIX_FILE: &str = "mix.opus";
+
+/// What [`Store::repair_track`] did to a recording a crash interrupted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackRepair {
+    /// Seconds of audio its whole pages hold.
+    pub seconds: f64,
+    /// Bytes of a page cut short that were removed from its end.
+    pub cut_bytes: u64,
+    /// Whether its stream was ended here (it was still open).
+    pub ended: bool,
+}
 
 /// Who hears of what the store writes, after it is on disk: the fleet's
 /// index and events (`src/cluster/`). Called on the writer's thread (a
@@ -116,8 +129,39 @@ pub struct Store {
     /// the segments recorded before ([`Store::prepare_resume`]).
     resumed:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<CallId, Vec<SegmentSummary>>>>,
+    /// Whether the disk is full, and the room kept for when it is.
+    space: std::sync::Arc<Space>,
     #[cfg(any(test, feature = "fault-injection"))]
     faults: std::sync::Arc<Faults>,
+}
+
+/// Bytes kept in `.reserve` at the root of the data directory. When a
+/// write finds the disk full, the reserve is given up, so what must still
+/// be written (each call's final `call.json` with the error, its transcript,
+/// audit lines) has room; no more audio is written anywhere until space is
+/// back.
+pub const RESERVE_BYTES: u64 = 4 << 20;
+/// Free bytes at which a full data directory takes calls again (the
+/// reserve is made again first).
+const SPACE_BACK_BYTES: u64 = 4 * RESERVE_BYTES;
+/// How often a full data directory looks for space again.
+const SPACE_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The data directory's fullness, shared by the store's clones.
+#[derive(Debug, Default)]
+struct Space {
+    full: std::sync::atomic::AtomicBool,
+    /// Set while full: when free space was last looked at.
+    checked: std::sync::Mutex<Option<std::time::Instant>>,
+    /// `hearken_store_disk_full`, when metrics watch this store.
+    gauge: std::sync::OnceLock<prometheus::IntGauge>,
+}
+
+/// Whether an I/O error means the disk (or the quota) is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Test hooks: failures injected where the store writes (see
@@ -189,9 +233,122 @@ impl Store {
             node_id: None,
             tap: None,
             resumed: Default::default(),
+            space: Default::default(),
             #[cfg(any(test, feature = "fault-injection"))]
             faults: Default::default(),
-        })
+        }
+        .with_reserve())
+    }
+
+    /// Makes the reserve if it is missing. A disk too full for it is full:
+    /// said in the log, and calls are refused until space is back.
+    fn with_reserve(self) -> Self {
+        if let Err(e) = self.make_reserve() {
+            if is_disk_full(&e) {
+                self.disk_full(&e);
+            } else {
+                warn!(error = %e, path = %self.reserve_path().display(), "cannot keep a reserve in the data directory");
+            }
+        }
+        self
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.data_dir.join(".reserve")
+    }
+
+    fn make_reserve(&self) -> io::Result<()> {
+        let path = self.reserve_path();
+        if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return Ok(());
+        }
+        let written = (|| {
+            let mut file = File::create(&path)?;
+            // Written, not only sized: a sparse file would hold no room.
+            let block = vec![0u8; 64 << 10];
+            for _ in 0..RESERVE_BYTES / block.len() as u64 {
+                file.write_all(&block)?;
+            }
+            file.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        written
+    }
+
+    /// `gauge` (`hearken_store_disk_full`) follows whether the data
+    /// directory is full.
+    pub fn watched_by(self, gauge: prometheus::IntGauge) -> Self {
+        gauge.set(i64::from(self.is_full()));
+        let _ = self.space.gauge.set(gauge);
+        self
+    }
+
+    /// Whether the data directory is full: set by the first write that
+    /// found no space, cleared by [`Self::has_space`].
+    pub fn is_full(&self) -> bool {
+        self.space.full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tells the store a write failed with `e`; `true` when that is a full
+    /// disk. The first time, the reserve is given up (see
+    /// [`RESERVE_BYTES`]) and the error goes to the log.
+    pub fn write_failed(&self, e: &io::Error) -> bool {
+        let full = is_disk_full(e);
+        if full {
+            self.disk_full(e);
+        }
+        full
+    }
+
+    fn disk_full(&self, e: &io::Error) {
+        use std::sync::atomic::Ordering;
+        if self.space.full.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *self.space.checked.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
+        if let Some(gauge) = self.space.gauge.get() {
+            gauge.set(1);
+        }
+        let released = fs::remove_file(self.reserve_path()).is_ok();
+        error!(
+            data_dir = %self.data_dir.display(),
+            error = %e,
+            reserve_released = released,
+            "the data directory is full: capture stops on every call and new calls are refused until space is freed"
+        );
+    }
+
+    /// Whether new calls may be taken: the data directory is not full, or
+    /// it was and space is back (looked at once a second at most: at least
+    /// [`SPACE_BACK_BYTES`] free, and the reserve made again).
+    pub fn has_space(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if !self.is_full() {
+            return true;
+        }
+        {
+            let mut checked = self.space.checked.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if checked.is_some_and(|at| now.duration_since(at) < SPACE_RECHECK) {
+                return false;
+            }
+            *checked = Some(now);
+        }
+        let free = rustix::fs::statvfs(&self.data_dir)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(0);
+        if free < SPACE_BACK_BYTES || self.make_reserve().is_err() {
+            return false;
+        }
+        self.space.full.store(false, Ordering::SeqCst);
+        if let Some(gauge) = self.space.gauge.get() {
+            gauge.set(0);
+        }
+        info!(data_dir = %self.data_dir.display(), free_bytes = free, "the data directory has space again: new calls are taken");
+        true
     }
 
     /// Test hook: after `ok` more audit lines were appended through this
@@ -277,7 +434,9 @@ impl Store {
                 &stamped
             }
         };
-        write_json_atomically(&self.call_dir(&call_id), "call.json", summary)?;
+        write_json_atomically(&self.call_dir(&call_id), "call.json", summary).inspect_err(|e| {
+            self.write_failed(e);
+        })?;
         if let Some(tap) = &self.tap {
             tap.call_written(summary);
         }
@@ -419,8 +578,9 @@ impl Store {
         }
         let written = file.write_all(&bytes).and_then(|()| file.sync_data());
         match &written {
-            Err(_) => {
+            Err(e) => {
                 let _ = file.set_len(before).and_then(|()| file.sync_data());
+                self.write_failed(e);
             }
             Ok(()) => {
                 if let Some(tap) = &self.tap {
@@ -472,7 +632,9 @@ impl Store {
             })
             .unwrap_or_default();
         let taken = [taken, vec![MIX_FILE.to_owned()]].concat();
-        let (file, name) = create_numbered(&audio, stem, &taken)?;
+        let (file, name) = create_numbered(&audio, stem, &taken).inspect_err(|e| {
+            self.write_failed(e);
+        })?;
         if let Some(tap) = &self.tap {
             tap.file_created(call_id, &format!("audio/{name}"));
         }
@@ -738,6 +900,139 @@ impl Store {
         Ok(())
     }
 
+    // ---- crash recovery ----
+
+    /// Calls a crash left in progress: a `call.json` without an end, or
+    /// (a crash before the first was written) a call directory with an
+    /// audit log or recordings and no `call.json`. A directory holding only
+    /// a scheduled `meeting.json` is not a call yet.
+    pub fn interrupted_calls(&self) -> Vec<CallId> {
+        let Ok(entries) = fs::read_dir(self.data_dir.join("calls")) else {
+            return Vec::new();
+        };
+        let mut calls: Vec<CallId> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let dir = entry.path();
+                let call_id = CallId::parse(entry.file_name().to_str()?).ok()?;
+                let interrupted = match read_json::<CallSummary>(&dir.join("call.json")) {
+                    Ok(Some(summary)) => summary.ended_at.is_none(),
+                    Ok(None) => dir.join("consent.jsonl").exists() || dir.join("audio").is_dir(),
+                    // Written atomically: unreadable is not a crash's doing,
+                    // and it is left for a person to look at.
+                    Err(_) => false,
+                };
+                interrupted.then_some(call_id)
+            })
+            .collect();
+        calls.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        calls
+    }
+
+    /// The recordings of a call (`audio/*.opus`, not the mix), by name.
+    pub fn track_names(&self, call_id: &CallId) -> io::Result<Vec<String>> {
+        let dir = self.call_dir(call_id).join("audio");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".opus") && n != MIX_FILE && !n.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Cuts a recording a crash left in the middle of an append back to
+    /// its last whole page and ends its stream the way a closed recording
+    /// ends (an empty EOS page), then syncs it. A file the crash left
+    /// without its headers holds no audio: it becomes `empty`, a whole
+    /// stream of no audio. Returns what it holds.
+    pub fn repair_track(
+        &self,
+        call_id: &CallId,
+        name: &str,
+        empty: &[u8],
+    ) -> io::Result<TrackRepair> {
+        let path = self.call_dir(call_id).join("audio").join(name);
+        let bytes = fs::read(&path)?;
+        let scan = ogg::scan_pages(&bytes);
+        let mut file = OpenOptions::new().write(true).open(&path)?;
+        let mut repair = TrackRepair {
+            seconds: scan.opus_seconds(),
+            cut_bytes: (bytes.len() - scan.whole_len) as u64,
+            ended: false,
+        };
+        if scan.pages < 2 {
+            // Not even the two header pages: nothing was recorded.
+            file.set_len(0)?;
+            file.write_all(empty)?;
+            repair.ended = true;
+        } else {
+            if repair.cut_bytes > 0 {
+                file.set_len(scan.whole_len as u64)?;
+            }
+            if let Some(page) = ogg::end_of_stream_page(&scan) {
+                file.seek(io::SeekFrom::End(0))?;
+                file.write_all(&page)?;
+                repair.ended = true;
+            }
+        }
+        if repair.cut_bytes > 0 || repair.ended {
+            file.sync_all()?;
+        }
+        Ok(repair)
+    }
+
+    /// Cuts a last line a crash tore from `consent.jsonl`: its append
+    /// never finished, so it was never synced and the gate never acted on
+    /// it. The torn bytes are kept beside it in `consent.jsonl.torn`.
+    /// Returns the log as it stands and how many bytes were cut.
+    pub fn repair_audit_log(&self, call_id: &CallId) -> io::Result<Option<(Vec<u8>, usize)>> {
+        let dir = self.call_dir(call_id);
+        let path = dir.join("consent.jsonl");
+        let mut bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let torn = bytes.len() - whole;
+        if torn > 0 {
+            // Appended: a second crash's torn line joins the first.
+            let mut kept = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("consent.jsonl.torn"))?;
+            kept.write_all(&bytes[whole..])?;
+            kept.write_all(b"\n")?;
+            kept.sync_all()?;
+            let file = OpenOptions::new().write(true).open(&path)?;
+            file.set_len(whole as u64)?;
+            file.sync_all()?;
+            bytes.truncate(whole);
+        }
+        Ok(Some((bytes, torn)))
+    }
+
+    /// When anything in the call's directory last changed: the closest a
+    /// restart can tell to when a crash stopped the call.
+    pub fn last_modified(&self, call_id: &CallId) -> Option<std::time::SystemTime> {
+        let dir = self.call_dir(call_id);
+        let mut latest = fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        for sub in [dir.clone(), dir.join("audio"), dir.join("consent-evidence")] {
+            for entry in fs::read_dir(sub).into_iter().flatten().flatten() {
+                if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                    latest = latest.max(Some(modified));
+                }
+            }
+        }
+        latest
+    }
+
     /// Every stored `meeting.json`.
     pub fn meetings<T: DeserializeOwned>(&self) -> Vec<T> {
         self.each_call_file("meeting.json")
@@ -825,6 +1120,7 @@ mod tests {
             participants: Vec::new(),
             failed_sessions: Vec::new(),
             consent_log: None,
+            capture_error: None,
             announcement_track: None,
             node: None,
             segments: Vec::new(),

@@ -142,6 +142,27 @@ fn refuse_leaving(state: &AppState, detail: &str) -> Problem {
 
 /// 503 for a new session the registry could not place (counted): no
 /// worker runs, or the node carries `limits.max_sessions`.
+/// A new session is refused while the data directory is full (capture of
+/// every call has stopped; see `Store::is_full`): 507 with `Retry-After`.
+pub(crate) fn refuse_storage_full(state: &AppState) -> Result<(), Problem> {
+    if state.store.has_space() {
+        return Ok(());
+    }
+    state
+        .metrics
+        .admission_rejected
+        .with_label_values(&["storage_full"])
+        .inc();
+    Err(Problem::unavailable(
+        ProblemType::StorageFull,
+        format!(
+            "the data directory {} is full: no call can be recorded until space is freed",
+            state.config.storage.data_dir.display()
+        ),
+        state.config.limits.retry_after_secs,
+    ))
+}
+
 pub(crate) fn refuse_node_full(state: &AppState) -> Problem {
     state
         .metrics

@@ -23,7 +23,7 @@ use super::extract::{CallPath, JsonBody, MAX_PARTICIPANT_ID};
 use super::problem::{Problem, ProblemType};
 use super::{
     Route, ask_call_worker, ask_worker, call_ended, redirect, refuse_node_full,
-    refuse_shutting_down, route_new_session,
+    refuse_shutting_down, refuse_storage_full, route_new_session,
 };
 use crate::control::meetings::Admission;
 use crate::ingest::TOKEN_FLOW_ID;
@@ -244,6 +244,7 @@ pub async fn post(
     if state.store.call_has_ended(&call_id) {
         return Err(call_ended(&call_id));
     }
+    refuse_storage_full(&state)?;
     if state.natives.contains(&call_id) {
         return Err(Problem::new(
             ProblemType::NativeIngestExists,

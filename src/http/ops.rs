@@ -26,15 +26,25 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Whether this node should get new calls: not while shutting down, and
-/// not with a media worker dead (its calls are lost; placement skips it,
-/// but the node needs attention).
+/// Whether this node should get new calls: not while shutting down, not
+/// while its data directory is full, and not with a media worker dead (its
+/// calls are lost; placement skips it, but the node needs attention).
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.is_accepting() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    if !state.store.has_space() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "data directory full: {}\n",
+                state.config.storage.data_dir.display()
+            ),
+        )
+            .into_response();
     }
     let failed = state.failed_workers();
     if !failed.is_empty() {

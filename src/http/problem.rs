@@ -73,6 +73,9 @@ pub enum ProblemType {
     OutsideShare,
     /// What was asked for is still being made (the mix, the insights).
     NotReady,
+    /// The data directory is full: no new call is taken until space is
+    /// freed (507).
+    StorageFull,
 }
 
 impl ProblemType {
@@ -109,6 +112,7 @@ impl ProblemType {
             Self::ShareGone => "share-gone",
             Self::OutsideShare => "outside-share",
             Self::NotReady => "not-ready",
+            Self::StorageFull => "storage-full",
         }
     }
 
@@ -144,6 +148,7 @@ impl ProblemType {
             | Self::WorkerUnavailable
             | Self::AuditLogFailed
             | Self::ClusterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -263,7 +268,7 @@ impl Problem {
         )
     }
 
-    /// A 503 problem with `Retry-After`.
+    /// A 503 (or 507) problem with `Retry-After`.
     pub fn unavailable(
         kind: ProblemType,
         detail: impl Into<String>,

@@ -20,7 +20,7 @@ use super::extract::{CallPath, SdpBody, SessionPath, content_type_is};
 use super::problem::{Problem, ProblemType};
 use super::{
     Route, ask_call_worker, ask_worker, call_ended, redirect, refuse_node_full,
-    refuse_shutting_down, route_new_session,
+    refuse_shutting_down, refuse_storage_full, route_new_session,
 };
 use crate::control::meetings::Admission;
 use crate::media::{Command, CreateSession, CreateSessionError, Reply};
@@ -63,6 +63,7 @@ pub async fn create(
     if state.store.call_has_ended(&call_id) {
         return Err(call_ended(&call_id));
     }
+    refuse_storage_full(&state)?;
 
     let secret = random_hex(16);
     let public_id = format!("s{}", &random_hex(4));

@@ -15,7 +15,7 @@
 //! refused and counted (`hearken_frames_dropped_total{reason="audit_log_failed"}`),
 //! including frames already queued behind the line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map::Entry};
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
@@ -59,9 +59,14 @@ pub fn spawn(
 
 struct Track {
     writer: TrackWriter,
+    /// `None` once it could not be created or written: what it holds stays.
     file: Option<File>,
     file_name: String,
     last_page_at: Instant,
+    /// Bytes in the file: whole pages only (a failed append is cut back).
+    len: u64,
+    /// Samples of audio in those whole pages.
+    durable_samples: u64,
 }
 
 /// A call's open audit log and where its chain stands.
@@ -81,6 +86,10 @@ struct CallRecording {
     /// then on no frame of the call is written or passed on, and no line is
     /// added (fail closed).
     audit_failed: Option<String>,
+    /// Why a recording of the call could not be written (a full disk),
+    /// once one could not: from then on no frame of the call is written or
+    /// passed on (fail closed); `call.json` says so as `capture_error`.
+    capture_failed: Option<String>,
     discarded: bool,
     /// The in-progress summary written at call time zero (written again,
     /// with the error, when the audit log fails).
@@ -170,17 +179,22 @@ impl Recorder {
                 if let Some(d) = self.downstream.as_mut() {
                     d.participant_left(&call_id, &participant_id);
                 }
-                let metrics = &self.metrics;
-                if let Some(track) = self
+                // A call whose capture stopped is not padded: nothing more
+                // goes into its files, not even concealment.
+                let failed = self
                     .calls
                     .get_mut(&call_id)
+                    .filter(|c| c.capture_failed.is_none() && c.audit_failed.is_none())
                     .and_then(|c| c.tracks.get_mut(&file_stem))
-                {
-                    if let Err(e) = track.writer.fill_to(position) {
-                        warn!(error = %e, "cannot pad track to the participant's leave");
-                    }
-                    track.writer.flush();
-                    write_pending(track, metrics);
+                    .and_then(|track| {
+                        if let Err(e) = track.writer.fill_to(position) {
+                            warn!(error = %e, "cannot pad track to the participant's leave");
+                        }
+                        track.writer.flush();
+                        write_pending(track, &self.store, &self.metrics).err()
+                    });
+                if let Some(reason) = failed {
+                    self.fail_capture(&call_id, reason);
                 }
             }
             SinkMsg::PurgeParticipant {
@@ -305,6 +319,19 @@ impl Recorder {
     /// Writes a frame into its participant's track; `true` when it was
     /// written (and may be passed on).
     fn write_frame(&mut self, call_id: &CallId, frame: &SpeakerFrame) -> bool {
+        match self.place_frame(call_id, frame) {
+            Ok(written) => written,
+            Err(reason) => {
+                self.metrics.drop_frame(DropReason::RecordingFailed);
+                self.fail_capture(call_id, reason);
+                false
+            }
+        }
+    }
+
+    /// [`Self::write_frame`] up to a failure to write the recording, which
+    /// stops the call's capture.
+    fn place_frame(&mut self, call_id: &CallId, frame: &SpeakerFrame) -> Result<bool, String> {
         let Self {
             calls,
             store,
@@ -316,20 +343,31 @@ impl Recorder {
             .or_insert_with(CallRecording::new);
         if call.discarded {
             metrics.drop_frame(DropReason::Discarded);
-            return false;
+            return Ok(false);
         }
         if call.audit_failed.is_some() {
             // Fail closed: no record of the consent that let this frame
             // through could be kept, so it is neither kept nor passed on.
             metrics.drop_frame(DropReason::AuditLogFailed);
-            return false;
+            return Ok(false);
         }
-        let track = match call.tracks.get_mut(&frame.file_stem) {
-            Some(t) => t,
-            None => call
-                .tracks
-                .entry(frame.file_stem.clone())
-                .or_insert_with(|| open_track(store, call_id, &frame.file_stem, metrics)),
+        if call.capture_failed.is_some() {
+            metrics.drop_frame(DropReason::RecordingFailed);
+            return Ok(false);
+        }
+        if store.is_full() {
+            // Another write found the disk full: what room is left is for
+            // the calls' metadata, not more audio.
+            return Err("the data directory is full".to_owned());
+        }
+        let track = match call.tracks.entry(frame.file_stem.clone()) {
+            Entry::Occupied(track) => track.into_mut(),
+            Entry::Vacant(place) => {
+                let track = open_track(store, call_id, &frame.file_stem).inspect_err(|_| {
+                    metrics.recorder_write_errors.inc();
+                })?;
+                place.insert(track)
+            }
         };
         let written = match track.writer.handle_frame(frame.position, &frame.payload) {
             Ok(FrameOutcome::Written { .. }) => {
@@ -346,8 +384,32 @@ impl Recorder {
                 false
             }
         };
-        write_pending(track, metrics);
-        written
+        write_pending(track, store, metrics)?;
+        Ok(written)
+    }
+
+    /// Stops the capture of a call whose recording could not be written
+    /// (fail closed; see [`CallRecording::capture_failed`]): said in the
+    /// log, and in `call.json` at once (a full disk released the store's
+    /// reserve for it).
+    fn fail_capture(&mut self, call_id: &CallId, reason: String) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.capture_failed.is_some() {
+            return;
+        }
+        error!(call = %call_id, error = %reason, "a recording could not be written: capture of the call stopped");
+        call.capture_failed = Some(reason);
+        if let Some(started) = &call.started {
+            let mut summary = (**started).clone();
+            summary.consent_log = call.consent_log();
+            summary.capture_error = call.capture_failed.clone();
+            if let Err(e) = self.store.write_call_json(&summary) {
+                self.metrics.recorder_write_errors.inc();
+                error!(call = %call_id, error = %e, "cannot write call.json");
+            }
+        }
     }
 
     /// Appends one line to the call's audit log and syncs it. On failure
@@ -485,7 +547,9 @@ impl Recorder {
             return summary;
         };
         for track in call.tracks.values_mut() {
-            finish_track(track, &self.metrics);
+            if let Err(reason) = finish_track(track, &self.store, &self.metrics) {
+                call.capture_failed.get_or_insert(reason);
+            }
         }
         for p in &mut summary.participants {
             let stem = p
@@ -497,8 +561,12 @@ impl Recorder {
                 p.recorded_seconds = 0.0;
                 p.file = String::new();
             } else if let Some(track) = call.tracks.get(stem) {
-                p.recorded_seconds = track.writer.written_samples() as f64 / SAMPLE_RATE as f64;
+                p.recorded_seconds = track.durable_samples as f64 / SAMPLE_RATE as f64;
                 p.file = format!("audio/{}", track.file_name);
+            } else {
+                // Nothing of theirs was recorded here: no file to name.
+                p.recorded_seconds = 0.0;
+                p.file = String::new();
             }
             if let (Some(consent), Some(path)) =
                 (p.consent.as_mut(), call.evidence.get(p.id.as_str()))
@@ -509,7 +577,7 @@ impl Recorder {
         if let Some(a) = summary.announcement_track.as_mut() {
             match call.tracks.get(ANNOUNCEMENT_STEM) {
                 Some(track) if !call.discarded => {
-                    a.recorded_seconds = track.writer.written_samples() as f64 / SAMPLE_RATE as f64;
+                    a.recorded_seconds = track.durable_samples as f64 / SAMPLE_RATE as f64;
                     a.file = Some(format!("audio/{}", track.file_name));
                 }
                 _ => {
@@ -519,6 +587,7 @@ impl Recorder {
             }
         }
         summary.consent_log = call.consent_log();
+        summary.capture_error = call.capture_failed.clone();
         info!(call = %call_id, participants = summary.participants.len(), "call recording finished");
         summary
     }
@@ -528,21 +597,27 @@ impl Recorder {
     fn finish_all(&mut self) {
         for (_, mut call) in self.calls.drain() {
             for track in call.tracks.values_mut() {
-                finish_track(track, &self.metrics);
+                let _ = finish_track(track, &self.store, &self.metrics);
             }
         }
     }
 
     fn flush_due(&mut self, now: Instant) {
-        for call in self.calls.values_mut() {
+        let mut failed = Vec::new();
+        for (call_id, call) in &mut self.calls {
             for track in call.tracks.values_mut() {
                 if track.writer.unflushed_samples() > 0
                     && now.duration_since(track.last_page_at) >= FLUSH_INTERVAL
                 {
                     track.writer.flush();
-                    write_pending(track, &self.metrics);
+                    if let Err(reason) = write_pending(track, &self.store, &self.metrics) {
+                        failed.push((call_id.clone(), reason));
+                    }
                 }
             }
+        }
+        for (call_id, reason) in failed {
+            self.fail_capture(&call_id, reason);
         }
     }
 }
@@ -553,6 +628,7 @@ impl CallRecording {
             tracks: HashMap::new(),
             audit: None,
             audit_failed: None,
+            capture_failed: None,
             discarded: false,
             started: None,
             evidence: HashMap::new(),
@@ -646,52 +722,69 @@ fn call_time(started_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> Option<f64
     Some(ms.max(0) as f64 / 1000.0)
 }
 
-fn open_track(store: &Store, call_id: &CallId, stem: &str, metrics: &Metrics) -> Track {
-    let writer = TrackWriter::new(rand::random::<u32>(), DEFAULT_PRE_SKIP);
-    let (file, file_name) = match store.create_track(call_id, stem) {
-        Ok((f, name)) => (Some(f), name),
-        Err(e) => {
-            metrics.recorder_write_errors.inc();
-            error!(call = %call_id, error = %e, "cannot create recording");
-            (None, format!("{stem}.opus"))
-        }
-    };
-    Track {
-        writer,
-        file,
+/// Creates the track's file; the error says what failed, for the log
+/// and `call.json`.
+fn open_track(store: &Store, call_id: &CallId, stem: &str) -> Result<Track, String> {
+    let (file, file_name) = store
+        .create_track(call_id, stem)
+        .map_err(|e| format!("cannot create the recording {stem}.opus: {e}"))?;
+    Ok(Track {
+        writer: TrackWriter::new(rand::random::<u32>(), DEFAULT_PRE_SKIP),
+        file: Some(file),
         file_name,
         last_page_at: Instant::now(),
-    }
+        len: 0,
+        durable_samples: 0,
+    })
 }
 
 /// Writes the EOS page and syncs the file.
-fn finish_track(track: &mut Track, metrics: &Metrics) {
+fn finish_track(track: &mut Track, store: &Store, metrics: &Metrics) -> Result<(), String> {
     track.writer.finish();
-    write_pending(track, metrics);
+    write_pending(track, store, metrics)?;
     if let Some(file) = &track.file
         && let Err(e) = file.sync_all()
     {
         metrics.recorder_write_errors.inc();
+        store.write_failed(&e);
         warn!(error = %e, "cannot sync recording");
     }
+    Ok(())
 }
 
-/// Appends whatever complete pages the writer produced.
-fn write_pending(track: &mut Track, metrics: &Metrics) {
+/// Appends whatever complete pages the writer produced. A failed append is
+/// cut back to the pages before it, so the file holds whole pages only,
+/// and the file is closed; the error says what failed.
+fn write_pending(track: &mut Track, store: &Store, metrics: &Metrics) -> Result<(), String> {
     let bytes = track.writer.poll_output();
     if bytes.is_empty() {
-        return;
+        return Ok(());
     }
     track.last_page_at = Instant::now();
     let Some(file) = track.file.as_mut() else {
-        return;
+        return Ok(());
     };
     match file.write_all(&bytes) {
-        Ok(()) => metrics.recorder_written_bytes.inc_by(bytes.len() as u64),
+        Ok(()) => {
+            metrics.recorder_written_bytes.inc_by(bytes.len() as u64);
+            track.len += bytes.len() as u64;
+            track.durable_samples = track
+                .writer
+                .written_samples()
+                .saturating_sub(track.writer.unflushed_samples());
+            Ok(())
+        }
         Err(e) => {
             metrics.recorder_write_errors.inc();
-            error!(file = %track.file_name, error = %e, "recording write failed; closing it");
+            store.write_failed(&e);
+            if let Err(cut) = file.set_len(track.len).and_then(|()| file.sync_data()) {
+                warn!(file = %track.file_name, error = %cut, "cannot cut a failed append back");
+            }
             track.file = None;
+            Err(format!(
+                "cannot write the recording {}: {e}",
+                track.file_name
+            ))
         }
     }
 }
@@ -874,6 +967,7 @@ mod tests {
                 .into(),
             failed_sessions: Vec::new(),
             consent_log: None,
+            capture_error: None,
             announcement_track: None,
             node: None,
             segments: Vec::new(),

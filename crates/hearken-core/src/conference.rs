@@ -173,6 +173,9 @@ pub enum EndReason {
     /// Handling the call hit a bug (a panic); the server ended the call and
     /// went on with the others.
     Internal,
+    /// The server stopped without ending it (killed, or the machine lost
+    /// power); the next start ended it with what was on disk.
+    CrashRecovered,
 }
 
 impl EndReason {
@@ -183,6 +186,7 @@ impl EndReason {
             Self::Api => "api",
             Self::Shutdown => "shutdown",
             Self::Internal => "internal",
+            Self::CrashRecovered => "crash_recovered",
         }
     }
 }
@@ -391,6 +395,12 @@ pub struct CallSummary {
     /// The consent audit log's chain head (filled in by the recorder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_log: Option<super::audit::ConsentLogSummary>,
+    /// Why capture of the call stopped before its end, when it did: a
+    /// recording could not be written (a full disk). From then on nothing of
+    /// the call was kept or transcribed (it fails closed); what was written
+    /// before is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_error: Option<String>,
     /// The track of the prompts the bot played, once the rules require the
     /// announcement in the recording (US-WA, US-CT); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -491,6 +501,7 @@ impl CallSummary {
             participants: Vec::new(),
             failed_sessions: Vec::new(),
             consent_log: None,
+            capture_error: None,
             announcement_track: None,
             node: None,
             segments: Vec::new(),
@@ -1548,6 +1559,7 @@ impl Conference {
                 .collect(),
             failed_sessions: self.failed_sessions.iter().cloned().collect(),
             consent_log: None,
+            capture_error: None,
             announcement_track: self.announcer.summary(),
             node: None,
             segments: Vec::new(),

@@ -296,9 +296,129 @@ const fn crc_table() -> [u32; 256] {
 }
 
 pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0u32, |crc, &b| {
+    crc32_of(bytes.iter().copied())
+}
+
+fn crc32_of(bytes: impl Iterator<Item = u8>) -> u32 {
+    bytes.fold(0u32, |crc, b| {
         (crc << 8) ^ CRC_TABLE[usize::from((crc >> 24) as u8 ^ b)]
     })
+}
+
+/// Length of an Ogg page header before its lacing values.
+const PAGE_HEADER_LEN: usize = 27;
+
+/// What [`scan_pages`] found: how much of a file is whole, valid pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageScan {
+    /// Bytes from the start that are whole pages with a matching CRC.
+    pub whole_len: usize,
+    /// Whole pages.
+    pub pages: usize,
+    /// Where the last whole page starts.
+    pub last_page_start: Option<usize>,
+    /// The last granule position a whole page after the first gives (pages
+    /// on which no packet completes give none).
+    pub last_granule: Option<u64>,
+    /// Whether the last whole page ends the stream.
+    pub eos: bool,
+    /// The Opus pre-skip, when the first page is an `OpusHead`.
+    pub pre_skip: Option<u16>,
+    /// The stream's serial number (of the first page).
+    pub serial: u32,
+    /// The sequence number of the last whole page.
+    pub last_sequence: u32,
+}
+
+impl PageScan {
+    /// Seconds of audio the whole pages hold (48 kHz granules less the
+    /// pre-skip); zero without an `OpusHead`.
+    pub fn opus_seconds(&self) -> f64 {
+        match (self.pre_skip, self.last_granule) {
+            (Some(pre_skip), Some(granule)) => {
+                granule.saturating_sub(u64::from(pre_skip)) as f64 / 48_000.0
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Walks `bytes` page by page from the start and stops at the first that
+/// is cut short or not a valid page (capture pattern, version 0, CRC): what
+/// a crash in the middle of an append leaves at the end of a recording.
+/// Hand-written because the `ogg` crate reads packets, not page bounds.
+pub fn scan_pages(bytes: &[u8]) -> PageScan {
+    let mut scan = PageScan::default();
+    let mut at = 0;
+    while let Some(page) = bytes.get(at..) {
+        let Some(header) = page.get(..PAGE_HEADER_LEN) else {
+            break;
+        };
+        if &header[..4] != b"OggS" || header[4] != 0 {
+            break;
+        }
+        let segments = usize::from(header[26]);
+        let Some(lacing) = page.get(PAGE_HEADER_LEN..PAGE_HEADER_LEN + segments) else {
+            break;
+        };
+        let body: usize = lacing.iter().map(|&l| usize::from(l)).sum();
+        let Some(page) = page.get(..PAGE_HEADER_LEN + segments + body) else {
+            break;
+        };
+        let stored = u32::from_le_bytes([page[22], page[23], page[24], page[25]]);
+        if page_crc(page) != stored {
+            break;
+        }
+        scan.last_sequence = u32::from_le_bytes([page[18], page[19], page[20], page[21]]);
+        if scan.pages == 0 {
+            scan.serial = u32::from_le_bytes([page[14], page[15], page[16], page[17]]);
+            let first = &page[PAGE_HEADER_LEN + segments..];
+            if first.len() >= 12 && first.starts_with(b"OpusHead") {
+                scan.pre_skip = Some(u16::from_le_bytes([first[10], first[11]]));
+            }
+        }
+        let granule = u64::from_le_bytes([
+            page[6], page[7], page[8], page[9], page[10], page[11], page[12], page[13],
+        ]);
+        if granule != NO_GRANULE && scan.pages > 0 {
+            scan.last_granule = Some(granule);
+        }
+        scan.eos = page[5] & FLAG_EOS != 0;
+        scan.last_page_start = Some(at);
+        scan.pages += 1;
+        at += page.len();
+        scan.whole_len = at;
+    }
+    scan
+}
+
+/// The page that ends a stream [`scan_pages`] found open: empty, with the
+/// EOS flag, the stream's serial, the next sequence number and the last
+/// granule, as [`OggOpusWriter::finish`] ends one. So a recording a crash
+/// cut short ends the way a closed one does. `None` when the scan found no
+/// page, or the stream has ended already.
+pub fn end_of_stream_page(scan: &PageScan) -> Option<Vec<u8>> {
+    if scan.pages == 0 || scan.eos {
+        return None;
+    }
+    let mut page = Vec::with_capacity(PAGE_HEADER_LEN);
+    page.extend_from_slice(b"OggS");
+    page.push(0);
+    page.push(FLAG_EOS);
+    page.extend_from_slice(&scan.last_granule.unwrap_or(0).to_le_bytes());
+    page.extend_from_slice(&scan.serial.to_le_bytes());
+    page.extend_from_slice(&scan.last_sequence.wrapping_add(1).to_le_bytes());
+    page.extend_from_slice(&[0; 4]);
+    page.push(0);
+    let crc = crc32(&page);
+    page[22..26].copy_from_slice(&crc.to_le_bytes());
+    Some(page)
+}
+
+/// The CRC of a page, computed with its CRC field as zero.
+fn page_crc(page: &[u8]) -> u32 {
+    let zero = [0u8; 4];
+    crc32_of(page[..22].iter().chain(&zero).chain(&page[26..]).copied())
 }
 
 #[cfg(test)]
@@ -718,5 +838,63 @@ pub(crate) mod tests {
             prop_assert_eq!(pages.last().unwrap().granule, total);
             prop_assert_eq!(pages.last().unwrap().flags & FLAG_EOS, FLAG_EOS);
         }
+    }
+
+    #[test]
+    fn a_scan_stops_at_the_page_a_crash_cut_short() {
+        let mut w = writer();
+        for i in 0..200 {
+            w.push_packet(&packet(i, 160), 960).unwrap();
+        }
+        w.flush();
+        let bytes = w.poll_output();
+        let pages = pages(&bytes);
+        // Whole: every page, the granule of the last, the pre-skip the
+        // head gives (3840), and no EOS yet.
+        let scan = scan_pages(&bytes);
+        assert_eq!(scan.whole_len, bytes.len());
+        assert_eq!(scan.pages, pages.len());
+        assert_eq!(scan.last_granule, Some(200 * 960));
+        assert_eq!(scan.pre_skip, Some(3840));
+        assert!(!scan.eos);
+        assert!((scan.opus_seconds() - (200.0 * 960.0 - 3840.0) / 48_000.0).abs() < 1e-9);
+        // Cut anywhere inside the last page: the pages before it remain.
+        let last_start = pages[pages.len() - 2].end;
+        for cut in [last_start + 1, last_start + 27, bytes.len() - 1] {
+            let scan = scan_pages(&bytes[..cut]);
+            assert_eq!(scan.whole_len, last_start, "cut at {cut}");
+            assert_eq!(scan.pages, pages.len() - 1);
+        }
+        // A flipped bit in a body fails that page's CRC.
+        let mut bad = bytes.clone();
+        bad[last_start + 40] ^= 1;
+        assert_eq!(scan_pages(&bad).whole_len, last_start);
+        assert_eq!(scan_pages(b"not ogg").whole_len, 0);
+    }
+
+    #[test]
+    fn the_end_of_stream_page_matches_what_finish_writes() {
+        let mut w = writer();
+        for i in 0..20 {
+            w.push_packet(&packet(i, 100), 960).unwrap();
+        }
+        w.flush();
+        let open = w.poll_output();
+        w.finish();
+        let closing = w.poll_output();
+        let scan = scan_pages(&open);
+        assert_eq!(scan.serial, 0x1234_5678);
+        let page = end_of_stream_page(&scan).unwrap();
+        assert_eq!(page, closing, "byte for byte the writer's own last page");
+        let mut ended = open.clone();
+        ended.extend_from_slice(&page);
+        let scan = scan_pages(&ended);
+        assert_eq!(scan.whole_len, ended.len());
+        assert!(scan.eos);
+        assert_eq!(end_of_stream_page(&scan), None);
+        let (packets, complete) = read_packets(&ended);
+        assert!(complete);
+        assert_eq!(packets.len(), 22);
+        assert_eq!(end_of_stream_page(&scan_pages(b"")), None);
     }
 }

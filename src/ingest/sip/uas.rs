@@ -668,6 +668,14 @@ impl Uas {
                 ),
             );
         }
+        if let Err(problem) = crate::http::refuse_storage_full(state) {
+            return self.refuse(
+                &sender,
+                &req,
+                &tag,
+                Refusal::new(503, problem.detail().to_owned()).with(retry),
+            );
+        }
         if let Some(name) = &target.display_name {
             state
                 .transcripts

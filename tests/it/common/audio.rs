@@ -195,3 +195,71 @@ impl Decoded {
         2.0 * power.max(0.0).sqrt() / (b - a) as f64
     }
 }
+
+/// A recording read strictly (see [`read_whole_pages`]).
+pub struct WholePages {
+    /// Seconds of audio (the last granule position less the pre-skip).
+    pub seconds: f64,
+    /// Whether its last page has the end-of-stream flag.
+    pub ended: bool,
+}
+
+/// Reads a recording strictly: the file is whole pages to its last byte,
+/// each with a good CRC (the `ogg` crate checks them), every audio packet
+/// decodes, and nothing follows an end-of-stream page. Panics naming what
+/// is wrong.
+pub fn read_whole_pages(path: &Path) -> WholePages {
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = ogg::PacketReader::new(std::io::BufReader::new(file));
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut pcm = vec![0i16; 5760];
+    let (mut index, mut pre_skip, mut granule, mut ended) = (0, 0u64, 0u64, false);
+    // Page bounds, from each header's lacing values (an empty page, such
+    // as an EOS page after the last packet, carries no packet to read).
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = &bytes[at..];
+        assert!(
+            header.len() >= 27 && header.starts_with(b"OggS"),
+            "{path:?}: no page at byte {at}"
+        );
+        assert!(!ended, "{path:?}: a page after the end of stream");
+        let segments = usize::from(header[26]);
+        let lacing = &header[27..(27 + segments).min(header.len())];
+        let len = 27 + segments + lacing.iter().map(|&l| usize::from(l)).sum::<usize>();
+        assert!(
+            len <= header.len(),
+            "{path:?}: the page at byte {at} is cut short"
+        );
+        ended = header[5] & 0x04 != 0;
+        at += len;
+    }
+    let page_ended = ended;
+    ended = false;
+    loop {
+        let packet = match reader.read_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => panic!("{path:?}: packet {index}: {e}"),
+        };
+        assert!(!ended, "{path:?}: a packet after the end of stream");
+        if index == 0 {
+            assert!(packet.data.starts_with(b"OpusHead"), "{path:?}");
+            pre_skip = u64::from(u16::from_le_bytes([packet.data[10], packet.data[11]]));
+        } else if index >= 2 && !packet.data.is_empty() {
+            decoder
+                .decode(&packet.data, &mut pcm, false)
+                .unwrap_or_else(|e| panic!("{path:?}: packet {index}: {e}"));
+        }
+        if index >= 1 && packet.last_in_page() {
+            granule = packet.absgp_page();
+        }
+        ended = packet.last_in_stream();
+        index += 1;
+    }
+    WholePages {
+        seconds: granule.saturating_sub(pre_skip) as f64 / 48_000.0,
+        ended: page_ended,
+    }
+}

@@ -1,6 +1,7 @@
 //! The shared test kit of the integration tests:
 //!
 //! - `server`: a real server in this process, on loopback;
+//! - `binary`: the real binary as a child process, restarted at will;
 //! - `client`: an independent WHIP client (str0m, client role) on a real
 //!   UDP socket;
 //! - `baresip`: a real SIP phone (Debian's baresip) driven over its
@@ -16,6 +17,7 @@
 
 mod audio;
 mod baresip;
+mod binary;
 mod browser;
 mod client;
 mod fleet;
@@ -26,6 +28,7 @@ mod speech;
 
 pub use audio::*;
 pub use baresip::*;
+pub use binary::*;
 pub use browser::*;
 pub use client::*;
 pub use fleet::*;
