@@ -36,6 +36,9 @@ const WAKER: Token = Token(1);
 /// Datagrams read per loop turn before commands and timers get a look in
 /// (quinn's `IO_LOOP_BOUND` is 160 for the same reason).
 const READ_BUDGET: usize = 256;
+/// Datagrams read before a session or call ends (see
+/// [`Worker::read_socket_dry`]): a socket buffer's worth and more.
+const DRY_BUDGET: usize = 16 * READ_BUDGET;
 /// Largest datagram we accept (above any sane MTU).
 const MAX_DATAGRAM: usize = 2048;
 /// Commands waiting for a worker beyond this are refused (the worker is
@@ -371,6 +374,14 @@ impl Worker {
             while let Ok(msg) = self.commands.try_recv() {
                 match msg {
                     WorkerMsg::Ask(command, reply) => {
+                        if matches!(
+                            command,
+                            Command::DeleteSession { .. } | Command::EndCall { .. }
+                        ) {
+                            // What the socket holds arrived before the end
+                            // was asked for: it belongs to the call.
+                            socket_backlog = self.read_socket_dry(&mut buf);
+                        }
                         let answer = self.engine.handle_command(Instant::now(), command);
                         let _ = reply.send(answer);
                     }
@@ -395,6 +406,18 @@ impl Worker {
                 .store(self.engine.session_count(), Ordering::Relaxed);
             self.busy.inc_by(woke.elapsed().as_secs_f64());
         }
+    }
+
+    /// Reads what the socket holds now, up to [`DRY_BUDGET`] datagrams
+    /// (so a flood cannot hold a command back for long); returns whether
+    /// more may wait.
+    fn read_socket_dry(&mut self, buf: &mut [u8]) -> bool {
+        for _ in 0..DRY_BUDGET / READ_BUDGET {
+            if !self.read_socket(buf) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Reads up to [`READ_BUDGET`] datagrams; returns whether more may wait.
