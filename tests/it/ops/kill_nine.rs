@@ -36,9 +36,13 @@ async fn kill_nine_mid_call_loses_no_file() {
     let data = tempfile::tempdir().unwrap();
     let mut interrupted: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut recovered = 0;
+    let mut repairs = Repairs::default();
+    // Audit lines and pages the test tore.
+    let mut torn = (0, 0);
     for round in 0..kills {
         let mut server = start(data.path(), &fake).await;
         recovered += check_recovered(data.path(), &interrupted);
+        repairs.count(&server);
         interrupted.clear();
         let mut clients = Vec::new();
         for n in 0..2 {
@@ -71,6 +75,11 @@ async fn kill_nine_mid_call_loses_no_file() {
         }
         server.kill();
         println!("round {round}: killed {moment:?} into the calls");
+        // A kill rarely lands inside a write (they are small): one call
+        // gets what one that did would leave, half a page and half a line.
+        let (line, page) = tear(&data.path().join("calls").join(format!("killed-{round}-0")));
+        torn.0 += usize::from(line);
+        torn.1 += usize::from(page);
         for client in clients {
             // The server is gone: what the clients make of that is theirs.
             let _ = client.await;
@@ -78,8 +87,17 @@ async fn kill_nine_mid_call_loses_no_file() {
     }
     let server = start(data.path(), &fake).await;
     recovered += check_recovered(data.path(), &interrupted);
+    repairs.count(&server);
     drop(server);
+    println!(
+        "{recovered} calls recovered: {} recordings cut back to their last whole page, {} torn audit lines cut",
+        repairs.pages_cut, repairs.lines_cut
+    );
     assert_eq!(recovered, 2 * kills, "every interrupted call was recovered");
+    assert!(
+        repairs.lines_cut >= torn.0 && repairs.pages_cut >= torn.1,
+        "torn: {torn:?}"
+    );
 }
 
 /// Checks what a restart made of the calls the kill interrupted, with the
@@ -97,6 +115,10 @@ fn check_recovered(data: &Path, interrupted: &BTreeMap<String, Vec<PathBuf>>) ->
         assert_eq!(summary["active_sessions"], 0);
         for file in before {
             assert!(dir.join(file).exists(), "{call}: {file:?} was lost");
+        }
+        if dir.join("consent.jsonl.torn").exists() {
+            let torn = std::fs::read(dir.join("consent.jsonl.torn")).unwrap();
+            assert!(torn.starts_with(b"{"), "the torn line is kept aside");
         }
         if let Ok(log) = std::fs::read(dir.join("consent.jsonl")) {
             let verified = hearken_core::audit::verify(&log)
@@ -132,6 +154,64 @@ fn check_recovered(data: &Path, interrupted: &BTreeMap<String, Vec<PathBuf>>) ->
         }
     }
     interrupted.len()
+}
+
+/// Appends to the call's first recording the first half of a copy of its
+/// second page, and to its audit log the first half of a copy of its last
+/// line: what a crash in the middle of those appends leaves. Says which it
+/// could tear (a kill in the first seconds finds no recording yet).
+fn tear(call: &Path) -> (bool, bool) {
+    use std::io::Write;
+    let append = |path: &Path, bytes: &[u8]| {
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
+    };
+    let log = call.join("consent.jsonl");
+    let mut tore = (false, false);
+    if let Ok(text) = std::fs::read(&log)
+        && let Some(line) = text.split(|b| *b == b'\n').rfind(|l| !l.is_empty())
+    {
+        append(&log, &line[..line.len() / 2]);
+        tore.0 = true;
+    }
+    let Some(track) = std::fs::read_dir(call.join("audio"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "opus"))
+    else {
+        return tore;
+    };
+    let bytes = std::fs::read(&track).unwrap();
+    // The second page (the comment header) follows the 47-byte first.
+    if bytes.len() > 47 + 27 && bytes[47..].starts_with(b"OggS") {
+        let page = &bytes[47..];
+        let len = 27
+            + usize::from(page[26])
+            + page[27..27 + usize::from(page[26])]
+                .iter()
+                .map(|&l| usize::from(l))
+                .sum::<usize>();
+        append(&track, &page[..len / 2]);
+        tore.1 = true;
+    }
+    tore
+}
+
+/// What the restarts said they repaired (from their logs).
+#[derive(Default)]
+struct Repairs {
+    pages_cut: usize,
+    lines_cut: usize,
+}
+
+impl Repairs {
+    fn count(&mut self, server: &Binary) {
+        let log = server.log_text();
+        self.pages_cut += log.matches("cut a recording's last page").count();
+        self.lines_cut += log.matches("cut the audit log's torn last line").count();
+    }
 }
 
 /// Every file under `dir`, relative to it.
