@@ -1,16 +1,33 @@
-//! Deepgram live streaming through the `deepgram` crate (`listen` feature),
-//! one websocket per speaker: `linear16` at 16 kHz mono (the default), or the
-//! speaker's own Opus packets in an Ogg Opus container (`ogg-opus`, no
-//! decoding at all; Deepgram detects the container, so no `encoding` is
-//! sent). Requests carry `mip_opt_out=true` unless
-//! `transcription.deepgram.mip_opt_out` is off, so Deepgram keeps nothing.
+//! Deepgram live streaming, one websocket per speaker: `linear16` at 16 kHz
+//! mono (the default), or the speaker's own Opus packets in an Ogg Opus
+//! container (`ogg-opus`, no decoding at all; Deepgram detects the
+//! container, so no `encoding` is sent). Requests carry `mip_opt_out=true`
+//! unless `transcription.deepgram.mip_opt_out` is off, so Deepgram keeps
+//! nothing.
+//!
+//! The `deepgram` crate builds the request (its options and query string)
+//! and reads the answers (its message types). The websocket itself is
+//! opened here with `tokio-tungstenite`, because the crate opens it with
+//! the default buffers, a 128 KiB read buffer allocated up front and a write
+//! buffer that grows to 128 KiB, and gives each connection a writer task:
+//! with one connection per talking speaker, that was most of the 260 to
+//! 307 KB each cost. Here a connection reads into 8 KiB, writes each message
+//! as it is sent, and runs on the speaker's own task.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deepgram::Deepgram;
 use deepgram::common::options::{Language, Model, Options};
 use deepgram::common::stream_response::StreamResponse;
-use deepgram::listen::websocket::WebsocketHandle;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::backend::{
     AudioInput, Backend, BackendError, BackendEvent, BoxFuture, Connection, Failure,
@@ -18,6 +35,13 @@ use super::backend::{
 use crate::config::{DeepgramConfig, DeepgramEncoding};
 use hearken_core::ogg::{OggOpusWriter, OpusHead};
 use hearken_core::transcript::{Chunk, ChunkAudio, StreamWord, extend_linear16};
+
+/// Bytes a connection reads into: Deepgram's messages are JSON of a few
+/// KiB; a larger one grows the buffer while it is read.
+const READ_BUFFER: usize = 8 << 10;
+/// Silence on a connection after which a `KeepAlive` is sent: Deepgram
+/// closes one that gets nothing for 10 s (`NET-0001`).
+const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(3);
 
 /// Why the Deepgram backend could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +57,14 @@ pub enum DeepgramSetupError {
 
 /// The Deepgram backend.
 pub struct DeepgramBackend {
+    /// Builds the query string of each request.
     client: Arc<Deepgram>,
+    /// `{url}/v1/listen` as `ws://` or `wss://`.
+    listen_url: reqwest::Url,
+    /// The `Authorization` header's value.
+    authorization: Arc<str>,
+    /// For `wss://`: the bundled public roots, as the `deepgram` crate uses.
+    tls: Option<Arc<rustls::ClientConfig>>,
     config: DeepgramConfig,
 }
 
@@ -41,25 +72,64 @@ impl DeepgramBackend {
     /// With its API key (read by the server from the variable
     /// `api_key_env` names).
     pub fn with_key(config: &DeepgramConfig, key: &str) -> Result<Self, DeepgramSetupError> {
-        let client = Deepgram::with_base_url_and_api_key(config.url.as_str(), key)
-            .map_err(|e| DeepgramSetupError::BadUrl(e.to_string()))?;
+        let bad = |e: &dyn std::fmt::Display| DeepgramSetupError::BadUrl(e.to_string());
+        let client =
+            Deepgram::with_base_url_and_api_key(config.url.as_str(), key).map_err(|e| bad(&e))?;
+        let mut base = reqwest::Url::parse(&config.url).map_err(|e| bad(&e))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let mut listen_url = base.join("v1/listen").map_err(|e| bad(&e))?;
+        let scheme = match listen_url.scheme() {
+            "http" | "ws" => "ws",
+            "https" | "wss" => "wss",
+            other => return Err(bad(&format!("the scheme {other} is not http(s) or ws(s)"))),
+        };
+        listen_url
+            .set_scheme(scheme)
+            .map_err(|()| bad(&"cannot use the URL as a websocket URL"))?;
+        let tls = (scheme == "wss").then(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            Arc::new(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        });
         Ok(Self {
             client: Arc::new(client),
+            listen_url,
+            authorization: format!("Token {key}").into(),
+            tls,
             config: config.clone(),
         })
     }
 }
 
-fn classify(e: &deepgram::DeepgramError) -> BackendError {
-    let text = e.to_string();
-    let reason = if text.contains("429") {
-        Failure::RateLimited
-    } else if text.contains(" 5") && text.contains("HTTP") || text.contains("50") {
-        Failure::ServerError
-    } else {
-        Failure::Connect
-    };
-    BackendError::new(reason, text)
+/// What a failed upgrade means for the retry: 429 and 5xx are the
+/// backend's own state, anything else is a connection failure.
+fn classify(e: tungstenite::Error) -> BackendError {
+    match e {
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            let failure = if status == tungstenite::http::StatusCode::TOO_MANY_REQUESTS {
+                Failure::RateLimited
+            } else if status.is_server_error() {
+                Failure::ServerError
+            } else {
+                Failure::Connect
+            };
+            let detail = response
+                .headers()
+                .get("dg-error")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            BackendError::new(failure, format!("HTTP {status} {detail}"))
+        }
+        e => BackendError::new(Failure::Connect, e.to_string()),
+    }
 }
 
 impl Backend for DeepgramBackend {
@@ -84,6 +154,9 @@ impl Backend for DeepgramBackend {
     ) -> BoxFuture<'static, Result<Box<dyn Connection>, BackendError>> {
         let client = self.client.clone();
         let config = self.config.clone();
+        let listen_url = self.listen_url.clone();
+        let authorization = self.authorization.clone();
+        let tls = self.tls.clone();
         Box::pin(async move {
             let options = Options::builder()
                 .model(Model::from(config.model.clone()))
@@ -107,23 +180,46 @@ impl Backend for DeepgramBackend {
                     .channels(1),
                 DeepgramEncoding::OggOpus => request,
             };
-            let handle = request
+            let query = request
                 .interim_results(config.interim_results)
                 .endpointing(deepgram::common::options::Endpointing::CustomDurationMs(
                     config.endpointing_ms,
                 ))
-                // The crate's worker sends KeepAlive after 3 s without
-                // audio, so a silent speaker does not hit NET-0001.
-                .keep_alive()
-                .handle()
-                .await
-                .map_err(|e| classify(&e))?;
+                .urlencoded()
+                .map_err(|e| BackendError::new(Failure::Protocol, e.to_string()))?;
+            let mut url = listen_url;
+            url.set_query(Some(&query));
+            let mut request = url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| BackendError::new(Failure::Protocol, e.to_string()))?;
+            let authorization = tungstenite::http::HeaderValue::from_str(&authorization)
+                .map_err(|e| BackendError::new(Failure::Protocol, e.to_string()))?;
+            request
+                .headers_mut()
+                .insert(tungstenite::http::header::AUTHORIZATION, authorization);
+            let connector = match tls {
+                Some(tls) => Connector::Rustls(tls),
+                None => Connector::Plain,
+            };
+            let buffers = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(0);
+            let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(buffers),
+                false,
+                Some(connector),
+            )
+            .await
+            .map_err(classify)?;
             let ogg = (config.encoding == DeepgramEncoding::OggOpus).then(ogg_stream);
             Ok(Box::new(DeepgramConnection {
-                handle,
+                ws,
                 ogg,
                 pcm: Vec::new(),
                 held: 0,
+                last_sent: Instant::now(),
             }) as Box<dyn Connection>)
         })
     }
@@ -135,7 +231,7 @@ impl Backend for DeepgramBackend {
 const MESSAGE_SAMPLES: u64 = 4_800;
 
 struct DeepgramConnection {
-    handle: WebsocketHandle,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// With `ogg-opus`: this connection's Ogg stream (each connection is a
     /// new stream, headers first, so a reconnect starts a clean one).
     ogg: Option<OggOpusWriter>,
@@ -143,6 +239,8 @@ struct DeepgramConnection {
     pcm: Vec<u8>,
     /// Samples (48 kHz) in the next message.
     held: u64,
+    /// When the last message went out (for `KeepAlive`).
+    last_sent: Instant,
 }
 
 /// A new Ogg stream for one connection; see [`OpusHead::EXACT_MONO`] for
@@ -192,10 +290,22 @@ impl DeepgramConnection {
             // An empty frame would close the stream.
             return Ok(());
         }
-        self.handle
-            .send_data(bytes)
+        self.send(Message::Binary(bytes.into())).await
+    }
+
+    /// Sends one message as it is (nothing is held back).
+    async fn send(&mut self, message: Message) -> Result<(), BackendError> {
+        self.last_sent = Instant::now();
+        self.ws
+            .send(message)
             .await
             .map_err(|e| BackendError::new(Failure::Send, e.to_string()))
+    }
+
+    /// Sends a control message (`{"type": kind}`).
+    async fn control(&mut self, kind: &str) -> Result<(), BackendError> {
+        self.send(Message::Text(format!(r#"{{"type":"{kind}"}}"#).into()))
+            .await
     }
 }
 
@@ -238,28 +348,48 @@ impl Connection for DeepgramConnection {
     fn finalize(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.send_held().await?;
-            self.handle
-                .finalize()
-                .await
-                .map_err(|e| BackendError::new(Failure::Send, e.to_string()))
+            self.control("Finalize").await
         })
     }
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.send_held().await?;
-            self.handle
-                .close_stream()
-                .await
-                .map_err(|e| BackendError::new(Failure::Send, e.to_string()))
+            self.control("CloseStream").await
         })
     }
 
     fn next_event(&mut self) -> BoxFuture<'_, Option<Result<BackendEvent, BackendError>>> {
+        // Cancel-safe: the speaker's task drops this future whenever
+        // something else wakes it first. Reading a message and sending a
+        // KeepAlive each complete or leave nothing half done.
         Box::pin(async move {
             loop {
-                let response = self.handle.receive().await?;
-                match response {
+                let text = tokio::select! {
+                    message = self.ws.next() => match message? {
+                        Ok(Message::Text(text)) => text,
+                        Ok(Message::Close(frame)) => {
+                            return match frame {
+                                Some(f) if f.code != CloseCode::Normal => {
+                                    Some(Err(BackendError::new(
+                                        Failure::Closed,
+                                        format!("closed by the server ({}): {}", f.code, f.reason),
+                                    )))
+                                }
+                                _ => None,
+                            };
+                        }
+                        Ok(_) => continue,
+                        Err(e) => return Some(Err(BackendError::new(Failure::Closed, e.to_string()))),
+                    },
+                    () = tokio::time::sleep_until(self.last_sent + KEEP_ALIVE_AFTER) => {
+                        if let Err(e) = self.control("KeepAlive").await {
+                            return Some(Err(e));
+                        }
+                        continue;
+                    }
+                };
+                match serde_json::from_str::<StreamResponse>(&text) {
                     Ok(StreamResponse::TranscriptResponse {
                         start,
                         duration,
@@ -282,22 +412,9 @@ impl Connection for DeepgramConnection {
                     Ok(StreamResponse::TerminalResponse { .. }) => {
                         return Some(Ok(BackendEvent::Closed { reason: None }));
                     }
-                    Ok(_) => continue,
-                    Err(deepgram::DeepgramError::WebsocketClose { code, reason }) => {
-                        return Some(Err(BackendError::new(
-                            Failure::Closed,
-                            format!("closed by the server ({code}): {reason}"),
-                        )));
-                    }
-                    Err(e) => {
-                        let text = e.to_string();
-                        // A single malformed message does not end the stream.
-                        if text.contains("missing field") || text.contains("JSON") {
-                            tracing::warn!(error = %text, "unreadable message from deepgram");
-                            continue;
-                        }
-                        return Some(Err(BackendError::new(Failure::Closed, text)));
-                    }
+                    Ok(_) => {}
+                    // A single malformed message does not end the stream.
+                    Err(e) => tracing::warn!(error = %e, "unreadable message from deepgram"),
                 }
             }
         })

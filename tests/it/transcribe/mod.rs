@@ -5,6 +5,7 @@
 mod backpressure;
 mod bad_backends;
 mod consent;
+mod keep_alive;
 mod reconnects;
 mod shutdown;
 mod skips_silence;
