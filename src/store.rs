@@ -1190,6 +1190,56 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_torn_before_its_headers_becomes_an_empty_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        let (mut f, name) = store.create_track(&c, "alice").unwrap();
+        // Half an OpusHead page: all a kill right after creating it leaves.
+        f.write_all(b"OggS\0\x02\0\0").unwrap();
+        let empty = {
+            let mut w = hearken_core::track::TrackWriter::new(7, 312);
+            w.finish();
+            w.poll_output()
+        };
+        let repair = store.repair_track(&c, &name, &empty).unwrap();
+        assert_eq!(
+            (repair.seconds, repair.cut_bytes, repair.ended),
+            (0.0, 8, true)
+        );
+        let bytes = fs::read(store.call_dir(&c).join("audio").join(&name)).unwrap();
+        assert_eq!(bytes, empty);
+        let scan = ogg::scan_pages(&bytes);
+        assert!(scan.eos && scan.whole_len == bytes.len());
+        // Repaired once, nothing more to do.
+        let again = store.repair_track(&c, &name, &empty).unwrap();
+        assert_eq!((again.cut_bytes, again.ended), (0, false));
+    }
+
+    #[test]
+    fn a_torn_audit_line_is_cut_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = CallId::parse("c").unwrap();
+        let (mut f, _) = store.open_audit_log(&c).unwrap();
+        let mut chain = hearken_core::audit::AuditChain::new();
+        let mut fields = serde_json::Map::new();
+        fields.insert("event".into(), "a".into());
+        let line = chain.append(chrono::DateTime::UNIX_EPOCH, &fields).unwrap();
+        store.append_audit_line(&c, &mut f, &line.text).unwrap();
+        f.write_all(b"{\"seq\":2,\"ev").unwrap();
+        let (log, cut) = store.repair_audit_log(&c).unwrap().unwrap();
+        assert_eq!(cut, 12);
+        assert_eq!(audit::verify(&log).unwrap().lines, 1);
+        let kept = fs::read(store.call_dir(&c).join("consent.jsonl.torn")).unwrap();
+        assert_eq!(kept, b"{\"seq\":2,\"ev\n");
+        assert_eq!(
+            fs::read(store.call_dir(&c).join("consent.jsonl")).unwrap(),
+            log
+        );
+    }
+
+    #[test]
     fn a_failed_append_leaves_no_partial_line() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
