@@ -220,6 +220,7 @@ impl Backend for DeepgramBackend {
                 pcm: Vec::new(),
                 held: 0,
                 last_sent: Instant::now(),
+                keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)),
             }) as Box<dyn Connection>)
         })
     }
@@ -241,6 +242,10 @@ struct DeepgramConnection {
     held: u64,
     /// When the last message went out (for `KeepAlive`).
     last_sent: Instant,
+    /// Fires [`KEEP_ALIVE_AFTER`] after `last_sent`, or earlier: moved on
+    /// lazily when it fires, not on every send, so a busy connection
+    /// touches the timer once every few seconds rather than per message.
+    keep_alive: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// A new Ogg stream for one connection; see [`OpusHead::EXACT_MONO`] for
@@ -382,10 +387,15 @@ impl Connection for DeepgramConnection {
                         Ok(_) => continue,
                         Err(e) => return Some(Err(BackendError::new(Failure::Closed, e.to_string()))),
                     },
-                    () = tokio::time::sleep_until(self.last_sent + KEEP_ALIVE_AFTER) => {
-                        if let Err(e) = self.control("KeepAlive").await {
+                    () = &mut self.keep_alive => {
+                        let due = self.last_sent + KEEP_ALIVE_AFTER;
+                        if Instant::now() >= due
+                            && let Err(e) = self.control("KeepAlive").await
+                        {
                             return Some(Err(e));
                         }
+                        let next = self.last_sent + KEEP_ALIVE_AFTER;
+                        self.keep_alive.as_mut().reset(next);
                         continue;
                     }
                 };
