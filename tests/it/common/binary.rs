@@ -46,27 +46,6 @@ impl Binary {
         }
     }
 
-    /// Like [`Self::start`], waiting only for `/healthz` (a node that is
-    /// not ready still answers).
-    pub async fn start_unready(data: &Path, env: &[(&str, String)]) -> Self {
-        let binary = Self::spawn(data, env).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = binary
-                .http
-                .client
-                .get(binary.http.url("/healthz"))
-                .send()
-                .await
-                && r.status() == 200
-            {
-                return binary;
-            }
-            assert!(Instant::now() < deadline, "server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn spawn(data: &Path, env: &[(&str, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

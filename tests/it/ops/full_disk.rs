@@ -49,7 +49,6 @@ async fn a_full_disk_stops_capture_and_breaks_nothing() {
     // Past the consent hold at the start (3 s): audio is being recorded.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let filler = disk.fill();
-    println!("filled at {:?}", chrono::Utc::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Full: the server answers, says it is not ready, refuses a new call.
