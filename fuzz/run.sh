@@ -136,10 +136,12 @@ merge() {
         return 0
     }
     find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' -delete
-    find "$min" -maxdepth 1 -type f ! -name 'seed-*' -printf '%s %p\n' | sort -n |
-        head -n "$MAX_KEPT" | cut -d' ' -f2- | while read -r f; do
-            cp "$f" "$corpus/$(sha1sum "$f" | cut -c1-16)"
-        done
+    # Sorted into a file first: `head` closing a pipe early would fail the
+    # pipeline (pipefail).
+    find "$min" -maxdepth 1 -type f ! -name 'seed-*' -printf '%s %p\n' | sort -n > "$out/kept"
+    head -n "$MAX_KEPT" "$out/kept" | cut -d' ' -f2- | while read -r f; do
+        cp "$f" "$corpus/$(sha1sum "$f" | cut -c1-16)"
+    done
     # A seed whose exact bytes the queue also holds needs no second copy.
     for s in "$corpus"/seed-*; do
         local twin
