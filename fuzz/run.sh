@@ -14,8 +14,8 @@
 # The fuzzer runs under `nice -n 19`: it is a background job.
 #
 # After the run: the queue and the corpus are minimised together with
-# afl-cmin (the seed-* files are always kept, and at most $MAX_KEPT others,
-# the smallest), crashes and hangs are copied
+# afl-cmin (the seed-* files and the finding-* files, inputs of bugs found,
+# are always kept, and at most $MAX_KEPT others, the smallest), crashes and hangs are copied
 # to fuzz/findings/TARGET/ and the run is appended to fuzz/EXECUTIONS.md
 # (target, executions, crashes, hangs, seconds, date, commit). The exit
 # status is 1 if the run found a crash or a hang.
@@ -98,9 +98,9 @@ run_one() {
         mkdir -p "$FUZZ_DIR/findings/$target"
         for f in "$out"/default/crashes/id* "$out"/default/hangs/id*; do
             [ -e "$f" ] || continue
-            local kind
-            kind=$(basename "$(dirname "$f")")
-            cp "$f" "$FUZZ_DIR/findings/$target/${kind%s}-$(sha1sum "$f" | cut -c1-16)"
+            local kind=crash
+            [ "$(basename "$(dirname "$f")")" = hangs ] && kind=hang
+            cp "$f" "$FUZZ_DIR/findings/$target/$kind-$(sha1sum "$f" | cut -c1-16)"
         done
     fi
 
@@ -135,15 +135,17 @@ merge() {
         tail -n 20 "$out/cmin.log" >&2
         return 0
     }
-    find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' -delete
+    find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'finding-*' -delete
     # Sorted into a file first: `head` closing a pipe early would fail the
     # pipeline (pipefail).
-    find "$min" -maxdepth 1 -type f ! -name 'seed-*' -printf '%s %p\n' | sort -n > "$out/kept"
+    find "$min" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'finding-*' -printf '%s %p\n' | sort -n > "$out/kept"
     head -n "$MAX_KEPT" "$out/kept" | cut -d' ' -f2- | while read -r f; do
         cp "$f" "$corpus/$(sha1sum "$f" | cut -c1-16)"
     done
-    # A seed whose exact bytes the queue also holds needs no second copy.
-    for s in "$corpus"/seed-*; do
+    # A seed or finding whose exact bytes the queue also holds needs no
+    # second copy.
+    for s in "$corpus"/seed-* "$corpus"/finding-*; do
+        [ -e "$s" ] || continue
         local twin
         twin=$corpus/$(sha1sum "$s" | cut -c1-16)
         [ -e "$twin" ] && rm -f "$twin"
