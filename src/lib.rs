@@ -26,11 +26,14 @@
 //!   repaired and ended.
 //! - [`server`]: wiring, start and graceful shutdown; [`config`], [`setup`],
 //!   [`metrics`], [`cli`].
+//! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`) and of the
+//!   test that replays their corpus.
 
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod media;

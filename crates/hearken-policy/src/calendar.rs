@@ -923,6 +923,12 @@ fn recurrence_of(
             rule: written.to_owned(),
             detail,
         };
+        // An RRULE is ASCII (RFC 5545 §3.3.10). `rrule` slices a BYDAY
+        // value by bytes and panics inside a multi-byte character, so
+        // anything else is refused before it gets there.
+        if !written.is_ascii() {
+            return Err(bad("not ASCII".to_owned()));
+        }
         let normalised = normalize_rule(written, zone, all_day, cx).map_err(bad)?;
         let rule: RRule<Unvalidated> = normalised
             .parse()

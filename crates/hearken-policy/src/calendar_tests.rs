@@ -362,6 +362,30 @@ fn method_cancel_cancels_every_event() {
     assert!(meetings[0].cancelled);
 }
 
+/// Found by fuzzing: `rrule` sliced `BYDAY=M\u{20ac}` inside the `€` and
+/// panicked. A rule that is not ASCII is that event's error, and the rest of
+/// the calendar imports.
+#[test]
+fn a_rule_that_is_not_ascii_is_an_error_not_a_panic() {
+    let text = cal("BEGIN:VEVENT
+        UID:accented
+        DTSTART:20250303T150000Z
+        RRULE:FREQ=WEEKLY;BYDAY=M\u{20ac}
+        END:VEVENT
+        BEGIN:VEVENT
+        UID:fine
+        DTSTART:20250304T150000Z
+        END:VEVENT");
+    let (meetings, errors) = import_ics(&text, &march());
+    assert_eq!(starts(&meetings), vec!["2025-03-04T15:00:00Z"]);
+    assert_eq!(errors.len(), 1, "{:?}", errors_text(&errors));
+    assert!(
+        matches!(&errors[0].kind, ImportErrorKind::BadRecurrence { detail, .. } if detail == "not ASCII"),
+        "{:?}",
+        errors_text(&errors)
+    );
+}
+
 #[test]
 fn broken_events_are_named_and_the_rest_imports() {
     let text = cal(r#"BEGIN:VEVENT

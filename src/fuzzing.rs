@@ -1,0 +1,598 @@
+//! One entry point per fuzz target: each feeds outside bytes to the parser
+//! production runs on them, the way production calls it, and ignores the
+//! result. Only a panic (or a hang) is a finding.
+//!
+//! This module exists so that the fuzzers (`fuzz/`, one AFL binary per
+//! target) and the test that replays their corpus (`tests/it/fuzz_corpus.rs`)
+//! drive exactly the same code: the production parsers, not copies of them.
+//! [`TARGETS`] lists them by the name of their corpus directory
+//! (`fuzz/corpus/{name}/`).
+//!
+//! The engine targets ([`datagram`], [`rtp`], and [`sdp_offer`]'s answer)
+//! run the sans-IO [`Engine`] the worker runs, with no socket and a clock
+//! that moves only as the input says. The engine contains a panic in a call's
+//! handling (it ends that call); these entry points turn such a panic back
+//! into one of their own, so a contained bug is still a finding.
+
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hearken_core::consent::rules::Rules;
+use hearken_core::dtmf::{DtmfAssembler, DtmfConfig};
+use hearken_core::ids::CallId;
+use hearken_core::offer::OfferSummary;
+use hearken_core::roq::{self, StreamEvent, StreamReader};
+use hearken_core::rtp::RtpExtender;
+use hearken_policy::{Calendar, Settings, SettingsFormat, Window, decide};
+
+use crate::config::ConsentConfig;
+use crate::control::meetings::Meetings;
+use crate::ingest::sip::sdp as sip_sdp;
+use crate::media::command::{CreateNative, CreateSip, SipDirection, SipMedia};
+use crate::media::transcode::WireCodec;
+use crate::media::{Command, CreateSession, Engine, EngineSettings, NativeFlow, Reply};
+use crate::metrics::{MediaMetrics, Metrics};
+use crate::setup::consent::ConsentSetup;
+
+/// A fuzz target: its name (the corpus directory) and its entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every fuzz target, by the name of its corpus directory.
+pub const TARGETS: &[Target] = &[
+    ("sdp_offer", sdp_offer),
+    ("datagram", datagram),
+    ("rtp", rtp),
+    ("dtmf", dtmf),
+    ("roq", roq),
+    ("icalendar", icalendar),
+    ("meetings_json", meetings_json),
+    ("consent_rules", consent_rules),
+    ("ogg", ogg),
+];
+
+/// The entry point of the target named `name`.
+pub fn target(name: &str) -> Option<fn(&[u8])> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+}
+
+/// A WHIP offer (`POST /whip/{call}`) and a SIP INVITE's SDP: what the HTTP
+/// handler reads of it ([`OfferSummary::scan`]), then the engine's answer
+/// (str0m parses and negotiates it); and the SIP dial-in's own SDP parser,
+/// negotiation and answer.
+pub fn sdp_offer(data: &[u8]) {
+    // Both ingests refuse a body that is not UTF-8 before any parser sees it.
+    let Ok(sdp) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(offer) = sip_sdp::parse(sdp)
+        && let Ok(negotiated) = sip_sdp::negotiate(&offer)
+    {
+        let origin = sip_sdp::Origin {
+            session_id: 1,
+            version: 1,
+        };
+        let _ = sip_sdp::answer(&offer, &negotiated, SERVER, origin);
+        let _ = sip_sdp::accept_answer(&offer);
+    }
+    let Ok(summary) = OfferSummary::scan(sdp) else {
+        return;
+    };
+    if summary.require_audio().is_err() {
+        return;
+    }
+    let mut node = Node::new();
+    let reply = node.engine.handle_command(
+        node.now,
+        Command::CreateSession(Box::new(CreateSession {
+            call_id: call_id("whip"),
+            secret: "whip-secret".to_owned(),
+            public_id: "s1".to_owned(),
+            offer_sdp: sdp.to_owned(),
+            summary,
+            early_inputs: Vec::new(),
+            resume: None,
+        })),
+    );
+    drop(reply);
+    node.finish();
+}
+
+/// Datagrams on a worker's UDP socket ([`Engine::handle_datagram`]): the
+/// routing (a SIP caller's address, the address cache, a STUN request's
+/// ufrag, a NATed caller latched by IP) and what the routed session does
+/// with them, with one WHIP session (not connected), one SIP dialog and a
+/// SIP dialog behind NAT waiting for its first packet.
+///
+/// The input is a list of records `[source, milliseconds, length, bytes…]`:
+/// `source` picks the sender (the WHIP client, the SIP caller, the NATed
+/// caller's public address, or an address nobody knows), `milliseconds` moves
+/// the clock first (timers run), `length` bytes follow (fewer at the end).
+pub fn datagram(data: &[u8]) {
+    const SOURCES: [SocketAddr; 4] = [WHIP_CLIENT, SIP_CALLER, NAT_PUBLIC, STRANGER];
+    let mut node = Node::new();
+    let offer = include_str!("../tests/fixtures/sdp/chromium-audio-sendrecv.sdp");
+    let summary = OfferSummary::scan(offer).expect("the fixture offer is valid");
+    let reply = node.engine.handle_command(
+        node.now,
+        Command::CreateSession(Box::new(CreateSession {
+            call_id: call_id("whip"),
+            secret: "whip-secret".to_owned(),
+            public_id: "s1".to_owned(),
+            offer_sdp: offer.to_owned(),
+            summary,
+            early_inputs: Vec::new(),
+            resume: None,
+        })),
+    );
+    assert!(matches!(reply, Reply::Answer(Ok(_))), "{reply:?}");
+    node.create_sip("sip", SIP_CALLER, None, WireCodec::Pcmu, 0);
+    node.create_sip(
+        "sip-nat",
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), 4000),
+        Some(NAT_PUBLIC.ip()),
+        WireCodec::Pcma,
+        8,
+    );
+    for record in Records::new(data) {
+        node.advance(record.millis);
+        let source = SOURCES[usize::from(record.selector) % SOURCES.len()];
+        node.engine.handle_datagram(node.now, source, record.bytes);
+        node.drain();
+    }
+    node.finish();
+}
+
+/// RTP and RTCP as the engine reads them itself (everything but WHIP, whose
+/// RTP is str0m's): native flows ([`Engine::handle_native`]) of every codec,
+/// with RFC 4733 events, and a SIP dialog's datagrams. Each packet goes
+/// through `PlainSpeaker` (RTP parsed, numbers extended, G.711/G.722 made
+/// into Opus, DTMF), the reordering, the conference's timeline and the
+/// consent gate.
+///
+/// The input is a list of records `[flow, milliseconds, length, bytes…]` as
+/// for [`datagram`]; `flow` picks one of the native flows or the SIP dialog.
+pub fn rtp(data: &[u8]) {
+    let mut node = Node::new();
+    let flows: Vec<NativeFlow> = [
+        (WireCodec::Opus, 111),
+        (WireCodec::Pcmu, 0),
+        (WireCodec::Pcma, 8),
+        (WireCodec::G722, 9),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (codec, payload_type))| NativeFlow {
+        flow_id: i as u64,
+        participant_id: format!("p{i}"),
+        codec,
+        payload_type,
+        dtmf_payload_type: Some(101),
+    })
+    .collect();
+    let reply = node.engine.handle_command(
+        node.now,
+        Command::CreateNative(Box::new(CreateNative {
+            call_id: call_id("native"),
+            secret: "native-secret".to_owned(),
+            public_id: "n1".to_owned(),
+            flows: flows.clone(),
+            early_inputs: Vec::new(),
+            resume: None,
+        })),
+    );
+    let Reply::Native(Ok(session)) = reply else {
+        panic!("no native session: {reply:?}");
+    };
+    node.create_sip("sip", SIP_CALLER, None, WireCodec::G722, 9);
+    for record in Records::new(data) {
+        node.advance(record.millis);
+        let pick = usize::from(record.selector) % (flows.len() + 1);
+        match flows.get(pick) {
+            Some(flow) => node.engine.handle_native(
+                node.now,
+                crate::media::NativeMedia {
+                    session,
+                    flow_id: flow.flow_id,
+                    packet: bytes::Bytes::copy_from_slice(record.bytes),
+                    arrival: node.now,
+                },
+            ),
+            None => node
+                .engine
+                .handle_datagram(node.now, SIP_CALLER, record.bytes),
+        }
+        node.drain();
+    }
+    node.finish();
+}
+
+/// RFC 4733 telephone events of one stream, assembled into key presses by
+/// [`DtmfAssembler`] as the engine feeds it: the RTP timestamp extended,
+/// the payload's event, E bit and duration (8 kHz clock), then the
+/// assembler's timeouts as they fall due.
+///
+/// The input is a list of 9-byte records: RTP timestamp (4), RFC 4733
+/// payload (4), milliseconds since the last packet (1).
+pub fn dtmf(data: &[u8]) {
+    const CLOCK: f64 = 8_000.0;
+    let mut assembler = DtmfAssembler::new(DtmfConfig::default());
+    let mut timestamps = RtpExtender::default();
+    let mut now = Instant::now();
+    for record in data.chunks_exact(9) {
+        now += Duration::from_millis(u64::from(record[8]));
+        while assembler.poll_timeout().is_some_and(|t| t <= now) {
+            if assembler.handle_timeout(now).is_none() {
+                break;
+            }
+        }
+        let start = timestamps.extend_timestamp(u32::from_be_bytes([
+            record[0], record[1], record[2], record[3],
+        ]));
+        let payload = &record[4..8];
+        let duration = u16::from_be_bytes([payload[2], payload[3]]);
+        let _ = assembler.handle_packet(
+            start,
+            payload[0],
+            payload[1] & 0x80 != 0,
+            Duration::from_secs_f64(f64::from(duration) / CLOCK),
+            now,
+        );
+    }
+    // Whatever is still open ends by its timeout.
+    let later = now + Duration::from_secs(10);
+    for _ in 0..1_000 {
+        if assembler.handle_timeout(later).is_none() {
+            break;
+        }
+    }
+}
+
+/// RTP over QUIC framing as the QUIC task reads it: the bytes as a DATAGRAM
+/// ([`roq::parse_datagram`]) and as a unidirectional stream
+/// ([`StreamReader`]), whole and in chunks. The first byte sets the chunk
+/// size; reading in chunks must give the same packets as reading whole.
+pub fn roq(data: &[u8]) {
+    // What `ingest/quic.rs` accepts as the longest RTP packet of a stream.
+    const MAX_PACKET: usize = 1500;
+    let _ = roq::parse_datagram(data);
+    let Some((&chunk, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = read_stream(stream, stream.len().max(1), MAX_PACKET);
+    let chunked = read_stream(stream, usize::from(chunk % 16) + 1, MAX_PACKET);
+    assert_eq!(whole, chunked, "a stream reads the same in any chunks");
+}
+
+/// What a [`StreamReader`] makes of `stream` fed in `chunk`-byte pieces:
+/// its events, then how it ended.
+fn read_stream(stream: &[u8], chunk: usize, max_packet: usize) -> (Vec<String>, String) {
+    let mut reader = StreamReader::new(max_packet);
+    let mut events = Vec::new();
+    for piece in stream.chunks(chunk) {
+        let mut input = piece;
+        loop {
+            match reader.read(&mut input) {
+                Ok(Some(StreamEvent::Flow(flow))) => events.push(format!("flow {}", flow.value())),
+                Ok(Some(StreamEvent::Packet(p))) => events.push(format!("packet {p:?}")),
+                Ok(None) => break,
+                Err(e) => return (events, format!("error {e}")),
+            }
+            assert!(reader.buffered() <= max_packet + 8, "the reader is bounded");
+        }
+    }
+    (events, format!("{:?}", reader.finish()))
+}
+
+/// An iCalendar file as `hearken policy explain` reads it: parsed, then
+/// expanded (RRULE, RDATE, EXDATE, time zones) over a window of a year, and
+/// each meeting decided by company settings.
+pub fn icalendar(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let calendar = Calendar::parse(&text);
+    let _ = calendar.first_start();
+    let window = Window {
+        from: utc("2025-01-01T00:00:00Z"),
+        to: utc("2026-01-01T00:00:00Z"),
+    };
+    let (meetings, _errors) = calendar.expand(&window);
+    for meeting in &meetings {
+        let _ = decide(meeting, &SETTINGS);
+        let _ = Meetings::call_id_for(meeting, None);
+    }
+}
+
+/// A meeting pushed by a provider (`POST /v1/meetings`), as its handler
+/// reads it: JSON checked, the meeting read, its call id made and the
+/// meeting decided; and the same text as a list (`hearken policy explain`).
+pub fn meetings_json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (list, _errors) = hearken_policy::meetings_from_json(text);
+    for meeting in &list {
+        let _ = decide(meeting, &SETTINGS);
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return;
+    }
+    let Ok(meeting) = hearken_policy::meeting_from_json(text) else {
+        return;
+    };
+    let _ = Meetings::call_id_for(&meeting, None);
+    let _ = decide(&meeting, &SETTINGS);
+    let _ = serde_json::to_string(&meeting);
+}
+
+/// A consent rules file (`consent.rules_file`, YAML), parsed and validated
+/// as at start, then asked what `hearken consent explain` asks of it.
+pub fn consent_rules(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(rules) = Rules::parse(text) else {
+        return;
+    };
+    let _ = rules.default_unknown();
+    let _ = rules.low_confidence_location();
+    for code in ["US", "US-CA", "DE", "GB", "ZZ"] {
+        let location = hearken_core::consent::rules::Location::from_code(code).ok();
+        let _ = rules.resolve(location.as_ref());
+        let _ = rules.varies_by_subdivision(code);
+        let _ = rules.group_of(code);
+    }
+    for jurisdiction in rules.jurisdictions() {
+        let _ = rules.group_members(&jurisdiction.code);
+    }
+}
+
+/// An Ogg Opus file as the post-call work and the share links read one
+/// (a track cut short by a crash, a mix on disk): its length
+/// ([`hearken_mix::duration_seconds`]) and a cut of it
+/// ([`hearken_mix::cut`]), which reads every page and packet.
+pub fn ogg(data: &[u8]) {
+    let _ = hearken_mix::duration_seconds(data);
+    let mut out = Vec::new();
+    let _ = hearken_mix::cut(data, 0.0, 1.0e6, &mut out);
+    out.clear();
+    let _ = hearken_mix::cut(data, 0.5, 1.5, &mut out);
+}
+
+// ---------------------------------------------------------------------------
+
+/// The engine's socket address (every session's local candidate).
+const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 3478));
+/// The WHIP client's address: the host candidate of the fixture offer.
+const WHIP_CLIENT: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 60302));
+/// A SIP caller whose RTP comes from the address its SDP names.
+const SIP_CALLER: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), 4000));
+/// A SIP caller behind NAT: its public address (its SDP names a private one).
+const NAT_PUBLIC: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 5555));
+/// An address no session knows.
+const STRANGER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 9999));
+
+/// The consent setup of a node with the default configuration (built-in
+/// rules and prompts), made once: every engine of a process shares it, as
+/// the workers of a node do.
+static CONSENT: LazyLock<Arc<ConsentSetup>> = LazyLock::new(|| {
+    Arc::new(crate::setup::consent::setup(&ConsentConfig::default()).expect("default consent"))
+});
+
+/// Company settings for deciding meetings: the policy fixtures'.
+static SETTINGS: LazyLock<Settings> = LazyLock::new(|| {
+    Settings::parse(
+        include_str!("../tests/fixtures/policy/settings.toml"),
+        SettingsFormat::Toml,
+    )
+    .expect("the fixture settings are valid")
+});
+
+thread_local! {
+    /// This thread's media metrics: made once (a registry is not cheap),
+    /// and per thread so that counting panics is not confused by another
+    /// thread's engine.
+    static METRICS: RefCell<Option<MediaMetrics>> = const { RefCell::new(None) };
+}
+
+fn media_metrics() -> MediaMetrics {
+    METRICS.with(|m| {
+        m.borrow_mut()
+            .get_or_insert_with(|| Metrics::new().media())
+            .clone()
+    })
+}
+
+fn call_id(text: &str) -> CallId {
+    CallId::parse(text).expect("a valid call id")
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("a valid time")
+        .with_timezone(&Utc)
+}
+
+/// One engine and its clock, for one input.
+struct Node {
+    engine: Engine,
+    now: Instant,
+    metrics: MediaMetrics,
+    panics_before: u64,
+}
+
+impl Node {
+    fn new() -> Self {
+        let now = Instant::now();
+        let metrics = media_metrics();
+        let panics_before = metrics.call_panics.get();
+        let engine = Engine::new(
+            EngineSettings {
+                local_addr: SERVER,
+                connect_timeout: Duration::from_secs(10),
+                inactivity_timeout: Duration::from_secs(10),
+                rtp_idle_timeout: Duration::from_secs(10),
+                ufrag_prefix: None,
+            },
+            Arc::clone(&CONSENT),
+            metrics.clone(),
+            now,
+            utc("2026-01-01T00:00:00Z"),
+        );
+        Self {
+            engine,
+            now,
+            metrics,
+            panics_before,
+        }
+    }
+
+    /// A SIP dialog whose caller sends `codec` as `payload_type` (and RFC
+    /// 4733 events as 101) from `remote_rtp`.
+    fn create_sip(
+        &mut self,
+        name: &str,
+        remote_rtp: SocketAddr,
+        signalling_ip: Option<IpAddr>,
+        codec: WireCodec,
+        payload_type: u8,
+    ) {
+        let reply = self.engine.handle_command(
+            self.now,
+            Command::CreateSip(Box::new(CreateSip {
+                call_id: call_id(name),
+                secret: format!("{name}-secret"),
+                public_id: name.to_owned(),
+                participant_id: "caller".to_owned(),
+                media: Some(SipMedia {
+                    remote_rtp,
+                    codec,
+                    payload_type,
+                    dtmf_payload_type: Some(101),
+                    direction: SipDirection::SendRecv,
+                }),
+                signalling_ip,
+                early_inputs: Vec::new(),
+                resume: None,
+            })),
+        );
+        assert!(matches!(reply, Reply::Sip(Ok(_))), "{reply:?}");
+        self.drain();
+    }
+
+    /// Moves the clock `millis` on and runs the timers that fell due.
+    fn advance(&mut self, millis: u8) {
+        self.now += Duration::from_millis(u64::from(millis));
+        // Bounded: a timer that kept itself due would otherwise loop here.
+        for _ in 0..64 {
+            if self.engine.poll_timeout() > self.now {
+                break;
+            }
+            self.engine.handle_timeout(self.now);
+        }
+    }
+
+    /// Takes everything the engine wants done (and does none of it).
+    fn drain(&mut self) {
+        while self.engine.poll_output().is_some() {}
+    }
+
+    /// Ends every call, and turns a panic the engine contained into one here.
+    fn finish(mut self) {
+        self.drain();
+        self.engine.shutdown(self.now);
+        self.drain();
+        let panics = self.metrics.call_panics.get() - self.panics_before;
+        assert_eq!(panics, 0, "handling a call panicked (see the log above)");
+    }
+}
+
+/// A record of the engine targets' input.
+struct Record<'a> {
+    selector: u8,
+    millis: u8,
+    bytes: &'a [u8],
+}
+
+/// Splits an input into [`Record`]s: `[selector, millis, length, bytes…]`.
+struct Records<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Records<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self { rest: data }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let [selector, millis, length, rest @ ..] = self.rest else {
+            return None;
+        };
+        let (bytes, rest) = rest.split_at(usize::from(*length).min(rest.len()));
+        self.rest = rest;
+        Some(Record {
+            selector: *selector,
+            millis: *millis,
+            bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn corpus_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus")
+    }
+
+    /// Every input the fuzzers kept (seeds, what they found, and the inputs
+    /// of bugs since fixed) runs through its target without a panic.
+    #[test]
+    fn every_fuzz_corpus_input_replays_without_a_panic() {
+        for &(name, entry) in TARGETS {
+            let dir = corpus_dir().join(name);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|entry| entry.expect("a directory entry").path())
+                .collect();
+            files.sort();
+            assert!(!files.is_empty(), "{} has no inputs", dir.display());
+            for file in files {
+                let data = std::fs::read(&file).expect("a corpus file");
+                let outcome = std::panic::catch_unwind(|| entry(&data));
+                assert!(outcome.is_ok(), "{name}: {} panicked", file.display());
+            }
+        }
+    }
+
+    /// A corpus directory without a target would never be replayed.
+    #[test]
+    fn every_corpus_directory_has_a_target() {
+        for entry in std::fs::read_dir(corpus_dir()).expect("fuzz/corpus") {
+            let name = entry.expect("a directory entry").file_name();
+            let name = name.to_string_lossy();
+            assert!(target(&name).is_some(), "fuzz/corpus/{name} has no target");
+        }
+    }
+
+    /// The engine targets' records: `[selector, millis, length, bytes…]`,
+    /// the last one cut short where the input ends.
+    #[test]
+    fn a_record_stream_splits_as_documented() {
+        let records: Vec<(u8, u8, Vec<u8>)> = Records::new(&[1, 2, 3, 9, 9, 9, 4, 5, 9, 7])
+            .map(|r| (r.selector, r.millis, r.bytes.to_vec()))
+            .collect();
+        assert_eq!(records, vec![(1, 2, vec![9, 9, 9]), (4, 5, vec![7])]);
+    }
+}
