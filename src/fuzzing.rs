@@ -348,11 +348,24 @@ pub fn consent_rules(data: &[u8]) {
     }
 }
 
-/// An Ogg Opus file as the post-call work and the share links read one
-/// (a track cut short by a crash, a mix on disk): its length
-/// ([`hearken_mix::duration_seconds`]) and a cut of it
+/// An Ogg Opus file as crash recovery, the post-call work and the share
+/// links read one (a track cut short by a crash, a mix on disk): its whole
+/// pages and the page that would end it ([`hearken_core::ogg::scan_pages`]),
+/// its length ([`hearken_mix::duration_seconds`]) and a cut of it
 /// ([`hearken_mix::cut`]), which reads every page and packet.
 pub fn ogg(data: &[u8]) {
+    // What crash recovery reads of a recording a crash cut short: the page
+    // walk must stop where the whole pages end, and the page that ends the
+    // stream must keep what it closes readable.
+    let scan = hearken_core::ogg::scan_pages(data);
+    assert!(scan.whole_len <= data.len());
+    if let Some(page) = hearken_core::ogg::end_of_stream_page(&scan) {
+        let mut ended = data[..scan.whole_len].to_vec();
+        ended.extend_from_slice(&page);
+        let rescan = hearken_core::ogg::scan_pages(&ended);
+        assert_eq!(rescan.whole_len, ended.len());
+        assert!(rescan.eos);
+    }
     let _ = hearken_mix::duration_seconds(data);
     let mut out = Vec::new();
     let _ = hearken_mix::cut(data, 0.0, 1.0e6, &mut out);
