@@ -15,7 +15,7 @@
 //! refused and counted (`hearken_frames_dropped_total{reason="audit_log_failed"}`),
 //! including frames already queued behind the line.
 
-use std::collections::{HashMap, hash_map::Entry};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
@@ -360,13 +360,14 @@ impl Recorder {
             // the calls' metadata, not more audio.
             return Err("the data directory is full".to_owned());
         }
-        let track = match call.tracks.entry(frame.file_stem.clone()) {
-            Entry::Occupied(track) => track.into_mut(),
-            Entry::Vacant(place) => {
+        // Looked up without cloning the stem: this runs for every frame.
+        let track = match call.tracks.get_mut(&frame.file_stem) {
+            Some(track) => track,
+            None => {
                 let track = open_track(store, call_id, &frame.file_stem).inspect_err(|_| {
                     metrics.recorder_write_errors.inc();
                 })?;
-                place.insert(track)
+                call.tracks.entry(frame.file_stem.clone()).or_insert(track)
             }
         };
         let written = match track.writer.handle_frame(frame.position, &frame.payload) {
