@@ -84,19 +84,7 @@ pub fn sdp_offer(data: &[u8]) {
         return;
     }
     let mut node = Node::new();
-    let reply = node.engine.handle_command(
-        node.now,
-        Command::CreateSession(Box::new(CreateSession {
-            call_id: call_id("whip"),
-            secret: "whip-secret".to_owned(),
-            public_id: "s1".to_owned(),
-            offer_sdp: sdp.to_owned(),
-            summary,
-            early_inputs: Vec::new(),
-            resume: None,
-        })),
-    );
-    drop(reply);
+    drop(node.create_whip(sdp, summary));
     node.finish();
 }
 
@@ -115,18 +103,7 @@ pub fn datagram(data: &[u8]) {
     let mut node = Node::new();
     let offer = include_str!("../tests/fixtures/sdp/chromium-audio-sendrecv.sdp");
     let summary = OfferSummary::scan(offer).expect("the fixture offer is valid");
-    let reply = node.engine.handle_command(
-        node.now,
-        Command::CreateSession(Box::new(CreateSession {
-            call_id: call_id("whip"),
-            secret: "whip-secret".to_owned(),
-            public_id: "s1".to_owned(),
-            offer_sdp: offer.to_owned(),
-            summary,
-            early_inputs: Vec::new(),
-            resume: None,
-        })),
-    );
+    let reply = node.create_whip(offer, summary);
     assert!(matches!(reply, Reply::Answer(Ok(_))), "{reply:?}");
     node.create_sip("sip", SIP_CALLER, None, WireCodec::Pcmu, 0);
     node.create_sip(
@@ -462,6 +439,22 @@ impl Node {
             metrics,
             panics_before,
         }
+    }
+
+    /// The WHIP session of call `whip` for `offer`; the engine's reply.
+    fn create_whip(&mut self, offer: &str, summary: OfferSummary) -> Reply {
+        self.engine.handle_command(
+            self.now,
+            Command::CreateSession(Box::new(CreateSession {
+                call_id: call_id("whip"),
+                secret: "whip-secret".to_owned(),
+                public_id: "s1".to_owned(),
+                offer_sdp: offer.to_owned(),
+                summary,
+                early_inputs: Vec::new(),
+                resume: None,
+            })),
+        )
     }
 
     /// A SIP dialog whose caller sends `codec` as `payload_type` (and RFC

@@ -24,8 +24,15 @@ use crate::store::Store;
 /// Blocks on the file system: call it before the server takes sessions.
 pub fn recover_interrupted_calls(store: &Store, metrics: &Metrics) -> usize {
     let calls = store.interrupted_calls();
+    // What a recording torn before its headers becomes: a whole stream of
+    // no audio (the same for every call).
+    let empty = {
+        let mut writer = TrackWriter::new(rand::random::<u32>(), DEFAULT_PRE_SKIP);
+        writer.finish();
+        writer.poll_output()
+    };
     for call_id in &calls {
-        match recover_call(store, call_id) {
+        match recover_call(store, call_id, &empty) {
             Ok(summary) => {
                 metrics
                     .calls_ended
@@ -47,7 +54,7 @@ pub fn recover_interrupted_calls(store: &Store, metrics: &Metrics) -> usize {
 }
 
 /// Repairs one call's files and writes its final `call.json`.
-fn recover_call(store: &Store, call_id: &CallId) -> std::io::Result<CallSummary> {
+fn recover_call(store: &Store, call_id: &CallId, empty: &[u8]) -> std::io::Result<CallSummary> {
     let ended_at: DateTime<Utc> = store
         .last_modified(call_id)
         .map_or_else(Utc::now, DateTime::from);
@@ -82,13 +89,8 @@ fn recover_call(store: &Store, call_id: &CallId) -> std::io::Result<CallSummary>
         });
     }
 
-    let empty = {
-        let mut writer = TrackWriter::new(rand::random::<u32>(), DEFAULT_PRE_SKIP);
-        writer.finish();
-        writer.poll_output()
-    };
     for name in store.track_names(call_id)? {
-        let repair = store.repair_track(call_id, &name, &empty)?;
+        let repair = store.repair_track(call_id, &name, empty)?;
         if repair.cut_bytes > 0 {
             warn!(call = %call_id, file = %name, bytes = repair.cut_bytes, "cut a recording's last page a crash left short");
         }
