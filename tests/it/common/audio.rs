@@ -27,6 +27,15 @@ pub fn speech(name: &str) -> Vec<Vec<u8>> {
     )
 }
 
+/// About ten seconds of speech: the two test clips as A, B, A (9.73 s,
+/// their last granule positions less pre-skip: 3.38 + 2.97 + 3.38).
+pub fn long_speech() -> Vec<Vec<u8>> {
+    let mut packets = speech("speaker-a.opus");
+    packets.extend(speech("speaker-b.opus"));
+    packets.extend(speech("speaker-a.opus"));
+    packets
+}
+
 /// A decoded recording: mono 48 kHz samples after pre-skip, plus facts.
 pub struct Decoded {
     pub samples: Vec<i16>,

@@ -37,6 +37,31 @@ pub struct WhipClient {
     pub audio_levels: Vec<Option<Vec<i8>>>,
 }
 
+/// Connects one session of `call` with an m-line per speaker and sends
+/// `packets` on each, the n-th speaker starting `stagger` × n after the
+/// first, on a blocking thread; the client, once it has sent everything and
+/// lingered `linger`.
+pub async fn talk_in_background(
+    server: &TestServer,
+    call: &str,
+    speakers: &[&str],
+    packets: Vec<Vec<u8>>,
+    stagger: Duration,
+    linger: Duration,
+) -> tokio::task::JoinHandle<WhipClient> {
+    let client = WhipClient::connect(server, call, speakers).await;
+    let streams: Vec<Outgoing> = speakers
+        .iter()
+        .enumerate()
+        .map(|(n, id)| Outgoing {
+            stream_id: (*id).into(),
+            packets: packets.clone(),
+            start_after: stagger * n as u32,
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || client.run(streams, linger))
+}
+
 /// An offer with one audio m-line per stream id (the test kit's client, at
 /// a throwaway address): for tests that only POST it.
 pub fn offer_sdp(stream_ids: &[&str], direction: Direction) -> String {

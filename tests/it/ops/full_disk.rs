@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use str0m::media::Direction;
 
 use crate::common::{
-    Binary, Outgoing, TOKEN, WhipClient, metric_sum, offer_sdp, read_whole_pages, speech,
+    Binary, Outgoing, TOKEN, TestServer, WhipClient, long_speech, metric_sum, offer_sdp,
+    read_whole_pages, speech, talk_in_background,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,23 +29,17 @@ async fn a_full_disk_stops_capture_and_breaks_nothing() {
     let calls = ["filled-a", "filled-b"];
     let mut clients = Vec::new();
     for call in calls {
-        let client = WhipClient::connect(server, call, &["ann", "ben"]).await;
-        let mut long = speech("speaker-a.opus");
-        long.extend(speech("speaker-b.opus"));
-        long.extend(speech("speaker-a.opus"));
-        clients.push(tokio::task::spawn_blocking(move || {
-            client.run(
-                ["ann", "ben"]
-                    .iter()
-                    .map(|id| Outgoing {
-                        stream_id: (*id).into(),
-                        packets: long.clone(),
-                        start_after: Duration::ZERO,
-                    })
-                    .collect(),
+        clients.push(
+            talk_in_background(
+                server,
+                call,
+                &["ann", "ben"],
+                long_speech(),
+                Duration::ZERO,
                 Duration::from_millis(200),
             )
-        }));
+            .await,
+        );
     }
     // Past the consent hold at the start (3 s): audio is being recorded.
     tokio::time::sleep(Duration::from_millis(4500)).await;
@@ -52,19 +47,9 @@ async fn a_full_disk_stops_capture_and_breaks_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Full: the server answers, says it is not ready, refuses a new call.
-    let health = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = get(server, "/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready = server
-        .client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(server, "/readyz").await;
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("data directory full"));
     let refused = offer(server, "after-full").await;
@@ -145,12 +130,7 @@ async fn a_full_disk_stops_capture_and_breaks_nothing() {
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ready = server
-            .client
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .unwrap();
+        let ready = get(server, "/readyz").await;
         if ready.status() == 200 {
             break;
         }
@@ -182,8 +162,13 @@ async fn a_full_disk_stops_capture_and_breaks_nothing() {
     assert!(read.ended && read.seconds > 2.5, "{}", read.seconds);
 }
 
+/// GET `path`, without a token.
+async fn get(server: &TestServer, path: &str) -> reqwest::Response {
+    server.client.get(server.url(path)).send().await.unwrap()
+}
+
 /// POSTs a WHIP offer with one audio m-line.
-async fn offer(server: &crate::common::TestServer, call: &str) -> reqwest::Response {
+async fn offer(server: &TestServer, call: &str) -> reqwest::Response {
     let sdp = offer_sdp(&["dee"], Direction::SendOnly);
     server
         .client

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::common::{Binary, Outgoing, WhipClient, read_whole_pages, speech};
+use crate::common::{Binary, long_speech, read_whole_pages, talk_in_background};
 use hearken_fake_deepgram::{FakeConfig, FakeDeepgram};
 
 const KEY_VAR: &str = "HEARKEN_TEST_KEY_KILL_NINE";
@@ -47,24 +47,17 @@ async fn kill_nine_mid_call_loses_no_file() {
         let mut clients = Vec::new();
         for n in 0..2 {
             let call = format!("killed-{round}-{n}");
-            let client = WhipClient::connect(&server.http, &call, &["ann", "ben"]).await;
-            let mut long = speech("speaker-a.opus");
-            long.extend(speech("speaker-b.opus"));
-            long.extend(speech("speaker-a.opus"));
-            clients.push(tokio::task::spawn_blocking(move || {
-                client.run(
-                    ["ann", "ben"]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, id)| Outgoing {
-                            stream_id: (*id).into(),
-                            packets: long.clone(),
-                            start_after: Duration::from_millis(300 * i as u64),
-                        })
-                        .collect(),
+            clients.push(
+                talk_in_background(
+                    &server.http,
+                    &call,
+                    &["ann", "ben"],
+                    long_speech(),
+                    Duration::from_millis(300),
                     Duration::ZERO,
                 )
-            }));
+                .await,
+            );
             interrupted.insert(call, Vec::new());
         }
         // Anywhere from the first packets to the last seconds of speech.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Outgoing, TestServer, WhipClient, decode_ogg_opus, metric_sum, speech, transcribing_server,
+    Outgoing, TestServer, WhipClient, decode_ogg_opus, long_speech, metric_sum, transcribing_server,
 };
 use hearken_fake_deepgram::{Behavior, FakeConfig, FakeDeepgram, Record};
 
@@ -148,9 +148,7 @@ impl BadCall {
         .await;
         let server = Arc::new(server);
         let client = WhipClient::connect(&server, call, &[participant]).await;
-        let mut packets = speech("speaker-a.opus");
-        packets.extend(speech("speaker-b.opus"));
-        packets.extend(speech("speaker-a.opus"));
+        let packets = long_speech();
 
         // The buffer, sampled from the metrics while the call runs.
         let running = Arc::new(AtomicBool::new(true));
