@@ -432,7 +432,8 @@ pub struct Metrics {
     pub transcription_final_latency_seconds: Histogram,
     /// Join requests to the provider webhook, by outcome.
     pub join_requests: IntCounterVec,
-    /// Time from a datagram's receipt to its frame handed to the sinks.
+    /// Time from a datagram's read off the socket (its batch's read) to its
+    /// frame handed to the sinks.
     pub datagram_to_sink_seconds: Histogram,
     /// Seconds each media worker spent working (not waiting), by worker.
     pub worker_busy_seconds: prometheus::CounterVec,
@@ -835,7 +836,7 @@ impl Metrics {
                 Histogram::with_opts(
                     HistogramOpts::new(
                         "hearken_media_datagram_to_sink_seconds",
-                        "Time from a datagram's receipt to its frame handed to the sink queues."
+                        "Time from a datagram's read off the socket (in a batch, after up to 0.5 ms of gathering in the kernel) to its frame handed to the sink queues."
                     )
                     .buckets(vec![
                         0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25,

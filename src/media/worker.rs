@@ -2,13 +2,15 @@
 //! clock, and the [`Engine`] that does the rest.
 //!
 //! Each turn of the loop waits (mio) for a datagram, a command or the
-//! engine's next deadline; hands commands, then up to [`READ_BUDGET`]
-//! datagrams, then the time to the engine; and carries out what the engine
-//! asked for: datagrams sent, sink messages queued with `try_send` (a full
-//! queue drops the frame and counts it), events to the control plane.
+//! engine's next deadline (after a read, first letting datagrams gather
+//! for [`RECEIVE_COALESCE`]); hands commands, then up to [`READ_BUDGET`]
+//! datagrams, read in batches, then the time to the engine; and carries
+//! out what the engine asked for: datagrams sent, sink messages queued with
+//! `try_send` (a full queue drops the frame and counts it), events to the
+//! control plane.
 //! Nothing here waits on disk, a lock or `.await`.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +22,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hearken_verbal::Recognised;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSocketState};
 use tracing::{debug, error, info, warn};
 
 use super::command::{Command, EngineEvent, Reply};
@@ -34,13 +37,17 @@ use crate::sinks::{SinkMsg, SinkSender};
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Datagrams read per loop turn before commands and timers get a look in
-/// (quinn's `IO_LOOP_BOUND` is 160 for the same reason).
+/// (quinn's `IO_LOOP_BOUND` is 160 for the same reason); read in batches of
+/// up to [`BATCH_SIZE`].
 const READ_BUDGET: usize = 256;
 /// Datagrams read before a session or call ends (see
 /// [`Worker::read_socket_dry`]): a socket buffer's worth and more.
 const DRY_BUDGET: usize = 16 * READ_BUDGET;
 /// Largest datagram we accept (above any sane MTU).
 const MAX_DATAGRAM: usize = 2048;
+/// Largest run of datagrams the kernel coalesces into one buffer with GRO
+/// (quinn-udp turns it on where the kernel has it).
+const MAX_GRO_BYTES: usize = 64 * 1024;
 /// Commands waiting for a worker beyond this are refused (the worker is
 /// overloaded or stuck, and the caller answers 503).
 const COMMAND_QUEUE: usize = 1024;
@@ -51,6 +58,14 @@ const NATIVE_QUEUE: usize = 16_384;
 /// Native packets handled per loop turn before the socket, commands and
 /// timers get a look in.
 const NATIVE_BUDGET: usize = 512;
+/// After reading the socket, the worker lets datagrams gather this long
+/// before it reads again (unless a deadline or a backlog says otherwise),
+/// the way a NIC moderates its interrupts: at 1,000 speakers with a quarter
+/// talking the worker woke for nearly every datagram, and the wake-up
+/// (poll, context switches, a receive call) was about a sixth of the
+/// worker's time. A datagram waits at most this long more, and so may a
+/// command that comes in meanwhile; a deadline does not.
+const RECEIVE_COALESCE: Duration = Duration::from_micros(500);
 /// How often the engine's wall clock is re-anchored.
 const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
 
@@ -200,6 +215,7 @@ pub fn spawn(
     let (std_socket, ufrag_prefix) = bind_udp(settings.bind, settings.recv_buffer_bytes)?;
     let port = std_socket.local_addr()?.port();
     let mut socket = UdpSocket::from_std(std_socket);
+    let receive = BatchReceive::new(&socket)?;
     let poll = Poll::new()?;
     poll.registry()
         .register(&mut socket, SOCKET, Interest::READABLE)?;
@@ -234,6 +250,7 @@ pub fn spawn(
     let worker = Worker {
         index: settings.index,
         socket,
+        receive,
         poll,
         engine,
         commands: cmd_rx,
@@ -324,9 +341,60 @@ fn bind_udp(
     Ok((socket.into(), filtered))
 }
 
+/// Reads up to [`BATCH_SIZE`] datagrams with one system call (`recvmmsg`
+/// on Linux, through quinn-udp): one `recvfrom` per datagram was 7 % of the
+/// worker's time at 500 speakers (loadtest/RESULTS.md).
+struct BatchReceive {
+    state: UdpSocketState,
+    /// [`BATCH_SIZE`] slots of `slot_len` bytes, one per buffer the kernel
+    /// fills (a buffer holds a run of same-sized datagrams where GRO
+    /// coalesced them; see [`RecvMeta::stride`]).
+    slots: Box<[u8]>,
+    slot_len: usize,
+    meta: [RecvMeta; BATCH_SIZE],
+}
+
+impl BatchReceive {
+    fn new(socket: &UdpSocket) -> io::Result<Self> {
+        let state = UdpSocketState::new(socket.into())?;
+        let slot_len = (state.gro_segments() * MAX_DATAGRAM).clamp(MAX_DATAGRAM, MAX_GRO_BYTES);
+        Ok(Self {
+            state,
+            slots: vec![0; BATCH_SIZE * slot_len].into_boxed_slice(),
+            slot_len,
+            meta: [RecvMeta::default(); BATCH_SIZE],
+        })
+    }
+
+    /// Receives what the socket holds, up to a batch; returns how many
+    /// buffers were filled (read them with [`Self::datagrams`]).
+    fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let mut slots = self.slots.chunks_mut(self.slot_len).map(IoSliceMut::new);
+        let mut buffers: [IoSliceMut<'_>; BATCH_SIZE] =
+            std::array::from_fn(|_| slots.next().expect("BATCH_SIZE slots were allocated"));
+        self.state.recv(socket.into(), &mut buffers, &mut self.meta)
+    }
+
+    /// The datagrams of the first `filled` buffers, with their sources.
+    fn datagrams(&self, filled: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.meta[..filled]
+            .iter()
+            .zip(self.slots.chunks(self.slot_len))
+            .flat_map(|(meta, slot)| {
+                // `stride` is the length of each datagram in the run (all
+                // but the last); an empty datagram has no chunks.
+                let stride = meta.stride.max(1);
+                slot[..meta.len.min(slot.len())]
+                    .chunks(stride)
+                    .map(move |datagram| (meta.addr, datagram))
+            })
+    }
+}
+
 struct Worker {
     index: usize,
     socket: UdpSocket,
+    receive: BatchReceive,
     poll: Poll,
     engine: Engine,
     commands: Receiver<WorkerMsg>,
@@ -349,16 +417,20 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let mut events = Events::with_capacity(16);
-        let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut socket_backlog = false;
+        let mut socket_read_at = Instant::now();
         let mut native_backlog = false;
         loop {
+            let deadline = self.engine.poll_timeout();
             let timeout = if socket_backlog || native_backlog {
                 Duration::ZERO
             } else {
-                self.engine
-                    .poll_timeout()
-                    .saturating_duration_since(Instant::now())
+                let gather_until = (socket_read_at + RECEIVE_COALESCE).min(deadline);
+                let now = Instant::now();
+                if gather_until > now && self.commands.is_empty() {
+                    thread::sleep(gather_until - now);
+                }
+                deadline.saturating_duration_since(Instant::now())
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -380,7 +452,7 @@ impl Worker {
                         ) {
                             // What the socket holds arrived before the end
                             // was asked for: it belongs to the call.
-                            socket_backlog = self.read_socket_dry(&mut buf);
+                            socket_backlog = self.read_socket_dry();
                         }
                         let answer = self.engine.handle_command(Instant::now(), command);
                         let _ = reply.send(answer);
@@ -397,7 +469,8 @@ impl Worker {
                 }
             }
             if socket_backlog {
-                socket_backlog = self.read_socket(&mut buf);
+                socket_read_at = woke;
+                socket_backlog = self.read_socket();
             }
             native_backlog = self.read_native();
             self.engine.handle_timeout(Instant::now());
@@ -411,31 +484,44 @@ impl Worker {
     /// Reads what the socket holds now, up to [`DRY_BUDGET`] datagrams
     /// (so a flood cannot hold a command back for long); returns whether
     /// more may wait.
-    fn read_socket_dry(&mut self, buf: &mut [u8]) -> bool {
+    fn read_socket_dry(&mut self) -> bool {
         for _ in 0..DRY_BUDGET / READ_BUDGET {
-            if !self.read_socket(buf) {
+            if !self.read_socket() {
                 return false;
             }
         }
         true
     }
 
-    /// Reads up to [`READ_BUDGET`] datagrams; returns whether more may wait.
-    fn read_socket(&mut self, buf: &mut [u8]) -> bool {
-        for _ in 0..READ_BUDGET {
-            match self.socket.recv_from(buf) {
-                Ok((len, source)) => {
-                    self.engine
-                        .handle_datagram(Instant::now(), source, &buf[..len]);
-                    // Right away: a frame waits for no other datagram.
-                    self.carry_out();
-                }
+    /// Reads up to [`READ_BUDGET`] datagrams, a batch per system call;
+    /// returns whether more may wait.
+    fn read_socket(&mut self) -> bool {
+        let mut read = 0;
+        while read < READ_BUDGET {
+            let filled = match self.receive.recv(&self.socket) {
+                Ok(filled) => filled,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // e.g. ICMP port unreachable surfacing on Linux: not fatal.
                     debug!(error = %e, "udp receive error");
+                    read += 1;
+                    continue;
                 }
+            };
+            // One clock reading for the batch: it all arrived by now.
+            let now = Instant::now();
+            for (source, datagram) in self.receive.datagrams(filled) {
+                self.engine.handle_datagram(now, source, datagram);
+                read += 1;
+            }
+            // Frames out to the recorder once per batch, not per datagram:
+            // a batch takes well under a millisecond.
+            self.carry_out();
+            if filled < BATCH_SIZE {
+                // The queue was empty when the call returned; a datagram
+                // arriving since wakes the (edge-triggered) poll again.
+                return false;
             }
         }
         true
@@ -533,5 +619,75 @@ impl Worker {
         }
         self.load.store(0, Ordering::Relaxed);
         info!(worker = self.index, "media worker stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound() -> UdpSocket {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("nonblocking");
+        UdpSocket::from_std(socket)
+    }
+
+    #[test]
+    fn one_call_reads_a_whole_batch_and_the_rest_follows() {
+        let socket = bound();
+        let mut receive = BatchReceive::new(&socket).expect("batch receive");
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = socket.local_addr().expect("addr");
+        let sent: Vec<Vec<u8>> = (0..BATCH_SIZE + 8).map(|i| vec![i as u8; 20 + i]).collect();
+        for datagram in &sent {
+            sender.send_to(datagram, to).expect("send");
+        }
+        let mut calls = Vec::new();
+        let mut received = Vec::new();
+        loop {
+            match receive.recv(&socket) {
+                Ok(filled) => {
+                    calls.push(filled);
+                    for (source, datagram) in receive.datagrams(filled) {
+                        assert_eq!(source, sender.local_addr().expect("addr"));
+                        received.push(datagram.to_vec());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("receive failed: {e}"),
+            }
+        }
+        assert_eq!(calls, [BATCH_SIZE, 8], "datagrams per system call");
+        assert_eq!(received, sent);
+    }
+
+    #[test]
+    fn a_coalesced_buffer_is_split_at_its_stride() {
+        // What the kernel hands over with GRO: three datagrams of one
+        // sender in one buffer, all but the last `stride` bytes long.
+        let socket = bound();
+        let mut receive = BatchReceive::new(&socket).expect("batch receive");
+        let source: SocketAddr = "127.0.0.1:5004".parse().expect("addr");
+        for (i, byte) in receive.slots[..250].iter_mut().enumerate() {
+            *byte = (i / 100) as u8;
+        }
+        receive.meta[0] = RecvMeta {
+            addr: source,
+            len: 250,
+            stride: 100,
+            ..RecvMeta::default()
+        };
+        let datagrams: Vec<(SocketAddr, Vec<u8>)> = receive
+            .datagrams(1)
+            .map(|(from, datagram)| (from, datagram.to_vec()))
+            .collect();
+        assert_eq!(
+            datagrams,
+            [
+                (source, vec![0; 100]),
+                (source, vec![1; 100]),
+                (source, vec![2; 50]),
+            ]
+        );
     }
 }
