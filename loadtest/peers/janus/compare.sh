@@ -7,11 +7,11 @@
 # "## Side by side with Janus".
 #
 #   loadtest/peers/janus/compare.sh [--speakers "100 250 1000"] [--light 20]
-#       [--duration 60] [--ramp 50] [--rounds 1] [--out DIR] [--no-write]
-#       [-- MORE_LOADTEST_ARGS]
+#       [--duration 60] [--ramp 50] [--talk-ratio 1.0] [--rounds 1] [--out DIR]
+#       [--no-write] [-- MORE_LOADTEST_ARGS]
 #
-# Every speaker talks all the time (`--talk-ratio 1.0`), 5 speakers per
-# call; `--light N` adds a first pair at N speakers for the WHIP answer time
+# By default every speaker talks all the time (`--talk-ratio 1.0`), 5
+# speakers per call; `--light N` adds a first pair at N speakers for the WHIP answer time
 # of an idle server (0 to skip); `--rounds R` repeats the whole list.
 #
 # Janus (Debian's `janus` 1.1.2; `install.sh` beside this script installs it
@@ -56,6 +56,7 @@ speakers_list="100 250 1000"
 light=20
 duration=60
 ramp=50
+talk=1.0
 rounds=1
 out=""
 write=1
@@ -66,6 +67,7 @@ while (($#)); do
     --light) light="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --ramp) ramp="$2"; shift 2 ;;
+    --talk-ratio) talk="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-write) write=0; shift ;;
@@ -175,7 +177,7 @@ chrt -r 10 true 2>/dev/null && rt=(chrt -r 10)
 
 loadtest_args() { # SPEAKERS ROUND
   echo --calls $(($1 / per_call)) --speakers-per-call "$per_call" --duration "$duration" \
-    --ramp "$ramp" --talk-ratio 1.0 --seed $((1000 + $2)) --json "${extra[@]}"
+    --ramp "$ramp" --talk-ratio "$talk" --seed $((1000 + $2)) --json "${extra[@]}"
 }
 
 # One Janus measurement: Janus and the adapter up, the generator, both down.
@@ -261,5 +263,5 @@ janus_version="$(dpkg-query -W -f='${Version}' janus 2>/dev/null || echo unknown
 results=()
 [ "$write" = 1 ] && results=(--results "$repo/loadtest/RESULTS.md")
 /usr/bin/python3 "$here/table.py" --dir "$out" --command "$command_line" --commit "$commit" \
-  --janus-version "$janus_version" --count "$count" --duration "$duration" --ramp "$ramp" \
+  --janus-version "$janus_version" --count "$count" --duration "$duration" --ramp "$ramp" --talk-ratio "$talk" \
   --light "$light" "${results[@]}" "${pairs[@]}"

@@ -10,6 +10,8 @@ import datetime
 import json
 import os
 import re
+import shlex
+import textwrap
 
 HEADING = "## Side by side with Janus"
 BEGIN = "<!-- compare.sh: begin (generated; edit outside these markers) -->"
@@ -61,6 +63,7 @@ def row(n, janus, hearken):
         ratio,
         pair(lambda r: num(busy(r), 0, 100) + " %"),
         pair(lambda r: num(r.get("rss_kb_per_speaker_over_baseline"), 0)),
+        pair(lambda r: num(r.get("whip_answer_ms", {}).get("p50"), 1)),
         pair(lambda r: num(r.get("whip_answer_ms", {}).get("p99"), 1)),
         pair(lambda r: num(r.get("loss"), 2, 100) + " %"),
         pair(lambda r: num(late(r), 1, 100) + " %"),
@@ -76,6 +79,7 @@ COLUMNS = [
     "Janus ÷ Hearken",
     "server core busy (J / H)",
     "RSS/speaker KB (J / H)",
+    "WHIP answer p50 ms (J / H)",
     "WHIP answer p99 ms (J / H)",
     "packets lost (J / H)",
     "generator late sends (J / H)",
@@ -94,31 +98,59 @@ def table(args):
     return "\n".join(lines)
 
 
+def reproducing(command):
+    """The command as recorded: without where the reports went and whether
+    RESULTS.md was written."""
+    words = shlex.split(command)
+    kept = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--out":
+            skip = True
+        elif not (word.startswith("--out=") or word == "--no-write"):
+            kept.append(word)
+    return shlex.join(kept)
+
+
 def generated(args, body):
     source = {
-        "admin": "the Admin API (`handle_info`: RTP packets in, over every publisher)",
+        "admin": "the Admin API (`handle_info`: RTP packets in, summed over the publishers)",
         "mjr": "the frames of the .mjr recordings",
     }[args.count]
     today = datetime.date.today().isoformat()
+    fill = lambda text: textwrap.fill(text, width=76, break_on_hyphens=False)
     return "\n".join(
         [
             BEGIN,
             "",
-            f"Measured on {today} at commit `{args.commit}` with Janus {args.janus_version} "
-            f"(Debian `janus`), by:",
+            fill(
+                f"Measured on {today} with Hearken at commit `{args.commit}` and Janus "
+                f"{args.janus_version} (Debian `janus`), by:"
+            ),
             "",
             "```sh",
-            args.command.strip(),
+            "cargo build --release -p hearken -p hearken-loadtest",
+            "loadtest/peers/janus/install.sh",
+            reproducing(args.command),
             "```",
             "",
-            f"Every speaker talks all the time (`--talk-ratio 1.0`), 5 per call, ramp "
-            f"{args.ramp}/s, hold {args.duration} s; each pair is a Janus run and then a "
-            f"Hearken run of the same generator command (same seed). J = Janus, H = Hearken. "
-            f"Janus's packets are counted from {source}. \"RSS/speaker\" is the server's "
-            f"resident memory at the end of the hold less its baseline before any "
-            f"session, per connected speaker; \"packets lost\" is 1 − received / sent "
-            f"over the hold; \"generator late sends\" are packets sent more than 5 ms "
-            f"after due (the generator, not the server, was short of CPU).",
+            fill(
+                (
+                    "Every speaker talks all the time (`--talk-ratio 1.0`)"
+                    if float(args.talk_ratio) == 1.0
+                    else f"Each speaker talks a fraction {args.talk_ratio} of the time"
+                )
+                + f", 5 per call, ramp "
+                f"{args.ramp}/s, hold {args.duration} s; each pair is a Janus run, then a "
+                f"Hearken run of the same generator command (same seed). J = Janus, "
+                f"H = Hearken. Janus's packets are counted from {source}. \"RSS/speaker\" "
+                f"is the server's resident memory at the end of the hold less its baseline "
+                f"before any session, per connected speaker; \"packets lost\" is "
+                f"1 − received / sent over the hold; \"generator late sends\" are the "
+                f"packets sent more than 5 ms after due (the generator's core was short)."
+            ),
             "",
             body,
             "",
@@ -154,6 +186,7 @@ def main():
     p.add_argument("--count", default="admin", choices=["admin", "mjr"])
     p.add_argument("--duration", default="?")
     p.add_argument("--ramp", default="?")
+    p.add_argument("--talk-ratio", default="1.0")
     p.add_argument("--light", default="0")
     p.add_argument("--results", help="RESULTS.md to write the table into")
     p.add_argument("pairs", nargs="*", help="N:ROUND")
