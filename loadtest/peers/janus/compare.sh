@@ -11,8 +11,11 @@
 #       [--no-write] [-- MORE_LOADTEST_ARGS]
 #
 # By default every speaker talks all the time (`--talk-ratio 1.0`), 5
-# speakers per call; `--light N` adds a first pair at N speakers for the WHIP answer time
-# of an idle server (0 to skip); `--rounds R` repeats the whole list.
+# speakers per call; `--light N` adds a first pair at N speakers for the
+# WHIP answer time of an idle server (0 to skip); `--rounds R` repeats the
+# whole list. While each measurement runs, others.py notes the CPU that
+# other processes (a build, a test suite) took on the machine; the table
+# names them under the runs they skewed.
 #
 # Janus (Debian's `janus` 1.1.2; `install.sh` beside this script installs it
 # and the adapter's aiohttp) runs with this folder's configuration
@@ -158,18 +161,33 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Runs "$@" in a subshell, holding $MEASURE_LOCK when it is set. The lock's
-# descriptor (9) is not passed on to the servers.
+# Runs "$@" in a subshell, holding $MEASURE_LOCK when it is set, with
+# others.py watching the rest of the machine meanwhile (into the last
+# argument, the report, plus .others). The lock's descriptor (9) is not
+# passed on to the servers.
 locked() {
   if [ -n "${MEASURE_LOCK:-}" ]; then
     mkdir -p "$(dirname "$MEASURE_LOCK")"
     (
       flock 9
-      "$@"
+      watched "$@"
     ) 9>>"$MEASURE_LOCK"
   else
-    ("$@")
+    (watched "$@")
   fi
+}
+
+watched() {
+  local report="${*: -1}" watcher
+  /usr/bin/python3 "$here/others.py" "$report.others" --exclude-comm janus \
+    --exclude-comm hearken --exclude-comm hearken-loadtes --exclude-comm whip_janus 9>&- &
+  watcher=$!
+  "$@"
+  kill -TERM "$watcher"
+  wait "$watcher" || true
+  local busy
+  busy="$(/usr/bin/python3 -c 'import json,sys; print(" ".join(f"{c}={s}s" for c, s in json.load(open(sys.argv[1]))["cpu_s"].items()))' "$report.others")"
+  [ -z "$busy" ] || say "warning: other processes used CPU during this measurement: $busy"
 }
 
 rt=()
@@ -198,7 +216,9 @@ measure_janus() { # SPEAKERS ROUND REPORT
     tail -n 20 "$run_dir/janus.log" >&2
     die "Janus did not start"
   }
-  taskset -c 0 /usr/bin/python3 "$here/whip_janus.py" --listen "$adapter" \
+  # Through a link named whip_janus, so that others.py can tell it apart.
+  ln -s /usr/bin/python3 "$run_dir/whip_janus"
+  taskset -c 0 "$run_dir/whip_janus" "$here/whip_janus.py" --listen "$adapter" \
     --janus "http://$janus_ip:8088/janus" --admin "http://$janus_ip:7088/admin" \
     --rec-dir "$run_dir/rec" --count "$count" 9>&- 2>"$run_dir/adapter.log" &
   adapter_pid=$!

@@ -89,12 +89,23 @@ COLUMNS = [
 
 def table(args):
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    notes = []
     for pair in args.pairs:
         n, rnd = pair.split(":")
         janus = load(os.path.join(args.dir, f"janus-{n}-r{rnd}.json"))
         hearken = load(os.path.join(args.dir, f"hearken-{n}-r{rnd}.json"))
         label = f"{n} (light load)" if n == str(args.light) and rnd == "1" else n
         lines.append("| " + " | ".join(row(label, janus, hearken)) + " |")
+        for server in ("janus", "hearken"):
+            others = load(os.path.join(args.dir, f"{server}-{n}-r{rnd}.json.others"))
+            if others and others.get("cpu_s"):
+                used = ", ".join(f"`{c}` {s} s" for c, s in others["cpu_s"].items())
+                notes.append(
+                    f"- {server.capitalize()} run at {n} speakers: other processes used "
+                    f"CPU during its {others['watched_s']} s ({used})."
+                )
+    if notes:
+        lines += ["", "Runs skewed by other work on the machine:", ""] + notes
     return "\n".join(lines)
 
 
