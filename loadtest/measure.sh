@@ -19,10 +19,12 @@
 # report goes to stderr.
 #
 # The server's data goes to a temporary directory that is removed afterwards.
-# Run `cargo build --release -p hearken -p hearken-loadtest` first.
+# Run `cargo build --release -p hearken -p hearken-loadtest` first; the
+# binaries are taken from $HEARKEN_BIN_DIR when set, else from
+# ${CARGO_TARGET_DIR:-target}/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-target}/release"
+target="${HEARKEN_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
 transcribe=""
 server_env=()
 server_bin=""
