@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: a file only
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 
 def load(path):
@@ -111,6 +111,7 @@ def plot(reports, path):
         if ax.get_yscale() == "linear":
             ax.set_ylim(bottom=0)
         else:
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(True, alpha=0.3)
     for ax in axes[1]:
