@@ -46,6 +46,9 @@
 #   MEASURE_LOCK     a file to flock around every measurement, so that
 #                    measurements of several people on one machine never
 #                    overlap (unset: no lock)
+#   HEARKEN_COMMIT   the commit the binaries were built from, for the
+#                    table (default: this checkout's HEAD when the binaries
+#                    are its own build; "unknown" with HEARKEN_BIN_DIR)
 #   JANUS_COUNT      admin (default) or mjr: where Janus's packet count
 #                    comes from
 #
@@ -278,7 +281,15 @@ for round in $(seq "$rounds"); do
   done
 done
 
-commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# Binaries from elsewhere need not be this checkout's: their commit is
+# what HEARKEN_COMMIT says, never guessed from HEAD.
+if [ -n "${HEARKEN_COMMIT:-}" ]; then
+  commit="$HEARKEN_COMMIT"
+elif [ -z "${HEARKEN_BIN_DIR:-}" ]; then
+  commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+else
+  commit=unknown
+fi
 janus_version="$(dpkg-query -W -f='${Version}' janus 2>/dev/null || echo unknown)"
 results=()
 [ "$write" = 1 ] && results=(--results "$repo/loadtest/RESULTS.md")
