@@ -4,6 +4,10 @@
 #
 #   fuzz/run.sh TARGET SECONDS   one target (see `fuzz/run.sh list`)
 #   fuzz/run.sh all SECONDS      every target, one after another
+#   fuzz/run.sh rest SECONDS [TARGET...]
+#                                every target (or those named) short of the
+#                                goal, in turn, each until it reaches the goal
+#                                or for SECONDS
 #   fuzz/run.sh totals           executions per target so far (EXECUTIONS.md)
 #   fuzz/run.sh list             the targets
 #
@@ -11,7 +15,8 @@
 # `cargo afl config --build` once). Seeds and findings live in
 # fuzz/corpus/TARGET/ (replayed by `cargo test --lib fuzzing`); AFL's
 # working directory is $FUZZ_OUT/TARGET (default fuzz/out/, not committed).
-# The fuzzer runs under `nice -n 19`: it is a background job.
+# The fuzzer runs under `nice -n 19`: it is a background job. The goal is
+# $FUZZ_GOAL executions per target in total (default 10 million).
 #
 # After the run: the queue and the corpus are minimised together with
 # afl-cmin (the seed-* files and the finding-* files, inputs of bugs found,
@@ -33,13 +38,15 @@ EXEC_TIMEOUT_MS=${EXEC_TIMEOUT_MS:-1000}
 # perfectly stable (str0m's random ICE credentials and SSRCs, hash orders),
 # so afl-cmin keeps more than it needs; the smallest inputs are kept.
 MAX_KEPT=${MAX_KEPT:-200}
+# Executions per target, in total over all runs, that `rest` works towards.
+FUZZ_GOAL=${FUZZ_GOAL:-10000000}
 
 targets() {
     sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^hearken-fuzz$'
 }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "$FUZZ_DIR/run.sh" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -58,6 +65,11 @@ totals() {
     )
 }
 
+total_of() {
+    # The executions of one target so far (0 before its first run).
+    totals | awk -v t="$1" '$1 == t { print $2; found = 1 } END { if (!found) print 0 }'
+}
+
 build() {
     nice -n 19 cargo afl build --release --quiet
 }
@@ -68,7 +80,9 @@ stat_of() {
 }
 
 run_one() {
-    local target=$1 seconds=$2
+    # TARGET SECONDS [EXECS]: at most SECONDS, and at most about EXECS
+    # executions when given.
+    local target=$1 seconds=$2 max_execs=${3:-}
     local binary=$CARGO_TARGET_DIR/release/$target
     local corpus=$FUZZ_DIR/corpus/$target
     local out=$FUZZ_OUT/$target
@@ -76,12 +90,16 @@ run_one() {
     [ -d "$corpus" ] && [ -n "$(ls -A "$corpus")" ] || { echo "no seeds in $corpus" >&2; exit 1; }
     rm -rf "$out"
     mkdir -p "$out"
-    echo "== $target: fuzzing for ${seconds}s" >&2
+    local limit=(-V "$seconds")
+    [ -n "$max_execs" ] && limit+=(-E "$max_execs")
+    echo "== $target: fuzzing for ${seconds}s${max_execs:+ or $max_execs executions}" >&2
     # AFL_NO_UI: a log, not a screen. The CPU-frequency and core-pattern
-    # checks are the host's business, not the fuzzer's.
+    # checks are the host's business, not the fuzzer's. The corpus comes
+    # from earlier runs, so it is calibrated quickly and only new finds get
+    # the (slow, uncounted) CmpLog pass: more executions in the same time.
     AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-        AFL_NO_AFFINITY=1 AFL_AUTORESUME=0 \
-        nice -n 19 cargo afl fuzz -i "$corpus" -o "$out" -V "$seconds" \
+        AFL_NO_AFFINITY=1 AFL_AUTORESUME=0 AFL_FAST_CAL=1 AFL_CMPLOG_ONLY_NEW=1 \
+        nice -n 19 cargo afl fuzz -i "$corpus" -o "$out" "${limit[@]}" \
         -t "$EXEC_TIMEOUT_MS" -m none -- "$binary" > "$out/afl.log" 2>&1 || {
         echo "afl-fuzz failed; the end of its log:" >&2
         tail -n 30 "$out/afl.log" >&2
@@ -90,6 +108,8 @@ run_one() {
     local stats=$out/default/fuzzer_stats
     local execs crashes hangs
     execs=$(stat_of execs_done "$stats")
+    # What it ran for: less than asked when it reached its executions.
+    seconds=$(stat_of run_time "$stats")
     crashes=$(stat_of saved_crashes "$stats")
     hangs=$(stat_of saved_hangs "$stats")
 
@@ -161,6 +181,25 @@ case ${1:-} in
         build
         status=0
         for t in $(targets); do run_one "$t" "$2" || status=1; done
+        totals
+        exit $status
+        ;;
+    rest)
+        [ $# -ge 2 ] || usage
+        seconds=$2
+        shift 2
+        chosen=$(targets)
+        [ $# -eq 0 ] || chosen=$*
+        for t in $chosen; do
+            targets | grep -qx "$t" || { echo "unknown target $t; targets: $(targets | xargs)" >&2; exit 2; }
+        done
+        build
+        status=0
+        for t in $chosen; do
+            done_so_far=$(total_of "$t")
+            [ "$done_so_far" -lt "$FUZZ_GOAL" ] || continue
+            run_one "$t" "$seconds" $((FUZZ_GOAL - done_so_far)) || status=1
+        done
         totals
         exit $status
         ;;
