@@ -101,7 +101,9 @@ pub fn sdp_offer(data: &[u8]) {
 pub fn datagram(data: &[u8]) {
     const SOURCES: [SocketAddr; 4] = [WHIP_CLIENT, SIP_CALLER, NAT_PUBLIC, STRANGER];
     let mut node = Node::new();
-    let offer = include_str!("../tests/fixtures/sdp/chromium-audio-sendrecv.sdp");
+    // The shortest real offer of the fixtures: str0m's parse of the offer is
+    // a third of this target's time, and what is fuzzed here comes after.
+    let offer = include_str!("../tests/fixtures/sdp/werift-audio-sendonly.sdp");
     let summary = OfferSummary::scan(offer).expect("the fixture offer is valid");
     let reply = node.create_whip(offer, summary);
     assert!(matches!(reply, Reply::Answer(Ok(_))), "{reply:?}");
@@ -131,6 +133,10 @@ pub fn datagram(data: &[u8]) {
 ///
 /// The input is a list of records `[flow, milliseconds, length, bytes…]` as
 /// for [`datagram`]; `flow` picks one of the native flows or the SIP dialog.
+///
+/// The SIP dialog speaks PCMU: its caller hears the consent prompt, and
+/// encoding that fixed audio as G.722 (none of it from the input) was a
+/// fifth of this target's time. The native G.722 flow reads G.722 input.
 pub fn rtp(data: &[u8]) {
     let mut node = Node::new();
     let flows: Vec<NativeFlow> = [
@@ -163,7 +169,7 @@ pub fn rtp(data: &[u8]) {
     let Reply::Native(Ok(session)) = reply else {
         panic!("no native session: {reply:?}");
     };
-    node.create_sip("sip", SIP_CALLER, None, WireCodec::G722, 9);
+    node.create_sip("sip", SIP_CALLER, None, WireCodec::Pcmu, 0);
     for record in Records::new(data) {
         node.advance(record.millis);
         let pick = usize::from(record.selector) % (flows.len() + 1);
@@ -356,7 +362,7 @@ pub fn ogg(data: &[u8]) {
 const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 3478));
 /// The WHIP client's address: the host candidate of the fixture offer.
 const WHIP_CLIENT: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 60302));
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 33512));
 /// A SIP caller whose RTP comes from the address its SDP names.
 const SIP_CALLER: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), 4000));
