@@ -56,14 +56,17 @@ def rtcp_sr(ssrc):
     return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 0, 0, 0, 0, 0)
 
 
-def stun_binding(username):
+def stun_binding(username, controlling=False, use_candidate=False):
     # Binding request with USERNAME, a MESSAGE-INTEGRITY that will not
     # verify and FINGERPRINT (RFC 8489); enough for the routing to parse.
     user = username.encode()
     pad = (-len(user)) % 4
     attrs = struct.pack("!HH", 0x0006, len(user)) + user + b"\0" * pad
     attrs += struct.pack("!HH", 0x0024, 4) + struct.pack("!I", 0x6E7F1EFF)  # PRIORITY
-    attrs += struct.pack("!HH", 0x8029, 8) + b"\x01" * 8  # ICE-CONTROLLED
+    if use_candidate:
+        attrs += struct.pack("!HH", 0x0025, 0)  # USE-CANDIDATE
+    # ICE-CONTROLLING or ICE-CONTROLLED
+    attrs += struct.pack("!HH", 0x802A if controlling else 0x8029, 8) + b"\x01" * 8
     attrs += struct.pack("!HH", 0x0008, 20) + b"\xaa" * 20  # MESSAGE-INTEGRITY
     attrs += struct.pack("!HH", 0x8028, 4) + b"\0\0\0\0"  # FINGERPRINT
     header = struct.pack("!HHI", 0x0001, len(attrs), 0x2112A442) + b"fuzzhearken!"
@@ -131,6 +134,16 @@ def engine_seeds():
     s += record(0, 0, rtp(111, 1, 0, 99, bytes(range(40))))
     s += record(3, 250, rtp(0, 1, 0, 1, pcmu[:20]))
     write("datagram", "dtls-srtp-unknown", s)
+    # A check the harness signs as the WHIP client (source bit 2: the
+    # session's ufrag and password replace these), which connects ICE, then
+    # a DTLS record, SRTP-looking RTP and RTCP, and a consent check later.
+    check = stun_binding("abcd:47d8", controlling=True, use_candidate=True)
+    s = record(4, 0, check)
+    s += record(0, 5, bytes([22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0]))
+    s += record(0, 20, rtp(96, 1, 0, 647280598, bytes(range(40))))
+    s += record(0, 20, rtcp_sr(647280598))
+    s += record(4, 250, check)
+    write("datagram", "signed-check-then-media", s)
 
 
 # --- DTMF: [timestamp(4), RFC 4733 payload(4), millis(1)] records -----------

@@ -27,6 +27,7 @@ use hearken_core::offer::OfferSummary;
 use hearken_core::roq::{self, StreamEvent, StreamReader};
 use hearken_core::rtp::RtpExtender;
 use hearken_policy::{Calendar, Settings, SettingsFormat, Window, decide};
+use str0m::ice::StunMessage;
 
 use crate::config::ConsentConfig;
 use crate::control::meetings::Meetings;
@@ -98,6 +99,13 @@ pub fn sdp_offer(data: &[u8]) {
 /// `source` picks the sender (the WHIP client, the SIP caller, the NATed
 /// caller's public address, or an address nobody knows), `milliseconds` moves
 /// the clock first (timers run), `length` bytes follow (fewer at the end).
+///
+/// A STUN binding request from the WHIP client whose `source` has bit 2 set
+/// ([`SIGNED`]) goes out as the real client would send it: named to the
+/// session's ufrag and signed with its password, which the input cannot
+/// know (both are random), keeping the request's transaction id, priority,
+/// role and USE-CANDIDATE. Without it no check would ever reach the
+/// session, and nothing after ICE would be fuzzed.
 pub fn datagram(data: &[u8]) {
     const SOURCES: [SocketAddr; 4] = [WHIP_CLIENT, SIP_CALLER, NAT_PUBLIC, STRANGER];
     let mut node = Node::new();
@@ -106,7 +114,10 @@ pub fn datagram(data: &[u8]) {
     let offer = include_str!("../tests/fixtures/sdp/werift-audio-sendonly.sdp");
     let summary = OfferSummary::scan(offer).expect("the fixture offer is valid");
     let reply = node.create_whip(offer, summary);
-    assert!(matches!(reply, Reply::Answer(Ok(_))), "{reply:?}");
+    let Reply::Answer(Ok(answer)) = &reply else {
+        panic!("no answer to the fixture offer: {reply:?}");
+    };
+    let client = ClientChecks::new(offer, answer).expect("ICE credentials in the offer and answer");
     node.create_sip("sip", SIP_CALLER, None, WireCodec::Pcmu, 0);
     node.create_sip(
         "sip-nat",
@@ -118,10 +129,85 @@ pub fn datagram(data: &[u8]) {
     for record in Records::new(data) {
         node.advance(record.millis);
         let source = SOURCES[usize::from(record.selector) % SOURCES.len()];
-        node.engine.handle_datagram(node.now, source, record.bytes);
+        let signed = (source == WHIP_CLIENT && record.selector & SIGNED != 0)
+            .then(|| client.sign(record.bytes))
+            .flatten();
+        let bytes = signed.as_deref().unwrap_or(record.bytes);
+        node.engine.handle_datagram(node.now, source, bytes);
         node.drain();
     }
     node.finish();
+}
+
+/// The bit of a [`datagram`] record's `source` that has the WHIP client's
+/// binding requests signed as the real client would sign them.
+pub const SIGNED: u8 = 4;
+
+/// What a WHIP client knows that a fuzzer cannot guess: the USERNAME of its
+/// connectivity checks (the session's ufrag, then its own) and the
+/// session's password, from the offer and the answer.
+struct ClientChecks {
+    username: String,
+    password: String,
+}
+
+impl ClientChecks {
+    fn new(offer: &str, answer: &str) -> Option<Self> {
+        let attribute = |sdp: &str, name: &str| {
+            sdp.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+                .map(str::to_owned)
+        };
+        let session_ufrag = attribute(answer, "a=ice-ufrag")?;
+        let client_ufrag = attribute(offer, "a=ice-ufrag")?;
+        Some(Self {
+            username: format!("{session_ufrag}:{client_ufrag}"),
+            password: attribute(answer, "a=ice-pwd")?,
+        })
+    }
+
+    /// `bytes` as the client would send them, if they are a binding
+    /// request; `None` otherwise (they go as they are).
+    fn sign(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let request = StunMessage::parse(bytes)
+            .ok()
+            .filter(StunMessage::is_binding_request)?;
+        let (controlling, tie_breaker) = match (request.ice_controlling(), request.ice_controlled())
+        {
+            (Some(t), _) => (true, t),
+            (None, Some(t)) => (false, t),
+            (None, None) => (true, 0),
+        };
+        let check = StunMessage::binding_request(
+            &self.username,
+            request.trans_id(),
+            controlling,
+            tie_breaker,
+            request.prio().unwrap_or(0),
+            request.use_candidate(),
+        );
+        let mut out = vec![0; 512];
+        let len = check
+            .to_bytes(Some(self.password.as_bytes()), &mut out, hmac_sha1)
+            .ok()?;
+        out.truncate(len);
+        Some(out)
+    }
+}
+
+/// HMAC-SHA1 over `parts` (STUN's MESSAGE-INTEGRITY), through OpenSSL as
+/// the DTLS provider's.
+fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+    let mut mac = [0; 20];
+    let key = openssl::pkey::PKey::hmac(key).expect("an HMAC key of any length");
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha1(), &key)
+        .expect("HMAC-SHA1 is available");
+    for part in parts {
+        signer.update(part).expect("HMAC update");
+    }
+    let digest = signer.sign_to_vec().expect("HMAC final");
+    mac.copy_from_slice(&digest);
+    mac
 }
 
 /// RTP and RTCP as the engine reads them itself (everything but WHIP, whose
@@ -596,6 +682,54 @@ mod tests {
             let name = name.to_string_lossy();
             assert!(target(&name).is_some(), "fuzz/corpus/{name} has no target");
         }
+    }
+
+    /// RFC 8445 §7.3: an ICE agent answers a connectivity check that names
+    /// its ufrag and carries the right MESSAGE-INTEGRITY with a success
+    /// response to where it came from, and answers no other. The datagram
+    /// target's signing is what lets a fuzzed check be the former.
+    #[test]
+    fn a_signed_check_is_answered_and_the_same_check_unsigned_is_not() {
+        let offer = include_str!("../tests/fixtures/sdp/werift-audio-sendonly.sdp");
+        let answers_to_client = |sign: bool| {
+            let mut node = Node::new();
+            let summary = OfferSummary::scan(offer).expect("a valid offer");
+            let Reply::Answer(Ok(answer)) = node.create_whip(offer, summary) else {
+                panic!("no answer");
+            };
+            node.drain();
+            // A check a client that does not know the session's password
+            // would make: its own guess at USERNAME and key.
+            let trans_id = str0m::ice::TransId::new();
+            let guess = StunMessage::binding_request("abcd:47d8", trans_id, true, 7, 1_000, true);
+            let mut raw = vec![0; 512];
+            let len = guess
+                .to_bytes(Some(b"not the password"), &mut raw, hmac_sha1)
+                .expect("a check serialises");
+            raw.truncate(len);
+            let client = ClientChecks::new(offer, &answer).expect("ICE credentials");
+            let bytes = if sign {
+                client.sign(&raw).expect("a binding request is signed")
+            } else {
+                raw
+            };
+            node.engine.handle_datagram(node.now, WHIP_CLIENT, &bytes);
+            let mut successes = 0;
+            while let Some(output) = node.engine.poll_output() {
+                if let crate::media::Output::Transmit(t) = output
+                    && t.destination == WHIP_CLIENT
+                    && StunMessage::parse(&t.contents).is_ok_and(|m| {
+                        m.is_successful_binding_response() && m.trans_id() == trans_id
+                    })
+                {
+                    successes += 1;
+                }
+            }
+            node.finish();
+            successes
+        };
+        assert_eq!(answers_to_client(true), 1);
+        assert_eq!(answers_to_client(false), 0);
     }
 
     /// The engine targets' records: `[selector, millis, length, bytes…]`,
