@@ -69,9 +69,8 @@ max_len() {
     # The longest input AFL may make for a target (its -G; AFL's default is
     # 1 MB): room for hundreds of packets, pages, lines or records, so the
     # fuzzer does not spend its time on inputs that repeat what a shorter
-    # one does (left alone, the
-    # dtmf queue grew inputs of 113 KB, 12,000 packets, and its rate fell
-    # from 11,000 to 200 a second).
+    # one does (left alone, the dtmf queue grew inputs of 113 KB, 12,000
+    # packets, and its rate fell from 11,000 to 200 a second).
     case $1 in
         dtmf) echo 4096 ;;
         roq | datagram | rtp | meetings_json) echo 16384 ;;
