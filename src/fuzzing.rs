@@ -195,19 +195,13 @@ impl ClientChecks {
     }
 }
 
-/// HMAC-SHA1 over `parts` (STUN's MESSAGE-INTEGRITY), through OpenSSL as
-/// the DTLS provider's.
+/// HMAC-SHA1 over `parts` (STUN's MESSAGE-INTEGRITY) from the crypto
+/// provider every session is built with: the harness signs with what str0m
+/// verifies with.
 fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
-    let mut mac = [0; 20];
-    let key = openssl::pkey::PKey::hmac(key).expect("an HMAC key of any length");
-    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha1(), &key)
-        .expect("HMAC-SHA1 is available");
-    for part in parts {
-        signer.update(part).expect("HMAC update");
-    }
-    let digest = signer.sign_to_vec().expect("HMAC final");
-    mac.copy_from_slice(&digest);
-    mac
+    crate::media::dtls::provider()
+        .sha1_hmac_provider
+        .sha1_hmac(key, parts)
 }
 
 /// RTP and RTCP as the engine reads them itself (everything but WHIP, whose
