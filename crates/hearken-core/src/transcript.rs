@@ -1,9 +1,10 @@
 //! One speaker's audio on its way to a transcription backend, as bookkeeping.
 //!
 //! Sans-IO. The shell hands each consented frame here with its call time,
-//! either as mono PCM (16 kHz decoded from Opus, or a telephone leg's own
-//! 8 or 16 kHz audio) or as the Opus packet itself (for a
-//! backend that takes Opus); this decides what to send on the current
+//! either as mono PCM (a telephone leg's own 8 or 16 kHz audio) or as the
+//! Opus packet itself, which is kept as it came because it is small (for a
+//! backend that takes `linear16` the shell decodes it as it sends it); this
+//! decides what to send on the current
 //! backend connection, keeps everything not yet covered by a final result (so
 //! a reconnect resends it and no word is lost), maps the backend's word times
 //! (which count audio on *one connection*, skipping whatever was not sent)

@@ -25,6 +25,7 @@
 pub mod backend;
 pub mod deepgram;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,7 +42,7 @@ use crate::store::Store;
 use backend::{AudioInput, Backend, BackendEvent, Connection, Failure};
 use hearken_core::conference::{CallSummary, SourcePcm, SpeakerFrame};
 use hearken_core::ids::CallId;
-use hearken_core::transcript::{CallWord, Chunk, Coverage, PCM_RATE, SpeakerStream};
+use hearken_core::transcript::{CallWord, Chunk, ChunkAudio, Coverage, PCM_RATE, SpeakerStream};
 use hearken_core::voice::{TalkFilter, TalkFilterConfig, TalkFrame, VoiceHint};
 
 /// A transcript segment on the call timeline.
@@ -853,6 +854,7 @@ impl SpeakerTask {
                     Ok(c) => {
                         conn = Some(c);
                         stream.handle_connected();
+                        audio.restart();
                         closed_sent = false;
                         self.metrics.transcription_connections.inc();
                         debug!(call = %self.call_id, "transcription connected");
@@ -870,7 +872,11 @@ impl SpeakerTask {
             if let Some(c) = conn.as_mut() {
                 let mut failed = false;
                 while let Some(chunk) = stream.poll_send() {
-                    if let Err(e) = c.send_audio(chunk).await {
+                    let (chunk, decoded) = audio.for_backend(chunk);
+                    if !decoded {
+                        self.metrics.drop_frame(DropReason::Malformed);
+                    }
+                    if let Err(e) = c.send_audio(&chunk).await {
                         debug!(error = %e, "send failed");
                         failed = true;
                         break;
@@ -1062,7 +1068,7 @@ impl SpeakerTask {
         }
     }
 
-    /// Decodes (or wraps) a frame and buffers it for the backend.
+    /// Keeps a frame for the backend (see [`FrameAudio`]).
     fn buffer(
         &self,
         audio: &mut FrameAudio,
@@ -1070,10 +1076,7 @@ impl SpeakerTask {
         arrivals: &mut VecDeque<(u64, Instant)>,
         frame: TalkFrame,
     ) {
-        let Some(chunk) = audio.chunk(frame) else {
-            self.metrics.drop_frame(DropReason::Malformed);
-            return;
-        };
+        let chunk = audio.chunk(frame);
         arrivals.push_back((chunk.call_start + chunk.samples, Instant::now()));
         if arrivals.len() > 20_000 {
             arrivals.pop_front();
@@ -1131,7 +1134,14 @@ impl SpeakerTask {
     }
 }
 
-/// Turns frames into chunks in the form the backend takes.
+/// Turns frames into chunks, and chunks into the form the backend takes.
+///
+/// Audio waits in the speaker's [`SpeakerStream`] until a final result
+/// covers it (up to two seconds of speech, more while the backend is away),
+/// so it waits as the Opus packet it arrived as: 16 kHz PCM is about eight
+/// times larger. A backend that takes PCM gets each chunk decoded as it is
+/// sent ([`FrameAudio::for_backend`]); a resend after a reconnect decodes it
+/// again.
 enum FrameAudio {
     /// Mono PCM at one rate per stream: a telephone leg's own audio at its
     /// own rate (8 kHz G.711, 16 kHz G.722), or else the Opus decoded at
@@ -1140,13 +1150,18 @@ enum FrameAudio {
     /// decoded from its Opus at the stream's rate.
     Pcm {
         rate: Option<u32>,
-        /// Made when first needed (`None` after libopus could not start: the
-        /// frames that need it are dropped and counted).
-        decoder: Option<opus::Decoder>,
-        pcm: Vec<i16>,
+        /// Made when first needed, with room for the longest packet at
+        /// the stream's rate (`None` after libopus could not start: the
+        /// chunks that need it go out as silence, counted as malformed).
+        decoder: Option<(opus::Decoder, Vec<i16>)>,
     },
     /// Pass the packets through.
     Opus,
+}
+
+/// The longest Opus packet, 120 ms, in samples at `rate`.
+fn longest_packet(rate: u32) -> usize {
+    rate as usize * 120 / 1000
 }
 
 impl FrameAudio {
@@ -1155,8 +1170,6 @@ impl FrameAudio {
             AudioInput::Pcm => Self::Pcm {
                 rate: None,
                 decoder: None,
-                // 120 ms at 48 kHz: the longest Opus packet at any rate.
-                pcm: vec![0; 5760],
             },
             AudioInput::Opus => Self::Opus,
         }
@@ -1171,23 +1184,53 @@ impl FrameAudio {
         }
     }
 
-    /// The chunk for a frame; `None` if it cannot be decoded.
-    fn chunk(&mut self, frame: TalkFrame) -> Option<Chunk> {
-        match self {
-            Self::Pcm { rate, decoder, pcm } => {
-                let rate =
-                    *rate.get_or_insert(frame.source.as_ref().map_or(PCM_RATE as u32, |s| s.rate));
-                if let Some(source) = frame.source.filter(|s| s.rate == rate) {
-                    return Some(Chunk::pcm_at(frame.position, rate, source.samples.to_vec()));
-                }
-                if decoder.is_none() {
-                    *decoder = opus::Decoder::new(rate, opus::Channels::Mono).ok();
-                }
-                let n = decoder.as_mut()?.decode(&frame.payload, pcm, false).ok()?;
-                (n > 0).then(|| Chunk::pcm_at(frame.position, rate, pcm[..n].to_vec()))
+    /// The chunk to keep for a frame: PCM a telephone leg brought at the
+    /// stream's rate, else the Opus packet.
+    fn chunk(&mut self, frame: TalkFrame) -> Chunk {
+        if let Self::Pcm { rate, .. } = self {
+            let rate =
+                *rate.get_or_insert(frame.source.as_ref().map_or(PCM_RATE as u32, |s| s.rate));
+            if let Some(source) = frame.source.filter(|s| s.rate == rate) {
+                return Chunk::pcm_at(frame.position, rate, source.samples.to_vec());
             }
-            Self::Opus => Some(Chunk::opus(frame.position, frame.samples, frame.payload)),
         }
+        Chunk::opus(frame.position, frame.samples, frame.payload)
+    }
+
+    /// A new connection: the decoder starts again, as the first chunk it
+    /// decodes next may be one it decoded before (a resend).
+    fn restart(&mut self) {
+        if let Self::Pcm {
+            decoder: Some((decoder, _)),
+            ..
+        } = self
+        {
+            let _ = decoder.reset_state();
+        }
+    }
+
+    /// The chunk as the backend takes it: an Opus chunk decoded for a PCM
+    /// backend (silence of its length if libopus refuses it, so the
+    /// stream's time still maps onto the call's; `false` then), anything
+    /// else as it is.
+    fn for_backend<'c>(&mut self, chunk: &'c Chunk) -> (Cow<'c, Chunk>, bool) {
+        let (Self::Pcm { rate, decoder }, ChunkAudio::Opus(packet)) = (self, &chunk.audio) else {
+            return (Cow::Borrowed(chunk), true);
+        };
+        let rate = rate.unwrap_or(PCM_RATE as u32);
+        let expected = (chunk.samples * u64::from(rate) / 48_000) as usize;
+        if decoder.is_none() {
+            *decoder = opus::Decoder::new(rate, opus::Channels::Mono)
+                .ok()
+                .map(|d| (d, vec![0; longest_packet(rate)]));
+        }
+        let decoded = decoder.as_mut().and_then(|(decoder, pcm)| {
+            let n = decoder.decode(packet, pcm, false).ok()?;
+            (n == expected).then(|| pcm[..n].to_vec())
+        });
+        let ok = decoded.is_some();
+        let pcm = decoded.unwrap_or_else(|| vec![0; expected]);
+        (Cow::Owned(Chunk::pcm_at(chunk.call_start, rate, pcm)), ok)
     }
 }
 
@@ -1611,5 +1654,114 @@ mod tests {
             .map(|seg| seg.text.as_str())
             .collect();
         assert_eq!(alice, ["w9600"]);
+    }
+
+    /// Real 20 ms Opus packets of a 440 Hz tone, encoded by libopus.
+    fn tone_packets(count: usize) -> Vec<Arc<[u8]>> {
+        let mut encoder =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut out = vec![0u8; 1500];
+        (0..count)
+            .map(|k| {
+                let pcm: Vec<i16> = (0..960)
+                    .map(|i| {
+                        let t = (k * 960 + i) as f64 / 48_000.0;
+                        (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+                    })
+                    .collect();
+                let n = encoder.encode(&pcm, &mut out).unwrap();
+                Arc::from(&out[..n])
+            })
+            .collect()
+    }
+
+    fn opus_frame(position: u64, payload: Arc<[u8]>) -> TalkFrame {
+        TalkFrame {
+            position,
+            samples: FRAME,
+            payload,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn for_a_pcm_backend_opus_waits_as_opus_and_goes_out_as_16_khz_pcm() {
+        let packets = tone_packets(3);
+        let mut audio = FrameAudio::new(AudioInput::Pcm);
+        let chunks: Vec<Chunk> = packets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| audio.chunk(opus_frame(i as u64 * FRAME, p.clone())))
+            .collect();
+        for (chunk, packet) in chunks.iter().zip(&packets) {
+            assert_eq!(
+                chunk.audio,
+                ChunkAudio::Opus(packet.clone()),
+                "kept as it came"
+            );
+        }
+        // What an independent decoder at 16 kHz makes of the same packets:
+        // 20 ms is 320 samples at 16 kHz.
+        let mut reference = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+        let mut expected = Vec::new();
+        for packet in &packets {
+            let mut pcm = vec![0i16; 320];
+            assert_eq!(reference.decode(packet, &mut pcm, false).unwrap(), 320);
+            expected.push(pcm);
+        }
+        let send_all = |audio: &mut FrameAudio| -> Vec<Chunk> {
+            chunks
+                .iter()
+                .map(|c| {
+                    let (wire, decoded) = audio.for_backend(c);
+                    assert!(decoded);
+                    wire.into_owned()
+                })
+                .collect()
+        };
+        let first = send_all(&mut audio);
+        for ((wire, kept), pcm) in first.iter().zip(&chunks).zip(&expected) {
+            assert_eq!(wire, &Chunk::pcm(kept.call_start, pcm.clone()));
+        }
+        // A reconnect resends the same chunks; decoded from a fresh start,
+        // they are the same PCM again.
+        audio.restart();
+        assert_eq!(send_all(&mut audio), first);
+    }
+
+    #[test]
+    fn a_packet_libopus_refuses_goes_out_as_silence_of_its_length() {
+        let mut audio = FrameAudio::new(AudioInput::Pcm);
+        // TOC 0xff: code 3 (a frame count byte must follow), and none does.
+        let refused = audio.chunk(opus_frame(0, Arc::from(&[0xffu8][..])));
+        let (wire, decoded) = audio.for_backend(&refused);
+        assert!(!decoded);
+        assert_eq!(*wire, Chunk::pcm(0, vec![0; 320]));
+    }
+
+    #[test]
+    fn a_telephone_legs_pcm_at_the_streams_rate_is_kept_and_sent_as_it_is() {
+        let mut audio = FrameAudio::new(AudioInput::Pcm);
+        let samples: Arc<[i16]> = (0..160).map(|i| i as i16).collect();
+        let chunk = audio.chunk(TalkFrame {
+            source: Some(SourcePcm {
+                rate: 8_000,
+                samples: samples.clone(),
+            }),
+            ..opus_frame(FRAME, Arc::from(&PACKET[..]))
+        });
+        assert_eq!(audio.pcm_rate(), 8_000, "the first frame sets the rate");
+        let expected = Chunk::pcm_at(FRAME, 8_000, samples.to_vec());
+        assert_eq!(chunk, expected);
+        assert_eq!(*audio.for_backend(&chunk).0, expected);
+    }
+
+    #[test]
+    fn for_an_opus_backend_the_packet_goes_out_as_it_came() {
+        let mut audio = FrameAudio::new(AudioInput::Opus);
+        let packet: Arc<[u8]> = Arc::from(&PACKET[..]);
+        let chunk = audio.chunk(opus_frame(0, packet.clone()));
+        assert_eq!(chunk, Chunk::opus(0, FRAME, packet));
+        assert!(matches!(audio.for_backend(&chunk).0, Cow::Borrowed(_)));
     }
 }
