@@ -872,7 +872,7 @@ impl SpeakerTask {
             if let Some(c) = conn.as_mut() {
                 let mut failed = false;
                 while let Some(chunk) = stream.poll_send() {
-                    let (chunk, decoded) = audio.for_backend(chunk);
+                    let (chunk, decoded) = audio.for_backend(chunk, now);
                     if !decoded {
                         self.metrics.drop_frame(DropReason::Malformed);
                     }
@@ -914,13 +914,15 @@ impl SpeakerTask {
                     retry.failed(Instant::now());
                 }
             }
+            let release_decoder_at = audio.release_idle(now);
             let wake = ending
                 .unwrap_or(now + Duration::from_secs(3600))
                 .min(if conn.is_none() {
                     retry.next.max(now + Duration::from_millis(10))
                 } else {
                     flush_at.unwrap_or(now + Duration::from_secs(3600))
-                });
+                })
+                .min(release_decoder_at.unwrap_or(now + Duration::from_secs(3600)));
             tokio::select! {
                 msg = rx.recv(), if ending.is_none() => match msg {
                     Some(SpeakerMsg::Frame { position, payload, source, voice, purges }) => {
@@ -1141,7 +1143,10 @@ impl SpeakerTask {
 /// so it waits as the Opus packet it arrived as: 16 kHz PCM is about eight
 /// times larger. A backend that takes PCM gets each chunk decoded as it is
 /// sent ([`FrameAudio::for_backend`]); a resend after a reconnect decodes it
-/// again.
+/// again. The decoder (18 KB of libopus state) is kept only while the
+/// speaker talks: it goes after [`DECODER_IDLE`] without a frame to decode,
+/// and a speaker's next words start a new one, as they start after a gap
+/// (the talk filter does not send silence).
 enum FrameAudio {
     /// Mono PCM at one rate per stream: a telephone leg's own audio at its
     /// own rate (8 kHz G.711, 16 kHz G.722), or else the Opus decoded at
@@ -1150,13 +1155,24 @@ enum FrameAudio {
     /// decoded from its Opus at the stream's rate.
     Pcm {
         rate: Option<u32>,
-        /// Made when first needed, with room for the longest packet at
-        /// the stream's rate (`None` after libopus could not start: the
-        /// chunks that need it go out as silence, counted as malformed).
-        decoder: Option<(opus::Decoder, Vec<i16>)>,
+        /// Made when a chunk needs it; `None` while the speaker is quiet,
+        /// and after libopus could not start (the chunks that needed it
+        /// went out as silence, counted as malformed).
+        decoder: Option<PcmDecoder>,
     },
     /// Pass the packets through.
     Opus,
+}
+
+/// How long a speaker's decoder outlives the last chunk it decoded.
+const DECODER_IDLE: Duration = Duration::from_secs(1);
+
+/// A speaker's Opus decoder, at the stream's rate.
+struct PcmDecoder {
+    opus: opus::Decoder,
+    /// Room for the longest packet at the stream's rate.
+    pcm: Vec<i16>,
+    used_at: Instant,
 }
 
 /// The longest Opus packet, 120 ms, in samples at `rate`.
@@ -1200,20 +1216,30 @@ impl FrameAudio {
     /// A new connection: the decoder starts again, as the first chunk it
     /// decodes next may be one it decoded before (a resend).
     fn restart(&mut self) {
-        if let Self::Pcm {
-            decoder: Some((decoder, _)),
-            ..
-        } = self
-        {
-            let _ = decoder.reset_state();
+        if let Self::Pcm { decoder, .. } = self {
+            *decoder = None;
         }
+    }
+
+    /// Lets the decoder go once it has been idle for [`DECODER_IDLE`];
+    /// returns when to ask again while it is kept.
+    fn release_idle(&mut self, now: Instant) -> Option<Instant> {
+        let Self::Pcm { decoder, .. } = self else {
+            return None;
+        };
+        let idle_at = decoder.as_ref()?.used_at + DECODER_IDLE;
+        if now < idle_at {
+            return Some(idle_at);
+        }
+        *decoder = None;
+        None
     }
 
     /// The chunk as the backend takes it: an Opus chunk decoded for a PCM
     /// backend (silence of its length if libopus refuses it, so the
     /// stream's time still maps onto the call's; `false` then), anything
     /// else as it is.
-    fn for_backend<'c>(&mut self, chunk: &'c Chunk) -> (Cow<'c, Chunk>, bool) {
+    fn for_backend<'c>(&mut self, chunk: &'c Chunk, now: Instant) -> (Cow<'c, Chunk>, bool) {
         let (Self::Pcm { rate, decoder }, ChunkAudio::Opus(packet)) = (self, &chunk.audio) else {
             return (Cow::Borrowed(chunk), true);
         };
@@ -1222,11 +1248,16 @@ impl FrameAudio {
         if decoder.is_none() {
             *decoder = opus::Decoder::new(rate, opus::Channels::Mono)
                 .ok()
-                .map(|d| (d, vec![0; longest_packet(rate)]));
+                .map(|opus| PcmDecoder {
+                    opus,
+                    pcm: vec![0; longest_packet(rate)],
+                    used_at: now,
+                });
         }
-        let decoded = decoder.as_mut().and_then(|(decoder, pcm)| {
-            let n = decoder.decode(packet, pcm, false).ok()?;
-            (n == expected).then(|| pcm[..n].to_vec())
+        let decoded = decoder.as_mut().and_then(|d| {
+            d.used_at = now;
+            let n = d.opus.decode(packet, &mut d.pcm, false).ok()?;
+            (n == expected).then(|| d.pcm[..n].to_vec())
         });
         let ok = decoded.is_some();
         let pcm = decoded.unwrap_or_else(|| vec![0; expected]);
@@ -1713,7 +1744,7 @@ mod tests {
             chunks
                 .iter()
                 .map(|c| {
-                    let (wire, decoded) = audio.for_backend(c);
+                    let (wire, decoded) = audio.for_backend(c, Instant::now());
                     assert!(decoded);
                     wire.into_owned()
                 })
@@ -1734,7 +1765,7 @@ mod tests {
         let mut audio = FrameAudio::new(AudioInput::Pcm);
         // TOC 0xff: code 3 (a frame count byte must follow), and none does.
         let refused = audio.chunk(opus_frame(0, Arc::from(&[0xffu8][..])));
-        let (wire, decoded) = audio.for_backend(&refused);
+        let (wire, decoded) = audio.for_backend(&refused, Instant::now());
         assert!(!decoded);
         assert_eq!(*wire, Chunk::pcm(0, vec![0; 320]));
     }
@@ -1753,7 +1784,7 @@ mod tests {
         assert_eq!(audio.pcm_rate(), 8_000, "the first frame sets the rate");
         let expected = Chunk::pcm_at(FRAME, 8_000, samples.to_vec());
         assert_eq!(chunk, expected);
-        assert_eq!(*audio.for_backend(&chunk).0, expected);
+        assert_eq!(*audio.for_backend(&chunk, Instant::now()).0, expected);
     }
 
     #[test]
@@ -1762,6 +1793,44 @@ mod tests {
         let packet: Arc<[u8]> = Arc::from(&PACKET[..]);
         let chunk = audio.chunk(opus_frame(0, packet.clone()));
         assert_eq!(chunk, Chunk::opus(0, FRAME, packet));
-        assert!(matches!(audio.for_backend(&chunk).0, Cow::Borrowed(_)));
+        assert!(matches!(
+            audio.for_backend(&chunk, Instant::now()).0,
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_decoder_idle_for_a_second_is_let_go_and_the_next_words_start_a_new_one() {
+        let packets = tone_packets(2);
+        let mut audio = FrameAudio::new(AudioInput::Pcm);
+        let first = audio.chunk(opus_frame(0, packets[0].clone()));
+        let later = audio.chunk(opus_frame(50 * FRAME, packets[1].clone()));
+        let t0 = Instant::now();
+        assert_eq!(audio.release_idle(t0), None, "no decoder yet");
+        audio.for_backend(&first, t0);
+        let kept = |audio: &FrameAudio| {
+            matches!(
+                audio,
+                FrameAudio::Pcm {
+                    decoder: Some(_),
+                    ..
+                }
+            )
+        };
+        assert_eq!(
+            audio.release_idle(t0 + Duration::from_millis(999)),
+            Some(t0 + DECODER_IDLE)
+        );
+        assert!(kept(&audio));
+        assert_eq!(audio.release_idle(t0 + DECODER_IDLE), None);
+        assert!(!kept(&audio));
+        // What a decoder that never heard the first packet makes of the
+        // second.
+        let mut fresh = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+        let mut pcm = vec![0i16; 320];
+        assert_eq!(fresh.decode(&packets[1], &mut pcm, false).unwrap(), 320);
+        let (wire, decoded) = audio.for_backend(&later, t0 + Duration::from_secs(2));
+        assert!(decoded);
+        assert_eq!(*wire, Chunk::pcm(50 * FRAME, pcm));
     }
 }
