@@ -131,13 +131,9 @@ impl Publisher {
             stream: STREAM,
             message,
         };
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            jetstream.get_or_create_stream(config),
-        )
-        .await
-        .map_err(|_| fail("no answer within 5 s".to_owned()))?
-        .map_err(|e| fail(e.to_string()))?;
+        super::make_stream(&jetstream, config, Duration::from_secs(5))
+            .await
+            .map_err(fail)?;
         let (queue, rx) = mpsc::channel(QUEUE);
         let pending = Arc::new(AtomicUsize::new(0));
         tokio::spawn(publish_loop(

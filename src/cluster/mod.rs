@@ -777,14 +777,34 @@ async fn ensure_bucket(
         duplicate_window: max_age.min(Duration::from_secs(120)),
         ..Default::default()
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, jetstream.get_or_create_stream(stream))
+    make_stream(jetstream, stream, REQUEST_TIMEOUT)
         .await
-        .map_err(|_| fail(format!("no answer within {REQUEST_TIMEOUT:?}")))?
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     tokio::time::timeout(REQUEST_TIMEOUT, jetstream.get_key_value(bucket))
         .await
         .map_err(|_| fail(format!("no answer within {REQUEST_TIMEOUT:?}")))?
         .map_err(|e| fail(e.to_string()))
+}
+
+/// Makes a JetStream stream, or finds it made; the error is NATS's.
+///
+/// Nodes starting together race to make it, and NATS may refuse all but
+/// one (as "subjects overlap with an existing stream"): the stream is then
+/// there for the others to find.
+pub(crate) async fn make_stream(
+    jetstream: &jetstream::Context,
+    config: jetstream::stream::Config,
+    timeout: Duration,
+) -> Result<(), String> {
+    let name = config.name.clone();
+    let made = tokio::time::timeout(timeout, jetstream.get_or_create_stream(config))
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?;
+    let Err(e) = made else { return Ok(()) };
+    match tokio::time::timeout(timeout, jetstream.get_stream(&name)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(e.to_string()),
+    }
 }
 
 /// Follows the nodes bucket into the view, watching again after NATS
@@ -1016,5 +1036,39 @@ mod tests {
         // Its calls are taken from it only after six.
         assert!(!seen(1199).is_gone(now));
         assert!(seen(1200).is_gone(now));
+    }
+
+    /// Nodes of a fleet start together: each finds the bucket missing and
+    /// makes it, and all of them must end up with it. (Before the fix, one
+    /// run in three of this size had a node refused with "subjects overlap
+    /// with an existing stream", as a fleet test in CI once did.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_making_a_bucket_at_the_same_moment_all_get_it() {
+        use hearken_testkit::services::{PrivateNats, start_or_skip};
+        let Some(nats) = start_or_skip(PrivateNats::start()) else {
+            return;
+        };
+        let url = nats.url();
+        const NODES: usize = 32;
+        for round in 0..40 {
+            let bucket: &'static str = Box::leak(format!("race_{round}").into_boxed_str());
+            let start = Arc::new(tokio::sync::Barrier::new(NODES));
+            let mut nodes = tokio::task::JoinSet::new();
+            for _ in 0..NODES {
+                let (url, start) = (url.clone(), start.clone());
+                nodes.spawn(async move {
+                    let client = async_nats::connect(url.as_str()).await.unwrap();
+                    let jetstream = jetstream::new(client);
+                    start.wait().await;
+                    ensure_bucket(&jetstream, &url, bucket, "a race", Duration::from_secs(60))
+                        .await
+                        .map(|_| ())
+                });
+            }
+            while let Some(made) = nodes.join_next().await {
+                made.unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+        }
     }
 }
