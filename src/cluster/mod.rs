@@ -791,7 +791,7 @@ async fn ensure_bucket(
 /// Nodes starting together race to make it, and NATS may refuse all but
 /// one (as "subjects overlap with an existing stream"): the stream is then
 /// there for the others to find.
-pub(crate) async fn make_stream(
+async fn make_stream(
     jetstream: &jetstream::Context,
     config: jetstream::stream::Config,
     timeout: Duration,

@@ -914,15 +914,16 @@ impl SpeakerTask {
                     retry.failed(Instant::now());
                 }
             }
-            let release_decoder_at = audio.release_idle(now);
+            // With nothing due, the loop still turns once an hour.
+            let nothing_due = now + Duration::from_secs(3600);
             let wake = ending
-                .unwrap_or(now + Duration::from_secs(3600))
+                .unwrap_or(nothing_due)
                 .min(if conn.is_none() {
                     retry.next.max(now + Duration::from_millis(10))
                 } else {
-                    flush_at.unwrap_or(now + Duration::from_secs(3600))
+                    flush_at.unwrap_or(nothing_due)
                 })
-                .min(release_decoder_at.unwrap_or(now + Duration::from_secs(3600)));
+                .min(audio.release_idle(now).unwrap_or(nothing_due));
             tokio::select! {
                 msg = rx.recv(), if ending.is_none() => match msg {
                     Some(SpeakerMsg::Frame { position, payload, source, voice, purges }) => {
