@@ -618,6 +618,8 @@ impl Call {
             }
             self.now = self.now.max(next);
             let now = self.at(self.now);
+            // Everyone's details due now go in before any audio of this
+            // instant: the oracle takes details sent at `x` as known at `x`.
             for who in 0..self.live.len() {
                 let details_due = matches!(
                     (self.sc.people[who].details, self.log[who].stays.first()),
@@ -626,6 +628,8 @@ impl Call {
                 if details_due {
                     self.send_details(who);
                 }
+            }
+            for who in 0..self.live.len() {
                 let Some(live) = self.live[who].as_mut() else {
                     continue;
                 };
@@ -753,17 +757,12 @@ impl<'a> Oracle<'a> {
         match self.call.log[who].details_sent {
             Some((at, never)) if at <= x => Some((p.place, never)),
             _ => {
-                // The wait ends DETAILS_WAIT after the first join, or when
-                // that first stay ends, or with the call, whichever is first
-                // (nothing more can be learned while they are gone: their
-                // audio so far is judged under the unknown-location mode).
-                let first_stay = self.call.log[who].stays.first().copied();
-                let waited = first_stay.is_some_and(|(join, leave)| {
-                    let ends = (join + DETAILS_WAIT)
-                        .min(leave.unwrap_or(u64::MAX))
-                        .min(self.end);
-                    x >= ends
-                });
+                // The wait ends DETAILS_WAIT after the first join, or with
+                // the call, whichever is first; leaving does not end it
+                // (details posted after a quick leave still count).
+                let first_join = self.first_join(who);
+                let waited =
+                    first_join.is_some_and(|join| x >= (join + DETAILS_WAIT).min(self.end));
                 waited.then_some((None, false))
             }
         }

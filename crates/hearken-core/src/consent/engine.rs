@@ -1078,15 +1078,20 @@ impl ConsentEngine {
         self.log_policy(t);
         let i = self.ensure(id);
         let was = self.participants[i].present();
-        // Leaving ends a details wait: what was held is judged now, under
-        // the unknown-location mode, so a participant who needs no more
-        // than notice is not lost for leaving before their details came.
         if !present && was {
             let p = &self.participants[i];
             let other_flag = if roster { p.media } else { p.roster };
-            if !other_flag && let Some(d) = self.participants[i].details_deadline.as_mut() {
-                *d = (*d).min(t);
-                self.handle_timeout(t);
+            if !other_flag && p.details_pending() {
+                // Leaving during the details wait: their own consent is
+                // judged now, under the unknown-location mode, so someone
+                // who needs no more than notice is not lost for leaving
+                // before their details came. The wait itself runs on:
+                // providers post details after a quick leave too, and a
+                // `never` or an all-party location said within it still
+                // decides what was held while they were on the call.
+                self.participants[i].details_waited = true;
+                self.evaluate(t);
+                self.update_gates(t);
             }
         }
         {
@@ -1148,6 +1153,11 @@ impl ConsentEngine {
         p.heard_notice = None;
         p.heard_request = None;
         p.prompted = None;
+        if !p.details_known && p.details_deadline.is_some() {
+            // Back while the details wait their leaving did not end still
+            // runs: they wait for their details again.
+            p.details_waited = false;
+        }
         if !p.details_known && !p.details_waited && p.details_deadline.is_none() {
             p.details_deadline = Some(t.saturating_add(wait));
             Participant::open_wait(&mut p.details_waits);
@@ -2112,11 +2122,43 @@ impl ConsentEngine {
     /// How participant `i`'s details wait ends, with their details (or
     /// their absence) now known: `never` discards what was held during it;
     /// on an all-party call, what was held now needs the consent of
-    /// everyone on the call; else it is committed.
+    /// everyone on the call (and theirs, if they left during the wait);
+    /// else it is committed.
     fn details_outcome(&self, i: usize, scope: GateScope) -> Outcome {
         let p = &self.participants[i];
         if p.details_known && p.details.capture == CaptureSetting::Never {
             return Outcome::Discarded(HoldDiscard::CaptureNever);
+        }
+        let mut scope = scope;
+        if !p.present() {
+            // They left during the wait, so the call's decision no longer
+            // counts them; what was held while they were there still needs
+            // their consent if their details made that talk all-party.
+            let alone = decide(
+                &self.rules,
+                &self.config.policy,
+                self.config.recorder_location.as_ref(),
+                &[p.input()],
+            );
+            if alone.scope == GateScope::CallWide || scope == GateScope::CallWide {
+                scope = GateScope::CallWide;
+                let mode = alone.mode.max(self.mode().unwrap_or(ConsentMode::None));
+                if p.refused() {
+                    return Outcome::Discarded(HoldDiscard::Declined);
+                }
+                let enough = match mode {
+                    ConsentMode::None | ConsentMode::Notify => true,
+                    ConsentMode::NotifyAndAllowOptOut => p.held_consent.is_some(),
+                    ConsentMode::Explicit => p.held_consent.is_some_and(|m| m.is_explicit()),
+                };
+                if !enough {
+                    return Outcome::Discarded(if mode == ConsentMode::Explicit {
+                        HoldDiscard::ExplicitRequired
+                    } else {
+                        HoldDiscard::Left
+                    });
+                }
+            }
         }
         if scope != GateScope::CallWide {
             return Outcome::Committed;
