@@ -674,34 +674,48 @@ fn capture_never_arriving_500_ms_after_join_blocks_everything() {
     );
 }
 
+/// Bob (New York) talks for 100 ms while `who`, whose details have not
+/// come, is on the call (having agreed through the API first if `agreed`);
+/// then `who` leaves. Bob's frames of those 100 ms are held for `who`'s
+/// details: their tickets.
+fn quick_leave(who: &str, agreed: bool) -> (Call, Vec<(u64, HoldTicket)>) {
+    let mut call = Call::new(config("US-NY"));
+    call.arrive("bob", "US-NY", 0);
+    call.join(who, 0);
+    if agreed {
+        call.signal(who, Decision::Granted, ConsentMethod::Api, "api", 0);
+    }
+    let while_there = frames(0, 100 * MS)
+        .map(|t| (t, call.held("bob", t)))
+        .collect();
+    call.leave(who, 100 * MS);
+    (call, while_there)
+}
+
+fn assert_fates(call: &Call, tickets: &[(u64, HoldTicket)], fate: Fate) {
+    for (t, ticket) in tickets {
+        assert_eq!(call.engine.fate(*t, ticket), fate, "bob at {t}");
+    }
+}
+
 /// A `never` posted after its participant already left, but within their
 /// details wait, still discards what was held while they were on the call:
 /// leaving does not end the wait (a session that drops at once is common).
 /// What was spoken after they left is not theirs to block.
 #[test]
 fn capture_never_posted_after_a_quick_leave_discards_what_was_held_while_they_were_there() {
-    let mut call = Call::new(config("US-NY"));
-    call.arrive("bob", "US-NY", 0);
-    call.join("nora", 0);
-    let while_there: Vec<(u64, HoldTicket)> = frames(0, 100 * MS)
-        .map(|t| (t, call.held("bob", t)))
-        .collect();
-    call.leave("nora", 100 * MS);
-    for (t, ticket) in &while_there {
-        assert_eq!(call.engine.fate(*t, ticket), Fate::Wait, "bob at {t}");
-    }
+    let (mut call, while_there) = quick_leave("nora", false);
+    assert_fates(&call, &while_there, Fate::Wait);
     assert!(
         call.allowed("bob", 200 * MS),
         "nobody unknown is on the call"
     );
     call.details("nora", never(), 500 * MS);
-    for (t, ticket) in &while_there {
-        assert_eq!(
-            call.engine.fate(*t, ticket),
-            Fate::Discard(HoldDiscard::CaptureNever),
-            "bob at {t}"
-        );
-    }
+    assert_fates(
+        &call,
+        &while_there,
+        Fate::Discard(HoldDiscard::CaptureNever),
+    );
 }
 
 /// An all-party location posted after its participant left, within their
@@ -709,54 +723,29 @@ fn capture_never_posted_after_a_quick_leave_discards_what_was_held_while_they_we
 /// consent, which they never gave (Germany: explicit, all-party).
 #[test]
 fn an_all_party_location_posted_after_a_quick_leave_needs_their_consent_for_what_was_held() {
-    let mut call = Call::new(config("US-NY"));
-    call.arrive("bob", "US-NY", 0);
-    call.join("dieter", 0);
-    let while_there: Vec<(u64, HoldTicket)> = frames(0, 100 * MS)
-        .map(|t| (t, call.held("bob", t)))
-        .collect();
-    call.leave("dieter", 100 * MS);
+    let (mut call, while_there) = quick_leave("dieter", false);
     call.details("dieter", at("DE"), 500 * MS);
-    for (t, ticket) in &while_there {
-        assert_eq!(
-            call.engine.fate(*t, ticket),
-            Fate::Discard(HoldDiscard::ExplicitRequired),
-            "bob at {t}"
-        );
-    }
+    assert_fates(
+        &call,
+        &while_there,
+        Fate::Discard(HoldDiscard::ExplicitRequired),
+    );
 }
 
 /// The same, when they had agreed before leaving: what was held is kept.
 #[test]
 fn an_all_party_location_posted_after_a_quick_leave_keeps_what_their_consent_covers() {
-    let mut call = Call::new(config("US-NY"));
-    call.arrive("bob", "US-NY", 0);
-    call.join("dieter", 0);
-    call.signal("dieter", Decision::Granted, ConsentMethod::Api, "api", 0);
-    let while_there: Vec<(u64, HoldTicket)> = frames(0, 100 * MS)
-        .map(|t| (t, call.held("bob", t)))
-        .collect();
-    call.leave("dieter", 100 * MS);
+    let (mut call, while_there) = quick_leave("dieter", true);
     call.details("dieter", at("DE"), 500 * MS);
-    for (t, ticket) in &while_there {
-        assert_eq!(call.engine.fate(*t, ticket), Fate::Commit, "bob at {t}");
-    }
+    assert_fates(&call, &while_there, Fate::Commit);
 }
 
 /// The same, with a one-party location: what was held is kept.
 #[test]
 fn a_one_party_location_posted_after_a_quick_leave_commits_what_was_held() {
-    let mut call = Call::new(config("US-NY"));
-    call.arrive("bob", "US-NY", 0);
-    call.join("nadia", 0);
-    let while_there: Vec<(u64, HoldTicket)> = frames(0, 100 * MS)
-        .map(|t| (t, call.held("bob", t)))
-        .collect();
-    call.leave("nadia", 100 * MS);
+    let (mut call, while_there) = quick_leave("nadia", false);
     call.details("nadia", at("US-NY"), 500 * MS);
-    for (t, ticket) in &while_there {
-        assert_eq!(call.engine.fate(*t, ticket), Fate::Commit, "bob at {t}");
-    }
+    assert_fates(&call, &while_there, Fate::Commit);
 }
 
 // ---------------------------------------------------------------------------
