@@ -361,6 +361,15 @@ pub async fn start_with_secrets(
         })?;
 
     let consent = Arc::new(crate::setup::consent::setup(&config.consent)?);
+    // Rendered off the media workers: a dialog's first prompt then finds
+    // them ready (about 10 ms of decoding per codec, once).
+    let telephone = Arc::clone(&consent.telephone_prompts);
+    if let Err(e) = std::thread::Builder::new()
+        .name("hearken-prompts".into())
+        .spawn(move || telephone.render_all())
+    {
+        warn!(error = %e, "prompts for telephone callers will be rendered on first use");
+    }
     metrics.watch_hold_budget(consent.hold_budget.clone());
     let (unknown_mode, unknown_from) = consent.rules.unknown_location_mode(&consent.engine.policy);
     info!(

@@ -695,7 +695,7 @@ impl Engine {
             let ssrc = (key.0 as u32).wrapping_mul(0x9E37_79B9) ^ 0x4845_4152;
             match (
                 PlainSpeaker::new(sip.participant, flow, sip.span.clone()),
-                RtpSender::new(&media, ssrc),
+                RtpSender::new(&media, ssrc, &self.shared.consent.telephone_prompts),
             ) {
                 (Ok(speaker), Ok(sender)) => {
                     sip.speaker = Some(speaker);
@@ -813,11 +813,11 @@ impl Engine {
             let progress = pb.play_due(
                 prompts,
                 now,
-                |rtp_time, packet| {
+                |rtp_time, index, packet| {
                     let (Some(sender), Some(destination)) = (sender.as_mut(), remote) else {
                         return false;
                     };
-                    match sender.packet(rtp_time, &packet.data) {
+                    match sender.packet(rtp_time, prompt, index, &packet.data) {
                         Ok(bytes) => {
                             out.push_back(Output::Transmit(Transmit {
                                 proto: Protocol::Udp,

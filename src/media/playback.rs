@@ -104,7 +104,7 @@ impl Playback {
         self.play_due(
             prompts,
             now,
-            |rtp_time, packet| {
+            |rtp_time, _, packet| {
                 rtc.writer(mid)
                     .and_then(|w| {
                         let pt = w
@@ -125,14 +125,15 @@ impl Playback {
         )
     }
 
-    /// Hands every packet due at `now` to `send` (with its RTP time, 48 kHz;
-    /// `false`: the line takes no more), then tells `written` of it with the
-    /// time it was due. For lines that are not str0m's (SIP).
+    /// Hands every packet due at `now` to `send` (with its RTP time, 48 kHz,
+    /// and its index in the prompt; `false`: the line takes no more), then
+    /// tells `written` of it with the time it was due. For lines that are
+    /// not str0m's (SIP).
     pub fn play_due(
         &mut self,
         prompts: &PromptSet,
         now: Instant,
-        mut send: impl FnMut(u64, &PromptPacket) -> bool,
+        mut send: impl FnMut(u64, usize, &PromptPacket) -> bool,
         mut written: impl FnMut(Instant, &PromptPacket),
     ) -> Progress {
         let prompt = prompt_of(prompts, self.kind);
@@ -140,7 +141,7 @@ impl Playback {
             let Some(packet) = prompt.packets.get(self.next) else {
                 return Progress::Finished;
             };
-            if !send(self.rtp_time, packet) {
+            if !send(self.rtp_time, self.next, packet) {
                 return Progress::Stopped;
             }
             written(self.next_at, packet);

@@ -6,22 +6,25 @@
 //! address to the dialog (anything else is unrouted and counted), parses
 //! them like a native flow ([`PlainSpeaker`]), and sends the consent
 //! prompts back to that same address (symmetric RTP) in the negotiated
-//! codec: the prompts are Opus, decoded here at the codec's own rate (libopus
-//! resamples) and encoded to G.711 or G.722, or sent as they are when the
+//! codec: the prompts are Opus, rendered once per node and codec
+//! ([`TelephonePrompts`]: decoded at the codec's own rate, libopus
+//! resampling, and encoded to G.711 or G.722), or sent as they are when the
 //! dialog speaks Opus. While the caller holds the call (`sendonly` or
 //! `inactive`), nothing is sent and prompts wait for the resume.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use hearken_core::conference::ParticipantIdx;
 use hearken_core::consent::engine::PromptKind;
 use hearken_core::ids::CallId;
+use hearken_core::prompt::PromptSet;
 use tracing::Span;
 
 use super::command::{SipDirection, SipMedia};
 use super::plain_rtp::PlainSpeaker;
-use super::playback::{Playback, PromptLine};
+use super::playback::{Playback, PromptLine, prompt_of};
 use super::transcode::WireCodec;
 
 /// A SIP dialog's media on one worker.
@@ -72,13 +75,143 @@ impl SipSession {
     }
 }
 
-/// Why a prompt packet could not be made for the dialog's codec.
-#[derive(Debug, thiserror::Error)]
+/// Why the prompts could not be rendered in a dialog's codec, or a packet
+/// of them is missing.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
-    /// libopus refused.
-    #[error("opus: {0}")]
-    Opus(#[from] opus::Error),
+    /// libopus refused a prompt packet.
+    #[error("rendering the prompts as {codec}: {message}")]
+    Render {
+        /// The codec's name.
+        codec: &'static str,
+        /// libopus's error.
+        message: String,
+    },
+    /// The prompt has no packet at this index.
+    #[error("{prompt:?} has no packet {index}")]
+    Missing {
+        /// Which prompt.
+        prompt: PromptKind,
+        /// The packet asked for.
+        index: usize,
+    },
+}
+
+/// The consent prompts in one telephone codec: one RTP payload per prompt
+/// packet.
+#[derive(Debug)]
+pub(crate) struct RenderedPrompts {
+    /// Notice, consent request, thanks, stopped (the order of
+    /// [`Self::KINDS`]).
+    by_kind: [Vec<Box<[u8]>>; 4],
+}
+
+impl RenderedPrompts {
+    const KINDS: [PromptKind; 4] = [
+        PromptKind::Notice,
+        PromptKind::ConsentRequest,
+        PromptKind::Thanks,
+        PromptKind::Stopped,
+    ];
+
+    /// Every prompt of `prompts` decoded at `codec`'s rate and encoded in
+    /// it, each from a fresh decoder and encoder (a prompt starts a
+    /// talkspurt after silence).
+    fn render(prompts: &PromptSet, codec: WireCodec) -> Result<Self, SendError> {
+        let failed = |e: opus::Error| SendError::Render {
+            codec: codec.name(),
+            message: e.to_string(),
+        };
+        let rate = match codec {
+            WireCodec::G722 => 16_000,
+            WireCodec::Pcmu | WireCodec::Pcma | WireCodec::Opus => 8_000,
+        };
+        // 120 ms, the most one Opus packet holds, at the rate decoded.
+        let mut pcm = vec![0i16; rate as usize * 120 / 1000];
+        let mut by_kind: [Vec<Box<[u8]>>; 4] = Default::default();
+        for (kind, out) in Self::KINDS.into_iter().zip(&mut by_kind) {
+            let mut decoder = opus::Decoder::new(rate, opus::Channels::Mono).map_err(failed)?;
+            let mut g722 = (codec == WireCodec::G722).then(|| {
+                ezk_g722::libg722::encoder::Encoder::new(
+                    ezk_g722::libg722::Bitrate::Mode1_64000,
+                    false,
+                    false,
+                )
+            });
+            for packet in &prompt_of(prompts, kind).packets {
+                let n = decoder
+                    .decode(&packet.data, &mut pcm, false)
+                    .map_err(failed)?;
+                let pcm = &pcm[..n];
+                let payload: Vec<u8> = match (codec, g722.as_mut()) {
+                    (WireCodec::Pcma, _) => {
+                        pcm.iter().map(|&s| ezk_g711::alaw::encode(s)).collect()
+                    }
+                    (WireCodec::G722, Some(encoder)) => encoder.encode(pcm),
+                    _ => pcm.iter().map(|&s| ezk_g711::mulaw::encode(s)).collect(),
+                };
+                out.push(payload.into_boxed_slice());
+            }
+        }
+        Ok(Self { by_kind })
+    }
+
+    fn payload(&self, kind: PromptKind, index: usize) -> Option<&[u8]> {
+        let k = Self::KINDS.iter().position(|&k| k == kind)?;
+        self.by_kind[k].get(index).map(|p| &p[..])
+    }
+}
+
+/// The consent prompts as the telephone codecs carry them, rendered once per
+/// node and codec, on first use, and shared by every SIP dialog: rendering
+/// them per dialog cost each caller a libopus decoder (18 KB) and a decode
+/// per prompt packet, and every caller hears the same packets.
+#[derive(Debug)]
+pub struct TelephonePrompts {
+    prompts: Arc<PromptSet>,
+    pcmu: OnceLock<Result<Arc<RenderedPrompts>, SendError>>,
+    pcma: OnceLock<Result<Arc<RenderedPrompts>, SendError>>,
+    g722: OnceLock<Result<Arc<RenderedPrompts>, SendError>>,
+}
+
+impl TelephonePrompts {
+    /// Nothing rendered yet.
+    pub fn new(prompts: Arc<PromptSet>) -> Self {
+        Self {
+            prompts,
+            pcmu: OnceLock::new(),
+            pcma: OnceLock::new(),
+            g722: OnceLock::new(),
+        }
+    }
+
+    /// Renders every telephone codec now, so that no media worker waits for
+    /// it on a dialog's first prompt (the server does this on a thread of
+    /// its own at start).
+    pub fn render_all(&self) {
+        for codec in [WireCodec::Pcmu, WireCodec::Pcma, WireCodec::G722] {
+            if let Err(e) = self.rendered(codec) {
+                tracing::warn!(error = %e, "consent prompts not rendered for telephone callers");
+            }
+        }
+    }
+
+    /// The prompts in `codec`; `Ok(None)` for Opus, which is sent as it is.
+    pub(crate) fn rendered(
+        &self,
+        codec: WireCodec,
+    ) -> Result<Option<Arc<RenderedPrompts>>, SendError> {
+        let cell = match codec {
+            WireCodec::Opus => return Ok(None),
+            WireCodec::Pcmu => &self.pcmu,
+            WireCodec::Pcma => &self.pcma,
+            WireCodec::G722 => &self.g722,
+        };
+        cell.get_or_init(|| RenderedPrompts::render(&self.prompts, codec).map(Arc::new))
+            .clone()
+            .map(Some)
+    }
 }
 
 /// Writes RTP to a SIP caller: one SSRC, sequence numbers running on
@@ -88,41 +221,21 @@ pub(crate) struct RtpSender {
     payload_type: u8,
     ssrc: u32,
     seq: u16,
-    /// Decodes the Opus prompts at the codec's rate (G.711, G.722).
-    decoder: Option<opus::Decoder>,
-    g722: Option<ezk_g722::libg722::encoder::Encoder>,
-    pcm: Vec<i16>,
+    /// The prompts in the dialog's codec; `None` for Opus.
+    rendered: Option<Arc<RenderedPrompts>>,
     /// The next packet starts a talkspurt (RFC 3551 §4.1: the marker bit).
     talkspurt: bool,
 }
 
 impl RtpSender {
-    /// A sender for `media`'s codec.
-    pub fn new(media: &SipMedia, ssrc: u32) -> Result<Self, SendError> {
-        let rate = match media.codec {
-            WireCodec::Opus => None,
-            WireCodec::Pcmu | WireCodec::Pcma => Some(8_000),
-            WireCodec::G722 => Some(16_000),
-        };
-        let decoder = match rate {
-            Some(r) => Some(opus::Decoder::new(r, opus::Channels::Mono)?),
-            None => None,
-        };
-        let g722 = (media.codec == WireCodec::G722).then(|| {
-            ezk_g722::libg722::encoder::Encoder::new(
-                ezk_g722::libg722::Bitrate::Mode1_64000,
-                false,
-                false,
-            )
-        });
+    /// A sender for `media`'s codec, with the node's prompts in it.
+    pub fn new(media: &SipMedia, ssrc: u32, prompts: &TelephonePrompts) -> Result<Self, SendError> {
         Ok(Self {
             codec: media.codec,
             payload_type: media.payload_type,
             ssrc,
             seq: 0,
-            decoder,
-            g722,
-            pcm: vec![0; 5760],
+            rendered: prompts.rendered(media.codec)?,
             talkspurt: true,
         })
     }
@@ -133,13 +246,26 @@ impl RtpSender {
         self.talkspurt = true;
     }
 
-    /// One RTP packet carrying the Opus prompt packet `opus` whose first
-    /// sample is at `rtp_time_48k`, in the dialog's codec.
-    pub fn packet(&mut self, rtp_time_48k: u64, opus: &[u8]) -> Result<Vec<u8>, SendError> {
+    /// One RTP packet carrying packet `index` of `prompt` (the Opus packet
+    /// `opus`), whose first sample is at `rtp_time_48k`, in the dialog's
+    /// codec.
+    pub fn packet(
+        &mut self,
+        rtp_time_48k: u64,
+        prompt: PromptKind,
+        index: usize,
+        opus: &[u8],
+    ) -> Result<Vec<u8>, SendError> {
+        let payload = match &self.rendered {
+            Some(rendered) => rendered
+                .payload(prompt, index)
+                .ok_or(SendError::Missing { prompt, index })?,
+            None => opus,
+        };
         let clock = self.codec.clock_rate();
         // The timestamp is the codec clock's, truncated to 32 bits.
         let timestamp = (rtp_time_48k * u64::from(clock) / 48_000) as u32;
-        let mut out = Vec::with_capacity(12 + 200);
+        let mut out = Vec::with_capacity(12 + payload.len());
         out.push(0x80);
         let marker = if std::mem::take(&mut self.talkspurt) {
             0x80
@@ -151,22 +277,7 @@ impl RtpSender {
         out.extend_from_slice(&timestamp.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         self.seq = self.seq.wrapping_add(1);
-        let Some(decoder) = self.decoder.as_mut() else {
-            out.extend_from_slice(opus);
-            return Ok(out);
-        };
-        let n = decoder.decode(opus, &mut self.pcm, false)?;
-        let pcm = &self.pcm[..n];
-        match self.codec {
-            WireCodec::Pcmu => out.extend(pcm.iter().map(|&s| ezk_g711::mulaw::encode(s))),
-            WireCodec::Pcma => out.extend(pcm.iter().map(|&s| ezk_g711::alaw::encode(s))),
-            WireCodec::G722 => {
-                if let Some(encoder) = self.g722.as_mut() {
-                    out.extend(encoder.encode(pcm));
-                }
-            }
-            WireCodec::Opus => {}
-        }
+        out.extend_from_slice(payload);
         Ok(out)
     }
 }
@@ -185,17 +296,17 @@ mod tests {
         }
     }
 
-    fn silence_opus() -> Vec<u8> {
-        let mut enc =
-            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-        enc.encode_vec(&[0i16; 960], 400).unwrap()
+    fn prompts() -> TelephonePrompts {
+        let set = crate::setup::consent::load_prompts("en", None).expect("the built-in prompts");
+        TelephonePrompts::new(Arc::new(set))
     }
 
     #[test]
     fn a_20_ms_prompt_packet_is_160_bytes_of_pcmu_at_8_khz_time() {
-        let mut sender = RtpSender::new(&media(WireCodec::Pcmu, 0), 0xdead_beef).unwrap();
-        let first = sender.packet(0, &silence_opus()).unwrap();
-        let second = sender.packet(960, &silence_opus()).unwrap();
+        let prompts = prompts();
+        let mut sender = RtpSender::new(&media(WireCodec::Pcmu, 0), 0xdead_beef, &prompts).unwrap();
+        let first = sender.packet(0, PromptKind::Notice, 0, &[]).unwrap();
+        let second = sender.packet(960, PromptKind::Notice, 1, &[]).unwrap();
         // RFC 3550 §5.1 header: V=2; marker on the first packet; PT 0.
         assert_eq!(first[0], 0x80);
         assert_eq!(first[1], 0x80);
@@ -212,8 +323,9 @@ mod tests {
 
     #[test]
     fn g722_packets_hold_320_samples_in_160_bytes() {
-        let mut sender = RtpSender::new(&media(WireCodec::G722, 9), 1).unwrap();
-        let p = sender.packet(0, &silence_opus()).unwrap();
+        let prompts = prompts();
+        let mut sender = RtpSender::new(&media(WireCodec::G722, 9), 1, &prompts).unwrap();
+        let p = sender.packet(0, PromptKind::Thanks, 0, &[]).unwrap();
         // RFC 3551 §4.5.2: 64 kbit/s, 16 kHz audio: 20 ms = 160 bytes.
         assert_eq!(p.len(), 12 + 160);
         assert_eq!(p[1] & 0x7f, 9);
@@ -221,14 +333,67 @@ mod tests {
 
     #[test]
     fn opus_is_sent_as_it_is() {
-        let mut sender = RtpSender::new(&media(WireCodec::Opus, 111), 1).unwrap();
-        let opus = silence_opus();
-        let p = sender.packet(960, &opus).unwrap();
+        let prompts = prompts();
+        let mut sender = RtpSender::new(&media(WireCodec::Opus, 111), 1, &prompts).unwrap();
+        let opus = [0xfc, 0xff, 0xfe];
+        let p = sender.packet(960, PromptKind::Notice, 7, &opus).unwrap();
         assert_eq!(&p[12..], &opus[..]);
         assert_eq!(
             u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
             960,
             "48 kHz clock"
         );
+    }
+
+    /// Every packet of every prompt is there in each telephone codec, the
+    /// notice is speech (not silence) once µ-law and A-law are decoded
+    /// back by the G.711 tables, and the dialogs share one rendering.
+    #[test]
+    fn the_prompts_are_rendered_once_per_codec_with_every_packet() {
+        let prompts = prompts();
+        for codec in [WireCodec::Pcmu, WireCodec::Pcma, WireCodec::G722] {
+            let rendered = prompts.rendered(codec).unwrap().unwrap();
+            for kind in RenderedPrompts::KINDS {
+                let packets = prompt_of(&prompts.prompts, kind).packets.len();
+                assert!(packets > 0);
+                assert!(
+                    rendered.payload(kind, packets - 1).is_some(),
+                    "{codec:?} {kind:?}"
+                );
+                assert!(
+                    rendered.payload(kind, packets).is_none(),
+                    "{codec:?} {kind:?}"
+                );
+            }
+            let again = prompts.rendered(codec).unwrap().unwrap();
+            assert!(Arc::ptr_eq(&rendered, &again), "{codec:?} rendered once");
+        }
+        for (codec, decode) in [
+            (WireCodec::Pcmu, ezk_g711::mulaw::decode as fn(u8) -> i16),
+            (WireCodec::Pcma, ezk_g711::alaw::decode),
+        ] {
+            let rendered = prompts.rendered(codec).unwrap().unwrap();
+            let (mut energy, mut samples) = (0f64, 0usize);
+            for payload in &rendered.by_kind[0] {
+                for &b in payload.iter() {
+                    energy += f64::from(decode(b)).powi(2);
+                    samples += 1;
+                }
+            }
+            let rms = (energy / samples as f64).sqrt();
+            // Speech at a normal level is well above -50 dBFS (about 100).
+            assert!(rms > 100.0, "{codec:?}: the notice's RMS is {rms:.0}");
+        }
+        assert!(prompts.rendered(WireCodec::Opus).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_packet_past_the_prompts_end_is_an_error_not_a_panic() {
+        let prompts = prompts();
+        let mut sender = RtpSender::new(&media(WireCodec::Pcma, 8), 1, &prompts).unwrap();
+        assert!(matches!(
+            sender.packet(0, PromptKind::Stopped, usize::MAX, &[]),
+            Err(SendError::Missing { .. })
+        ));
     }
 }

@@ -15,6 +15,7 @@ use hearken_core::prompt::PromptSet;
 use tracing::{info, warn};
 
 use crate::config::ConsentConfig;
+use crate::media::sip::TelephonePrompts;
 use crate::media::verbal::VerbalService;
 
 /// Consent settings shared by every call of every worker.
@@ -26,6 +27,8 @@ pub struct ConsentSetup {
     pub engine: EngineConfig,
     /// Prompts in the configured language.
     pub prompts: Arc<PromptSet>,
+    /// The same prompts in the telephone codecs, for SIP callers.
+    pub telephone_prompts: Arc<TelephonePrompts>,
     /// Held audio of every call on this node together (`consent.hold_node_limit_mb`).
     pub hold_budget: Arc<HoldBudget>,
 }
@@ -134,7 +137,10 @@ pub fn setup(config: &ConsentConfig) -> Result<ConsentSetup, ConsentSetupError> 
             message: "must differ from consent.agree_digit".into(),
         });
     }
-    let prompts = load_prompts(&config.language, config.prompts_dir.as_deref())?;
+    let prompts = Arc::new(load_prompts(
+        &config.language,
+        config.prompts_dir.as_deref(),
+    )?);
     Ok(ConsentSetup {
         rules: Arc::new(rules),
         engine: EngineConfig {
@@ -155,7 +161,8 @@ pub fn setup(config: &ConsentConfig) -> Result<ConsentSetup, ConsentSetupError> 
             provider_notifies: config.provider_notifies,
             allow_exclude_under_all_party: config.allow_exclude_under_all_party,
         },
-        prompts: Arc::new(prompts),
+        telephone_prompts: Arc::new(TelephonePrompts::new(Arc::clone(&prompts))),
+        prompts,
         hold_budget: Arc::new(HoldBudget::new(
             config.hold_node_limit_mb.saturating_mul(1024 * 1024),
         )),
