@@ -123,10 +123,8 @@ impl RenderedPrompts {
             codec: codec.name(),
             message: e.to_string(),
         };
-        let rate = match codec {
-            WireCodec::G722 => 16_000,
-            WireCodec::Pcmu | WireCodec::Pcma | WireCodec::Opus => 8_000,
-        };
+        // The codec's own rate: libopus decodes straight to it.
+        let rate = codec.audio_rate();
         // 120 ms, the most one Opus packet holds, at the rate decoded.
         let mut pcm = vec![0i16; rate as usize * 120 / 1000];
         let mut by_kind: [Vec<Box<[u8]>>; 4] = Default::default();

@@ -46,7 +46,7 @@ impl WireCodec {
     }
 
     /// The sample rate of the decoded audio.
-    fn audio_rate(self) -> u32 {
+    pub(crate) fn audio_rate(self) -> u32 {
         match self {
             Self::Opus => 48_000,
             Self::Pcmu | Self::Pcma => 8_000,

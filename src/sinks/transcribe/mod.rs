@@ -128,8 +128,15 @@ struct StoreInner {
 #[derive(Debug)]
 struct LiveCall {
     transcript: Transcript,
-    live: broadcast::Sender<LiveEvent>,
+    /// Made when someone first follows the call live, and let go when the
+    /// last of them leaves: a channel holds its [`LIVE_EVENTS`] slots from
+    /// the start (36 KB a call), and most calls are never followed.
+    live: Option<broadcast::Sender<LiveEvent>>,
 }
+
+/// Events a slow follower of a call's live transcript may fall behind by
+/// before it misses some (it is told how many).
+const LIVE_EVENTS: usize = 256;
 
 impl TranscriptStore {
     fn lock(&self) -> MutexGuard<'_, StoreInner> {
@@ -160,7 +167,11 @@ impl TranscriptStore {
 
     /// Live events of a call in progress.
     pub fn subscribe(&self, call_id: &CallId) -> Option<broadcast::Receiver<LiveEvent>> {
-        self.lock().calls.get(call_id).map(|c| c.live.subscribe())
+        self.lock().calls.get_mut(call_id).map(|c| {
+            c.live
+                .get_or_insert_with(|| broadcast::channel(LIVE_EVENTS).0)
+                .subscribe()
+        })
     }
 
     fn ensure(&self, call_id: &CallId, backend: &str, model: &str) {
@@ -177,7 +188,7 @@ impl TranscriptStore {
                     complete: false,
                     incomplete: false,
                 },
-                live: broadcast::channel(256).0,
+                live: None,
             });
     }
 
@@ -186,10 +197,16 @@ impl TranscriptStore {
         let Some(call) = inner.calls.get_mut(call_id) else {
             return;
         };
-        let _ = call.live.send(LiveEvent {
-            kind,
-            segment: segment.clone(),
-        });
+        if let Some(live) = &call.live {
+            if live.receiver_count() == 0 {
+                call.live = None;
+            } else {
+                let _ = live.send(LiveEvent {
+                    kind,
+                    segment: segment.clone(),
+                });
+            }
+        }
         if kind == ResultKind::Final {
             let at = call
                 .transcript
@@ -1833,5 +1850,65 @@ mod tests {
         let (wire, decoded) = audio.for_backend(&later, t0 + Duration::from_secs(2));
         assert!(decoded);
         assert_eq!(*wire, Chunk::pcm(50 * FRAME, pcm));
+    }
+
+    fn said(text: &str, start: f64) -> Segment {
+        Segment {
+            participant_id: "ana".to_owned(),
+            display_name: None,
+            start,
+            end: start + 0.5,
+            text: text.to_owned(),
+            words: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_live_follower_gets_what_is_said_after_it_subscribed_and_the_channel_goes_with_the_last() {
+        let store = TranscriptStore::default();
+        let call = CallId::parse("live").unwrap();
+        assert!(store.subscribe(&call).is_none(), "no call in progress");
+        store.ensure(&call, "fake", "m");
+        store.add(&call, ResultKind::Final, said("before", 1.0));
+
+        let mut follower = store.subscribe(&call).expect("the call is in progress");
+        store.add(&call, ResultKind::Interim, said("now", 2.0));
+        let event = follower
+            .try_recv()
+            .expect("the event said after subscribing");
+        assert_eq!(
+            (event.kind, event.segment.text.as_str()),
+            (ResultKind::Interim, "now")
+        );
+        assert!(
+            follower.try_recv().is_err(),
+            "nothing from before it subscribed"
+        );
+
+        drop(follower);
+        store.add(&call, ResultKind::Final, said("unheard", 3.0));
+        assert!(
+            store.lock().calls[&call].live.is_none(),
+            "the channel is let go with its last follower"
+        );
+        let mut again = store.subscribe(&call).expect("following again");
+        store.add(&call, ResultKind::Final, said("later", 4.0));
+        assert_eq!(
+            again.try_recv().expect("a new follower hears").segment.text,
+            "later"
+        );
+
+        let finals: Vec<_> = store
+            .snapshot(&call)
+            .unwrap()
+            .segments
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
+        assert_eq!(
+            finals,
+            ["before", "unheard", "later"],
+            "finals are kept whoever follows"
+        );
     }
 }
