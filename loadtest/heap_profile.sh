@@ -55,7 +55,7 @@ for run in recording transcribing; do
   # The server's record is complete once heaptrack has exited.
   for _ in $(seq 300); do pgrep -xf "$server serve" >/dev/null || break; sleep 0.2; done
   heaptrack_print -f "$out/heap-$run.zst" --print-peaks 0 --print-allocators 0 \
-    --print-temporary 0 --print-leaks 0 --print-histogram 0 \
+    --print-temporary 0 --print-leaks 0 \
     --flamegraph-cost-type peak --print-flamegraph "$out/peak-$run.folded" >"$out/summary-$run.txt"
   grep -E "peak heap memory" "$out/summary-$run.txt" | sed "s/^/$run: /"
 done
