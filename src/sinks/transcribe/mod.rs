@@ -128,9 +128,10 @@ struct StoreInner {
 #[derive(Debug)]
 struct LiveCall {
     transcript: Transcript,
-    /// Made when someone first follows the call live, and let go when the
-    /// last of them leaves: a channel holds its [`LIVE_EVENTS`] slots from
-    /// the start (36 KB a call), and most calls are never followed.
+    /// Made when someone first follows the call live, and let go at the
+    /// first result after the last of them has left: a channel holds its
+    /// [`LIVE_EVENTS`] slots from the start (36 KB a call), and most calls
+    /// are never followed.
     live: Option<broadcast::Sender<LiveEvent>>,
 }
 
