@@ -636,17 +636,22 @@ impl Dispatcher {
         );
     }
 
+    /// The speaker's task, started at its first frame. This runs for every
+    /// frame, so a known speaker costs two lookups and two reference counts
+    /// (the ids are `Arc`s); the task's copies of the settings and metrics
+    /// and the call's transcript entry are made only for a new one.
     fn speaker(&mut self, call_id: &CallId, participant_id: &Arc<str>) -> &SpeakerHandle {
-        let backend = self.backend.clone();
-        let settings = self.settings.clone();
-        let store = self.transcripts.clone();
-        let metrics = self.metrics.clone();
-        store.ensure(call_id, backend.name(), &backend.model());
         self.calls
             .entry(call_id.clone())
             .or_default()
             .entry(participant_id.clone())
             .or_insert_with(|| {
+                let backend = self.backend.clone();
+                let settings = self.settings.clone();
+                let store = self.transcripts.clone();
+                // Every path that drops a call's transcript entry drops its
+                // speakers too, so a new speaker is the time to make it.
+                store.ensure(call_id, backend.name(), &backend.model());
                 let (tx, rx) = mpsc::channel(settings.speaker_queue_frames);
                 let purge = Arc::new(PurgeSignal::default());
                 let task = SpeakerTask {
@@ -655,7 +660,7 @@ impl Dispatcher {
                     backend,
                     settings,
                     store,
-                    metrics,
+                    metrics: self.metrics.clone(),
                     purge: purge.clone(),
                 };
                 SpeakerHandle {
