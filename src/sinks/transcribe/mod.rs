@@ -649,8 +649,9 @@ impl Dispatcher {
                 let backend = self.backend.clone();
                 let settings = self.settings.clone();
                 let store = self.transcripts.clone();
-                // Every path that drops a call's transcript entry drops its
-                // speakers too, so a new speaker is the time to make it.
+                // A call's transcript entry is dropped only after its
+                // speakers (a discard, or the call's end), so a new speaker
+                // is the time to make it.
                 store.ensure(call_id, backend.name(), &backend.model());
                 let (tx, rx) = mpsc::channel(settings.speaker_queue_frames);
                 let purge = Arc::new(PurgeSignal::default());
