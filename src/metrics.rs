@@ -167,6 +167,10 @@ pub enum IngestError {
     UnsupportedMediaType,
     /// The media worker could not be asked (gone, busy, silent).
     WorkerUnavailable,
+    /// An SRTP packet already received, or older than the replay window.
+    SrtpReplay,
+    /// An SRTP packet whose authentication tag did not verify.
+    SrtpAuth,
 }
 
 label_enum!(IngestError {
@@ -188,6 +192,8 @@ label_enum!(IngestError {
     IngestError::UnsupportedMethod => "unsupported_method",
     IngestError::UnsupportedMediaType => "unsupported_media_type",
     IngestError::WorkerUnavailable => "worker_unavailable",
+    IngestError::SrtpReplay => "srtp_replay",
+    IngestError::SrtpAuth => "srtp_auth",
 } all: [
     IngestError::MalformedRtp,
     IngestError::UnexpectedPayloadType,
@@ -207,6 +213,8 @@ label_enum!(IngestError {
     IngestError::UnsupportedMethod,
     IngestError::UnsupportedMediaType,
     IngestError::WorkerUnavailable,
+    IngestError::SrtpReplay,
+    IngestError::SrtpAuth,
 ]);
 
 /// Whether a consent gate is open or closed.
@@ -1110,6 +1118,7 @@ impl Metrics {
             sink_messages_dropped: self.sink_messages_dropped.clone(),
             ingest_packets: counters(&self.ingest_packets),
             ingest_bytes: counters(&self.ingest_bytes),
+            whip_errors: self.ingest_errors_of(Ingest::Whip),
             native_errors: self.ingest_errors_of(Ingest::Native),
             sip_errors: self.ingest_errors_of(Ingest::Sip),
             ingest_sessions: Labelled::resolve(|l| self.ingest_sessions.with_label_values(&[l])),
@@ -1205,6 +1214,8 @@ pub struct MediaMetrics {
     pub ingest_packets: Labelled<Ingest, IntCounter>,
     /// RTP bytes received, by ingest.
     pub ingest_bytes: Labelled<Ingest, IntCounter>,
+    /// WHIP packets the engine's own SRTP receive turned away, by reason.
+    pub whip_errors: Labelled<IngestError, IntCounter>,
     /// Native packets turned away, by reason.
     pub native_errors: Labelled<IngestError, IntCounter>,
     /// SIP packets turned away, by reason.

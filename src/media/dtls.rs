@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::mem;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use openssl::pkey::{Id, PKey};
@@ -43,12 +44,31 @@ use str0m::crypto::dtls::{
 use str0m::crypto::{CryptoError, CryptoProvider};
 use tracing::debug;
 
+use super::srtp_in::SrtpKeying;
+
 thread_local! {
     /// Why the last handshake on this thread failed (see the module docs).
     static FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The OpenSSL context of the certificate this thread's sessions use
     /// (the server has one certificate): built once, not per session.
     static CONTEXT: RefCell<Option<(Vec<u8>, SslContext)>> = const { RefCell::new(None) };
+    /// The keying slot of the instance last created on this thread (see
+    /// [`take_created_keying_slot`]).
+    static CREATED_SLOT: RefCell<Option<KeyingSlot>> = const { RefCell::new(None) };
+}
+
+/// Where one DTLS association leaves the SRTP keys its handshake exported,
+/// for the engine's own receive path (`srtp_in`). str0m gets the same keys
+/// and keeps them to itself.
+pub type KeyingSlot = Arc<OnceLock<SrtpKeying>>;
+
+/// The keying slot of the DTLS instance this thread created last, once.
+///
+/// str0m creates a session's DTLS instance inside `RtcConfig::build`, so
+/// the slot taken right after `build` is that session's: nothing else runs
+/// on the thread in between.
+pub fn take_created_keying_slot() -> Option<KeyingSlot> {
+    CREATED_SLOT.with(|slot| slot.borrow_mut().take())
 }
 
 /// The context for `cert`, from this thread's cache when it is the same
@@ -285,6 +305,8 @@ pub struct OsslDtls {
     last_flight: Vec<Vec<u8>>,
     /// Resends of it left.
     resends_left: u8,
+    /// The SRTP keys, once established.
+    keying: KeyingSlot,
 }
 
 impl fmt::Debug for OsslDtls {
@@ -306,6 +328,8 @@ impl OsslDtls {
         let ctx = cached_context(cert, srtp)?;
         let mut ssl = Ssl::new(&ctx)?;
         ssl.set_mtu(mtu as u32)?;
+        let keying = KeyingSlot::default();
+        CREATED_SLOT.with(|slot| *slot.borrow_mut() = Some(keying.clone()));
         Ok(Self {
             state: State::Init(ssl),
             pending_in: VecDeque::new(),
@@ -317,6 +341,7 @@ impl OsslDtls {
             close_received: false,
             last_flight: Vec::new(),
             resends_left: LAST_FLIGHT_RESENDS,
+            keying,
         })
     }
 
@@ -450,6 +475,13 @@ impl OsslDtls {
             peer_bits = bits,
             "DTLS established"
         );
+        // A second handshake on one association does not happen
+        // (renegotiation is off), so the first keys are the only ones.
+        let _ = self.keying.set(SrtpKeying {
+            profile,
+            material: km.clone(),
+            active: self.active == Some(true),
+        });
         self.events.push_back(Event::PeerCert(der));
         self.events.push_back(Event::Connected);
         self.events.push_back(Event::Keying(km, profile));

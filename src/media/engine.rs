@@ -51,7 +51,7 @@ use hearken_core::voice::VoiceHint;
 use rustc_hash::FxHashMap;
 use str0m::format::{Codec, CodecExtra};
 use str0m::ice::StunMessage;
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, TelephoneEvent};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output as RtcOutput};
 use tracing::{Span, debug, debug_span, error, info, info_span, trace, warn};
@@ -63,8 +63,9 @@ use super::command::{CreateNative, CreateSip, NativeFlow, SipMedia};
 use super::native::{NativeMedia, NativeSession};
 use super::plain_rtp::{PlainPacket, PlainSpeaker};
 use super::playback::{Playback, Progress};
-use super::session::{Due, Session, Speaker};
+use super::session::{Due, RECEIVE_DIRECTLY_GIVE_UP, Session, Speaker};
 use super::sip::{RtpSender, SipSession};
+use super::srtp_in::SrtpError;
 use super::stun_filter::UfragPrefix;
 use super::verbal::{Verbal, VerbalTap};
 use crate::metrics::{DropReason, GateState, IngestError, Label, MediaMetrics};
@@ -273,6 +274,8 @@ struct Shared {
     clock: WallClock,
     /// Verbal consent, when the node runs a recogniser (see `verbal.rs`).
     verbal: Option<Verbal>,
+    /// The packet `srtp_in` decrypted last: one buffer for every session.
+    srtp_plain: Vec<u8>,
 }
 
 /// The sans-IO media engine of one worker. See the module docs.
@@ -315,6 +318,7 @@ impl Engine {
                     utc: now_utc,
                 },
                 verbal: None,
+                srtp_plain: Vec::with_capacity(2048),
             },
             sessions: FxHashMap::default(),
             natives: FxHashMap::default(),
@@ -384,6 +388,17 @@ impl Engine {
             self.handle_sip_datagram(key, now, data);
             return;
         }
+        // RTP of an SSRC a connected session decrypts itself: past str0m.
+        if let Some(&key) = self.routes.by_addr.get(&source)
+            && let Some(ssrc) = self
+                .sessions
+                .get(&key)
+                .and_then(|s| s.srtp_in.as_ref())
+                .and_then(|rx| rx.claims(data))
+        {
+            self.handle_direct_rtp(key, ssrc, now, data);
+            return;
+        }
         let destination = self.shared.settings.local_addr;
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             self.shared.counts.unrouted += 1;
@@ -422,6 +437,27 @@ impl Engine {
                 session.fail(&e);
             }
             engine.drive(key, now);
+        });
+    }
+
+    /// An SRTP packet of `ssrc`, which session `key` decrypts itself.
+    fn handle_direct_rtp(&mut self, key: SessionKey, ssrc: u32, now: Instant, data: &[u8]) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        session.last_input = now;
+        self.shared.counts.whip_packets += 1;
+        self.shared.counts.whip_bytes += data.len() as u64;
+        let call_id = session.call_id.clone();
+        self.contained(&call_id, now, |engine| {
+            let Some(session) = engine.sessions.get_mut(&key) else {
+                return;
+            };
+            let Some(call) = engine.calls.get_mut(&session.call_id) else {
+                return;
+            };
+            direct_packet(key, session, call, &mut engine.shared, ssrc, data, now);
+            engine.flush_call(&call_id, now);
         });
     }
 
@@ -1984,67 +2020,187 @@ fn handle_event(
             let Some(speaker) = session.speakers.get_mut(&data.mid) else {
                 return;
             };
+            let (mid, seq, rtp_time) = (data.mid, **data.seq_range.end(), data.time.numer());
             if let CodecExtra::Tele(ev) = &data.codec_extra {
-                shared.counts.dtmf += 1;
-                trace!(parent: &speaker.span, event = ev.event, end = ev.end, "telephone-event");
-                let digit = speaker
-                    .dtmf
-                    .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
-                    .handle_packet(data.time.numer(), ev.event, ev.end, ev.duration, now);
-                if let Some(digit) = digit {
-                    signal_digit(call, speaker, digit.key, now);
-                }
-                return;
-            }
-            #[cfg(any(test, feature = "fault-injection"))]
-            if std::mem::take(&mut call.panic_on_next_frame) {
-                panic!("injected fault: a bug while handling a frame");
-            }
-            if data.params.spec().codec != Codec::Opus {
+                whip_telephone_event(speaker, call, shared, rtp_time, ev, now);
+            } else if data.params.spec().codec != Codec::Opus {
                 shared.metrics.frames_dropped.get(DropReason::NotOpus).inc();
-                return;
+            } else {
+                let frame = AudioFrame {
+                    rtp_time,
+                    seq_first: **data.seq_range.start(),
+                    seq_last: seq,
+                    arrival: data.network_time,
+                    payload: data.data,
+                    voice: VoiceHint::from_extension(
+                        data.ext_vals.audio_level,
+                        data.ext_vals.voice_activity,
+                    ),
+                    source: None,
+                };
+                whip_frame(key, speaker, call, shared, frame, now);
             }
-            // Heard before the consent gate, which withholds the audio of
-            // exactly those being asked; nothing heard is recorded.
-            if let Some(v) = shared.verbal.as_mut() {
-                let (conference, rtp) = (&call.conference, data.time.numer());
-                v.tap(
-                    conference,
-                    speaker.participant,
-                    rtp,
-                    &data.data,
-                    now,
-                    &shared.metrics,
-                );
-            }
-            let frame = AudioFrame {
-                rtp_time: data.time.numer(),
-                seq_first: **data.seq_range.start(),
-                seq_last: **data.seq_range.end(),
-                arrival: data.network_time,
-                payload: data.data,
-                voice: VoiceHint::from_extension(
-                    data.ext_vals.audio_level,
-                    data.ext_vals.voice_activity,
-                ),
-                source: None,
-            };
-            let bytes = frame.payload.len() as u64;
-            let stats = call
-                .conference
-                .handle_audio(key, speaker.participant, frame);
-            let counts = &mut shared.counts;
-            counts.packets += stats.packets;
-            counts.bytes += bytes;
-            counts.lost += stats.lost;
-            counts.reanchored += stats.reanchored;
-            if let Some(reason) = stats.withheld {
-                shared.metrics.frames_withheld.get(reason).inc();
-            }
-            trace!(parent: &speaker.span, bytes, "frame");
+            // The rest of this SSRC's packets are decrypted by the engine.
+            session.receive_directly(mid, seq, rtp_time);
         }
         _ => {}
     }
+}
+
+/// One SRTP packet of a stream the session decrypts itself
+/// ([`Session::receive_directly`]): what str0m's receive and
+/// [`handle_event`] do for the others, for one Opus m-line.
+fn direct_packet(
+    key: SessionKey,
+    session: &mut Session,
+    call: &mut Call,
+    shared: &mut Shared,
+    ssrc: u32,
+    data: &[u8],
+    now: Instant,
+) {
+    // Taken out of `shared` while the frame goes through it; put back below.
+    let mut plain = std::mem::take(&mut shared.srtp_plain);
+    direct_plain_packet(key, session, call, shared, ssrc, data, &mut plain, now);
+    shared.srtp_plain = plain;
+}
+
+/// [`direct_packet`], decrypting into `plain`.
+#[allow(clippy::too_many_arguments)]
+fn direct_plain_packet(
+    key: SessionKey,
+    session: &mut Session,
+    call: &mut Call,
+    shared: &mut Shared,
+    ssrc: u32,
+    data: &[u8],
+    plain: &mut Vec<u8>,
+    now: Instant,
+) {
+    let Some(receiver) = session.srtp_in.as_mut() else {
+        return;
+    };
+    let Some(at) = session.direct.iter().position(|d| d.ssrc == ssrc) else {
+        return;
+    };
+    let accepted = match receiver.unprotect(data, plain) {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            trace!(parent: &session.span, ssrc, error = %e, "srtp packet dropped");
+            let reason = match e {
+                SrtpError::Malformed => IngestError::MalformedRtp,
+                SrtpError::Replay => IngestError::SrtpReplay,
+                SrtpError::Auth => IngestError::SrtpAuth,
+            };
+            shared.metrics.whip_errors.get(reason).inc();
+            let stream = &mut session.direct[at];
+            if e == SrtpError::Auth {
+                stream.auth_failures += 1;
+                if stream.authenticated == 0 && stream.auth_failures >= RECEIVE_DIRECTLY_GIVE_UP {
+                    warn!(parent: &session.span, ssrc, "no packet authenticated with the session's own SRTP keys: str0m receives them again");
+                    session.stop_receiving_directly();
+                }
+            }
+            return;
+        }
+    };
+    let stream = &mut session.direct[at];
+    stream.authenticated += 1;
+    stream.auth_failures = 0;
+    let Some(speaker) = session.speakers.get_mut(&stream.mid) else {
+        return;
+    };
+    let (header, payload) = plain.split_at(accepted.payload_start);
+    let pt = header[1] & 0x7f;
+    let timestamp = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let rtp_time = stream.timestamps.extend_timestamp(timestamp);
+    if stream.opus.contains(&pt) {
+        if payload.is_empty() {
+            return; // Padding only.
+        }
+        let frame = AudioFrame {
+            rtp_time,
+            seq_first: accepted.index,
+            seq_last: accepted.index,
+            arrival: now,
+            payload: Arc::from(payload),
+            voice: stream.voice_hint(header),
+            source: None,
+        };
+        whip_frame(key, speaker, call, shared, frame, now);
+    } else if let Some(&(_, clock)) = stream.tele.iter().find(|(p, _)| *p == pt) {
+        match TelephoneEvent::parse(payload, clock) {
+            Some(ev) => whip_telephone_event(speaker, call, shared, rtp_time, &ev, now),
+            None => shared
+                .metrics
+                .whip_errors
+                .get(IngestError::MalformedRtp)
+                .inc(),
+        }
+    } else {
+        shared.metrics.frames_dropped.get(DropReason::NotOpus).inc();
+    }
+}
+
+/// An RFC 4733 event of a WHIP speaker, from str0m or decrypted here.
+fn whip_telephone_event(
+    speaker: &mut Speaker,
+    call: &mut Call,
+    shared: &mut Shared,
+    rtp_time: u64,
+    ev: &TelephoneEvent,
+    now: Instant,
+) {
+    shared.counts.dtmf += 1;
+    trace!(parent: &speaker.span, event = ev.event, end = ev.end, "telephone-event");
+    let digit = speaker
+        .dtmf
+        .get_or_insert_with(|| DtmfAssembler::new(DtmfConfig::default()))
+        .handle_packet(rtp_time, ev.event, ev.end, ev.duration, now);
+    if let Some(digit) = digit {
+        signal_digit(call, speaker, digit.key, now);
+    }
+}
+
+/// One Opus frame of a WHIP speaker, from str0m or decrypted here: heard
+/// by the verbal tap, then placed on the call's timeline.
+fn whip_frame(
+    key: SessionKey,
+    speaker: &Speaker,
+    call: &mut Call,
+    shared: &mut Shared,
+    frame: AudioFrame,
+    now: Instant,
+) {
+    #[cfg(any(test, feature = "fault-injection"))]
+    if std::mem::take(&mut call.panic_on_next_frame) {
+        panic!("injected fault: a bug while handling a frame");
+    }
+    // Heard before the consent gate, which withholds the audio of exactly
+    // those being asked; nothing heard is recorded.
+    if let Some(v) = shared.verbal.as_mut() {
+        v.tap(
+            &call.conference,
+            speaker.participant,
+            frame.rtp_time,
+            &frame.payload,
+            now,
+            &shared.metrics,
+        );
+    }
+    let bytes = frame.payload.len() as u64;
+    let stats = call
+        .conference
+        .handle_audio(key, speaker.participant, frame);
+    let counts = &mut shared.counts;
+    counts.packets += stats.packets;
+    counts.bytes += bytes;
+    counts.lost += stats.lost;
+    counts.reanchored += stats.reanchored;
+    if let Some(reason) = stats.withheld {
+        shared.metrics.frames_withheld.get(reason).inc();
+    }
+    trace!(parent: &speaker.span, bytes, "frame");
 }
 
 /// Hands one plain-RTP packet of `speaker` (a native flow or a SIP caller,

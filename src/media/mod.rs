@@ -19,6 +19,8 @@
 //!   [`transcode`]: telephone codecs made into Opus once.
 //! - [`sip`]: a SIP dialog's media: plain RTP on the worker's socket,
 //!   prompts sent in the negotiated codec.
+//! - [`srtp_in`]: SRTP decrypted by the engine itself for connected WHIP
+//!   sessions, past str0m's per-session receive path.
 //! - [`verbal`]: verbal consent: a participant's answer to the consent
 //!   request, heard on this machine.
 
@@ -30,6 +32,7 @@ pub mod plain_rtp;
 pub mod playback;
 pub mod session;
 pub mod sip;
+pub mod srtp_in;
 pub mod stun_filter;
 pub mod transcode;
 pub mod verbal;

@@ -14,6 +14,8 @@ use hearken_core::conference::{ParticipantIdx, SessionEndReason};
 use hearken_core::dtmf::DtmfAssembler;
 use hearken_core::ids::CallId;
 use hearken_core::offer::OfferSummary;
+use hearken_core::rtp::RtpExtender;
+use hearken_core::voice::VoiceHint;
 use rustc_hash::FxHashMap;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
@@ -25,8 +27,10 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig, RtcError};
 use tracing::Span;
 
 use super::command::{CreateSession, CreateSessionError, FailureCause, SessionFailure};
+use super::dtls::KeyingSlot;
 use super::engine::EngineSettings;
 use super::playback::{Playback, PromptLine};
+use super::srtp_in::SrtpReceiver;
 
 /// The engine's number for a session (never reused within an engine).
 pub use hearken_core::conference::SessionKey;
@@ -41,6 +45,89 @@ pub(crate) struct Speaker {
     pub dtmf: Option<DtmfAssembler>,
 }
 
+/// A remote SSRC whose SRTP the engine decrypts itself ([`SrtpReceiver`]),
+/// past str0m, and what its m-line negotiated.
+pub(crate) struct DirectStream {
+    pub ssrc: u32,
+    pub mid: Mid,
+    /// The m-line's Opus payload types.
+    pub opus: Vec<u8>,
+    /// Its telephone-event payload types, with their clocks.
+    pub tele: Vec<(u8, Frequency)>,
+    /// The RFC 6464 audio level extension's id, when negotiated.
+    pub audio_level: Option<u8>,
+    /// Goes on from str0m's extended timestamps.
+    pub timestamps: RtpExtender,
+    /// Packets that authenticated, and that did not since the last that did.
+    pub authenticated: u64,
+    pub auth_failures: u32,
+}
+
+impl DirectStream {
+    /// The speech hint of a packet's RFC 6464 audio level, read from its
+    /// header (RFC 8285 one- or two-byte header extensions).
+    pub fn voice_hint(&self, header: &[u8]) -> VoiceHint {
+        let (level, voice) = match self.audio_level.and_then(|id| extension(header, id)) {
+            Some(&[v, ..]) => (Some(-((v & 0x7f) as i8)), Some(v & 0x80 != 0)),
+            _ => (None, None),
+        };
+        VoiceHint::from_extension(level, voice)
+    }
+}
+
+/// The data of header extension element `id` in an RTP header (RFC 8285),
+/// if the header has it.
+fn extension(header: &[u8], id: u8) -> Option<&[u8]> {
+    if header.first()? & 0x10 == 0 {
+        return None;
+    }
+    let at = 12 + 4 * usize::from(header[0] & 0x0f);
+    let profile = u16::from_be_bytes([*header.get(at)?, *header.get(at + 1)?]);
+    let words = u16::from_be_bytes([*header.get(at + 2)?, *header.get(at + 3)?]);
+    let elements = header.get(at + 4..at + 4 + 4 * usize::from(words))?;
+    let two_byte = match profile {
+        0xBEDE => false,
+        p if p & 0xFFF0 == 0x1000 => true,
+        _ => return None,
+    };
+    let mut i = 0;
+    while i < elements.len() {
+        let (element_id, len, data_at) = if two_byte {
+            let len = usize::from(*elements.get(i + 1)?);
+            (elements[i], len, i + 2)
+        } else {
+            let b = elements[i];
+            if b == 0 {
+                // Padding between elements.
+                i += 1;
+                continue;
+            }
+            // RFC 8285 §4.2: id 15 stops the parsing.
+            if b >> 4 == 15 {
+                return None;
+            }
+            (b >> 4, usize::from(b & 0x0f) + 1, i + 1)
+        };
+        if two_byte && element_id == 0 {
+            i += 1;
+            continue;
+        }
+        let data = elements.get(data_at..data_at + len)?;
+        if element_id == id {
+            return Some(data);
+        }
+        i = data_at + len;
+    }
+    None
+}
+
+/// Packets of a stream taken from str0m that may fail authentication here
+/// before any has passed, before the session gives its streams back to
+/// str0m. A genuine sender's packets always authenticate, so this only
+/// guards against keys that are not the sender's (a bug): audio is then
+/// received as before rather than lost.
+pub(crate) const RECEIVE_DIRECTLY_GIVE_UP: u32 = 16;
+
 /// A session and everything the engine tracks about it.
 pub(crate) struct Session {
     pub call_id: CallId,
@@ -49,6 +136,11 @@ pub(crate) struct Session {
     /// Our ICE username fragment: a STUN request names it first in USERNAME.
     pub local_ufrag: Box<str>,
     pub rtc: Rtc,
+    /// Where the DTLS handshake leaves the SRTP keys.
+    pub keying: Option<KeyingSlot>,
+    /// Once connected: the SRTP of the SSRCs in `direct`, decrypted here.
+    pub srtp_in: Option<SrtpReceiver>,
+    pub direct: Vec<DirectStream>,
     pub offer: OfferSummary,
     pub speakers: FxHashMap<Mid, Speaker>,
     pub playbacks: Vec<Playback>,
@@ -96,7 +188,12 @@ impl Session {
         span: Span,
     ) -> Result<(Session, String), CreateSessionError> {
         let advertised = settings.local_addr;
+        // The slot is the DTLS instance's that `new_rtc` creates: clear
+        // any left from before, so a failed creation cannot hand us another
+        // session's.
+        drop(super::dtls::take_created_keying_slot());
         let mut rtc = new_rtc(now);
+        let keying = super::dtls::take_created_keying_slot();
         if let Some(prefix) = settings.ufrag_prefix {
             let mut creds = IceCreds::new();
             creds.ufrag = prefix.apply(&creds.ufrag);
@@ -132,6 +229,9 @@ impl Session {
             public_id: create.public_id.clone().into_boxed_str(),
             local_ufrag,
             rtc,
+            keying,
+            srtp_in: None,
+            direct: Vec::new(),
             offer: create.summary.clone(),
             speakers: FxHashMap::default(),
             playbacks: Vec::new(),
@@ -174,6 +274,92 @@ impl Session {
         }
         .unwrap_or_else(|| error.to_string());
         self.end(SessionEndReason::Failed, Some((cause, detail)));
+    }
+
+    /// Takes the remote SSRC that str0m just delivered a packet of on `mid`
+    /// away from str0m: from now on the engine decrypts its packets itself
+    /// (`srtp_in`), going on from that packet's extended sequence number
+    /// and timestamp. Does nothing before the session is connected (str0m
+    /// has then checked the DTLS certificate against the SDP fingerprint),
+    /// or when str0m has no stream for the m-line.
+    pub fn receive_directly(&mut self, mid: Mid, highest_seq: u64, highest_timestamp: u64) {
+        if !self.connected {
+            return;
+        }
+        let Some(keying) = self.keying.as_ref().and_then(|slot| slot.get()) else {
+            return;
+        };
+        if self.srtp_in.is_none() {
+            self.srtp_in = SrtpReceiver::new(&CRYPTO, keying);
+            if self.srtp_in.is_none() {
+                // A profile we cannot key: str0m receives everything.
+                self.keying = None;
+                return;
+            }
+        }
+        let Some(ssrc) = self
+            .rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, None)
+            .map(|s| *s.ssrc())
+        else {
+            return;
+        };
+        let Some(media) = self.rtc.media(mid) else {
+            return;
+        };
+        let audio_level = media.remote_extmap().id_of(Extension::AudioLevel);
+        let codecs = self.rtc.codec_config();
+        let negotiated = || {
+            media
+                .remote_pts()
+                .iter()
+                .filter_map(|pt| codecs.find(|p| p.pt() == *pt))
+        };
+        let opus: Vec<u8> = negotiated()
+            .filter(|p| p.spec().codec == Codec::Opus)
+            .map(|p| *p.pt())
+            .collect();
+        let tele = negotiated()
+            .filter(|p| p.spec().codec == Codec::Tele)
+            .map(|p| (*p.pt(), p.spec().clock_rate))
+            .collect();
+        if opus.is_empty() {
+            return;
+        }
+        let Some(receiver) = self.srtp_in.as_mut() else {
+            return;
+        };
+        // A new SSRC on the m-line replaces the old one.
+        for old in self
+            .direct
+            .iter()
+            .filter(|d| d.mid == mid || d.ssrc == ssrc)
+        {
+            receiver.remove_stream(old.ssrc);
+        }
+        self.direct.retain(|d| d.mid != mid && d.ssrc != ssrc);
+        receiver.add_stream(ssrc, highest_seq);
+        tracing::debug!(parent: &self.span, %mid, ssrc, "received directly from now on");
+        self.direct.push(DirectStream {
+            ssrc,
+            mid,
+            opus,
+            tele,
+            audio_level,
+            timestamps: RtpExtender::continuing(highest_seq, highest_timestamp),
+            authenticated: 0,
+            auth_failures: 0,
+        });
+    }
+
+    /// Gives every stream back to str0m and decrypts nothing here any more:
+    /// for a stream none of whose packets authenticated here (see
+    /// [`RECEIVE_DIRECTLY_GIVE_UP`]).
+    pub fn stop_receiving_directly(&mut self) {
+        self.keying = None;
+        self.srtp_in = None;
+        self.direct.clear();
     }
 
     /// The earliest of this session's deadlines.
@@ -242,6 +428,9 @@ pub(crate) fn failure_cause(error: &RtcError) -> FailureCause {
     }
 }
 
+/// One provider for every session: DTLS through OpenSSL (see `dtls.rs`).
+static CRYPTO: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| Arc::new(super::dtls::provider()));
+
 /// A new `Rtc` for one WHIP session: ICE-lite (the server never trickles),
 /// Opus only, telephone-event when offered.
 ///
@@ -251,9 +440,6 @@ pub(crate) fn failure_cause(error: &RtcError) -> FailureCause {
 /// congestion control would be pure cost: with it negotiated, str0m sends a
 /// TWCC feedback packet every 50 ms per session.
 pub fn new_rtc(now: Instant) -> Rtc {
-    // One provider for every session: DTLS through OpenSSL (see `dtls.rs`).
-    static CRYPTO: LazyLock<Arc<CryptoProvider>> =
-        LazyLock::new(|| Arc::new(super::dtls::provider()));
     // One DTLS certificate for every session of the process, as SFUs such
     // as Janus do: generating one per session cost most of the 0.8 ms of an
     // answer, and lets each worker keep one OpenSSL context for all its
@@ -395,6 +581,86 @@ m=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=inactive\r\n"
             "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n"
         ));
         assert!(out.contains("a=mid:2\r\na=inactive\r\n"));
+    }
+
+    /// An RTP header (V=2, PT 111, SSRC 1) with the extension block `ext`.
+    fn header_with(ext: &[u8]) -> Vec<u8> {
+        let mut h = vec![0x90, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        h.extend_from_slice(ext);
+        h
+    }
+
+    fn direct(audio_level: Option<u8>) -> DirectStream {
+        DirectStream {
+            ssrc: 1,
+            mid: Mid::from("0"),
+            opus: vec![111],
+            tele: Vec::new(),
+            audio_level,
+            timestamps: RtpExtender::new(),
+            authenticated: 0,
+            auth_failures: 0,
+        }
+    }
+
+    #[test]
+    fn one_byte_header_extensions_are_found_by_id() {
+        // RFC 8285 §4.2: id 4 (mid "0"), a padding byte, id 1 with 0xA5:
+        // RFC 6464's V bit set and level 0x25, i.e. voice at -37 dBov.
+        let h = header_with(&[0xBE, 0xDE, 0, 2, 0x40, b'0', 0x00, 0x10, 0xA5, 0, 0, 0]);
+        assert_eq!(extension(&h, 4), Some(&b"0"[..]));
+        assert_eq!(extension(&h, 1), Some(&[0xA5][..]));
+        assert_eq!(extension(&h, 2), None);
+        assert_eq!(
+            direct(Some(1)).voice_hint(&h),
+            VoiceHint {
+                level_dbov: Some(37),
+                voice_activity: Some(true)
+            }
+        );
+        // Not negotiated: no hint, whatever the packet carries.
+        assert_eq!(direct(None).voice_hint(&h), VoiceHint::default());
+    }
+
+    #[test]
+    fn two_byte_header_extensions_are_found_by_id() {
+        // RFC 8285 §4.3: id 1, length 1, 0x25: no voice, -37 dBov.
+        let h = header_with(&[0x10, 0x00, 0, 1, 1, 1, 0x25, 0]);
+        assert_eq!(
+            direct(Some(1)).voice_hint(&h),
+            VoiceHint {
+                level_dbov: Some(37),
+                voice_activity: Some(false)
+            }
+        );
+    }
+
+    #[test]
+    fn broken_header_extensions_give_nothing() {
+        // Three words announced, one present.
+        assert_eq!(
+            extension(&header_with(&[0xBE, 0xDE, 0, 3, 0x10, 0xA5, 0, 0]), 1),
+            None
+        );
+        // An element longer than the block.
+        assert_eq!(
+            extension(&header_with(&[0xBE, 0xDE, 0, 1, 0x0F, 0xA5, 0, 0]), 0),
+            None
+        );
+        // Id 15 ends the parsing (RFC 8285 §4.2).
+        assert_eq!(
+            extension(&header_with(&[0xBE, 0xDE, 0, 1, 0xF0, 0x10, 0xA5, 0]), 1),
+            None
+        );
+        // An unknown profile.
+        assert_eq!(
+            extension(&header_with(&[0xAB, 0xCD, 0, 1, 0x10, 0xA5, 0, 0]), 1),
+            None
+        );
+        // No X bit.
+        let mut h = header_with(&[0xBE, 0xDE, 0, 1, 0x10, 0xA5, 0, 0]);
+        h[0] = 0x80;
+        assert_eq!(extension(&h, 1), None);
     }
 
     #[test]

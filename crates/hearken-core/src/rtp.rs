@@ -41,6 +41,20 @@ impl RtpExtender {
         Self::default()
     }
 
+    /// An extender that goes on where another left a stream: the highest
+    /// extended sequence number and timestamp it gave (a stream handed over
+    /// from one receiver to another mid-call).
+    pub fn continuing(highest_seq: u64, highest_timestamp: u64) -> Self {
+        Self {
+            seq: Unwrapper {
+                highest: Some(highest_seq),
+            },
+            timestamp: Unwrapper {
+                highest: Some(highest_timestamp),
+            },
+        }
+    }
+
     /// The extended value of sequence number `seq`.
     pub fn extend_seq(&mut self, seq: u16) -> u64 {
         self.seq.extend(u64::from(seq), 16)
@@ -121,6 +135,16 @@ mod tests {
         assert_eq!(seqs(&[65_535]), [65_535]);
         assert_eq!(seqs(&[0]), [0]);
         assert_eq!(timestamps(&[u32::MAX]), [4_294_967_295]);
+    }
+
+    #[test]
+    fn a_continuing_extender_goes_on_past_the_wraps_already_counted() {
+        // Handed over after two sequence wraps (2 × 65 536 + 65 535) and one
+        // timestamp wrap (2^32 + 4 294 967 000).
+        let mut x = RtpExtender::continuing(196_607, 8_589_934_296);
+        assert_eq!(x.extend_seq(0), 196_608);
+        assert_eq!(x.extend_seq(65_534), 196_606, "reordered, from before");
+        assert_eq!(x.extend_timestamp(664), 8_589_934_592 + 664);
     }
 
     #[test]

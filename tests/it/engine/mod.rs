@@ -14,6 +14,7 @@ mod listener_only_in_an_all_party_state;
 mod mode_falls_with_a_pending_request;
 mod never_arrives_after_join;
 mod panic_ends_one_call;
+mod replayed_and_forged_srtp;
 mod routing;
 mod rsa_client;
 mod sendonly_needs_a_provider_notice;
