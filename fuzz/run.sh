@@ -73,7 +73,7 @@ max_len() {
     # packets, and its rate fell from 11,000 to 200 a second; rtp's, with
     # 16 KB inputs of 100 packets, from 1,600 to 85).
     case $1 in
-        dtmf | datagram | rtp) echo 4096 ;;
+        dtmf | datagram | rtp | srtp_in) echo 4096 ;;
         roq | meetings_json) echo 16384 ;;
         *) echo 65536 ;;
     esac

@@ -397,8 +397,39 @@ def ogg_seeds():
     write("ogg", "headers-only", stream([]))
 
 
+def srtp_in_seeds():
+    # [profile pick, start index (2 bytes, << 8), then [length, packet]...];
+    # every packet of SSRC 0xcafebabe.
+    def seed(pick, start, packets):
+        out = bytes([pick]) + struct.pack(">H", start)
+        for p in packets:
+            out += bytes([len(p)]) + p
+        return out
+
+    # libSRTP's srtp_validate and srtp_validate_gcm packets (test/srtp_driver.c).
+    cm = bytes.fromhex("800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb")
+    gcm = bytes.fromhex(
+        "800f1234decafbadcafebabec5002ede04cfdd2eb91159e0880aa06ed2976826f796b201df3131a127e8a392"
+    )
+    write("srtp_in", "libsrtp-aes-cm", seed(0, 0x12, [cm]))
+    write("srtp_in", "libsrtp-aes-gcm", seed(1, 0x12, [gcm, gcm]))
+    write("srtp_in", "aes-256-gcm-as-client", seed(0x82, 0x12, [gcm]))
+    # Clear packets a peer holding the keys could send: an RFC 6464 level in a
+    # one-byte extension (id 1), padding of three bytes; a two-byte
+    # extension; an RFC 4733 event (digit 5, end, 800 units).
+    one_byte = bytes.fromhex("b06f0001000003c0cafebabe" "bede0001" "10a50000" "f8ff0003")
+    two_byte = bytes.fromhex("906f0002000007e0cafebabe" "10000001" "01012500" "f8ff")
+    event = bytes.fromhex("806e000300000bb8cafebabe" "05800320")
+    write("srtp_in", "clear-extensions-padding-event", seed(0x01, 0, [one_byte, two_byte, event]))
+    # Sequence numbers across a wrap, then one from before it (replay window).
+    wrap = [bytes([0x80, 111, hi, lo]) + bytes(4) + bytes.fromhex("cafebabe") + bytes(26)
+            for hi, lo in ((0xff, 0xfe), (0xff, 0xff), (0x00, 0x00), (0xff, 0xfd))]
+    write("srtp_in", "across-a-wrap", seed(2, 0xff, wrap))
+
+
 def main():
     engine_seeds()
+    srtp_in_seeds()
     dtmf_seeds()
     roq_seeds()
     sdp_seeds()

@@ -52,6 +52,7 @@ pub const TARGETS: &[Target] = &[
     ("meetings_json", meetings_json),
     ("consent_rules", consent_rules),
     ("ogg", ogg),
+    ("srtp_in", srtp_in),
 ];
 
 /// The entry point of the target named `name`.
@@ -204,8 +205,8 @@ fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
         .sha1_hmac(key, parts)
 }
 
-/// RTP and RTCP as the engine reads them itself (everything but WHIP, whose
-/// RTP is str0m's): native flows ([`Engine::handle_native`]) of every codec,
+/// Plain RTP and RTCP as the engine reads them itself (WHIP's SRTP is
+/// [`srtp_in`]'s): native flows ([`Engine::handle_native`]) of every codec,
 /// with RFC 4733 events, and a SIP dialog's datagrams. Each packet goes
 /// through `PlainSpeaker` (RTP parsed, numbers extended, G.711/G.722 made
 /// into Opus, DTMF), the reordering, the conference's timeline and the
@@ -408,6 +409,60 @@ pub fn consent_rules(data: &[u8]) {
     }
     for jurisdiction in rules.jurisdictions() {
         let _ = rules.group_members(&jurisdiction.code);
+    }
+}
+
+/// SRTP as the engine decrypts it itself for connected WHIP sessions
+/// ([`SrtpReceiver::unprotect`]): the header's length, the packet index,
+/// the replay window over a run of packets, the tag; then what it reads of
+/// a packet that authenticated, which a peer holding the keys controls: the
+/// padding ([`strip_padding`]), the RFC 8285 header extensions
+/// ([`header_extension`]) and an RFC 4733 event's payload.
+///
+/// The input: one byte that picks the profile (its value mod 3) and our
+/// DTLS role (bit 7), two bytes of the stream's starting index (shifted
+/// left by 8), then records `[length, bytes…]` (fewer at the end), each
+/// one datagram of the stream's SSRC, `0xcafebabe`. A receiver with fixed
+/// keys takes each as a packet, then the same bytes are read as a clear
+/// packet.
+pub fn srtp_in(data: &[u8]) {
+    use crate::media::session::{crypto, header_extension};
+    use crate::media::srtp_in::{SrtpKeying, SrtpReceiver, header_len, strip_padding};
+    use str0m::crypto::dtls::SrtpProfile;
+    use str0m::media::{Frequency, TelephoneEvent};
+
+    let [pick, hi, lo, rest @ ..] = data else {
+        return;
+    };
+    let profile = [
+        SrtpProfile::AES128_CM_SHA1_80,
+        SrtpProfile::AEAD_AES_128_GCM,
+        SrtpProfile::AEAD_AES_256_GCM,
+    ][usize::from(pick % 3)];
+    let keying = SrtpKeying {
+        profile,
+        material: vec![0x5a; profile.keying_material_len()],
+        active: pick & 0x80 != 0,
+    };
+    let Some(mut receiver) = SrtpReceiver::new(crypto(), &keying) else {
+        return;
+    };
+    receiver.add_stream(0xcafe_babe, u64::from(u16::from_be_bytes([*hi, *lo])) << 8);
+    let mut plain = Vec::new();
+    let mut rest = rest;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (packet, next) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = next;
+        if receiver.claims(packet).is_some() {
+            let _ = receiver.unprotect(packet, &mut plain);
+        }
+        if let Some(header) = header_len(packet) {
+            let _ = header_extension(&packet[..header], pick & 0x0f);
+            let mut clear = packet.to_vec();
+            if strip_padding(&mut clear, header).is_ok() {
+                let _ = TelephoneEvent::parse(&clear[header..], Frequency::FORTY_EIGHT_KHZ);
+            }
+        }
     }
 }
 

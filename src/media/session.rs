@@ -67,7 +67,7 @@ impl DirectStream {
     /// The speech hint of a packet's RFC 6464 audio level, read from its
     /// header (RFC 8285 one- or two-byte header extensions).
     pub fn voice_hint(&self, header: &[u8]) -> VoiceHint {
-        let (level, voice) = match self.audio_level.and_then(|id| extension(header, id)) {
+        let (level, voice) = match self.audio_level.and_then(|id| header_extension(header, id)) {
             Some(&[v, ..]) => (Some(-((v & 0x7f) as i8)), Some(v & 0x80 != 0)),
             _ => (None, None),
         };
@@ -77,7 +77,7 @@ impl DirectStream {
 
 /// The data of header extension element `id` in an RTP header (RFC 8285),
 /// if the header has it.
-fn extension(header: &[u8], id: u8) -> Option<&[u8]> {
+pub(crate) fn header_extension(header: &[u8], id: u8) -> Option<&[u8]> {
     if header.first()? & 0x10 == 0 {
         return None;
     }
@@ -428,6 +428,11 @@ pub(crate) fn failure_cause(error: &RtcError) -> FailureCause {
     }
 }
 
+/// The crypto provider every session is built with.
+pub(crate) fn crypto() -> &'static CryptoProvider {
+    &CRYPTO
+}
+
 /// One provider for every session: DTLS through OpenSSL (see `dtls.rs`).
 static CRYPTO: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| Arc::new(super::dtls::provider()));
 
@@ -608,9 +613,9 @@ m=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=inactive\r\n"
         // RFC 8285 §4.2: id 4 (mid "0"), a padding byte, id 1 with 0xA5:
         // RFC 6464's V bit set and level 0x25, i.e. voice at -37 dBov.
         let h = header_with(&[0xBE, 0xDE, 0, 2, 0x40, b'0', 0x00, 0x10, 0xA5, 0, 0, 0]);
-        assert_eq!(extension(&h, 4), Some(&b"0"[..]));
-        assert_eq!(extension(&h, 1), Some(&[0xA5][..]));
-        assert_eq!(extension(&h, 2), None);
+        assert_eq!(header_extension(&h, 4), Some(&b"0"[..]));
+        assert_eq!(header_extension(&h, 1), Some(&[0xA5][..]));
+        assert_eq!(header_extension(&h, 2), None);
         assert_eq!(
             direct(Some(1)).voice_hint(&h),
             VoiceHint {
@@ -639,28 +644,28 @@ m=video 0 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=inactive\r\n"
     fn broken_header_extensions_give_nothing() {
         // Three words announced, one present.
         assert_eq!(
-            extension(&header_with(&[0xBE, 0xDE, 0, 3, 0x10, 0xA5, 0, 0]), 1),
+            header_extension(&header_with(&[0xBE, 0xDE, 0, 3, 0x10, 0xA5, 0, 0]), 1),
             None
         );
         // An element longer than the block.
         assert_eq!(
-            extension(&header_with(&[0xBE, 0xDE, 0, 1, 0x0F, 0xA5, 0, 0]), 0),
+            header_extension(&header_with(&[0xBE, 0xDE, 0, 1, 0x0F, 0xA5, 0, 0]), 0),
             None
         );
         // Id 15 ends the parsing (RFC 8285 §4.2).
         assert_eq!(
-            extension(&header_with(&[0xBE, 0xDE, 0, 1, 0xF0, 0x10, 0xA5, 0]), 1),
+            header_extension(&header_with(&[0xBE, 0xDE, 0, 1, 0xF0, 0x10, 0xA5, 0]), 1),
             None
         );
         // An unknown profile.
         assert_eq!(
-            extension(&header_with(&[0xAB, 0xCD, 0, 1, 0x10, 0xA5, 0, 0]), 1),
+            header_extension(&header_with(&[0xAB, 0xCD, 0, 1, 0x10, 0xA5, 0, 0]), 1),
             None
         );
         // No X bit.
         let mut h = header_with(&[0xBE, 0xDE, 0, 1, 0x10, 0xA5, 0, 0]);
         h[0] = 0x80;
-        assert_eq!(extension(&h, 1), None);
+        assert_eq!(header_extension(&h, 1), None);
     }
 
     #[test]

@@ -365,17 +365,7 @@ impl SrtpReceiver {
         }
         // Authentic: only now does the stream's state move.
         self.streams[at].accept(index);
-        // RFC 3550 §5.1: with P set, the last byte counts the padding.
-        if packet[0] & 0x20 != 0 {
-            let pad = usize::from(*plain.last().ok_or(SrtpError::Malformed)?);
-            let payload = plain.len() - header_len;
-            if pad == 0 || pad > payload {
-                return Err(SrtpError::Malformed);
-            }
-            plain.truncate(plain.len() - pad);
-            // What is left reads as a packet without padding.
-            plain[0] &= !0x20;
-        }
+        strip_padding(plain, header_len)?;
         Ok(Accepted {
             index,
             payload_start: header_len,
@@ -409,6 +399,24 @@ impl Stream {
     }
 }
 
+/// Removes the padding of a clear RTP packet whose header is `header_len`
+/// bytes (RFC 3550 §5.1: with P set, the last byte counts the padding
+/// bytes, itself included) and clears P, so what is left reads as a packet
+/// without padding.
+pub(crate) fn strip_padding(plain: &mut Vec<u8>, header_len: usize) -> Result<(), SrtpError> {
+    if plain.first().is_none_or(|b| b & 0x20 == 0) {
+        return Ok(());
+    }
+    let pad = usize::from(*plain.last().ok_or(SrtpError::Malformed)?);
+    let payload = plain.len().saturating_sub(header_len);
+    if pad == 0 || pad > payload {
+        return Err(SrtpError::Malformed);
+    }
+    plain.truncate(plain.len() - pad);
+    plain[0] &= !0x20;
+    Ok(())
+}
+
 /// RFC 3711 Appendix A: the index of sequence number `seq`, from the
 /// highest index accepted so far (`s_l` and the rollover counter in one).
 /// `None` for a packet from before index 0.
@@ -432,7 +440,7 @@ fn estimate_index(highest: u64, seq: u16) -> Option<u64> {
 
 /// The length of an RTP header: fixed part, CSRCs, extension (RFC 3550
 /// §5.1, §5.3.1). `None` when `packet` is not RTP version 2 or is shorter.
-fn header_len(packet: &[u8]) -> Option<usize> {
+pub(crate) fn header_len(packet: &[u8]) -> Option<usize> {
     if packet.len() < 12 || packet[0] >> 6 != 2 {
         return None;
     }
@@ -649,6 +657,56 @@ mod tests {
         s.accept(1200);
         assert!(!s.accepts(1000), "now outside the window");
         assert!(s.accepts(1199));
+    }
+
+    #[test]
+    fn padding_is_removed_and_p_cleared() {
+        // RFC 3550 §5.1: P set, two payload bytes, then three of padding
+        // whose last says three.
+        let mut p = vec![0xA0, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xF8, 0xFF, 0, 0, 3];
+        strip_padding(&mut p, 12).unwrap();
+        assert_eq!(p, [0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xF8, 0xFF]);
+        // Without P nothing is removed.
+        let mut q = p.clone();
+        strip_padding(&mut q, 12).unwrap();
+        assert_eq!(q, p);
+        // A count of zero, or more than the payload, is malformed.
+        let mut zero = vec![0xA0, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xF8, 0];
+        assert_eq!(strip_padding(&mut zero, 12), Err(SrtpError::Malformed));
+        let mut long = vec![0xA0, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xF8, 3];
+        assert_eq!(strip_padding(&mut long, 12), Err(SrtpError::Malformed));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn without_the_keys_nothing_is_accepted(
+            profile in 0u8..3,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        ) {
+            let profile = [
+                SrtpProfile::AES128_CM_SHA1_80,
+                SrtpProfile::AEAD_AES_128_GCM,
+                SrtpProfile::AEAD_AES_256_GCM,
+            ][usize::from(profile)];
+            let keying = SrtpKeying {
+                profile,
+                material: vec![0x5a; profile.keying_material_len()],
+                active: false,
+            };
+            let mut rx = SrtpReceiver::new(&crypto(), &keying).unwrap();
+            rx.add_stream(0xcafe_babe, 1000);
+            // RTP version 2, the stream's SSRC, anything else.
+            let mut packet = vec![0x80, 111, 0x03, 0xE9, 0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe];
+            packet.extend_from_slice(&body);
+            proptest::prop_assert!(rx.unprotect(&packet, &mut Vec::new()).is_err());
+        }
+
+        #[test]
+        fn any_change_to_a_genuine_packet_is_refused(at in 0usize..38, flip in 1u8..=255) {
+            let mut packet = hex(LIBSRTP_CIPHERTEXT);
+            packet[at] ^= flip;
+            proptest::prop_assert!(libsrtp_cm().unprotect(&packet, &mut Vec::new()).is_err());
+        }
     }
 
     #[test]
