@@ -103,6 +103,14 @@ pub enum Command {
         /// The call whose handling is to panic.
         call_id: CallId,
     },
+    /// Test hook: the call's sessions will take their streams from str0m
+    /// with keys that are not the sender's, as a bug in handing the keys
+    /// over would: [`Reply::Found`].
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectWrongSrtpKeys {
+        /// The call.
+        call_id: CallId,
+    },
     /// Test hook: the engine panics outside any call's handling (as a bug
     /// in routing would), so the worker thread dies. No reply.
     #[cfg(any(test, feature = "fault-injection"))]

@@ -1270,6 +1270,15 @@ impl Engine {
                 None => Reply::Found(false),
             },
             #[cfg(any(test, feature = "fault-injection"))]
+            Command::InjectWrongSrtpKeys { call_id } => {
+                let mut found = false;
+                for session in self.sessions.values_mut().filter(|s| s.call_id == call_id) {
+                    session.wrong_srtp_keys = true;
+                    found = true;
+                }
+                Reply::Found(found)
+            }
+            #[cfg(any(test, feature = "fault-injection"))]
             Command::InjectWorkerPanic => panic!("injected fault: a bug outside any call"),
         }
     }

@@ -141,6 +141,10 @@ pub(crate) struct Session {
     /// Once connected: the SRTP of the SSRCs in `direct`, decrypted here.
     pub srtp_in: Option<SrtpReceiver>,
     pub direct: Vec<DirectStream>,
+    /// Test hook: take streams from str0m with keys that are not the
+    /// sender's (`Command::InjectWrongSrtpKeys`).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub wrong_srtp_keys: bool,
     pub offer: OfferSummary,
     pub speakers: FxHashMap<Mid, Speaker>,
     pub playbacks: Vec<Playback>,
@@ -232,6 +236,8 @@ impl Session {
             keying,
             srtp_in: None,
             direct: Vec::new(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            wrong_srtp_keys: false,
             offer: create.summary.clone(),
             speakers: FxHashMap::default(),
             playbacks: Vec::new(),
@@ -290,6 +296,14 @@ impl Session {
             return;
         };
         if self.srtp_in.is_none() {
+            #[cfg(any(test, feature = "fault-injection"))]
+            let keying = &{
+                let mut keying = keying.clone();
+                if self.wrong_srtp_keys {
+                    keying.material.iter_mut().for_each(|b| *b ^= 0xff);
+                }
+                keying
+            };
             self.srtp_in = SrtpReceiver::new(&CRYPTO, keying);
             if self.srtp_in.is_none() {
                 // A profile we cannot key: str0m receives everything.

@@ -20,6 +20,7 @@ mod rsa_client;
 mod sendonly_needs_a_provider_notice;
 mod sip_dialog;
 mod two_minute_call;
+mod wrong_srtp_keys_give_the_stream_back;
 
 use std::path::Path;
 
