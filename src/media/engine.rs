@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hearken_core::conference::{
-    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause, Ingest,
-    PlayedPacket, SessionEndReason, SessionKey, SpeakerMedia,
+    AudioFrame, CallSummary, Conference, ConferenceOutput, EndReason, FailureCause, FrameStats,
+    Ingest, PlayedPacket, SessionEndReason, SessionKey, SpeakerMedia,
 };
 use hearken_core::consent::engine::{
     AuditEvent, ConsentEngine, ConsentOutput, Delivery, PromptKind,
@@ -2215,6 +2215,12 @@ fn whip_frame(
     let stats = call
         .conference
         .handle_audio(key, speaker.participant, frame);
+    count_frame(shared, &stats, bytes);
+    trace!(parent: &speaker.span, bytes, "frame");
+}
+
+/// Counts what the conference made of one frame of `bytes` bytes.
+fn count_frame(shared: &mut Shared, stats: &FrameStats, bytes: u64) {
     let counts = &mut shared.counts;
     counts.packets += stats.packets;
     counts.bytes += bytes;
@@ -2223,7 +2229,6 @@ fn whip_frame(
     if let Some(reason) = stats.withheld {
         shared.metrics.frames_withheld.get(reason).inc();
     }
-    trace!(parent: &speaker.span, bytes, "frame");
 }
 
 /// Hands one plain-RTP packet of `speaker` (a native flow or a SIP caller,
@@ -2292,14 +2297,7 @@ fn handle_plain_packet(
         let stats = call
             .conference
             .handle_audio(key, speaker.participant, frame);
-        let counts = &mut shared.counts;
-        counts.packets += stats.packets;
-        counts.bytes += bytes;
-        counts.lost += stats.lost;
-        counts.reanchored += stats.reanchored;
-        if let Some(reason) = stats.withheld {
-            shared.metrics.frames_withheld.get(reason).inc();
-        }
+        count_frame(shared, &stats, bytes);
     }
 }
 

@@ -28,7 +28,7 @@ use str0m::config::CryptoProvider;
 use str0m::crypto::dtls::SrtpProfile;
 use str0m::crypto::{
     AeadAes128Gcm, AeadAes128GcmCipher, AeadAes256Gcm, AeadAes256GcmCipher, Aes128CmSha1_80,
-    Aes128CmSha1_80Cipher, Sha1HmacProvider, SrtpProvider,
+    Aes128CmSha1_80Cipher, CryptoError, Sha1HmacProvider, SrtpProvider,
 };
 
 /// RFC 3711 §4.3.1 key derivation labels (RTP only: RTCP stays str0m's).
@@ -328,40 +328,22 @@ impl SrtpReceiver {
                     .map_err(|_| SrtpError::Auth)?;
                 plain.truncate(header_len + encrypted.len());
             }
-            Cipher::AeadAes128Gcm { cipher, salt } => {
-                let iv = AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                let sealed = &packet[header_len..];
-                let len = sealed
-                    .len()
-                    .checked_sub(AeadAes128Gcm::TAG_LEN)
-                    .ok_or(SrtpError::Malformed)?;
-                plain.resize(header_len + len, 0);
-                cipher
-                    .decrypt(
-                        &iv,
-                        &[&packet[..header_len]],
-                        sealed,
-                        &mut plain[header_len..],
-                    )
-                    .map_err(|_| SrtpError::Auth)?;
-            }
-            Cipher::AeadAes256Gcm { cipher, salt } => {
-                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                let sealed = &packet[header_len..];
-                let len = sealed
-                    .len()
-                    .checked_sub(AeadAes256Gcm::TAG_LEN)
-                    .ok_or(SrtpError::Malformed)?;
-                plain.resize(header_len + len, 0);
-                cipher
-                    .decrypt(
-                        &iv,
-                        &[&packet[..header_len]],
-                        sealed,
-                        &mut plain[header_len..],
-                    )
-                    .map_err(|_| SrtpError::Auth)?;
-            }
+            Cipher::AeadAes128Gcm { cipher, salt } => open_gcm(
+                packet,
+                header_len,
+                plain,
+                &AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, seq),
+                AeadAes128Gcm::TAG_LEN,
+                |iv, aad, sealed, out| cipher.decrypt(iv, aad, sealed, out),
+            )?,
+            Cipher::AeadAes256Gcm { cipher, salt } => open_gcm(
+                packet,
+                header_len,
+                plain,
+                &AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, seq),
+                AeadAes256Gcm::TAG_LEN,
+                |iv, aad, sealed, out| cipher.decrypt(iv, aad, sealed, out),
+            )?,
         }
         // Authentic: only now does the stream's state move.
         self.streams[at].accept(index);
@@ -397,6 +379,34 @@ impl Stream {
             self.seen |= 1u128 << (self.highest - index);
         }
     }
+}
+
+/// RFC 7714 §9.2: authenticates `packet`'s header (the AAD) and its
+/// sealed payload with the `tag_len`-byte tag at its end, and appends the
+/// payload in the clear to `plain` (which holds the header). Both AES-GCM
+/// profiles: their ciphers are different types with one `decrypt`.
+fn open_gcm(
+    packet: &[u8],
+    header_len: usize,
+    plain: &mut Vec<u8>,
+    iv: &[u8; 12],
+    tag_len: usize,
+    decrypt: impl FnOnce(&[u8; 12], &[&[u8]], &[u8], &mut [u8]) -> Result<usize, CryptoError>,
+) -> Result<(), SrtpError> {
+    let sealed = &packet[header_len..];
+    let len = sealed
+        .len()
+        .checked_sub(tag_len)
+        .ok_or(SrtpError::Malformed)?;
+    plain.resize(header_len + len, 0);
+    decrypt(
+        iv,
+        &[&packet[..header_len]],
+        sealed,
+        &mut plain[header_len..],
+    )
+    .map_err(|_| SrtpError::Auth)?;
+    Ok(())
 }
 
 /// Removes the padding of a clear RTP packet whose header is `header_len`
