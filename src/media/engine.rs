@@ -462,9 +462,13 @@ impl Engine {
         };
         let call_id = session.call_id.clone();
         // As `contained` does: a panic here ends this call only.
+        // The one decrypt buffer, out of `shared` while the frame goes
+        // through it.
+        let mut plain = std::mem::take(&mut shared.srtp_plain);
         let handled = catch_unwind(AssertUnwindSafe(|| {
-            direct_packet(key, session, call, shared, ssrc, data, now);
+            direct_packet(key, session, call, shared, ssrc, data, &mut plain, now);
         }));
+        shared.srtp_plain = plain;
         match handled {
             Ok(()) => self.contained(&call_id, now, |engine| engine.flush_call(&call_id, now)),
             Err(panic) => {
@@ -2071,26 +2075,10 @@ fn handle_event(
 }
 
 /// One SRTP packet of a stream the session decrypts itself
-/// ([`Session::receive_directly`]): what str0m's receive and
-/// [`handle_event`] do for the others, for one Opus m-line.
-fn direct_packet(
-    key: SessionKey,
-    session: &mut Session,
-    call: &mut Call,
-    shared: &mut Shared,
-    ssrc: u32,
-    data: &[u8],
-    now: Instant,
-) {
-    // Taken out of `shared` while the frame goes through it; put back below.
-    let mut plain = std::mem::take(&mut shared.srtp_plain);
-    direct_plain_packet(key, session, call, shared, ssrc, data, &mut plain, now);
-    shared.srtp_plain = plain;
-}
-
-/// [`direct_packet`], decrypting into `plain`.
+/// ([`Session::receive_directly`]), decrypted into `plain`: what str0m's
+/// receive and [`handle_event`] do for the others, for one Opus m-line.
 #[allow(clippy::too_many_arguments)]
-fn direct_plain_packet(
+fn direct_packet(
     key: SessionKey,
     session: &mut Session,
     call: &mut Call,
